@@ -1,0 +1,155 @@
+"""`ArchConfig`: one decoder-only transformer, described completely and validated.
+
+Every architectural knob lives here and nowhere else; the model in `archscale.trainers` is built
+from it and `archscale.spaces.count` counts it. The config is frozen and round-trips through
+`to_dict()` / `ArchConfig(**d)` and JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+FFNActivation = Literal[
+    "relu", "gelu", "gelu_tanh", "silu", "relu2", "glu", "bilinear", "reglu", "geglu", "swiglu"
+]
+Norm = Literal["layernorm", "rmsnorm", "none"]
+NormPosition = Literal["pre", "post", "sandwich"]
+Position = Literal["none", "sinusoidal", "learned", "rope", "alibi", "t5_bias"]
+Block = Literal["sequential", "parallel"]
+Init = Literal["normal", "depth_scaled"]
+
+FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
+GATED_ACTIVATIONS: frozenset[str] = frozenset({"glu", "bilinear", "reglu", "geglu", "swiglu"})
+NORMS: tuple[str, ...] = get_args(Norm)
+NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
+POSITIONS: tuple[str, ...] = get_args(Position)
+BLOCKS: tuple[str, ...] = get_args(Block)
+INITS: tuple[str, ...] = get_args(Init)
+
+
+class ArchConfig(BaseModel):
+    """A decoder-only transformer. Invalid combinations raise a `ValueError` naming the field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    vocab_size: int = 256
+    seq_len: int = 128  # training context; learned positions cannot run longer
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # None = n_heads (MHA); 1 = MQA; in between = GQA
+    head_dim: int | None = None  # None = d_model // n_heads
+    ffn_activation: FFNActivation = "gelu"
+    d_ff: int = 256  # hidden width; gated activations have two d_model x d_ff input matrices
+    norm: Norm = "layernorm"
+    norm_position: NormPosition = "pre"  # sandwich = pre-norm plus a norm on the sublayer output
+    qk_norm: bool = False  # normalise queries and keys per head (same norm kind as `norm`)
+    position: Position = "learned"
+    rope_theta: float = 10000.0
+    t5_num_buckets: int = 32  # T5 relative bias: log-spaced distance buckets, shared by all layers
+    t5_max_distance: int = 128
+    block: Block = "sequential"  # parallel = attention and FFN read the same input (GPT-J, PaLM)
+    ffn_per_block: int = 1  # FFN sublayers after each attention sublayer (sequential blocks)
+    tie_embeddings: bool = True
+    bias: bool = False  # biases in every linear layer and LayerNorm
+    init: Init = "depth_scaled"  # normal: N(0, 0.02); depth_scaled: residual outputs / sqrt(2 L)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_derived(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
+            data["n_kv_heads"] = data["n_heads"]
+        if data.get("head_dim") is None:
+            d_model, n_heads = data.get("d_model", 64), data.get("n_heads", 4)
+            if isinstance(d_model, int) and isinstance(n_heads, int) and n_heads > 0:
+                if d_model % n_heads:
+                    raise ValueError(
+                        f"head_dim: omitted, so it is derived as d_model / n_heads, but d_model={d_model} "
+                        f"is not divisible by n_heads={n_heads}; give head_dim or make d_model a multiple of n_heads"
+                    )
+                data["head_dim"] = d_model // n_heads
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ArchConfig:
+        positive = ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff",
+                    "ffn_per_block", "t5_num_buckets", "t5_max_distance")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)}")
+        if self.n_heads % self.n_kv_heads:
+            allowed = [k for k in range(1, self.n_heads + 1) if self.n_heads % k == 0]
+            raise ValueError(
+                f"n_kv_heads: must divide n_heads={self.n_heads}; allowed values are {allowed}, got {self.n_kv_heads}"
+            )
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(f"head_dim: rope needs an even head_dim, got {self.head_dim}")
+        if self.rope_theta <= 0:
+            raise ValueError(f"rope_theta: must be > 0, got {self.rope_theta}")
+        if self.qk_norm and self.norm == "none":
+            raise ValueError("qk_norm: needs a norm kind to normalise with; allowed with norm in {layernorm, rmsnorm}")
+        if self.block == "parallel" and self.ffn_per_block != 1:
+            raise ValueError(f"ffn_per_block: a parallel block has exactly one FFN; allowed value is 1, got {self.ffn_per_block}")
+        if self.position == "t5_bias" and self.t5_num_buckets < 2:
+            raise ValueError("t5_num_buckets: must be >= 2")
+        return self
+
+    # --- derived facts -------------------------------------------------------------------
+    @property
+    def gated(self) -> bool:
+        return self.ffn_activation in GATED_ACTIVATIONS
+
+    @property
+    def has_final_norm(self) -> bool:
+        """Pre and sandwich stacks end with a norm before the LM head; post-norm output is already normed."""
+        return self.norm != "none" and self.norm_position in ("pre", "sandwich")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def arch_id(self) -> str:
+        """A short stable hash of every field: equal for seed replicas of one architecture."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """A short human name: the axes people compare most."""
+        kv = "" if self.n_kv_heads == self.n_heads else f"·kv{self.n_kv_heads}"
+        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}"
+
+    @classmethod
+    def from_file(cls, path: str) -> ArchConfig:
+        """Load an architecture from a YAML or JSON file of ArchConfig fields."""
+        from archscale.spaces.errors import SpaceError, load_mapping
+
+        data = load_mapping(path)
+        if "arch" in data and isinstance(data["arch"], dict):
+            data = data["arch"]
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise SpaceError(path, "", _first_error(e)) from None
+
+
+def _first_error(e: ValueError) -> str:
+    """A one-line message from a pydantic ValidationError (or any ValueError)."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        parts = []
+        for err in errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()))
+            msg = err.get("msg", "").removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        return "; ".join(parts)
+    return str(e)

@@ -1,0 +1,95 @@
+"""Exact, analytic parameter / FLOP / KV-cache counts for an `ArchConfig` (no torch needed).
+
+Conventions (tested against torch for every variant the spaces can produce):
+- `params`: every trainable parameter (Chinchilla's convention).
+- `non_embedding_params`: `params` minus the token embedding, any learned position table (the
+  learned absolute table, the T5 relative-bias table) and an untied output head (Kaplan's
+  convention, extended to untied heads).
+- `flops_per_token`: training FLOPs per token at `seq_len`, = 3 x forward matmul FLOPs
+  (2 per multiply-accumulate; backward = 2 x forward): Q/K/V/output projections, attention scores
+  and weighted values over the full T x T (no causal halving), FFN, LM head. Norms, softmax,
+  embedding lookups and elementwise work are not counted.
+- `kv_cache_bytes_per_token`: 2 (K and V) x n_layers x n_kv_heads x head_dim x 2 bytes (bf16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from archscale.spaces.arch import ArchConfig
+
+KV_CACHE_BYTES_PER_VALUE = 2  # bf16
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    non_embedding_params: int
+    flops_per_token: float
+    kv_cache_bytes_per_token: int
+
+    def to_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> int | float:
+        return getattr(self, key)
+
+
+def _norm_params(arch: ArchConfig, width: int) -> int:
+    if arch.norm == "layernorm":
+        return width * (2 if arch.bias else 1)
+    if arch.norm == "rmsnorm":
+        return width
+    return 0
+
+
+def norms_per_block(arch: ArchConfig) -> int:
+    """How many d_model-wide norms one block holds (attention + its FFN sublayers)."""
+    if arch.norm == "none":
+        return 0
+    sublayers = 1 + arch.ffn_per_block
+    if arch.block == "parallel":
+        # pre/post: one shared norm; sandwich: one shared input norm + one output norm per branch
+        return 3 if arch.norm_position == "sandwich" else 1
+    return 2 * sublayers if arch.norm_position == "sandwich" else sublayers
+
+
+def count(arch: ArchConfig) -> Counts:
+    """Count parameters, training FLOPs per token, and KV-cache bytes per token, analytically."""
+    d, L, T = arch.d_model, arch.n_layers, arch.seq_len
+    q_width = arch.n_heads * arch.head_dim
+    kv_width = arch.n_kv_heads * arch.head_dim
+    b = 1 if arch.bias else 0
+
+    # attention: Q, K, V, O projections (+ biases) and optional QK-norm over head_dim
+    attn = d * (q_width + 2 * kv_width) + q_width * d + b * (q_width + 2 * kv_width + d)
+    if arch.qk_norm:
+        attn += 2 * _norm_params(arch, arch.head_dim)
+    # FFN: up (and gate) d -> d_ff, down d_ff -> d
+    n_in = 2 if arch.gated else 1
+    ffn = n_in * d * arch.d_ff + arch.d_ff * d + b * (n_in * arch.d_ff + d)
+    block = attn + arch.ffn_per_block * ffn + norms_per_block(arch) * _norm_params(arch, d)
+    body = L * block + (_norm_params(arch, d) if arch.has_final_norm else 0)
+
+    embedding = arch.vocab_size * d
+    position_table = 0
+    if arch.position == "learned":
+        position_table = T * d
+    elif arch.position == "t5_bias":
+        position_table = arch.t5_num_buckets * arch.n_heads
+    head = 0 if arch.tie_embeddings else d * arch.vocab_size
+    params = body + embedding + position_table + head
+
+    # forward matmul FLOPs per token (2 per multiply-accumulate)
+    proj = 2 * (d * (q_width + 2 * kv_width) + q_width * d)
+    scores_and_values = 2 * 2 * arch.n_heads * arch.head_dim * T  # QK^T and AV, full T x T
+    ffn_flops = 2 * arch.ffn_per_block * (n_in + 1) * d * arch.d_ff
+    lm_head = 2 * d * arch.vocab_size
+    forward = L * (proj + scores_and_values + ffn_flops) + lm_head
+
+    return Counts(
+        params=int(params),
+        non_embedding_params=int(body),
+        flops_per_token=float(3 * forward),
+        kv_cache_bytes_per_token=int(2 * L * kv_width * KV_CACHE_BYTES_PER_VALUE),
+    )

@@ -1,0 +1,39 @@
+"""User-facing errors: each names the file, the key path, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class SpaceError(ValueError):
+    """Bad input in a space, architecture or study file. The CLI prints it without a traceback."""
+
+    def __init__(self, path: str | Path | None, key: str, message: str):
+        self.path = str(path) if path is not None else None
+        self.key = key
+        self.message = message
+        where = self.path or "<input>"
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class BudgetError(ValueError):
+    """The sampled choices cannot meet the budget; the message gives the feasible range."""
+
+
+def load_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file holding a mapping, with clean errors."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpaceError(p, "", "file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(p, "", f"not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise SpaceError(p, "", "not a text file") from None
+    if not isinstance(data, dict):
+        raise SpaceError(p, "", f"expected a mapping at the top level, got {type(data).__name__}")
+    return data

@@ -1,0 +1,377 @@
+"""The decoder, built from an `ArchConfig`, read top to bottom in the order data flows.
+
+    tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
+
+Variants are data: `NORMS`, `ACTIVATIONS` and `POSITIONS` are small registries; adding one is a
+function or class plus one table entry plus its case in the contract tests. Model code is
+single-device: devices, dtypes and compilation are applied by the trainer, outside.
+On CPU, attention goes through `F.scaled_dot_product_attention`; ALiBi and T5 bias enter as
+additive float masks. On CUDA tensors, gated activations and RMSNorm use the fused Triton kernels
+of `archscale.trainers.kernels` when those are enabled (plain torch otherwise, and always on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archscale.spaces import ArchConfig
+from archscale.trainers import kernels
+
+# --------------------------------------------------------------------------------------------
+# Norms: name -> constructor(width, arch). "none" is the identity.
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, width: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if kernels.enabled_for(x):
+            return kernels.fused_rms_norm(x, self.weight, self.eps)
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+NORMS: dict[str, Callable[[int, ArchConfig], nn.Module]] = {
+    "layernorm": lambda width, arch: nn.LayerNorm(width, bias=arch.bias),
+    "rmsnorm": lambda width, arch: RMSNorm(width),
+    "none": lambda width, arch: nn.Identity(),
+}
+
+# --------------------------------------------------------------------------------------------
+# FFN activations: name -> (function, gated). A gated function takes (gate, up), both (..., d_ff).
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    fn: Callable[..., Tensor]
+    gated: bool
+
+
+ACTIVATIONS: dict[str, ActivationSpec] = {
+    "relu": ActivationSpec(F.relu, False),
+    "gelu": ActivationSpec(F.gelu, False),
+    "gelu_tanh": ActivationSpec(lambda h: F.gelu(h, approximate="tanh"), False),
+    "silu": ActivationSpec(F.silu, False),
+    "relu2": ActivationSpec(lambda h: F.relu(h).square(), False),  # So et al. 2021 (Primer)
+    "glu": ActivationSpec(lambda g, u: torch.sigmoid(g) * u, True),  # Dauphin et al. 2017
+    "bilinear": ActivationSpec(lambda g, u: g * u, True),
+    "reglu": ActivationSpec(lambda g, u: F.relu(g) * u, True),  # Shazeer 2020
+    "geglu": ActivationSpec(lambda g, u: F.gelu(g) * u, True),
+    "swiglu": ActivationSpec(lambda g, u: F.silu(g) * u, True),
+}
+FUSED_GATED = frozenset({"swiglu", "geglu", "reglu"})
+
+
+class Activation(nn.Module):
+    """The FFN nonlinearity as a module, so a forward hook can read the hidden activations."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.spec = ACTIVATIONS[name]
+
+    def forward(self, h: Tensor, up: Tensor | None = None) -> Tensor:
+        if not self.spec.gated:
+            return self.spec.fn(h)
+        if self.name in FUSED_GATED and kernels.enabled_for(h):
+            return kernels.fused_gated_activation(self.name, h, up)
+        return self.spec.fn(h, up)
+
+
+# --------------------------------------------------------------------------------------------
+# Position codings. The contract, written once:
+#   - `embed(T, device)` returns a (T, d_model) tensor added to the token embeddings, or None.
+#   - `rotate(q, k)` takes q (B, T, H, hd) and k (B, T, KV, hd) and returns them position-coded.
+#   - `attn_bias(T, device)` returns an additive (H, T, T) score bias (causal part excluded), or None.
+# All three see only positions 0..T-1 of one causal sequence; none may look at token values, so a
+# coding can never leak a future token into a past output. Buffers are caches, never parameters
+# unless the coding is learned (then they count as position tables).
+
+
+class PositionCoding(nn.Module):
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.max_len = None  # longest T this coding supports; None = any
+
+    def embed(self, T: int, device: torch.device) -> Tensor | None:
+        return None
+
+    def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        return q, k
+
+    def attn_bias(self, T: int, device: torch.device) -> Tensor | None:
+        return None
+
+
+class NoPosition(PositionCoding):
+    """NoPE: causal attention alone carries order (Haviv et al. 2022; Kazemnejad et al. 2023)."""
+
+
+class Sinusoidal(PositionCoding):
+    """Vaswani et al. 2017; token embeddings are scaled by sqrt(d_model) as in the original."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__(arch)
+        self.d_model = arch.d_model
+
+    def embed(self, T: int, device: torch.device) -> Tensor:
+        pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
+        i = torch.arange(0, self.d_model, 2, device=device, dtype=torch.float32)
+        angle = pos / torch.pow(10000.0, i / self.d_model)  # (T, ceil(d/2))
+        table = torch.zeros(T, self.d_model, device=device)
+        table[:, 0::2] = torch.sin(angle)
+        table[:, 1::2] = torch.cos(angle[:, : self.d_model // 2])
+        return table
+
+
+class Learned(PositionCoding):
+    """A learned absolute table of `seq_len` rows (GPT-2); cannot run past seq_len."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__(arch)
+        self.max_len = arch.seq_len
+        self.table = nn.Embedding(arch.seq_len, arch.d_model)
+
+    def embed(self, T: int, device: torch.device) -> Tensor:
+        if T > self.max_len:
+            raise ValueError(f"learned positions cover seq_len={self.max_len} tokens; got a sequence of {T}")
+        return self.table.weight[:T]
+
+
+class Rotary(PositionCoding):
+    """RoPE (Su et al. 2021), rotating half-dimension pairs (GPT-NeoX layout)."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__(arch)
+        inv_freq = 1.0 / (arch.rope_theta ** (torch.arange(0, arch.head_dim, 2, dtype=torch.float32) / arch.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        T = q.shape[1]
+        t = torch.arange(T, device=q.device, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq)  # (T, hd/2)
+        cos = freqs.cos()[None, :, None, :].to(q.dtype)  # (1, T, 1, hd/2)
+        sin = freqs.sin()[None, :, None, :].to(q.dtype)
+        return _rotate_half(q, cos, sin), _rotate_half(k, cos, sin)
+
+
+def _rotate_half(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class ALiBi(PositionCoding):
+    """Press et al. 2022: a fixed per-head linear penalty on distance; no parameters."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__(arch)
+        self.register_buffer("slopes", alibi_slopes(arch.n_heads), persistent=False)
+
+    def attn_bias(self, T: int, device: torch.device) -> Tensor:
+        pos = torch.arange(T, device=device)
+        distance = (pos[:, None] - pos[None, :]).clamp(min=0).float()  # (T, T), 0 above the diagonal
+        return -self.slopes.to(device)[:, None, None] * distance  # (H, T, T)
+
+
+def alibi_slopes(n_heads: int) -> Tensor:
+    """Geometric slopes 2^(-8 i / n) for a power of two, interleaved otherwise (the paper's recipe)."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        slopes = power_of_two(n_heads)
+    else:
+        closest = 2 ** math.floor(math.log2(n_heads))
+        slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class T5Bias(PositionCoding):
+    """Raffel et al. 2020: a learned scalar per (head, log-spaced distance bucket), shared by all
+    layers; unidirectional buckets since the decoder only looks back."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__(arch)
+        self.num_buckets = arch.t5_num_buckets
+        self.max_distance = arch.t5_max_distance
+        self.table = nn.Embedding(arch.t5_num_buckets, arch.n_heads)
+
+    def attn_bias(self, T: int, device: torch.device) -> Tensor:
+        pos = torch.arange(T, device=device)
+        distance = (pos[:, None] - pos[None, :]).clamp(min=0)  # (T, T) how far back the key is
+        buckets = t5_bucket(distance, self.num_buckets, self.max_distance)
+        return self.table(buckets).permute(2, 0, 1)  # (H, T, T)
+
+
+def t5_bucket(distance: Tensor, num_buckets: int, max_distance: int) -> Tensor:
+    exact = num_buckets // 2
+    is_small = distance < exact
+    log_ratio = torch.log(distance.float().clamp(min=1) / exact) / math.log(max(max_distance, exact + 1) / exact)
+    large = exact + (log_ratio * (num_buckets - exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return torch.where(is_small, distance, large)
+
+
+POSITIONS: dict[str, type[PositionCoding]] = {
+    "none": NoPosition,
+    "sinusoidal": Sinusoidal,
+    "learned": Learned,
+    "rope": Rotary,
+    "alibi": ALiBi,
+    "t5_bias": T5Bias,
+}
+
+# --------------------------------------------------------------------------------------------
+# Sublayers
+
+
+class Attention(nn.Module):
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
+        q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
+        self.q = nn.Linear(arch.d_model, q_width, bias=arch.bias)
+        self.k = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
+        self.v = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
+        self.o = nn.Linear(q_width, arch.d_model, bias=arch.bias)
+        self.q_norm = NORMS[arch.norm](arch.head_dim, arch) if arch.qk_norm else nn.Identity()
+        self.k_norm = NORMS[arch.norm](arch.head_dim, arch) if arch.qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
+        B, T, _ = x.shape
+        q = self.q_norm(self.q(x).view(B, T, self.n_heads, self.head_dim))  # (B, T, H, hd)
+        k = self.k_norm(self.k(x).view(B, T, self.n_kv_heads, self.head_dim))  # (B, T, KV, hd)
+        v = self.v(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = pos.rotate(q, k)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, hd)
+        gqa = self.n_kv_heads != self.n_heads
+        if bias is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), enable_gqa=gqa)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class FFN(nn.Module):
+    """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.gated = ACTIVATIONS[arch.ffn_activation].gated
+        self.up = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias)
+        self.gate = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias) if self.gated else None
+        self.act = Activation(arch.ffn_activation)
+        self.down = nn.Linear(arch.d_ff, arch.d_model, bias=arch.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gated:
+            return self.down(self.act(self.gate(x), self.up(x)))
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    """One attention sublayer and `ffn_per_block` FFN sublayers, with the configured norm placement.
+
+    sequential pre:      x += attn(n(x));          x += ffn(n(x))
+    sequential post:     x = n(x + attn(x));       x = n(x + ffn(x))
+    sequential sandwich: x += n'(attn(n(x)));      x += n'(ffn(n(x)))
+    parallel pre:        h = n(x); x += attn(h) + ffn(h)
+    parallel post:       x = n(x + attn(x) + ffn(x))
+    parallel sandwich:   h = n(x); x += n'(attn(h)) + n''(ffn(h))
+    """
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.parallel = arch.block == "parallel"
+        self.position = arch.norm_position
+        make_norm = lambda: NORMS[arch.norm](arch.d_model, arch)  # noqa: E731
+        self.attn = Attention(arch)
+        self.ffns = nn.ModuleList(FFN(arch) for _ in range(arch.ffn_per_block))
+        n_in = 1 if self.parallel else 1 + arch.ffn_per_block
+        self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
+        n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0
+        self.out_norms = nn.ModuleList(make_norm() for _ in range(n_out))
+
+    def forward(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
+        if self.parallel:
+            return self._parallel(x, pos, bias)
+        sublayers = [lambda h: self.attn(h, pos, bias)] + list(self.ffns)
+        for i, sublayer in enumerate(sublayers):
+            if self.position == "pre":
+                x = x + sublayer(self.norms[i](x))
+            elif self.position == "post":
+                x = self.norms[i](x + sublayer(x))
+            else:
+                x = x + self.out_norms[i](sublayer(self.norms[i](x)))
+        return x
+
+    def _parallel(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
+        ffn = self.ffns[0]
+        if self.position == "post":
+            return self.norms[0](x + self.attn(x, pos, bias) + ffn(x))
+        h = self.norms[0](x)
+        if self.position == "pre":
+            return x + self.attn(h, pos, bias) + ffn(h)
+        return x + self.out_norms[0](self.attn(h, pos, bias)) + self.out_norms[1](ffn(h))
+
+
+# --------------------------------------------------------------------------------------------
+# The decoder
+
+
+class Decoder(nn.Module):
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        self.arch = arch
+        self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
+        self.emb_scale = math.sqrt(arch.d_model) if arch.position == "sinusoidal" else 1.0
+        self.pos = POSITIONS[arch.position](arch)
+        self.blocks = nn.ModuleList(Block(arch) for _ in range(arch.n_layers))
+        self.final_norm = NORMS[arch.norm](arch.d_model, arch) if arch.has_final_norm else nn.Identity()
+        self.head = None if arch.tie_embeddings else nn.Linear(arch.d_model, arch.vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """normal: every matrix N(0, 0.02). depth_scaled: residual-output matrices (attention `o`,
+        FFN `down`) get 0.02 / sqrt(number of residual additions), as in GPT-2."""
+        std = 0.02
+        residual_adds = self.arch.n_layers * (1 + self.arch.ffn_per_block)
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                scaled = self.arch.init == "depth_scaled" and name.endswith(("attn.o.weight", "down.weight"))
+                nn.init.normal_(p, 0.0, std / math.sqrt(residual_adds) if scaled else std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+            # norm weights keep their ones
+
+    def forward(self, idx: Tensor) -> Tensor:
+        B, T = idx.shape
+        x = self.tok_emb(idx) * self.emb_scale  # (B, T, d_model)
+        absolute = self.pos.embed(T, idx.device)
+        if absolute is not None:
+            x = x + absolute
+        bias = self.pos.attn_bias(T, idx.device)  # (H, T, T) or None
+        if bias is not None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            bias = bias.masked_fill(~causal, float("-inf"))
+        for block in self.blocks:
+            x = block(x, self.pos, bias)
+        x = self.final_norm(x)
+        if self.head is None:
+            return x @ self.tok_emb.weight.T  # (B, T, vocab)
+        return self.head(x)
+
+
+def build_model(arch: ArchConfig) -> Decoder:
+    """The decoder for `arch`, on CPU in float32; the trainer moves and casts it."""
+    return Decoder(arch)
