@@ -64,8 +64,8 @@ class ArchConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
-            data["n_kv_heads"] = data["n_heads"]
+        if data.get("n_kv_heads") is None:
+            data["n_kv_heads"] = data.get("n_heads", 4)
         if data.get("head_dim") is None:
             d_model, n_heads = data.get("d_model", 64), data.get("n_heads", 4)
             if isinstance(d_model, int) and isinstance(n_heads, int) and n_heads > 0:
@@ -150,6 +150,8 @@ def _first_error(e: ValueError) -> str:
         for err in errors():
             loc = ".".join(str(x) for x in err.get("loc", ()))
             msg = err.get("msg", "").removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                msg = f"unknown field; allowed: {', '.join(ArchConfig.model_fields)}"
             parts.append(f"{loc}: {msg}" if loc else msg)
         return "; ".join(parts)
     return str(e)

@@ -21,15 +21,29 @@ class BudgetError(ValueError):
     """The sampled choices cannot meet the budget; the message gives the feasible range."""
 
 
+import re
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` and `3e5` as floats (YAML 1.1 wants a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file holding a mapping, with clean errors."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise SpaceError(p, "", "file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_Loader)
     except yaml.YAMLError as e:
         raise SpaceError(p, "", f"not valid YAML/JSON: {str(e).splitlines()[0]}") from None
     except UnicodeDecodeError:

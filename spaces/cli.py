@@ -1,0 +1,100 @@
+"""`archscale space ...` and `archscale arch ...`: inspect spaces and count architectures."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+space_app = typer.Typer(help="Inspect and sample search-space files.", no_args_is_help=True)
+arch_app = typer.Typer(help="Count one architecture.", no_args_is_help=True)
+
+
+def budget_override(params: Optional[float], non_embedding: Optional[float], flops: Optional[float]):
+    """The one budget the --budget-* flags name, as (kind, value), or None. Shared by every command."""
+    given = [(k, v) for k, v in (("params", params), ("non_embedding_params", non_embedding),
+                                 ("flops_per_token", flops)) if v is not None]
+    if len(given) > 1:
+        raise typer.BadParameter("give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token")
+    return given[0] if given else None
+
+
+def load_space_with_budget(space_file: str, params=None, non_embedding=None, flops=None):
+    from archscale.spaces.space import load_space, resolve_space_path
+
+    space = load_space(resolve_space_path(space_file))
+    override = budget_override(params, non_embedding, flops)
+    if override:
+        space = space.with_budget(*override)
+    return space
+
+
+def sample_record(sample) -> dict:
+    return {"arch": sample.arch.to_dict(), **sample.counts.to_dict()}
+
+
+@space_app.command("show")
+def show(
+    space_file: str = typer.Argument(..., help="A space YAML file, or the name of a shipped space (tiny, full, ...)."),
+    budget_params: Optional[float] = typer.Option(None, "--budget-params", help="Total parameter budget (overrides the file)."),
+    budget_non_embedding_params: Optional[float] = typer.Option(None, "--budget-non-embedding-params", help="Non-embedding parameter budget."),
+    budget_flops_per_token: Optional[float] = typer.Option(None, "--budget-flops-per-token", help="Training FLOPs-per-token budget."),
+    samples: int = typer.Option(5, "--samples", min=1, help="How many architectures to sample."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """Sample architectures from a space, solve each to the budget, and count it."""
+    import random
+
+    space = load_space_with_budget(space_file, budget_params, budget_non_embedding_params, budget_flops_per_token)
+    rng = random.Random(seed)
+    drawn = [space.sample_random(rng) for _ in range(samples)]
+    if as_json:
+        typer.echo(json.dumps([sample_record(s) for s in drawn]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{space.name}: {space.budget.describe() if space.budget else 'no budget'}"
+    table = Table(title=title)
+    for col in ("architecture", "d_model", "layers", "d_ff", "params", "non-emb", "FLOPs/token", "KV B/token", "deviation"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for s in drawn:
+        c = s.counts
+        table.add_row(s.arch.label, str(s.arch.d_model), str(s.arch.n_layers), str(s.arch.d_ff), f"{c.params:,}",
+                      f"{c.non_embedding_params:,}", f"{c.flops_per_token:.3g}", f"{c.kv_cache_bytes_per_token:,}",
+                      f"{s.deviation:+.2%}")
+    Console().print(table)
+
+
+@space_app.command("list")
+def list_spaces() -> None:
+    """List the space files shipped with archscale."""
+    from archscale.spaces.space import load_space, shipped_spaces
+
+    for name, path in shipped_spaces().items():
+        typer.echo(f"{name:12s} {load_space(path).spec.description}")
+
+
+@arch_app.command("count")
+def arch_count(
+    arch_file: str = typer.Argument(..., help="YAML or JSON file of ArchConfig fields."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Count parameters, FLOPs per token and KV-cache bytes of one architecture."""
+    from archscale.spaces import ArchConfig, count
+
+    arch = ArchConfig.from_file(arch_file)
+    record = {"arch": arch.to_dict(), **count(arch).to_dict()}
+    if as_json:
+        typer.echo(json.dumps(record))
+        return
+    for key, value in record.items():
+        if key != "arch":
+            typer.echo(f"{key:26s} {value:,}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(space_app, name="space")
+    app.add_typer(arch_app, name="arch")

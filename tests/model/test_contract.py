@@ -1,0 +1,111 @@
+"""The contract every variant must keep: shapes, causality, gradients everywhere, exact counts.
+
+Parametrised over every FFN activation x norm x norm position x position coding x block layout.
+"""
+
+import itertools
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from archscale.spaces import ArchConfig, count
+from archscale.spaces.arch import BLOCKS, FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
+from archscale.trainers.model import ACTIVATIONS, POSITIONS as POSITION_REGISTRY, NORMS as NORM_REGISTRY, build_model
+
+COMBOS = list(itertools.product(FFN_ACTIVATIONS, NORMS, NORM_POSITIONS, POSITIONS, BLOCKS))
+
+
+def test_registries_cover_every_config_value():
+    assert set(ACTIVATIONS) == set(FFN_ACTIVATIONS)
+    assert set(NORM_REGISTRY) == set(NORMS)
+    assert set(POSITION_REGISTRY) == set(POSITIONS)
+
+
+def make_arch(act, norm, norm_pos, pos, block, i):
+    # vary the secondary knobs deterministically so every one is exercised across the grid
+    return ArchConfig(
+        vocab_size=37, seq_len=12, d_model=24, n_layers=2, n_heads=4, n_kv_heads=(4, 2, 1)[i % 3],
+        ffn_activation=act, d_ff=20, norm=norm, norm_position=norm_pos, position=pos, block=block,
+        qk_norm=(norm != "none" and i % 4 == 0), ffn_per_block=1 if block == "parallel" else 1 + i % 2,
+        tie_embeddings=i % 2 == 0, bias=i % 5 < 2, init=("normal", "depth_scaled")[i % 2],
+    )
+
+
+def forward_flops(model, arch):
+    idx = torch.zeros(1, arch.seq_len, dtype=torch.long)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(idx)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("act,norm,norm_pos,pos,block", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_variant_contract(act, norm, norm_pos, pos, block):
+    i = COMBOS.index((act, norm, norm_pos, pos, block))
+    arch = make_arch(act, norm, norm_pos, pos, block, i)
+    torch.manual_seed(i)
+    model = build_model(arch)
+    counts = count(arch)
+
+    # counts equal torch's
+    assert counts.params == sum(p.numel() for p in model.parameters())
+    assert 3 * forward_flops(model, arch) / arch.seq_len == pytest.approx(counts.flops_per_token, rel=0.01)
+
+    # shapes (T shorter than seq_len too)
+    idx = torch.randint(0, arch.vocab_size, (2, arch.seq_len))
+    logits = model(idx)
+    assert logits.shape == (2, arch.seq_len, arch.vocab_size)
+    assert model(idx[:, :5]).shape == (2, 5, arch.vocab_size)
+
+    # causality: changing token t never changes any output before t
+    t = 7
+    changed = idx.clone()
+    changed[:, t] = (changed[:, t] + 1) % arch.vocab_size
+    with torch.no_grad():
+        before, after = model(idx), model(changed)
+    torch.testing.assert_close(before[:, :t], after[:, :t], rtol=0, atol=1e-5)
+    assert not torch.allclose(before[:, t:], after[:, t:])
+
+    # gradients reach every parameter
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx.flatten())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    dead = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    # a zero-initialised T5 table still gets gradient; only weights feeding a dead ReLU could be 0
+    assert not dead, dead
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+def test_longer_than_training_context(pos):
+    arch = ArchConfig(vocab_size=17, seq_len=8, d_model=16, n_heads=2, d_ff=32, position=pos)
+    model = build_model(arch)
+    idx = torch.randint(0, 17, (1, 32))
+    if pos == "learned":
+        with pytest.raises(ValueError, match="seq_len"):
+            model(idx)
+    else:
+        assert model(idx).shape == (1, 32, 17)
+
+
+def test_gqa_matches_repeated_kv_heads():
+    """GQA through SDPA's enable_gqa equals MHA with each KV head repeated: an independent reference."""
+    torch.manual_seed(0)
+    gqa = build_model(ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=2, d_ff=16, position="rope"))
+    mha = build_model(ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=4, d_ff=16, position="rope"))
+    state = gqa.state_dict()
+    for key in list(state):
+        if key.endswith(("attn.k.weight", "attn.v.weight")):
+            w = state[key].view(2, 8, 32)
+            state[key] = w.repeat_interleave(2, dim=0).reshape(32, 32)
+    mha.load_state_dict(state)
+    idx = torch.randint(0, 11, (2, 8))
+    torch.testing.assert_close(gqa(idx), mha(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_alibi_slopes_match_paper():
+    from archscale.trainers.model import alibi_slopes
+
+    assert alibi_slopes(8).tolist() == pytest.approx([2 ** -(i + 1) for i in range(8)])
+    assert len(alibi_slopes(6)) == 6

@@ -1,0 +1,149 @@
+import random
+
+import optuna
+import pytest
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from archscale.spaces import BudgetError, SpaceError, count
+from archscale.spaces.space import load_space, shipped_spaces, space_from_dict
+from archscale.trainers import build_model
+
+SHIPPED = shipped_spaces()
+
+
+def test_required_spaces_are_shipped():
+    assert {"tiny", "activations", "positions", "attention", "norms", "full"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_space_loads_samples_and_lands_on_budget(name):
+    space = load_space(SHIPPED[name])
+    rng = random.Random(0)
+    for _ in range(200):
+        s = space.sample_random(rng)
+        assert abs(s.deviation) <= space.budget.tolerance
+        assert s.counts[space.budget.kind] == pytest.approx(space.budget.value, rel=space.budget.tolerance)
+        assert s.counts == count(s.arch)
+        assert s.arch.d_ff % 8 == 0 and s.arch.head_dim % 8 == 0
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_space_counts_equal_torch(name):
+    """For architectures the spaces actually produce: parameters and FLOPs equal what torch counts."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    space = load_space(SHIPPED[name])
+    for seed in range(6):
+        s = space.sample_random(seed)
+        with torch.device("meta"):
+            model = build_model(s.arch)
+            idx = torch.zeros(1, s.arch.seq_len, dtype=torch.long)
+            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+                model(idx)
+        assert sum(p.numel() for p in model.parameters()) == s.counts.params
+        assert 3 * fc.get_total_flops() / s.arch.seq_len == pytest.approx(s.counts.flops_per_token, rel=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_optuna_define_by_run_with_every_sampler(name):
+    """Conditional and narrowed axes must never give Optuna a changing distribution."""
+    space = load_space(SHIPPED[name])
+    for sampler in (optuna.samplers.TPESampler(seed=0, n_startup_trials=5), optuna.samplers.RandomSampler(seed=0)):
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(15):
+            trial = study.ask()
+            s = space.sample(trial)
+            assert s.arch.n_heads % s.arch.n_kv_heads == 0
+            study.tell(trial, float(s.arch.d_model))
+
+
+def test_conditions_and_defaults():
+    space = load_space(SHIPPED["norms"])
+    for seed in range(100):
+        s = space.sample_random(seed)
+        if s.arch.norm == "none":
+            assert not s.arch.qk_norm and s.arch.norm_position == "pre"  # forbid rule holds
+
+
+def test_budget_override_and_infeasible_range():
+    space = load_space(SHIPPED["tiny"]).with_budget("params", 400_000)
+    assert space.sample_random(1).counts.params == pytest.approx(400_000, rel=0.01)
+    with pytest.raises(BudgetError, match="feasible range is >="):
+        load_space(SHIPPED["tiny"]).with_budget("params", 1_000).sample_random(0)
+
+
+def test_flops_budget():
+    space = load_space(SHIPPED["tiny"]).with_budget("flops_per_token", 3e6)
+    s = space.sample_random(3)
+    assert s.counts.flops_per_token == pytest.approx(3e6, rel=0.01)
+
+
+def test_n_layers_through_aspect_ratio():
+    space = load_space(SHIPPED["full"])
+    for seed in range(20):
+        s = space.sample_random(seed)
+        ratio = s.choices["aspect_ratio"]
+        assert s.arch.n_layers == max(1, round(s.arch.d_model / ratio))
+
+
+BAD = [
+    ({"arch": {"ffn_activation": {"choices": ["swish"]}}}, "arch.ffn_activation", "allowed: relu"),
+    ({"arch": {"colour": 3}}, "arch.colour", "not an ArchConfig field"),
+    ({"arch": {"n_heads": {"low": 4, "high": 2}}}, "arch.n_heads", "low"),
+    ({"arch": {"n_heads": {"value": 2, "choices": [2]}}}, "arch.n_heads", "exactly one"),
+    ({"budget": {"kind": "tokens", "value": 3}}, "budget.kind", "params"),
+    ({"budget": {"value": -3}}, "budget.value", "greater than 0"),
+    ({"budget": {"value": 1e5, "free": ["d_model", "n_layers"]}}, "budget", "aspect_ratio"),
+    ({"train": {"momentum": 0.9}}, "train.momentum", "allowed: lr"),
+    ({"arch": {"rope_theta": {"value": 1e4, "when": {"position": "rope"}}}}, "when.position", "listed before"),
+    ({"constraints": [{"forbid": {"norm": "group"}}]}, "constraints.0.forbid.norm", "allowed"),
+    ({"extra": 1}, "extra", "unknown key"),
+    ({"arch": {"qk_norm": {"choices": [1, "yes"]}}}, "arch.qk_norm", "true, false"),
+]
+
+
+@pytest.mark.parametrize("data,key,message", BAD)
+def test_bad_space_files_give_clean_errors(tmp_path, data, key, message):
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError) as info:
+        load_space(p)
+    text = str(info.value)
+    assert str(p) in text and key in text and message in text
+
+
+def test_yaml_syntax_error_and_non_mapping(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("arch: [unclosed\n")
+    with pytest.raises(SpaceError, match="not valid YAML"):
+        load_space(p)
+    p.write_text("- 1\n- 2\n")
+    with pytest.raises(SpaceError, match="expected a mapping"):
+        load_space(p)
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 1000), st.floats(allow_nan=True), st.text(max_size=6))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                        st.dictionaries(st.sampled_from(["value", "choices", "low", "high", "log", "when", "kind", "free", "forbid", "n_heads", "position", "d_model"]), inner, max_size=4)), max_leaves=12)
+space_like = st.fixed_dictionaries({}, optional={
+    "name": scalars, "arch": st.dictionaries(st.sampled_from(["n_heads", "d_model", "position", "ffn_activation", "n_kv_heads", "bogus", "qk_norm", "seq_len"]), values, max_size=4),
+    "train": st.dictionaries(st.sampled_from(["lr", "batch_size", "nope"]), values, max_size=2),
+    "budget": values, "constraints": values,
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(space_like)
+def test_fuzz_malformed_space_files_give_clean_errors(data):
+    try:
+        space = space_from_dict(data, "fuzz.yaml")
+    except SpaceError as e:
+        assert str(e).startswith("fuzz.yaml")
+        return
+    try:  # a file that loads either samples or says why it cannot
+        space.sample_random(0)
+    except (BudgetError, ValueError) as e:
+        assert str(e)
