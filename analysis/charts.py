@@ -1,0 +1,375 @@
+"""Altair charts built from long-form polars frames.
+
+Every chart starts from ``_base`` (shared size and theme) and is a layer of simple marks, so
+``chart.to_dict()`` has a predictable structure that tests check. Charts never embed more than
+``MAX_ROWS`` rows per dataset: curves are downsampled per trial and restricted to the best trials,
+dominated Pareto points are sampled; Altair's own 5,000-row limit is raised to ``MAX_ROWS`` only
+inside ``save_chart``/``chart_svg`` (``rows_allowed``), never globally.
+
+``build_chart(dirs, kind)`` makes the chart of a kind from results directories; it is what
+``archscale plot`` and the report call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import altair as alt
+import numpy as np
+import polars as pl
+
+from . import effects as fx
+from .fits import ChinchillaFit, IsoFlopFit, LawFit, PowerLawFit, fit_isoflop, fit_power_law
+from .load import PathLike, length_losses, load_curves, load_trials
+from .pareto import pareto_front
+
+Kind = Literal["scaling", "isoflop", "pareto", "curves", "effects", "importance", "length"]
+KINDS: tuple[str, ...] = ("scaling", "isoflop", "pareto", "curves", "effects", "importance", "length")
+MAX_ROWS = 20_000
+WIDTH, HEIGHT = 560, 340
+
+
+class NoData(ValueError):
+    """Raised when a results directory has nothing to draw for a chart kind (message says why)."""
+
+
+@contextlib.contextmanager
+def rows_allowed(max_rows: int = MAX_ROWS) -> Iterator[None]:
+    """Raise Altair's embedded-row limit to ``max_rows`` for the duration of the block."""
+    with alt.data_transformers.enable("default", max_rows=max_rows):
+        yield
+
+
+def _base(data: pl.DataFrame, title: str = "") -> alt.Chart:
+    return alt.Chart(data, title=title).properties(width=WIDTH, height=HEIGHT)
+
+
+# ---------------------------------------------------------------------------------------------
+# scaling
+# ---------------------------------------------------------------------------------------------
+
+
+def _fit_curve(fit: LawFit, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted loss along ``grid`` (x for a power law, compute for Chinchilla) and its interval."""
+    if isinstance(fit, ChinchillaFit):
+        alloc = fit.optimal_allocation(grid)
+        nan = np.full(grid.shape, np.nan)
+        return alloc["loss"], alloc.get("loss_lo", nan), alloc.get("loss_hi", nan)
+    lo, hi = fit.predict_interval(grid)
+    return fit.predict(grid), lo, hi
+
+
+def fit_lines(fits: Mapping[str, LawFit], x_min: float, x_max: float, data_max: Mapping[str, float], n: int = 80) -> pl.DataFrame:
+    """Long-form fitted curves: one row per (series, x) with ``loss, lo, hi, extrapolated``."""
+    grid = np.geomspace(x_min, x_max, n)
+    frames = []
+    for name, fit in fits.items():
+        pred, lo, hi = _fit_curve(fit, grid)
+        frames.append(
+            pl.DataFrame({"series": name, "x": grid, "loss": pred, "lo": lo, "hi": hi, "extrapolated": grid > data_max[name]})
+        )
+    schema = {"series": pl.String, "x": pl.Float64, "loss": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "extrapolated": pl.Boolean}
+    return pl.concat(frames).with_columns(pl.col("lo", "hi").fill_nan(None)) if frames else pl.DataFrame(schema=schema)
+
+
+def scaling_chart(
+    points: pl.DataFrame,
+    fits: Mapping[str, LawFit],
+    *,
+    x: str = "compute",
+    loss: str = "eval_loss",
+    series: str = "series",
+    target: float | None = None,
+) -> alt.LayerChart:
+    """Loss against ``x`` on log-log axes: one point per run, fitted curves (dashed beyond the
+    data) and the bootstrap band, extended to ``target`` when given."""
+    pts = points.select(series=pl.col(series).cast(pl.String), x=pl.col(x).cast(pl.Float64), loss=pl.col(loss), label=pl.col("label") if "label" in points.columns else pl.lit(""))
+    x_min = float(pts["x"].min())
+    x_max = max(float(pts["x"].max()), target or 0.0)
+    data_max = dict(pts.group_by("series").agg(pl.col("x").max()).iter_rows())
+    lines = fit_lines(fits, x_min, x_max, data_max)
+    color = alt.Color("series:N", title=series)
+    xs = alt.X("x:Q", title=x, scale=alt.Scale(type="log", nice=False))
+    ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(type="log", nice=False, zero=False))
+    dots = _base(pts, f"{loss} vs {x}").mark_circle(size=50, opacity=0.8).encode(
+        xs, ys, color, tooltip=["series:N", "label:N", alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
+    )
+    layers: list[alt.Chart] = [dots]
+    if lines.height:
+        band = _base(lines.drop_nulls(["lo", "hi"])).mark_area(opacity=0.18).encode(xs, alt.Y("lo:Q"), alt.Y2("hi:Q"), color)
+        line = _base(lines).mark_line().encode(
+            xs, ys, color, strokeDash=alt.StrokeDash("extrapolated:N", title="extrapolated"), detail="series:N"
+        )
+        layers = [band, line, dots]
+    if target:
+        rule = _base(pl.DataFrame({"x": [float(target)]})).mark_rule(color="gray", strokeDash=[4, 4]).encode(alt.X("x:Q"))
+        layers.append(rule)
+    return alt.layer(*layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# isoFLOP
+# ---------------------------------------------------------------------------------------------
+
+
+def isoflop_chart(runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "params", loss: str = "eval_loss") -> alt.LayerChart:
+    """Loss against N per compute budget, the fitted parabolas (in log N) and their minima."""
+    from .fits import compute_budgets
+
+    budget = compute_budgets(runs["compute"].to_numpy()) if runs.height else np.array([], int)
+    pts = (
+        runs.select(n=pl.col(n).cast(pl.Float64), loss=pl.col(loss), compute=pl.col("compute"))
+        .with_columns(budget_id=pl.Series(budget, dtype=pl.Int64))
+        .with_columns(budget=pl.format("C≈10^{}", pl.col("compute").log10().mean().over("budget_id").round(2)))
+    )
+    color = alt.Color("budget:N", title="compute budget", sort=alt.SortField("compute"))
+    xs = alt.X("n:Q", title=f"{n} (N)", scale=alt.Scale(type="log", nice=False))
+    ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(zero=False))
+    dots = _base(pts, "isoFLOP curves").mark_circle(size=45).encode(xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")])
+    layers: list[alt.Chart] = [dots]
+    if iso is not None:
+        vert = iso.budgets.with_row_index("budget_id").drop_nulls("n_opt").with_columns(
+            budget=pl.format("C≈10^{}", pl.col("compute").log10().round(2))
+        )
+        span = pts.group_by("budget_id").agg(lo=pl.col("n").log().min(), hi=pl.col("n").log().max())
+        grid = pl.DataFrame({"t": np.linspace(0.0, 1.0, 40)})
+        parab = (
+            vert.with_columns(pl.col("budget_id").cast(pl.Int64))
+            .join(span.with_columns(pl.col("budget_id").cast(pl.Int64)), on="budget_id")
+            .join(grid, how="cross")
+            .with_columns(log_n=pl.col("lo") + (pl.col("hi") - pl.col("lo")) * pl.col("t"))
+            .select("budget", "compute", n=pl.col("log_n").exp(), loss=pl.col("loss_opt") + pl.col("curvature") * (pl.col("log_n") - pl.col("n_opt").log()) ** 2)
+        )
+        minima = vert.select("budget", "compute", n=pl.col("n_opt"), loss=pl.col("loss_opt"))
+        layers = [
+            _base(parab).mark_line().encode(xs, ys, color),
+            dots,
+            _base(minima).mark_point(shape="diamond", size=140, filled=True, color="black").encode(
+                xs, ys, tooltip=["budget:N", alt.Tooltip("n:Q", title="N_opt", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
+            ),
+        ]
+    return alt.layer(*layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pareto, curves, effects, importance, length generalisation
+# ---------------------------------------------------------------------------------------------
+
+
+def pareto_chart(
+    frame: pl.DataFrame, *, x: str, y: str, x_dir: str = "min", y_dir: str = "min", max_points: int = 5_000
+) -> alt.LayerChart:
+    """Scatter of ``x`` against ``y`` with the non-dominated front drawn as a step line; hover for
+    the trial. At most ``max_points`` dominated points are drawn (a fixed-seed sample)."""
+    df = pareto_front(frame.drop_nulls([x, y]), {x: x_dir, y: y_dir})  # type: ignore[dict-item]
+    front, rest = df.filter(pl.col("on_front")), df.filter(~pl.col("on_front"))
+    if rest.height > max_points:
+        rest = rest.sample(n=max_points, seed=0)
+    keep = [c for c in ("run", "trial_id", "label", "params", "eval_loss", "tokens_per_s", x, y) if c in df.columns]
+    pts = pl.concat([front, rest]).select(*dict.fromkeys(keep), "on_front")
+    tooltip = [alt.Tooltip(f"{c}:{'N' if pts[c].dtype == pl.String else 'Q'}") for c in dict.fromkeys(keep)]
+    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if x in ("params", "compute", "flops_per_token") else "linear"))
+    ys = alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False))
+    dots = _base(pts, f"Pareto front: {y} ({y_dir}) vs {x} ({x_dir})").mark_circle(size=40).encode(
+        xs, ys,
+        color=alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
+        tooltip=tooltip,
+    )  # fmt: skip
+    line = _base(front.sort(x).select(x, y)).mark_line(interpolate="step-after", color="#d62728").encode(xs, ys)
+    return alt.layer(line, dots)
+
+
+def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "label") -> alt.LayerChart:
+    """Learning curves: ``y`` against tokens, one line per trial, coloured by ``color``."""
+    data = curves.select("run", "trial_id", "tokens", y, color=pl.col(color).cast(pl.String)).drop_nulls([y])
+    enc = {
+        "x": alt.X("tokens:Q", title="tokens", scale=alt.Scale(type="log", nice=False)),
+        "y": alt.Y(f"{y}:Q", title=f"{y} (nats/token)", scale=alt.Scale(zero=False, type="log", nice=False)),
+        "color": alt.Color("color:N", title=color),
+        "detail": alt.Detail(["run:N", "trial_id:Q"]),
+        "tooltip": ["run:N", "trial_id:Q", "color:N", "tokens:Q", alt.Tooltip(f"{y}:Q", format=".4f")],
+    }
+    return alt.layer(_base(data, f"learning curves ({y})").mark_line(opacity=0.7).encode(**enc))
+
+
+def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
+    """Effect of each axis value against the axis's baseline, with intervals (one panel per axis)."""
+    data = effects.with_columns(label=pl.format("{} (n={})", pl.col("value"), pl.col("n")))
+    base = alt.Chart().properties(width=WIDTH - 120, height=alt.Step(18))
+    bars = base.mark_bar().encode(
+        x=alt.X("effect:Q", title="Δ loss vs baseline (negative = better)"),
+        y=alt.Y("label:N", title=None, sort="x"),
+        color=alt.condition("datum.effect < 0", alt.value("#2ca02c"), alt.value("#d62728")),
+        tooltip=["axis:N", "value:N", "baseline:N", "n:Q", alt.Tooltip("effect:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"), alt.Tooltip("hi:Q", format=".4f")],
+    )
+    rules = base.mark_rule().encode(x="lo:Q", x2="hi:Q", y=alt.Y("label:N", sort="x"))
+    return alt.layer(bars, rules, data=data).facet(row=alt.Row("axis:N", title=None)).resolve_scale(y="independent")
+
+
+def importance_chart(importance: pl.DataFrame) -> alt.LayerChart:
+    """Horizontal bars of parameter importance (the method is in the title)."""
+    method = importance["method"][0] if importance.height else ""
+    bars = _base(importance, f"parameter importance ({method})").mark_bar().encode(
+        x=alt.X("importance:Q"), y=alt.Y("param:N", sort="-x", title=None), tooltip=["param:N", alt.Tooltip("importance:Q", format=".3f")]
+    ).properties(height=alt.Step(20))
+    return alt.layer(bars)
+
+
+def length_chart(lengths: pl.DataFrame) -> alt.LayerChart:
+    """Length generalisation: mean eval loss by context length, one line per label (over seeds)."""
+    data = lengths.group_by("label", "context_length").agg(eval_loss=pl.col("eval_loss").mean(), n=pl.len()).sort("context_length")
+    enc = dict(
+        x=alt.X("context_length:Q", title="context length (tokens)", scale=alt.Scale(type="log", base=2, nice=False)),
+        y=alt.Y("eval_loss:Q", title="eval loss (nats/token)", scale=alt.Scale(zero=False)),
+        color=alt.Color("label:N"),
+        tooltip=["label:N", "context_length:Q", alt.Tooltip("eval_loss:Q", format=".4f"), "n:Q"],
+    )
+    base = _base(data, "length generalisation")
+    return alt.layer(base.mark_line().encode(**enc), base.mark_point().encode(**enc))
+
+
+# ---------------------------------------------------------------------------------------------
+# From results directories
+# ---------------------------------------------------------------------------------------------
+
+
+def completed(dirs: PathLike | Sequence[PathLike], loss: str = "eval_loss") -> pl.DataFrame:
+    """Completed trials with a finite loss, collected."""
+    return load_trials(dirs, status="completed").filter(pl.col(loss).is_finite()).collect()
+
+
+def frontier(runs: pl.DataFrame, *, x: str, by: str = "series", loss: str = "eval_loss") -> pl.DataFrame:
+    """The lower envelope: per ``by`` and per level of ``x`` (levels found by ``compute_budgets``,
+    values within ~5% are one level), the run with the lowest loss."""
+    from .fits import compute_budgets
+
+    runs = runs.drop_nulls([x, loss]).filter(pl.col(x) > 0)
+    level = compute_budgets(runs[x].to_numpy()) if runs.height else np.array([], np.int64)
+    return (
+        runs.with_columns(_level=pl.Series(level, dtype=pl.Int64))
+        .sort(loss)
+        .group_by(by, "_level", maintain_order=True)
+        .first()
+        .drop("_level")
+        .sort(by, x)
+    )
+
+
+def scaling_fits(runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss") -> dict[str, PowerLawFit]:
+    """Power-law fits of ``loss`` on ``x`` per ``series`` value, on the lower envelope
+    (``frontier``: the best run at each level of ``x``); series with <3 levels are skipped."""
+    fits: dict[str, PowerLawFit] = {}
+    for (name,), part in frontier(runs, x=x, by=series, loss=loss).group_by(series, maintain_order=True):
+        if part.height >= 3:
+            fits[str(name)] = fit_power_law(part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap)
+    return fits
+
+
+def series_column(runs: pl.DataFrame) -> pl.DataFrame:
+    """Add ``series``: the scaling-study ``group``, else the run name (one series per search)."""
+    if "group" in runs.columns and runs["group"].drop_nulls().len():
+        return runs.with_columns(series=pl.coalesce(pl.col("group"), pl.col("run")))
+    return runs.with_columns(series=pl.col("run"))
+
+
+def build_chart(
+    dirs: PathLike | Sequence[PathLike],
+    kind: str,
+    *,
+    x: str = "compute",
+    y: str = "eval_loss",
+    target: float | None = None,
+    bootstrap: int = 100,
+    max_trials: int = 30,
+) -> alt.TopLevelMixin:
+    """The chart of ``kind`` (one of ``KINDS``) for one or more results directories.
+
+    Raises ``NoData`` (with the reason) when the directories hold nothing to draw for it.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown chart kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if kind == "importance":
+        first = dirs if isinstance(dirs, (str, Path)) else list(dirs)[0]
+        imp = fx.parameter_importance(first, metric=y)
+        if imp.height == 0:
+            raise NoData("no completed trials with varying parameters: nothing to rank")
+        return importance_chart(imp)
+    if kind == "curves":
+        runs = completed(dirs, y) if y != "eval_loss" else load_trials(dirs).filter(pl.col("status") != "failed").collect()
+        best = runs.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
+        curves = fx.learning_curves(load_curves(dirs)).join(best.lazy(), on=["run", "trial_id"]).collect()
+        if curves.height == 0:
+            raise NoData("no learning curves (curves.parquet missing or empty)")
+        return curves_chart(curves, y=y if y in curves.columns else "eval_loss")
+    if kind == "length":
+        lengths = length_losses(load_trials(dirs, status="completed")).drop_nulls("eval_loss").collect()
+        if lengths.height == 0:
+            raise NoData("no eval_loss_by_length values")
+        return length_chart(lengths)
+    runs = completed(dirs)
+    if runs.height == 0:
+        raise NoData("no completed trials with an eval_loss yet")
+    if kind == "effects":
+        eff = fx.axis_effects(runs, metric=y)
+        if eff.height == 0:
+            raise NoData("no architecture axis takes more than one value among completed trials")
+        return effects_chart(eff)
+    if kind == "pareto":
+        other = "params" if x == "compute" else x
+        return pareto_chart(runs, x=other, y=y, x_dir="max" if other == "tokens_per_s" else "min")
+    if kind == "scaling":
+        runs = series_column(runs)
+        if x not in runs.columns:
+            raise NoData(f"column {x!r} not in trials.parquet")
+        return scaling_chart(runs, scaling_fits(runs, x=x, series="series", bootstrap=bootstrap), x=x, target=target)
+    # isoflop
+    iso = None
+    try:
+        iso = fit_isoflop(runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy())
+    except ValueError:
+        pass
+    return isoflop_chart(runs, iso)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+
+def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    with rows_allowed():
+        return chart.to_dict()
+
+
+def chart_svg(chart: alt.TopLevelMixin) -> str:
+    """Render to a standalone SVG string with vl-convert (offline, no browser)."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_svg(chart_spec(chart), vl_version=alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0])
+
+
+def save_chart(chart: alt.TopLevelMixin, out: PathLike) -> Path:
+    """Write ``chart`` to ``out``; the format follows the suffix: ``.html`` (self-contained, the
+    Vega JavaScript inlined, works offline), ``.png``/``.svg`` (vl-convert), ``.json`` (spec)."""
+    import json
+
+    import vl_convert as vlc
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    vl_version = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]
+    spec = chart_spec(chart)
+    if suffix == ".json":
+        out.write_text(json.dumps(spec, indent=1))
+    elif suffix == ".svg":
+        out.write_text(vlc.vegalite_to_svg(spec, vl_version=vl_version))
+    elif suffix == ".png":
+        out.write_bytes(vlc.vegalite_to_png(spec, vl_version=vl_version, scale=2))
+    elif suffix == ".html":
+        out.write_text(vlc.vegalite_to_html(spec, vl_version=vl_version, bundle=True))
+    else:
+        raise ValueError(f"{out}: unsupported output format {suffix!r}; allowed: .html, .png, .svg, .json")
+    return out
