@@ -1,0 +1,115 @@
+"""Early stopping measured in tokens seen, and multi-objective (Pareto) early stopping.
+
+ASHA (Ray Tune's `AsyncHyperBandScheduler`) runs on `time_attr="tokens"`, so rungs are token
+counts, not iterations: trials with different evaluation intervals compare at equal tokens.
+
+Multi-objective early stopping rule. Parameter, FLOP and KV-cache costs are known before
+training. A running trial t at `tokens` = τ is stopped when some *completed* trial f
+  1. costs no more than t on every cost objective of the search (params, flops_per_token, ...), and
+  2. had already reached a lower eval loss at τ tokens than t has now (f's loss at τ is read
+     from its curve: its last evaluation at or before τ, which is conservative because loss falls),
+provided τ is at least `min_fraction` of t's budget (default 1/4: early losses are noisy).
+Such a t cannot end on the Pareto front unless its loss curve crosses f's later, which at equal
+or larger cost is the rare case; the rule trades that risk for compute. It is applied before the
+wrapped scheduler (ASHA or FIFO) sees the result.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+
+class ParetoStoppingMixin:
+    def _pareto_init(self, cost_objectives: list[str], min_fraction: float = 0.25) -> None:
+        self.cost_objectives = list(cost_objectives)
+        self.min_fraction = min_fraction
+        self._curves: dict[str, tuple[list[int], list[float]]] = {}
+        self._finished: list[tuple[dict[str, float], list[int], list[float]]] = []
+        self.pareto_stopped: set[str] = set()
+
+    def _record(self, trial_id: str, result: dict[str, Any]) -> None:
+        loss, tokens = result.get("eval_loss"), result.get("tokens")
+        if loss is None or tokens is None or result.get("status") != "running":
+            return
+        xs, ys = self._curves.setdefault(trial_id, ([], []))
+        xs.append(int(tokens))
+        ys.append(float(loss))
+
+    def _dominated(self, result: dict[str, Any]) -> bool:
+        if not self.cost_objectives or result.get("status") != "running":
+            return False
+        tau, loss = result.get("tokens"), result.get("eval_loss")
+        target = result.get("target_tokens") or 0
+        if tau is None or loss is None or tau < self.min_fraction * target:
+            return False
+        costs = result.get("counts") or {}
+        for f_costs, xs, ys in self._finished:
+            if all(f_costs.get(c, float("inf")) <= costs.get(c, float("-inf")) for c in self.cost_objectives):
+                i = bisect.bisect_right(xs, tau) - 1
+                if i >= 0 and ys[i] < loss:
+                    return True
+        return False
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        xs, ys = self._curves.pop(trial_id, ([], []))
+        if result and result.get("status") == "completed" and xs:
+            self._finished.append((dict(result.get("counts") or {}), xs, ys))
+
+
+class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
+    def __init__(self, cost_objectives: list[str], min_fraction: float = 0.25, **kwargs: Any):
+        AsyncHyperBandScheduler.__init__(self, **kwargs)
+        self._pareto_init(cost_objectives, min_fraction)
+
+    def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
+        self._record(trial.trial_id, result)
+        if self._dominated(result):
+            self.pareto_stopped.add(trial.trial_id)
+            return TrialScheduler.STOP
+        if result.get("status") != "running":  # final summary results carry no new rung information
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
+        self._complete(trial.trial_id, result)
+        return super().on_trial_complete(tune_controller, trial, result)
+
+
+class ParetoFIFO(ParetoStoppingMixin, FIFOScheduler):
+    def __init__(self, cost_objectives: list[str], min_fraction: float = 0.25):
+        FIFOScheduler.__init__(self)
+        self._pareto_init(cost_objectives, min_fraction)
+
+    def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
+        self._record(trial.trial_id, result)
+        if self._dominated(result):
+            self.pareto_stopped.add(trial.trial_id)
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
+        self._complete(trial.trial_id, result)
+        return super().on_trial_complete(tune_controller, trial, result)
+
+
+def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_fraction: float = 1 / 13.5,
+                   reduction_factor: float = 3.0):
+    """`asha` or `none`; either with Pareto stopping when cost objectives are being searched.
+
+    ASHA's rungs sit at budget/13.5, budget/4.5 and budget/1.5 tokens (reduction factor 3), all
+    below the budget, so a trial that reaches its budget always completes and reports its summary.
+    """
+    from archscale.search.searcher import COST_OBJECTIVES
+
+    costs = [o for o in objectives if o in COST_OBJECTIVES]
+    if name == "asha":
+        # max_t above the budget: ASHA stops a trial at max_t, which would cut off its final summary
+        # report (trainers round the budget up to whole steps); the last real rung stays below budget.
+        return ParetoASHA(costs, time_attr="tokens", metric="eval_loss", mode="min", max_t=max(2, 2 * max_tokens),
+                          grace_period=max(1, int(max_tokens * grace_fraction)), reduction_factor=reduction_factor)
+    if name == "none":
+        return ParetoFIFO(costs)
+    raise ValueError(f"--scheduler: got {name!r}; allowed: asha, none")
