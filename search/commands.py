@@ -123,6 +123,31 @@ def search_status(
     _emit(status(out), as_json)
 
 
+@study_app.command("run")
+def study_run(
+    study_file: str = typer.Argument(..., help="A study YAML (architectures x sizes x token budgets, or isoFLOP)."),
+    out: str = OUT,
+    data: str = DATA,
+    scheduler: str = SCHEDULER_NONE,
+    concurrency: Optional[int] = CONCURRENCY,
+    cpus_per_trial: float = CPUS,
+    gpus_per_trial: str = GPUS,
+    address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
+    as_json: bool = JSON,
+) -> None:
+    """Run a scaling-study grid; writes the same results format as a search."""
+    from archscale.search.run import SearchOptions
+    from archscale.search.status import status
+    from archscale.search.study import run_study
+
+    opts = SearchOptions(space="", out=out, data=data, scheduler=scheduler, concurrency=concurrency,
+                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
+                         storage=storage, progress=not as_json)
+    run_study(study_file, out, opts)
+    _emit(status(out), as_json)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(search_app, name="search")
     app.add_typer(study_app, name="study")

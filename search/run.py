@@ -307,35 +307,32 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         **describe_environment(),
     }
     write_json(out / "run.json", run_info)
-    return _fit(space, study, plan, opts, out, total=opts.trials * opts.seeds)
+    from archscale.search.searcher import OptunaSearcher
+
+    searcher = OptunaSearcher(space, study, plan, out=str(out))
+    max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
+    return _fit(searcher, study, opts, out, total=opts.trials * opts.seeds, max_tokens=max_tokens)
 
 
-def _fit(space, study, plan, opts: SearchOptions, out: Path, total: int, restore: bool = False) -> dict[str, Any]:  # noqa: ANN001
+def _fit(searcher, study, opts: SearchOptions, out: Path, total: int, max_tokens: int,  # noqa: ANN001
+         experiment: str = EXPERIMENT) -> dict[str, Any]:
+    """Run `searcher`'s trials through Ray Tune into `out`. Shared by searches and scaling studies."""
     from ray import tune
 
     from archscale.clusters.connect import connect
     from archscale.search.schedulers import make_scheduler
-    from archscale.search.searcher import OptunaSearcher
     from archscale.search.trial import run_trial
 
     study.open()  # create the study (fails early on a bad storage URL)
     cluster = connect(opts.address)
     writer = writer_for(out)
-
-    def on_new_trial(config: dict[str, Any]) -> None:
-        writer.add_trial(trial_row(config["trial_id"], config["seed"], config["arch"], config["train"], config["counts"],
-                                   group=config.get("group"), target_tokens=config["target_tokens"],
-                                   status="failed" if config.get("error") else "running", error=config.get("error")))
-
-    searcher = OptunaSearcher(space, study, plan, on_new_trial=on_new_trial)
-    max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
     scheduler = make_scheduler(opts.scheduler, study.objectives, max_tokens)
     resources = trial_resources(opts.cpus_per_trial, opts.gpus_per_trial)
     trainable = tune.with_resources(run_trial, resources)
     concurrency = opts.concurrency or max(1, int(cluster["cpus"] // opts.cpus_per_trial))
     progress = ProgressCallback(total, str(out), enabled=opts.progress)
     run_config = tune.RunConfig(
-        name=EXPERIMENT, storage_path=str(out / "ray"), verbose=0,
+        name=experiment, storage_path=str(out / "ray"), verbose=0,
         callbacks=[ResultsCallback(str(out)), progress],
         failure_config=tune.FailureConfig(max_failures=2),  # dead workers: retried from the last checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

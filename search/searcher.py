@@ -123,12 +123,12 @@ def final_status(result: dict | None, error: bool) -> str:
 
 
 class OptunaSearcher(Searcher):
-    def __init__(self, space: Space, study: StudySpec, plan: TrialPlan, on_new_trial=None):  # noqa: ANN001
+    def __init__(self, space: Space | None, study: StudySpec, plan: TrialPlan, out: str):
         super().__init__(metric="eval_loss", mode="min")
         self.space = space
         self.study_spec = study
         self.plan = plan
-        self.on_new_trial = on_new_trial  # callback(config) for the results writer
+        self.out = out  # results directory: each new trial gets its trials.parquet row at once
         self.ray_to_optuna: dict[str, int] = {}
         self._study = None
 
@@ -142,7 +142,6 @@ class OptunaSearcher(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_study"] = None
-        state["on_new_trial"] = None
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -179,9 +178,17 @@ class OptunaSearcher(Searcher):
             "train": {**self.plan.train_defaults, **train, "tokens": tokens, "seed": seed},
             "data": self.plan.data, "group": self.plan.group, "target_tokens": tokens,
         }
-        if self.on_new_trial is not None:
-            self.on_new_trial(config)
+        self._record_new(config)
         return config
+
+    def _record_new(self, config: dict[str, Any]) -> None:
+        from archscale.search.results import trial_row
+        from archscale.search.run import writer_for
+
+        writer_for(self.out).add_trial(trial_row(
+            config["trial_id"], config["seed"], config["arch"], config["train"], config["counts"],
+            group=config.get("group"), target_tokens=config["target_tokens"],
+            status="failed" if config.get("error") else "running", error=config.get("error")))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         number = self.ray_to_optuna.get(trial_id)
@@ -204,6 +211,8 @@ class OptunaSearcher(Searcher):
         if storage.get_trial(optuna_id).state.is_finished():
             return  # already told (e.g. a restored driver replaying a completion)
         if result:
+            if status == "pruned":  # Ray skips on_trial_result for the result that stopped the trial
+                self.on_trial_result(trial_id, result)
             storage.set_trial_user_attr(optuna_id, "tokens", int(result.get("tokens") or 0))
             if result.get("error"):
                 storage.set_trial_user_attr(optuna_id, "error", str(result["error"])[:2000])

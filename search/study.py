@@ -1,0 +1,214 @@
+"""Scaling studies: grids run through the same machinery as searches, into the same results format.
+
+A study file (YAML; see docs/guide.md):
+
+    name: scaling
+    base: {vocab_size: 256, seq_len: 128, n_layers: 2, n_heads: 4, norm: rmsnorm}   # shared fields
+    architectures:                      # listed: name -> ArchConfig fields over `base`
+      baseline: {ffn_activation: relu, position: sinusoidal, norm: layernorm, norm_position: post}
+      swiglu-rope: {ffn_activation: swiglu, position: rope}
+    from_search: {dir: results/search, top_k: 2}    # and/or the top-k architectures of a finished search
+    sizes: {kind: params, values: [50000, 100000, 200000, 400000]}  # each solved like a search budget
+    tokens: [200000]                    # token budgets (a grid), or tokens_per_param: 2,
+    isoflop: [3.0e+11, 1.0e+12]         # or: for each compute C, every size with tokens = C / flops_per_token
+    train: {lr: 3.0e-3, batch_size: 16}
+    seeds: 1
+
+Each grid point is one Optuna trial (no sampled parameters; the architecture and `group` are its
+user attributes), so trial ids match between trials.parquet and the study, as for searches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ray.tune.search import Searcher
+
+from archscale.search.searcher import OptunaSearcher, StudySpec, TrialPlan
+from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
+from archscale.spaces.space import space_from_dict
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sizes(_Strict):
+    kind: Literal["params", "non_embedding_params", "flops_per_token"] = "params"
+    values: list[float] = Field(min_length=1)
+    tolerance: float = Field(0.02, gt=0, lt=1)
+    free: list[Literal["d_model", "d_ff", "n_layers"]] = ["d_model", "d_ff"]
+    ffn_ratio: float = Field(4.0, gt=0)
+    aspect_ratio: float | None = None
+
+
+class FromSearch(_Strict):
+    dir: str
+    top_k: int = Field(2, ge=1)
+
+
+class StudyFile(_Strict):
+    name: str = "study"
+    description: str = ""
+    base: dict[str, Any] = {}
+    architectures: dict[str, dict[str, Any]] = {}
+    from_search: FromSearch | None = None
+    sizes: Sizes
+    tokens: list[int] | None = None
+    tokens_per_param: float | None = None
+    isoflop: list[float] | None = None
+    train: dict[str, Any] = {}
+    seeds: int = Field(1, ge=1)
+    data: str = "pystdlib"
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyFile:
+        given = [x is not None for x in (self.tokens, self.tokens_per_param, self.isoflop)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of tokens (a list), tokens_per_param, or isoflop (a list of compute budgets)")
+        if not self.architectures and self.from_search is None:
+            raise ValueError("give architectures, from_search, or both")
+        return self
+
+
+def load_study_file(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyFile:
+    data = {**load_mapping(path), **(overrides or {})}
+    try:
+        return StudyFile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        raise SpaceError(path, key, err["msg"].removeprefix("Value error, ")) from None
+
+
+def top_architectures(search_dir: str | Path, k: int) -> dict[str, dict[str, Any]]:
+    """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label."""
+    import polars as pl
+
+    trials = pl.read_parquet(Path(search_dir) / "trials.parquet").filter(pl.col("status") == "completed")
+    if trials.is_empty():
+        raise ValueError(f"{search_dir}: from_search: the search has no completed trials yet")
+    best = (trials.group_by("arch_id").agg(pl.col("eval_loss").mean().alias("mean_loss"), pl.col("label").first(),
+                                           pl.col("trial_id").min())
+            .sort("mean_loss").head(k))
+    out = {}
+    for row in best.iter_rows(named=True):
+        arch = trials.filter(pl.col("trial_id") == row["trial_id"]).row(0, named=True)
+        choices = {f: arch[f] for f in ("ffn_activation", "position", "norm", "norm_position", "n_heads", "n_kv_heads",
+                                         "qk_norm", "block", "ffn_per_block", "tie_embeddings", "bias", "init",
+                                         "vocab_size", "seq_len", "n_layers", "rope_theta", "t5_num_buckets",
+                                         "t5_max_distance") if arch.get(f) is not None}
+        out[row["label"]] = choices
+    return out
+
+
+def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every grid point as (group, arch, counts, tokens, seed), solved and checked before anything runs."""
+    architectures = dict(spec.architectures)
+    if spec.from_search is not None:
+        for label, choices in top_architectures(spec.from_search.dir, spec.from_search.top_k).items():
+            architectures.setdefault(label, choices)
+    points = []
+    for group, choices in architectures.items():
+        fixed = {**spec.base, **choices}
+        for f in spec.sizes.free:
+            fixed.pop(f, None)
+        for size in spec.sizes.values:
+            budget = {"kind": spec.sizes.kind, "value": size, "tolerance": spec.sizes.tolerance,
+                      "free": list(spec.sizes.free), "ffn_ratio": spec.sizes.ffn_ratio}
+            if spec.sizes.aspect_ratio:
+                budget["aspect_ratio"] = spec.sizes.aspect_ratio
+            try:
+                space = space_from_dict({"name": group, "arch": fixed, "budget": budget}, path)
+                sample = space.sample_random(0)
+            except (BudgetError, SpaceError) as e:
+                raise SpaceError(path, f"architectures.{group}", f"at size {size:,.0f}: {e}") from None
+            counts = sample.counts.to_dict()
+            if spec.isoflop:
+                budgets = [int(c / counts["flops_per_token"]) for c in spec.isoflop]
+            elif spec.tokens:
+                budgets = list(spec.tokens)
+            else:
+                budgets = [int(spec.tokens_per_param * counts["params"])]
+            for tokens in budgets:
+                for seed in range(spec.seeds):
+                    points.append({"group": group, "arch": sample.arch.to_dict(), "counts": counts, "tokens": tokens,
+                                   "seed": seed, "size": size})
+    return points
+
+
+class GridSearcher(OptunaSearcher):
+    """Hands Ray the planned grid points in order; Optuna records each as a trial (no sampling)."""
+
+    def __init__(self, points: list[dict[str, Any]], study: StudySpec, plan: TrialPlan, out: str):
+        super().__init__(None, study, plan, out)
+        self.points = points
+        self.next_index = 0
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"ray_to_optuna": self.ray_to_optuna, "next_index": self.next_index}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.ray_to_optuna.update(state["ray_to_optuna"])
+        self.next_index = state["next_index"]
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.next_index >= len(self.points):
+            return Searcher.FINISHED
+        point = self.points[self.next_index]
+        self.next_index += 1
+        trial = self.study.ask()
+        for key in ("group", "arch", "counts", "seed", "size"):
+            trial.set_user_attr(key, point[key])
+        trial.set_user_attr("target_tokens", point["tokens"])
+        self.ray_to_optuna[trial_id] = trial.number
+        config = {
+            "trial_id": trial.number, "seed": point["seed"], "arch": point["arch"], "counts": point["counts"],
+            "error": None, "train": {**self.plan.train_defaults, "tokens": point["tokens"], "seed": point["seed"]},
+            "data": self.plan.data, "group": point["group"], "target_tokens": point["tokens"],
+        }
+        self._record_new(config)
+        return config
+
+
+def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noqa: ANN001
+    """Run a study file into `out` with the execution options of `opts` (a SearchOptions)."""
+    from archscale.clusters.connect import redact
+    from archscale.search.results import write_json
+    from archscale.search.run import _fit, describe_environment
+
+    spec = load_study_file(path)
+    points = plan_grid(spec, path)
+    data = opts.data if opts.data != "pystdlib" else spec.data
+    from archscale.trainers.data import open_data
+
+    open_data(data)  # a bad data spec fails before Ray starts
+    out = Path(out).resolve()
+    if (out / "run.json").exists():
+        raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    storage = opts.storage or str(out / "optuna.journal")
+    study = StudySpec(storage=storage, study_name=f"archscale-study-{spec.name}", objectives=["eval_loss"],
+                      sampler="random", seed=opts.seed)
+    plan = TrialPlan(target_tokens=None, data=data, train_defaults={**spec.train, **opts.train}, seeds=1)
+    write_json(out / "run.json", {
+        "kind": "study", "study": spec.model_dump(mode="json"), "study_file": str(path), "grid": len(points),
+        "budget": spec.sizes.model_dump(mode="json"), "args": {**asdict(opts), "storage": redact(opts.storage)},
+        "objectives": [{"name": "eval_loss", "direction": "minimize"}],
+        "storage": redact(storage), "study_name": study.study_name, "experiment": str(out / "ray" / "study"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **describe_environment(),
+    })
+    searcher = GridSearcher(points, study, plan, str(out))
+    return _fit(searcher, study, opts, out, total=len(points), max_tokens=max(p["tokens"] for p in points),
+                experiment="study")
