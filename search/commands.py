@@ -148,6 +148,26 @@ def study_run(
     _emit(status(out), as_json)
 
 
+def quickstart(
+    out: str = typer.Option("results/quickstart", "--out", help="A new (or empty) directory for everything."),
+    small: bool = typer.Option(False, "--small", help="A CI-sized run (under 3 minutes on 2 cores)."),
+    address: Optional[str] = ADDRESS,
+    as_json: bool = JSON,
+) -> None:
+    """A real search, a seed check, a scaling study, fits and a report: the whole workflow, in minutes on a laptop."""
+    import sys
+
+    from archscale.search.quickstart import describe, quickstart as run
+
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    findings = run(out, small=small, address=address, say=say)
+    if as_json:
+        typer.echo(json.dumps(findings, default=str))
+    else:
+        typer.echo(describe(findings))
+
+
 def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
     app.add_typer(search_app, name="search")
     app.add_typer(study_app, name="study")

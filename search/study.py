@@ -4,7 +4,7 @@ A study file (YAML; see docs/guide.md):
 
     name: scaling
     base: {vocab_size: 256, seq_len: 128, n_layers: 2, n_heads: 4, norm: rmsnorm}   # shared fields
-    architectures:                      # listed: name -> ArchConfig fields over `base`
+    architectures:                      # listed: name -> ArchConfig fields over `base` (+ optional `train`)
       baseline: {ffn_activation: relu, position: sinusoidal, norm: layernorm, norm_position: post}
       swiglu-rope: {ffn_activation: swiglu, position: rope}
     from_search: {dir: results/search, top_k: 2}    # and/or the top-k architectures of a finished search
@@ -49,6 +49,7 @@ class Sizes(_Strict):
 class FromSearch(_Strict):
     dir: str
     top_k: int = Field(2, ge=1)
+    use_train: bool = True  # also reuse each architecture's searched lr / batch size / warmup / weight decay
 
 
 class StudyFile(_Strict):
@@ -63,6 +64,7 @@ class StudyFile(_Strict):
     isoflop: list[float] | None = None
     train: dict[str, Any] = {}
     seeds: int = Field(1, ge=1)
+    first_seed: int = Field(0, ge=0)  # seeds run are first_seed .. first_seed + seeds - 1
     data: str = "pystdlib"
 
     @model_validator(mode="after")
@@ -75,8 +77,10 @@ class StudyFile(_Strict):
         return self
 
 
-def load_study_file(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyFile:
-    data = {**load_mapping(path), **(overrides or {})}
+def load_study_file(path: str | Path | dict[str, Any]) -> StudyFile:
+    """A study from a YAML file (or an already-loaded mapping), with clean errors."""
+    data = path if isinstance(path, dict) else load_mapping(path)
+    path = "<study>" if isinstance(path, dict) else path
     try:
         return StudyFile.model_validate(data)
     except ValidationError as e:
@@ -85,8 +89,11 @@ def load_study_file(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise SpaceError(path, key, err["msg"].removeprefix("Value error, ")) from None
 
 
-def top_architectures(search_dir: str | Path, k: int) -> dict[str, dict[str, Any]]:
-    """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label."""
+def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) -> dict[str, dict[str, Any]]:
+    """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label.
+
+    With `use_train`, each carries its searched training hyperparameters under the key `train`.
+    """
     import polars as pl
 
     trials = pl.read_parquet(Path(search_dir) / "trials.parquet").filter(pl.col("status") == "completed")
@@ -102,6 +109,9 @@ def top_architectures(search_dir: str | Path, k: int) -> dict[str, dict[str, Any
                                          "qk_norm", "block", "ffn_per_block", "tie_embeddings", "bias", "init",
                                          "vocab_size", "seq_len", "n_layers", "rope_theta", "t5_num_buckets",
                                          "t5_max_distance") if arch.get(f) is not None}
+        if use_train:
+            choices["train"] = {f: arch[f] for f in ("lr", "warmup_tokens", "weight_decay", "batch_size")
+                                if arch.get(f) is not None}
         out[row["label"]] = choices
     return out
 
@@ -110,10 +120,13 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[dict[str,
     """Every grid point as (group, arch, counts, tokens, seed), solved and checked before anything runs."""
     architectures = dict(spec.architectures)
     if spec.from_search is not None:
-        for label, choices in top_architectures(spec.from_search.dir, spec.from_search.top_k).items():
+        for label, choices in top_architectures(spec.from_search.dir, spec.from_search.top_k,
+                                                spec.from_search.use_train).items():
             architectures.setdefault(label, choices)
     points = []
     for group, choices in architectures.items():
+        choices = dict(choices)
+        train = {**spec.train, **choices.pop("train", {})}  # per-architecture training settings win
         fixed = {**spec.base, **choices}
         for f in spec.sizes.free:
             fixed.pop(f, None)
@@ -135,9 +148,9 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[dict[str,
             else:
                 budgets = [int(spec.tokens_per_param * counts["params"])]
             for tokens in budgets:
-                for seed in range(spec.seeds):
+                for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
                     points.append({"group": group, "arch": sample.arch.to_dict(), "counts": counts, "tokens": tokens,
-                                   "seed": seed, "size": size})
+                                   "seed": seed, "size": size, "train": train})
     return points
 
 
@@ -175,7 +188,8 @@ class GridSearcher(OptunaSearcher):
         self.ray_to_optuna[trial_id] = trial.number
         config = {
             "trial_id": trial.number, "seed": point["seed"], "arch": point["arch"], "counts": point["counts"],
-            "error": None, "train": {**self.plan.train_defaults, "tokens": point["tokens"], "seed": point["seed"]},
+            "error": None, "train": {**self.plan.train_defaults, **point["train"], "tokens": point["tokens"],
+                                     "seed": point["seed"]},
             "data": self.plan.data, "group": point["group"], "target_tokens": point["tokens"],
         }
         self._record_new(config)
@@ -189,6 +203,7 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noq
     from archscale.search.run import _fit, describe_environment
 
     spec = load_study_file(path)
+    path = "<study>" if isinstance(path, dict) else path
     points = plan_grid(spec, path)
     data = opts.data if opts.data != "pystdlib" else spec.data
     from archscale.trainers.data import open_data
@@ -201,7 +216,7 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noq
     storage = opts.storage or str(out / "optuna.journal")
     study = StudySpec(storage=storage, study_name=f"archscale-study-{spec.name}", objectives=["eval_loss"],
                       sampler="random", seed=opts.seed)
-    plan = TrialPlan(target_tokens=None, data=data, train_defaults={**spec.train, **opts.train}, seeds=1)
+    plan = TrialPlan(target_tokens=None, data=data, train_defaults=dict(opts.train), seeds=1)
     write_json(out / "run.json", {
         "kind": "study", "study": spec.model_dump(mode="json"), "study_file": str(path), "grid": len(points),
         "budget": spec.sizes.model_dump(mode="json"), "args": {**asdict(opts), "storage": redact(opts.storage)},
