@@ -115,7 +115,9 @@ def scaling_chart(
 # ---------------------------------------------------------------------------------------------
 
 
-def isoflop_chart(runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "params", loss: str = "eval_loss") -> alt.LayerChart:
+def isoflop_chart(
+    runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "params", loss: str = "eval_loss", title: str = "isoFLOP curves"
+) -> alt.LayerChart:
     """Loss against N per compute budget, the fitted parabolas (in log N) and their minima."""
     from .fits import compute_budgets
 
@@ -128,7 +130,7 @@ def isoflop_chart(runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "param
     color = alt.Color("budget:N", title="compute budget", sort=alt.SortField("compute"))
     xs = alt.X("n:Q", title=f"{n} (N)", scale=alt.Scale(type="log", nice=False))
     ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(zero=False))
-    dots = _base(pts, "isoFLOP curves").mark_circle(size=45).encode(xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")])
+    dots = _base(pts, title).mark_circle(size=45).encode(xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")])
     layers: list[alt.Chart] = [dots]
     if iso is not None:
         vert = iso.budgets.with_row_index("budget_id").drop_nulls("n_opt").with_columns(
@@ -325,13 +327,19 @@ def build_chart(
         if x not in runs.columns:
             raise NoData(f"column {x!r} not in trials.parquet")
         return scaling_chart(runs, scaling_fits(runs, x=x, series="series", bootstrap=bootstrap), x=x, target=target)
-    # isoflop
-    iso = None
+    # isoflop: one panel per series (a scaling-study family), since optima differ between families
+    panels = []
+    for (name,), part in series_column(runs).group_by("series", maintain_order=True):
+        panels.append(isoflop_chart(part, isoflop_fit(part), title=f"isoFLOP curves: {name}"))
+    return panels[0] if len(panels) == 1 else alt.hconcat(*panels)
+
+
+def isoflop_fit(runs: pl.DataFrame, *, bootstrap: int = 0) -> IsoFlopFit | None:
+    """Approach 2 on ``runs`` (params, eval_loss, compute), or None when it cannot be fitted."""
     try:
-        iso = fit_isoflop(runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy())
+        return fit_isoflop(runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy(), bootstrap=bootstrap)
     except ValueError:
-        pass
-    return isoflop_chart(runs, iso)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------

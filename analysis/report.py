@@ -1,0 +1,264 @@
+"""The self-contained HTML report.
+
+``write_report(dirs, out)`` writes one page that works offline: every chart is rendered to an
+inline SVG with vl-convert (no JavaScript at all, so nothing is fetched from a CDN and the page
+opens from a file or an e-mail attachment; the price is that hover tooltips are only available in
+``archscale plot --out x.html``). Sections: what was run, best architectures, the Pareto front,
+scaling fits (power laws, Chinchilla Approach 3 and 2, leave-largest-out, ranking and effective
+compute multipliers), effects, parameter importance, learning curves, length generalisation. A
+section with nothing to show says why instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import charts as ch
+from . import effects as fx
+from .fits import FlopsModel, effective_compute_multiplier, fit_chinchilla, leave_largest_out, rank_architectures
+from .load import PathLike, load_run, load_trials
+from .pareto import pareto_front
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f6f8; } td:first-child, th:first-child { text-align: left; }
+figure.chart { margin: 1rem 0; overflow-x: auto; } .nodata { color: #8a6d3b; background: #fcf8e3;
+padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 12px; }
+.note { color: #555; font-size: 13px; }
+"""
+
+
+def _fmt(col: str) -> pl.Expr:
+    """A numeric column as text with 4 significant digits (scientific when large or tiny)."""
+    x = pl.col(col).cast(pl.Float64)
+    exp = x.abs().log10().floor()
+    sci = pl.format("{}e{}", (x / pl.lit(10.0).pow(exp)).round(3), exp.cast(pl.Int64))
+    plain = x.round_sig_figs(4).cast(pl.String)
+    return (
+        pl.when(x.is_null() | x.is_nan()).then(pl.lit("–"))
+        .when((x.abs() >= 1e5) | ((x.abs() < 1e-3) & (x != 0))).then(sci)
+        .otherwise(plain.str.replace(r"\.0$", ""))
+        .alias(col)
+    )  # fmt: skip
+
+
+def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
+    """Render a small frame as an HTML table (cells escaped; numbers via ``_fmt``)."""
+    df = df.head(max_rows)
+    if df.width == 0:
+        return ""
+    text = df.select(
+        _fmt(c) if df.schema[c].is_numeric() and not df.schema[c].is_integer() else pl.col(c).cast(pl.String).fill_null("–")
+        for c in df.columns
+    )
+    esc = [
+        pl.col(c).str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True)
+        for c in text.columns
+    ]
+    rows = text.select(row=pl.concat_str([pl.concat_str([pl.lit("<td>"), e, pl.lit("</td>")]) for e in esc]))
+    body = "\n".join(rows.select(pl.format("<tr>{}</tr>", pl.col("row"))).to_series().to_list())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+def _figure(chart: Any) -> str:
+    return f'<figure class="chart">{ch.chart_svg(chart)}</figure>'
+
+
+def _nodata(reason: str) -> str:
+    return f'<p class="nodata">No data: {html.escape(reason)}</p>'
+
+
+def _section(title: str, body: Callable[[], str]) -> str:
+    """A section whose body may raise ``NoData`` (shown as such) or fail (shown, not raised)."""
+    try:
+        content = body()
+    except ch.NoData as exc:
+        content = _nodata(str(exc))
+    except Exception as exc:  # one broken section must not take the report down
+        content = f'<p class="nodata">Could not compute this section: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>'
+    anchor = title.lower().replace(" ", "-")
+    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
+
+
+def _ci_table(fits: dict[str, Any]) -> pl.DataFrame:
+    """Long table: one row per (series, parameter) with estimate and interval."""
+    frames = [
+        pl.DataFrame(
+            {
+                "series": name,
+                "parameter": list(fit.params),
+                "estimate": list(fit.params.values()),
+                "lo": [fit.ci().get(k, [math.nan, math.nan])[0] for k in fit.params],
+                "hi": [fit.ci().get(k, [math.nan, math.nan])[1] for k in fit.params],
+                "runs": fit.n_runs,
+            }
+        )
+        for name, fit in fits.items()
+    ]
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+class _Report:
+    def __init__(self, dirs: Sequence[PathLike], *, bootstrap: int, target: float | None) -> None:
+        self.dirs = [Path(d) for d in dirs]
+        self.bootstrap = bootstrap
+        self.trials = load_trials(self.dirs).collect()
+        self.done = self.trials.filter((pl.col("status") == "completed") & pl.col("eval_loss").is_finite())
+        self.target = target
+
+    # -- sections ------------------------------------------------------------------------------
+    def what_was_run(self) -> str:
+        parts = []
+        counts = self.trials.group_by("run", "status").len().sort("run", "status")
+        for d in self.dirs:
+            run = fx.describe_run(load_run(d))
+            parts.append(f"<h3>{html.escape(d.resolve().name)}</h3>")
+            if not run:
+                parts.append(_nodata(f"{d / 'run.json'} is missing"))
+            else:
+                parts.append(f"<pre>{html.escape(json.dumps(run, indent=1, default=str))}</pre>")
+        if self.trials.height == 0:
+            return "\n".join(parts) + _nodata("no trials.parquet yet")
+        pivot = counts.pivot(on="status", index="run", values="len").fill_null(0)
+        return "\n".join(parts) + "<h3>Trials by status</h3>" + html_table(pivot)
+
+    def best(self) -> str:
+        if self.done.height == 0:
+            raise ch.NoData("no completed trials with an eval_loss yet")
+        best = fx.best_architectures(self.done, top=15)
+        return '<p class="note">Mean final eval loss (nats/token) over seed replicas of each architecture; std across seeds.</p>' + html_table(best)
+
+    def pareto(self) -> str:
+        if self.done.height == 0:
+            raise ch.NoData("no completed trials with an eval_loss yet")
+        out = [_figure(ch.pareto_chart(self.done, x="params", y="eval_loss"))]
+        if self.done["tokens_per_s"].drop_nulls().len():
+            out.append(_figure(ch.pareto_chart(self.done, x="tokens_per_s", y="eval_loss", x_dir="max")))
+        front = pareto_front(self.done, {"params": "min", "eval_loss": "min"}).filter(pl.col("on_front"))
+        cols = [c for c in ("run", "trial_id", "label", "params", "eval_loss", "tokens_per_s") if c in front.columns]
+        out.append("<h3>Front (params, eval_loss)</h3>" + html_table(front.select(cols).sort("params")))
+        return "\n".join(out)
+
+    def scaling(self) -> str:
+        runs = self.done.filter(pl.col("group").is_not_null())
+        if runs.height == 0:
+            raise ch.NoData("no scaling-study runs (trials with a 'group'); searches are summarised by the Pareto front")
+        runs = ch.series_column(runs)
+        target = self.target or float(runs["compute"].max()) * 10.0
+        out = [f'<p class="note">Power laws L = E + A·x<sup>−α</sup> fitted to the lower envelope (best run per compute level); band: {self.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {target:.3g} FLOPs.</p>']
+        power = ch.scaling_fits(runs, x="compute", series="series", bootstrap=self.bootstrap)
+        out.append(_figure(ch.scaling_chart(runs, power, x="compute", target=target)))
+        if power:
+            out.append("<h3>Power law in compute</h3>" + html_table(_ci_table(power)))
+        # Chinchilla Approach 3 per family
+        flops = FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy()) if runs["flops_per_token"].drop_nulls().len() else FlopsModel()
+        chin = {}
+        for (name,), part in runs.group_by("series", maintain_order=True):
+            if part.height >= 5 and part["tokens"].n_unique() >= 3 and part["params"].n_unique() >= 3:
+                chin[str(name)] = fit_chinchilla(part["params"].to_numpy(), part["tokens"].to_numpy(), part["eval_loss"].to_numpy(), bootstrap=self.bootstrap)
+        if chin:
+            out.append("<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)))
+            alloc = pl.concat(
+                [
+                    pl.DataFrame({k: v for k, v in fit.optimal_allocation([target], flops).items()}).with_columns(series=pl.lit(name))
+                    for name, fit in chin.items()
+                ],
+                how="diagonal_relaxed",
+            )
+            out.append(f'<p class="note">Compute-optimal allocation at C = {target:.3g} with counted FLOPs/token ≈ {flops.c:.3g}·N<sup>{flops.gamma:.3f}</sup>:</p>' + html_table(alloc.select("series", *[c for c in alloc.columns if c != "series"])))
+            ranks = rank_architectures(chin, at=target, flops=flops)
+            out.append(f"<h3>Ranking by predicted loss at C = {target:.3g}</h3>" + html_table(ranks))
+            base = "baseline" if "baseline" in chin else next(iter(chin))
+            mult = [
+                {"variant": name, "baseline": base, **effective_compute_multiplier(chin[base], fit, at=target, flops=flops)}
+                for name, fit in chin.items()
+                if name != base
+            ]
+            if mult:
+                out.append("<h3>Effective-compute multiplier vs baseline</h3><p class=\"note\">How much more compute the baseline needs to reach the variant's loss (>1: the variant is better).</p>" + html_table(pl.DataFrame(mult)))
+            lo = []
+            for name, part in runs.group_by("series", maintain_order=True):
+                try:
+                    check = leave_largest_out("chinchilla", (part["params"].to_numpy(), part["tokens"].to_numpy()), part["eval_loss"].to_numpy(), part["compute"].to_numpy())
+                    lo.append({"series": str(name[0]), **{k: v for k, v in check.items() if k != "params"}})
+                except ValueError:
+                    pass
+            if lo:
+                out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(pl.DataFrame(lo)))
+        iso_rows = []
+        for (name,), part in runs.group_by("series", maintain_order=True):
+            iso = ch.isoflop_fit(part, bootstrap=self.bootstrap)
+            if iso is not None:
+                ci = iso.ci()
+                iso_rows.append({"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None])[0], "a hi": ci.get("a", [None, None])[1], "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None])[0], "b hi": ci.get("b", [None, None])[1], "budgets": iso.budgets.height})
+        if iso_rows:
+            out.append(_figure(ch.build_chart(self.dirs, "isoflop")))
+            out.append("<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(iso_rows)))
+        return "\n".join(out)
+
+    def effects(self) -> str:
+        eff = fx.axis_effects(self.done)
+        if eff.height == 0:
+            raise ch.NoData("no architecture axis takes more than one value among completed trials")
+        return '<p class="note">Mean difference in final eval loss from each axis\'s baseline value at equal budget (same run), Welch 95% interval across trials and seeds.</p>' + _figure(ch.effects_chart(eff))
+
+    def importance(self) -> str:
+        return _figure(ch.build_chart(self.dirs, "importance"))
+
+    def curves(self) -> str:
+        return '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>' + _figure(ch.build_chart(self.dirs, "curves"))
+
+    def lengths(self) -> str:
+        return _figure(ch.build_chart(self.dirs, "length"))
+
+    def render(self) -> str:
+        sections = [
+            ("What was run", self.what_was_run),
+            ("Best architectures", self.best),
+            ("Pareto front", self.pareto),
+            ("Scaling fits", self.scaling),
+            ("Effects", self.effects),
+            ("Parameter importance", self.importance),
+            ("Learning curves", self.curves),
+            ("Length generalisation", self.lengths),
+        ]
+        with ch.rows_allowed():
+            body = "\n".join(_section(title, fn) for title, fn in sections)
+        names = ", ".join(html.escape(d.resolve().name) for d in self.dirs)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return (
+            f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>archscale report: {names}</title>'
+            f"<style>{CSS}</style></head><body>\n<h1>archscale report: {names}</h1>"
+            f'<p class="note">Generated {stamp}. Losses are in nats/token; compute in training FLOPs.</p>\n{body}\n</body></html>\n'
+        )
+
+
+def build_report(dirs: PathLike | Sequence[PathLike], *, bootstrap: int = 100, target: float | None = None) -> str:
+    """The report's HTML for one or more results directories (see module docstring)."""
+    dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
+    return _Report(dirs, bootstrap=bootstrap, target=target).render()
+
+
+def write_report(
+    dirs: PathLike | Sequence[PathLike], out: PathLike, *, bootstrap: int = 100, target: float | None = None
+) -> Path:
+    """Write ``build_report`` to ``out`` (temp file + rename) and return its path."""
+    out = Path(out)
+    text = build_report(dirs, bootstrap=bootstrap, target=target)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+

@@ -1,0 +1,228 @@
+"""Scaling-law fits recover known laws; intervals cover the truth; derived quantities are right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import check_grad
+
+from archscale.analysis import fits
+from archscale.analysis.fits import ChinchillaFit, FlopsModel, PowerLawFit
+
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al. 2022
+
+
+def chinchilla_loss(n: np.ndarray, d: np.ndarray, p: dict[str, float] = CHINCHILLA) -> np.ndarray:
+    return p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"]
+
+
+@pytest.fixture(scope="module")
+def chinchilla_runs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """200 runs at Chinchilla scales (N 7e7..1.6e10, D 1e9..5e11), 0.5% lognormal noise."""
+    rng = np.random.default_rng(0)
+    n = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), 200))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(5e11), 200))
+    return n, d, chinchilla_loss(n, d) * np.exp(rng.normal(0, 0.005, 200))
+
+
+def test_objective_gradient_is_exact() -> None:
+    rng = np.random.default_rng(1)
+    log_x = np.log(rng.uniform(1e8, 1e10, (30, 2)))
+    log_loss = np.log(rng.uniform(2, 3, 30))
+    for theta in ([0.5, 6.0, 6.0, 0.3, 0.3], [0.1, 5.0, 7.0, 0.5, 0.2]):
+        f = lambda t: fits._objective(t[None, :], log_x, log_loss, 1.0)[0][0]  # noqa: E731  delta=1: smooth region
+        g = lambda t: fits._objective(t[None, :], log_x, log_loss, 1.0)[1][0]  # noqa: E731
+        assert check_grad(f, g, np.array(theta), epsilon=1e-7) < 1e-4 * (1 + np.linalg.norm(g(np.array(theta))))
+
+
+def test_objective_is_vectorised_over_starts() -> None:
+    rng = np.random.default_rng(2)
+    log_x, log_loss = np.log(rng.uniform(1e8, 1e10, (20, 2))), np.log(rng.uniform(2, 3, 20))
+    grid = fits._grid(2)
+    assert grid.shape == (4500, 5)  # Hoffmann et al.'s grid
+    batched = fits._objective(grid[:7], log_x, log_loss, 1e-3)[0]
+    single = [fits._objective(t[None, :], log_x, log_loss, 1e-3)[0][0] for t in grid[:7]]
+    np.testing.assert_allclose(batched, single)
+
+
+def test_power_law_recovers_known_parameters() -> None:
+    rng = np.random.default_rng(3)
+    x = np.geomspace(1e6, 1e10, 40)
+    loss = (1.8 + 400.0 * x**-0.3) * np.exp(rng.normal(0, 0.002, x.size))
+    fit = fits.fit_power_law(x, loss, x_name="params")
+    assert isinstance(fit, PowerLawFit) and fit.inputs == ("params",)
+    assert fit.params["E"] == pytest.approx(1.8, rel=0.02)
+    assert fit.params["alpha"] == pytest.approx(0.3, rel=0.05)
+    assert fit.params["A"] == pytest.approx(400.0, rel=0.35)
+    np.testing.assert_allclose(fit.predict(x), 1.8 + 400.0 * x**-0.3, rtol=0.005)
+
+
+def test_power_law_in_compute_recovers_exponent() -> None:
+    c = np.geomspace(1e17, 1e22, 25)
+    fit = fits.fit_power_law(c, 2.0 + 3000.0 * c**-0.2, x_name="compute")
+    assert fit.params["alpha"] == pytest.approx(0.2, rel=1e-3)
+    assert fit.params["E"] == pytest.approx(2.0, rel=1e-3)
+
+
+def test_chinchilla_approach3_recovers_known_law(chinchilla_runs) -> None:
+    fit = fits.fit_chinchilla(*chinchilla_runs)
+    assert isinstance(fit, ChinchillaFit)
+    p = fit.params
+    assert p["E"] == pytest.approx(CHINCHILLA["E"], rel=0.03)
+    assert p["alpha"] == pytest.approx(CHINCHILLA["alpha"], abs=0.03)
+    assert p["beta"] == pytest.approx(CHINCHILLA["beta"], abs=0.02)
+    n, d, _ = chinchilla_runs
+    np.testing.assert_allclose(fit.predict(n, d), chinchilla_loss(n, d), rtol=0.01)
+
+
+def test_chinchilla_exact_data_is_fitted_exactly() -> None:
+    n = np.repeat(np.geomspace(7e7, 1.6e10, 8), 6)
+    d = np.tile(np.geomspace(1e9, 5e11, 6), 8)
+    fit = fits.fit_chinchilla(n, d, chinchilla_loss(n, d))
+    for key, value in CHINCHILLA.items():
+        assert fit.params[key] == pytest.approx(value, rel=2e-3), key
+
+
+def test_bootstrap_intervals_contain_truth(chinchilla_runs) -> None:
+    fit = fits.fit_chinchilla(*chinchilla_runs, bootstrap=60, seed=1)
+    ci = fit.ci()
+    assert set(ci) == {"E", "A", "B", "alpha", "beta"} and len(fit.samples) == 60
+    for key, value in CHINCHILLA.items():
+        lo, hi = ci[key]
+        assert lo <= value <= hi, (key, lo, value, hi)
+    n, d, _ = chinchilla_runs
+    lo, hi = fit.predict_interval(n[:20], d[:20])
+    truth = chinchilla_loss(n[:20], d[:20])
+    assert np.mean((lo <= truth) & (truth <= hi)) >= 0.9
+
+
+def test_power_law_bootstrap_interval_contains_truth() -> None:
+    rng = np.random.default_rng(4)
+    x = np.geomspace(1e6, 1e10, 30)
+    loss = (1.8 + 400.0 * x**-0.3) * np.exp(rng.normal(0, 0.003, x.size))
+    ci = fits.fit_power_law(x, loss, bootstrap=100, seed=2).ci()
+    for key, value in {"E": 1.8, "A": 400.0, "alpha": 0.3}.items():
+        assert ci[key][0] <= value <= ci[key][1], (key, ci[key])
+
+
+def test_compute_optimal_allocation_matches_brute_force() -> None:
+    fit = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.empty((0, 5)), 0, 0.0, ("params", "tokens"))
+    for flops in (FlopsModel(), FlopsModel(c=7.5, gamma=1.02)):
+        alloc = fit.optimal_allocation([1e21, 5.76e23], flops)
+        for i, c in enumerate((1e21, 5.76e23)):
+            n_grid = np.geomspace(1e7, 1e13, 200_001)
+            loss = chinchilla_loss(n_grid, flops.tokens(c, n_grid))
+            assert alloc["n_opt"][i] == pytest.approx(n_grid[np.argmin(loss)], rel=1e-3)
+            assert alloc["loss"][i] == pytest.approx(loss.min(), rel=1e-9)
+            assert alloc["d_opt"][i] * flops.c * alloc["n_opt"][i] ** flops.gamma == pytest.approx(c)
+
+
+def test_chinchilla_optimum_at_chinchilla_compute() -> None:
+    """With Hoffmann et al.'s Approach 3 law, 5.76e23 FLOPs gives N_opt of a few tens of billions."""
+    fit = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.empty((0, 5)), 0, 0.0, ("params", "tokens"))
+    n_opt = fit.optimal_allocation(5.76e23)["n_opt"][0]
+    assert 2e10 < n_opt < 6e10
+
+
+def test_flops_model_fit_recovers_counted_flops() -> None:
+    n = np.geomspace(1e6, 1e9, 10)
+    model = FlopsModel.fit(n, 6.2 * n**1.01)
+    assert model.c == pytest.approx(6.2, rel=1e-6) and model.gamma == pytest.approx(1.01, rel=1e-6)
+
+
+def _isoflop_runs(noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    budgets = np.geomspace(1e18, 1e21, 6)
+    c = np.repeat(budgets, 11)
+    n = np.sqrt(c / 120.0) * 10 ** np.tile(np.linspace(-0.8, 0.8, 11), budgets.size)
+    loss = chinchilla_loss(n, c / (6 * n)) * np.exp(rng.normal(0, noise, c.size))
+    return n, loss, c
+
+
+def test_approach2_recovers_known_exponent() -> None:
+    a_true = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])  # N_opt ∝ C^a under C = 6ND
+    iso = fits.fit_isoflop(*_isoflop_runs())
+    assert iso.params["a"] == pytest.approx(a_true, abs=0.01)
+    assert iso.params["b"] == pytest.approx(1 - a_true, abs=0.01)
+    assert iso.budgets.height == 6 and iso.budgets["interior"].all()
+
+
+def test_approach2_bootstrap_interval_contains_truth() -> None:
+    a_true = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])
+    iso = fits.fit_isoflop(*_isoflop_runs(noise=0.003, seed=5), bootstrap=300, seed=3)
+    lo, hi = iso.ci()["a"]
+    assert lo <= a_true <= hi and hi - lo < 0.15
+
+
+def test_approach2_needs_two_budgets() -> None:
+    with pytest.raises(ValueError, match="2 or more compute budgets"):
+        fits.fit_isoflop([1e6, 2e6, 3e6], [3.0, 2.9, 3.1], [1e18, 1e18, 1e18])
+
+
+def test_compute_budgets_cluster_nearby_values() -> None:
+    budget = fits.compute_budgets([1e18, 1.01e18, 3e18, 0.995e18, 2.98e18, 1e19])
+    assert budget.tolist() == [0, 0, 1, 0, 1, 2]
+
+
+def test_leave_largest_out_predicts_held_out_budget() -> None:
+    n, loss, c = _isoflop_runs(noise=0.002)
+    check = fits.leave_largest_out("chinchilla", (n, c / (6 * n)), loss, c)
+    assert check["n_held_out"] == 11 and check["held_out_compute"] == pytest.approx(1e21, rel=0.01)
+    assert check["mean_rel_error"] < 0.01
+
+
+def _power(e: float, a: float, alpha: float, samples: np.ndarray | None = None) -> PowerLawFit:
+    return PowerLawFit("power", {"E": e, "A": a, "alpha": alpha}, np.empty((0, 3)) if samples is None else samples, 10, 0.0, ("compute",))
+
+
+def test_effective_compute_multiplier_of_a_shifted_law() -> None:
+    """A variant that equals the baseline given 3x the compute has a multiplier of 3 everywhere."""
+    base = _power(2.0, 3000.0, 0.2)
+    variant = _power(2.0, 3000.0 * 3.0**-0.2, 0.2)
+    for at in (1e18, 1e22):
+        assert fits.effective_compute_multiplier(base, variant, at=at)["multiplier"] == pytest.approx(3.0, rel=1e-9)
+    worse = fits.effective_compute_multiplier(variant, base, at=1e20)
+    assert worse["multiplier"] == pytest.approx(1 / 3.0, rel=1e-9)
+
+
+def test_effective_compute_multiplier_with_chinchilla_fits_and_intervals() -> None:
+    base = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.tile(list(CHINCHILLA.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
+    better = {**CHINCHILLA, "E": 1.60}
+    variant = ChinchillaFit("chinchilla", better, np.tile(list(better.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
+    out = fits.effective_compute_multiplier(base, variant, at=1e21)
+    assert out["multiplier"] > 1.0 and out["lo"] == pytest.approx(out["multiplier"], rel=1e-6)
+    # check: the baseline at multiplier x compute reaches the variant's loss
+    reach = base.loss_at_compute(out["multiplier"] * 1e21)[0, 0]
+    assert reach == pytest.approx(variant.loss_at_compute(1e21)[0, 0], rel=1e-6)
+
+
+def test_rank_architectures_orders_by_predicted_loss() -> None:
+    rng = np.random.default_rng(0)
+    fits_by_name = {
+        "worse": _power(2.1, 3000.0, 0.2, np.column_stack([rng.normal(2.1, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
+        "better": _power(2.0, 3000.0, 0.2, np.column_stack([rng.normal(2.0, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
+    }
+    ranks = fits.rank_architectures(fits_by_name, at=1e21)
+    assert ranks["name"].to_list() == ["better", "worse"] and ranks["rank"].to_list() == [1, 2]
+    row = ranks.row(0, named=True)
+    assert row["lo"] < row["predicted_loss"] < row["hi"]
+
+
+def test_fit_groups_fits_each_family(study_dir) -> None:
+    import polars as pl
+
+    from archscale.analysis import load_trials
+
+    trials = load_trials(study_dir, status="completed").collect()
+    by_group = fits.fit_groups(trials, by="group", law="chinchilla")
+    assert set(by_group) == {"baseline", "swiglu·rope"}
+    assert by_group["swiglu·rope"].params["E"] < by_group["baseline"].params["E"] + 0.05
+    power = fits.fit_groups(trials.filter(pl.col("group") == "baseline"), by="group", x="compute")
+    assert 0 < power["baseline"].params["alpha"] < 1
+
+
+def test_too_few_runs_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="at least 3 runs"):
+        fits.fit_power_law([1.0, 2.0], [3.0, 2.0])
+    with pytest.raises(ValueError, match="at least 5 runs"):
+        fits.fit_chinchilla([1e6] * 3, [1e9] * 3, [3.0] * 3)
