@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     # loading
-    "load": "load", "load_trials": "load", "load_curves": "load", "load_run": "load",
-    "open_study": "load", "length_losses": "load",
+    "load": "loaders", "load_trials": "loaders", "load_curves": "loaders", "load_run": "loaders",
+    "open_study": "loaders", "length_losses": "loaders",
     # fits
     "fit_power_law": "fits", "fit_chinchilla": "fits", "fit_isoflop": "fits", "FlopsModel": "fits",
     "PowerLawFit": "fits", "ChinchillaFit": "fits", "IsoFlopFit": "fits", "compute_budgets": "fits",
@@ -57,6 +57,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .dashboard import *  # noqa: F403
     from .effects import *  # noqa: F403
     from .fits import *  # noqa: F403
-    from .load import *  # noqa: F403
+    from .loaders import *  # noqa: F403
     from .pareto import *  # noqa: F403
     from .report import *  # noqa: F403

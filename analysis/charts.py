@@ -23,7 +23,7 @@ import polars as pl
 
 from . import effects as fx
 from .fits import ChinchillaFit, IsoFlopFit, LawFit, PowerLawFit, fit_isoflop, fit_power_law
-from .load import PathLike, length_losses, load_curves, load_trials
+from .loaders import PathLike, length_losses, load_curves, load_trials
 from .pareto import pareto_front
 
 Kind = Literal["scaling", "isoflop", "pareto", "curves", "effects", "importance", "length"]

@@ -74,7 +74,7 @@ def _read_table(path: Path, *, loss_col: str | None) -> tuple[Any, str]:
     if not path.exists():
         _fail(f"{path}: no such file or directory (give a results directory, a .parquet or a .csv file)")
     if path.is_dir():
-        from .load import load_trials
+        from .loaders import load_trials
 
         if not (path / "trials.parquet").exists():
             _fail(f"{path}: no trials.parquet (is this a results directory? the search may not have finished a trial yet)")
@@ -232,7 +232,7 @@ def dashboard_command(
     """Serve optuna-dashboard on the search's study; print the Ray dashboard and TensorBoard hints."""
     _check_dirs([dir])
     from .dashboard import ray_dashboard_address, serve_dashboard, tensorboard_logdir
-    from .load import study_storage
+    from .loaders import study_storage
 
     try:
         study_storage(dir)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .load import ARCH_AXES, PathLike, load_trials, open_study
+from .loaders import ARCH_AXES, PathLike, load_trials, open_study
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {

@@ -24,7 +24,7 @@ import polars as pl
 from . import charts as ch
 from . import effects as fx
 from .fits import FlopsModel, effective_compute_multiplier, fit_chinchilla, leave_largest_out, rank_architectures
-from .load import PathLike, load_run, load_trials
+from .loaders import PathLike, load_run, load_trials
 from .pareto import pareto_front
 
 CSS = """
