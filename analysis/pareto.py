@@ -33,21 +33,41 @@ def pareto_mask(points: np.ndarray, maximize: Sequence[bool] | None = None, *, c
     """Boolean mask of the non-dominated rows of ``points`` (n, m); all objectives minimised
     unless ``maximize[j]`` is true. Rows with a NaN are never on the front.
 
-    Vectorised pairwise comparison in chunks of ``chunk`` rows: O(n² m) work, O(chunk · n · m)
-    memory; 10,000 points in 2-D take well under a second.
+    Two objectives: an O(n log n) sort-and-prefix-minimum (1,000,000 points in well under a
+    second). More: vectorised pairwise comparison in chunks of ``chunk`` rows, O(n² m) work and
+    O(chunk · n · m) memory.
     """
     p = _as_minimised(points, maximize)
     valid = ~np.isnan(p).any(axis=1)
     q = p[valid]
+    if q.shape[1] == 2:
+        return _scatter(_front_2d(q), valid)
     dominated = np.zeros(len(q), bool)
     for start in range(0, len(q), chunk):
         block = q[start : start + chunk]  # (c, m): is block[i] dominated by some q[j]?
         no_worse = (q[None, :, :] <= block[:, None, :]).all(axis=2)
         better = (q[None, :, :] < block[:, None, :]).any(axis=2)
         dominated[start : start + chunk] = (no_worse & better).any(axis=1)
-    mask = np.zeros(len(p), bool)
-    mask[np.flatnonzero(valid)] = ~dominated
+    return _scatter(~dominated, valid)
+
+
+def _scatter(on_front: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    mask = np.zeros(len(valid), bool)
+    mask[np.flatnonzero(valid)] = on_front
     return mask
+
+
+def _front_2d(q: np.ndarray) -> np.ndarray:
+    """O(n log n) front for two minimised objectives. A point (x, y) is dominated iff some point
+    with a strictly smaller x has y' <= y, or some point with the same x has y' < y."""
+    if len(q) == 0:
+        return np.zeros(0, bool)
+    ux, group = np.unique(q[:, 0], return_inverse=True)
+    group_min = np.full(len(ux), np.inf)
+    np.minimum.at(group_min, group, q[:, 1])
+    before_min = np.concatenate([[np.inf], np.minimum.accumulate(group_min)[:-1]])  # over smaller x
+    dominated = (before_min[group] <= q[:, 1]) | (group_min[group] < q[:, 1])
+    return ~dominated
 
 
 def hypervolume(points: np.ndarray, reference: Sequence[float], maximize: Sequence[bool] | None = None) -> float:

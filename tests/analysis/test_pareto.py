@@ -39,6 +39,14 @@ def test_front_equals_brute_force(case: tuple[list[tuple[float, ...]], list[bool
     assert pareto_mask(arr, maximize, chunk=7).tolist() == brute_force_front(pts, maximize)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=40), st.booleans(), st.booleans())
+def test_2d_fast_path_equals_pairwise(pts: list[tuple[int, int]], max_x: bool, max_y: bool) -> None:
+    arr = np.array(pts, float).reshape(-1, 2)
+    expected = brute_force_front([tuple(p) for p in arr], [max_x, max_y])
+    assert pareto_mask(arr, [max_x, max_y]).tolist() == expected
+
+
 def brute_force_hypervolume(pts: np.ndarray, ref: np.ndarray) -> float:
     """Count the unit cells of the integer grid below ``ref`` that some point dominates (minimise)."""
     cells = np.array(list(itertools.product(*[range(int(r)) for r in ref])), float)  # lower corners

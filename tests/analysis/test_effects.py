@@ -1,0 +1,72 @@
+"""Effects across seeds, best architectures, importance, learning-curve downsampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from archscale.analysis import axis_effects, best_architectures, learning_curves, load_curves, load_trials, parameter_importance
+from archscale.analysis.synthetic import SEARCH_EFFECTS
+
+
+def test_axis_effects_recover_known_effects(search_dir: Path) -> None:
+    eff = axis_effects(load_trials(search_dir))
+    pos = eff.filter(pl.col("axis") == "position")
+    assert set(pos["baseline"]) == {"learned"}
+    for value, truth in SEARCH_EFFECTS["position"].items():
+        row = pos.filter(pl.col("value") == value)
+        if row.height:
+            # other axes vary too, so each mean carries their imbalance; the sign and rough size hold
+            assert row["effect"][0] == pytest.approx(truth, abs=0.03), value
+    none = pos.filter(pl.col("value") == "none").row(0, named=True)
+    assert none["lo"] > 0  # NoPE is clearly worse than learned positions here
+    base = pos.filter(pl.col("value") == "learned").row(0, named=True)
+    assert base["effect"] == 0.0
+
+
+def test_axis_effects_exact_welch_interval() -> None:
+    trials = pl.DataFrame(
+        {
+            "run": ["r"] * 6,
+            "status": ["completed"] * 6,
+            "norm": ["layernorm"] * 3 + ["rmsnorm"] * 3,
+            "eval_loss": [3.0, 3.1, 3.2, 2.9, 3.0, 3.1],
+        }
+    )
+    row = axis_effects(trials, axes=["norm"]).filter(pl.col("value") == "rmsnorm").row(0, named=True)
+    from scipy import stats
+
+    se = (0.01 / 3 + 0.01 / 3) ** 0.5
+    half = stats.t.ppf(0.975, 4.0) * se  # equal variances and sizes: Welch dof = 4
+    assert row["effect"] == pytest.approx(-0.1)
+    assert row["lo"] == pytest.approx(-0.1 - half) and row["hi"] == pytest.approx(-0.1 + half)
+
+
+def test_axis_effects_without_data_is_empty() -> None:
+    empty = pl.DataFrame({"run": ["r"], "status": ["running"], "norm": ["rmsnorm"], "eval_loss": [None]}, schema_overrides={"eval_loss": pl.Float64})
+    assert axis_effects(empty).height == 0
+
+
+def test_best_architectures_average_seeds(search_dir: Path) -> None:
+    best = best_architectures(load_trials(search_dir), top=5)
+    assert best.height == 5 and best["mean"].is_sorted()
+    assert best["n_seeds"].max() <= 3
+
+
+def test_parameter_importance_from_study_and_fallback(search_dir: Path, running_dir: Path) -> None:
+    imp = parameter_importance(search_dir)
+    assert imp["method"][0] == "ped-anova" and imp["param"][0] in {"position", "ffn_activation"}
+    fallback = parameter_importance(running_dir)  # no run.json, no study: eta² from the trials (too few here)
+    assert fallback.columns == ["param", "importance", "method"]
+
+
+def test_learning_curves_downsampled_keep_ends(search_dir: Path) -> None:
+    full = load_curves(search_dir).collect()
+    small = learning_curves(load_curves(search_dir), max_points=4).collect()
+    per_trial = small.group_by("trial_id").len()["len"]
+    assert per_trial.max() <= 5 and small.height < full.height
+    ends = full.group_by("trial_id").agg(pl.col("tokens").min().alias("first"), pl.col("tokens").max().alias("last"))
+    kept = small.group_by("trial_id").agg(pl.col("tokens").min().alias("first"), pl.col("tokens").max().alias("last"))
+    assert ends.sort("trial_id").equals(kept.sort("trial_id"))
