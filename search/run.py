@@ -103,6 +103,7 @@ def prepare(opts: SearchOptions):
         if g < 0:
             raise ValueError(f"--gpus-per-trial: must be >= 0, got {g}")
     _check_data(opts.data, space)
+    _check_feasible(space)
     out = Path(opts.out).resolve()
     storage = opts.storage or str(out / "optuna.journal")
     study = StudySpec(storage=storage, study_name=opts.study_name or f"archscale-{space.name}",
@@ -111,6 +112,23 @@ def prepare(opts: SearchOptions):
     plan = TrialPlan(target_tokens=tokens, tokens_per_param=opts.tokens_per_param, data=opts.data,
                      train_defaults=defaults, seeds=opts.seeds, base_seed=opts.seed, group=opts.group)
     return space, study, plan
+
+
+def _check_feasible(space, tries: int = 200) -> None:  # noqa: ANN001
+    """Fail before any cluster work when no sampled architecture can meet the budget."""
+    import random
+
+    from archscale.spaces.errors import BudgetError
+
+    rng, first = random.Random(0), None
+    for _ in range(tries):
+        try:
+            space.sample_random(rng)
+            return
+        except BudgetError as e:
+            first = first or e
+    raise ValueError(f"{space.path}: budget: none of {tries} sampled architectures can meet "
+                     f"{space.budget.describe()}: {first}")
 
 
 def _check_data(spec: str, space) -> None:  # noqa: ANN001

@@ -21,6 +21,8 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from archscale.search.searcher import result_counts
+
 
 class ParetoStoppingMixin:
     def _pareto_init(self, cost_objectives: list[str], min_fraction: float = 0.25) -> None:
@@ -45,7 +47,7 @@ class ParetoStoppingMixin:
         target = result.get("target_tokens") or 0
         if tau is None or loss is None or tau < self.min_fraction * target:
             return False
-        costs = result.get("counts") or {}
+        costs = result_counts(result)
         for f_costs, xs, ys in self._finished:
             if all(f_costs.get(c, float("inf")) <= costs.get(c, float("-inf")) for c in self.cost_objectives):
                 i = bisect.bisect_right(xs, tau) - 1
@@ -56,7 +58,7 @@ class ParetoStoppingMixin:
     def _complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
         xs, ys = self._curves.pop(trial_id, ([], []))
         if result and result.get("status") == "completed" and xs:
-            self._finished.append((dict(result.get("counts") or {}), xs, ys))
+            self._finished.append((dict(result_counts(result)), xs, ys))
 
 
 class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):

@@ -226,8 +226,16 @@ class OptunaSearcher(Searcher):
         self.study.tell(number, state=state)
 
 
+def result_counts(result: dict[str, Any]) -> dict[str, Any]:
+    """The trial's counts from a result, nested or as Ray's flattened `counts/<name>` keys."""
+    nested = result.get("counts")
+    if isinstance(nested, dict):
+        return nested
+    return {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("counts/")}
+
+
 def objective_value(name: str, result: dict[str, Any]) -> float | None:
     if name in COST_OBJECTIVES:
-        return float((result.get("counts") or {}).get(name, result.get(name)) or math.nan)
+        return float(result_counts(result).get(name) or math.nan)
     value = result.get(name)
     return None if value is None else float(value)

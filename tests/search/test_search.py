@@ -1,0 +1,151 @@
+"""Searches and studies on a real local Ray, with real training, a real on-disk Optuna study."""
+
+import json
+
+import optuna
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from archscale.search.cli import app
+from archscale.search.run import SearchOptions, run_search
+from archscale.search.searcher import open_storage
+from archscale.search.study import run_study
+
+TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}
+
+
+def small_space(tmp_path, **budget):
+    space = {
+        "name": "t",
+        "arch": {"vocab_size": 256, "seq_len": 32, "n_layers": {"choices": [1, 6]}, "n_heads": 2,
+                 "ffn_activation": {"choices": ["relu", "swiglu"]}, "position": {"choices": ["rope", "alibi"]},
+                 "norm": "rmsnorm"},
+        "budget": {"kind": "params", "value": 30000, "tolerance": 0.02, **budget},
+    }
+    p = tmp_path / "space.yaml"
+    p.write_text(yaml.safe_dump(space))
+    return p
+
+
+def study_of(out):
+    run = json.loads((out / "run.json").read_text())
+    return optuna.load_study(study_name=run["study_name"], storage=open_storage(run["storage"]))
+
+
+STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+
+
+def assert_results_agree_with_study(out):
+    trials = pl.read_parquet(out / "trials.parquet")
+    curves = pl.read_parquet(out / "curves.parquet")
+    study = study_of(out)
+    by_number = {t.number: t for t in study.trials}
+    assert sorted(by_number) == sorted(trials["trial_id"].to_list())  # one row per Optuna trial, same ids
+    for row in trials.iter_rows(named=True):
+        t = by_number[row["trial_id"]]
+        assert t.state.name == STATE[row["status"]], row
+        if row["status"] == "completed":
+            assert t.values[0] == pytest.approx(row["eval_loss"])
+            assert row["tokens"] >= row["target_tokens"]
+        if row["status"] == "pruned":
+            assert t.user_attrs["tokens"] == row["tokens"] < row["target_tokens"]
+    assert set(curves["trial_id"].unique()) <= set(trials["trial_id"])
+    assert curves.group_by("trial_id", "tokens").len()["len"].max() == 1  # no duplicate evaluations
+    return trials, curves, study
+
+
+@pytest.mark.slow
+def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
+    out = tmp_path / "out"
+    run_search(SearchOptions(space=str(small_space(tmp_path)), out=str(out), trials=6, tokens=32768, train=TRAIN,
+                             scheduler="asha", seeds=1, progress=False))
+    trials, curves, study = assert_results_agree_with_study(out)
+    assert trials.height == 6
+    assert set(trials["status"]) <= {"completed", "pruned", "failed"}
+    assert (trials["status"] == "completed").sum() >= 1
+    # n_layers=6 cannot fit 30K parameters: recorded as failed with the reason, never trained
+    infeasible = trials.filter(pl.col("n_layers").is_null() | (pl.col("error").str.contains("infeasible")))
+    for row in infeasible.iter_rows(named=True):
+        assert row["status"] == "failed" and ("feasible range" in row["error"] or "nearest achievable" in row["error"])
+        assert curves.filter(pl.col("trial_id") == row["trial_id"]).is_empty()
+    run = json.loads((out / "run.json").read_text())
+    assert {"space", "budget", "args", "versions", "git_revision", "hardware", "storage", "study_name"} <= set(run)
+    # intermediate values reach Optuna at every evaluation
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            assert len(t.intermediate_values) >= 3
+
+    # the same directory is never silently overwritten
+    with pytest.raises(FileExistsError, match="resume"):
+        run_search(SearchOptions(space=str(small_space(tmp_path)), out=str(out), trials=1, tokens=1000, progress=False))
+
+    r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    status = json.loads(r.stdout)
+    assert status["trials"] == 6 and status["study_name"] == run["study_name"]
+
+
+@pytest.mark.slow
+def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
+    out = tmp_path / "mo"
+    space = small_space(tmp_path)
+    run_search(SearchOptions(space=str(space), out=str(out), trials=2, tokens=16384, train=TRAIN, scheduler="none",
+                             seeds=2, sampler="nsga2", objectives=["eval_loss", "kv_cache_bytes_per_token"],
+                             progress=False))
+    trials, _, study = assert_results_agree_with_study(out)
+    assert trials.height == 4
+    feasible = trials.filter(pl.col("status") == "completed")
+    # each architecture is trained with both seeds
+    for _, group in feasible.group_by("arch_id"):
+        assert sorted(group["seed"].to_list()) == [0, 1]
+    assert len(study.directions) == 2
+    r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
+    assert r.exit_code == 0
+    if feasible.height:
+        assert json.loads(r.stdout)["pareto"]
+
+
+@pytest.mark.slow
+def test_study_grid(tmp_path, ray_cluster):
+    out = tmp_path / "study"
+    spec = {"name": "g", "base": {"vocab_size": 256, "seq_len": 32, "n_layers": 1, "n_heads": 2},
+            "architectures": {"baseline": {"ffn_activation": "relu", "position": "sinusoidal", "norm": "layernorm",
+                                           "norm_position": "post"},
+                              "modern": {"ffn_activation": "swiglu", "position": "rope", "norm": "rmsnorm"}},
+            "sizes": {"kind": "params", "values": [20000, 40000]}, "tokens": [8192], "train": TRAIN}
+    p = tmp_path / "study.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    run_study(p, out, SearchOptions(space="", out=str(out), scheduler="none", progress=False))
+    trials, _, _ = assert_results_agree_with_study(out)
+    assert trials.height == 4 and set(trials["group"]) == {"baseline", "modern"}
+    assert (trials["status"] == "completed").all()
+    for row in trials.iter_rows(named=True):
+        assert row["params"] == pytest.approx(20000 if row["params"] < 30000 else 40000, rel=0.02)
+
+
+def test_bad_input_fails_before_ray(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "archscale.search.cli", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    space = small_space(tmp_path)
+    cases = [
+        (["--sampler", "bayes", "--tokens", "100"], "--sampler"),
+        (["--objectives", "params", "--tokens", "100"], "--objectives"),
+        ([], "--tokens"),
+        (["--tokens", "100", "--data", "nope"], "nope"),
+        (["--tokens", "100", "--scheduler", "hyperband"], "--scheduler"),
+        (["--tokens", "100", "--budget-params", "10"], None),
+    ]
+    for extra, needle in cases:
+        r = cli("search", "run", str(space), "--out", str(tmp_path / "x"), "--trials", "1", *extra)
+        assert r.returncode == 2, (extra, r.stderr)
+        assert "Traceback" not in r.stderr
+        if needle:
+            assert needle in r.stderr, (extra, r.stderr)
+    assert not (tmp_path / "x" / "ray").exists()  # nothing started
