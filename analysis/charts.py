@@ -180,7 +180,7 @@ def pareto_chart(
         color=alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
         tooltip=tooltip,
     )  # fmt: skip
-    line = _base(front.sort(x).select(x, y)).mark_line(interpolate="step-after", color="#d62728").encode(xs, ys)
+    line = _base(front.sort(x).select(x, y)).mark_line(interpolate="step-after" if x_dir == "min" else "step-before", color="#d62728").encode(xs, ys)
     return alt.layer(line, dots)
 
 

@@ -36,20 +36,13 @@ class ChartKind(str, Enum):
 PLOT_FORMATS = (".html", ".png", ".svg", ".json")
 
 
+class UserError(typer.BadParameter, ValueError):
+    """Bad input (exit status 2, no traceback). A ``typer.BadParameter`` so a standalone typer
+    app reports it as a usage error, and a ``ValueError`` so the root ``archscale`` entry point
+    (which runs the app with ``standalone_mode=False``) prints it as one ``error: ...`` line."""
+
+
 def _fail(message: str) -> NoReturn:
-    """Stop with one ``error: ...`` line on stderr and exit status 2, no traceback.
-
-    Raised as a ClickException (typer's own click) rather than ``typer.Exit(2)`` so the status
-    survives apps run with ``standalone_mode=False`` (click returns, not raises, ``Exit`` there).
-    """
-    import click
-
-    class UserError(click.ClickException):
-        exit_code = 2
-
-        def show(self, file: Any = None) -> None:
-            print(f"error: {self.message}", file=file or sys.stderr)
-
     raise UserError(message)
 
 

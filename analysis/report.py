@@ -128,7 +128,7 @@ class _Report:
             if not run:
                 parts.append(_nodata(f"{d / 'run.json'} is missing"))
             else:
-                parts.append(f"<pre>{html.escape(json.dumps(run, indent=1, default=str))}</pre>")
+                parts.append(f"<pre>{html.escape(json.dumps(run, indent=1, default=str, ensure_ascii=False))}</pre>")
         if self.trials.height == 0:
             return "\n".join(parts) + _nodata("no trials.parquet yet")
         pivot = counts.pivot(on="status", index="run", values="len").fill_null(0)
