@@ -1,0 +1,45 @@
+"""The report's content (the browser test checks that it renders)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from archscale.analysis import build_report
+from archscale.analysis.report import html_table
+
+
+def test_empty_dir_report_says_no_data(tmp_path: Path) -> None:
+    html = build_report(tmp_path)
+    assert html.count('class="nodata"') >= 7 and "<svg" not in html
+
+
+def test_running_search_report(running_dir: Path) -> None:
+    html = build_report(running_dir, bootstrap=0)
+    assert "Best architectures" in html and "gelu·learned" in html
+    assert "Could not compute" not in html
+
+
+def test_study_report_has_fit_tables(study_dir: Path) -> None:
+    html = build_report(study_dir, bootstrap=10, target=1e21)
+    for text in ("Power law in compute", "Chinchilla Approach 3", "Compute-optimal allocation", "Ranking by predicted loss",
+                 "Effective-compute multiplier", "Leave-largest-out", "Chinchilla Approach 2"):
+        assert text in html, text
+    assert "Could not compute" not in html
+
+
+def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) -> None:
+    d = tmp_path / "secret"
+    d.mkdir()
+    (d / "trials.parquet").write_bytes((search_dir / "trials.parquet").read_bytes())
+    (d / "run.json").write_text(json.dumps({"kind": "search", "storage": "postgresql://u:hunter2@db/optuna", "study_name": "s"}))
+    html = build_report(d, bootstrap=0)
+    assert "hunter2" not in html and "postgresql://" not in html
+
+
+def test_html_table_formats_and_escapes() -> None:
+    df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
+    html = html_table(df)
+    assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">3<" in html and ">–<" in html
