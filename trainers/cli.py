@@ -1,0 +1,125 @@
+"""`archscale train`: train one architecture from the command line.
+
+    archscale train --arch arch.yaml --data pystdlib --tokens 500000 --out runs/a --seed 0
+
+A thin layer over `archscale.trainers.train`; only typer and the standard library are imported at
+module level (torch is imported when the command runs), so `archscale --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def train_command(
+    arch: Path = typer.Option(..., "--arch", help="Architecture file (YAML or JSON of ArchConfig fields)."),
+    data: str = typer.Option("pystdlib", "--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets."),
+    tokens: int = typer.Option(..., "--tokens", min=1, help="Training tokens."),
+    out: Path = typer.Option(..., "--out", help="Run directory (curves.parquet, summary.json, checkpoint/)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sequences per micro-batch [default: 32]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate [default: 3e-3]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON line (last line of output)."),
+) -> None:
+    """Train one architecture on one data source; write curves, summary and checkpoints to --out."""
+    from archscale.spaces import ArchConfig
+
+    try:
+        arch_config = ArchConfig.from_file(str(arch))
+    except ValueError as e:  # SpaceError: names the file and the field
+        _fail(str(e))
+    summary_path = out / "summary.json"
+    resume_from = None
+    if resume:
+        from archscale.trainers.checkpoint import find_checkpoint
+
+        if summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "completed":
+            _fail(f"{out}: the run there already completed; nothing to resume (choose a new --out)")
+        resume_from = find_checkpoint(out / "checkpoint")
+        if resume_from is None:
+            _fail(f"{out}: no checkpoint to resume from (expected {out / 'checkpoint'}); start a new run without --resume")
+        if summary_path.exists():  # an earlier stopped/failed attempt: keep its summary beside the new one
+            summary_path.rename(out / "summary.previous.json")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a finished run" if summary_path.exists() else "files from another run"
+        _fail(f"{out}: already holds {what}; results are never overwritten. Use --resume to continue it, or a new --out")
+
+    from archscale.trainers.data import open_data
+    from archscale.trainers.loop import TrainConfig, train
+
+    try:
+        source = open_data(data)
+        overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None}
+        config = TrainConfig(tokens=tokens, seed=seed, **overrides)
+    except ValueError as e:
+        _fail(str(e))
+    if source.vocab_size > arch_config.vocab_size:
+        _fail(f"{arch}: vocab_size={arch_config.vocab_size} but data {data!r} has {source.vocab_size} tokens; "
+              f"set vocab_size: {source.vocab_size} (or more) in the architecture")
+
+    report = None if as_json else _progress_printer()
+    try:
+        summary = train(arch_config, config, source, report=report, out=out, resume_from=resume_from)
+    except (ValueError, FileExistsError) as e:  # bad input found late (e.g. a mismatched checkpoint)
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        _print_summary(summary, out)
+    if summary["status"] in ("diverged", "failed"):
+        raise typer.Exit(1)
+
+
+def _progress_printer():  # noqa: ANN202
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False)
+
+    def report(m: dict) -> None:
+        bpb = f"  {m['eval_bpb']:.3f} bits/byte" if m.get("eval_bpb") is not None else ""
+        tps = f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-"
+        ckpt = "  [checkpoint]" if m.get("checkpoint") else ""
+        console.print(f"tokens {m['tokens']:>11,}  step {m['step']:>6}  train {m['train_loss']:.4f}  "
+                      f"eval {m['eval_loss']:.4f} nats/token{bpb}  lr {m['lr']:.2e}  {tps} tokens/s  "
+                      f"{m['wall_s']:.1f}s{ckpt}")
+
+    return report
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    lines = [f"[bold]{s['status']}[/bold]" + (f": {s['reason']}" if s.get("reason") else "")]
+    if s.get("eval_loss") is not None:
+        bpb = f" ({s['eval_bpb']:.3f} bits/byte)" if s.get("eval_bpb") is not None else ""
+        lines.append(f"eval loss {s['eval_loss']:.4f} nats/token{bpb} after {s['tokens']:,} tokens")
+    if s.get("eval_loss_by_length"):
+        parts = ", ".join(f"{k}: {'-' if v is None else f'{v:.4f}'}" for k, v in s["eval_loss_by_length"].items())
+        lines.append(f"by context length: {parts}")
+    lines.append(f"{s['params']:,} params, {s['compute']:.3g} FLOPs, "
+                 f"{(s['tokens_per_s'] or 0):,.0f} tokens/s, {s['wall_s']:.1f}s wall; results in {out}")
+    for line in lines:
+        console.print(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command to the root `archscale` app."""
+    app.command("train")(train_command)
+
+
+if __name__ == "__main__":  # python -m archscale.trainers.cli ...: the train command alone
+    _app = typer.Typer(add_completion=False)
+    register(_app)
+    _app(sys.argv[1:])

@@ -1,0 +1,410 @@
+"""The training loop: one architecture, one data source, one run.
+
+    train(arch, TrainConfig(...), data="pystdlib", report=fn, out="runs/x") -> summary dict
+
+AdamW (decoupled weight decay on matrices only), linear warmup then cosine or WSD decay, gradient
+clipping, gradient accumulation to `tokens_per_step`. CPU runs in float32 with `threads` torch
+threads and are deterministic for a fixed seed; CUDA runs use bf16 autocast, fused AdamW and,
+optionally, torch.compile. Every evaluation is reported, appended to `out/curves.parquet`, and
+(when due) checkpointed to `out/checkpoint/`, from which `resume_from=` continues the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archscale.spaces import ArchConfig, count
+from archscale.trainers import kernels
+from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
+from archscale.trainers.data import IGNORE, DataSource, open_data
+from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
+from archscale.trainers.model import build_model
+
+SCHEDULES = ("cosine", "wsd")
+DEVICES = ("auto", "cpu", "cuda")
+DIVERGENCE_FACTOR = 3.0  # after warmup, a training loss above 3x the first step's loss = diverged
+LENGTH_FACTORS = (1, 2, 4)  # length generalisation: eval at 1x, 2x, 4x seq_len after training
+
+
+@dataclass
+class TrainConfig:
+    """How to train one model. Token counts are target tokens (batch rows x seq_len).
+
+    Defaults were chosen by lr / batch sweeps of 100K-200K-parameter decoders on `pystdlib` on a
+    2-core CPU (see docs/training.md); they are meant for small CPU-trained models.
+    """
+
+    tokens: int = 2_000_000  # training length; the search sets it from the budget
+    batch_size: int = 32  # sequences per micro-batch (memory); see tokens_per_step for the optimizer batch
+    lr: float = 3e-3  # peak; the best of {1e-3, 2e-3, 3e-3, 5e-3, 1e-2} for ~100K-1M params here
+    warmup_tokens: int | None = None  # None: 5% of `tokens`
+    weight_decay: float = 0.1  # decoupled (AdamW), on matrices only; norms, biases and embeddings get none
+    seed: int = 0  # model init and batch order
+    schedule: str = "cosine"  # "cosine": warmup, cosine to min_lr_ratio*lr; "wsd": warmup, flat, linear decay
+    eval_every_tokens: int | None = None  # None: 10 evaluations per run (and always one at the end)
+    eval_tokens: int = 32_768  # fixed validation sample (target tokens); the same text for every architecture
+    checkpoint_every_tokens: int | None = None  # None: at every evaluation; 0: never
+    tokens_per_step: int | None = None  # optimizer batch; None: batch_size * seq_len (no accumulation)
+    grad_clip: float | None = 1.0  # max global grad norm; None or 0 = no clipping
+    threads: int | None = None  # CPU torch threads; None: the CPUs this process may use
+    device: str = "auto"  # "auto": cuda if available, else cpu
+    compile: bool = False  # torch.compile the model (worth it on CUDA for long runs)
+    kernels: bool = True  # fused Triton kernels on CUDA (ignored on CPU)
+    min_lr_ratio: float = 0.1  # final lr / peak lr
+    wsd_decay_frac: float = 0.2  # wsd: share of the run spent in the final linear decay
+    beta1: float = 0.9
+    beta2: float = 0.95  # 0.95 rather than 0.999: steadier at the high lrs small models like
+    decay_embeddings: bool = False  # apply weight decay to embedding tables too
+
+    def __post_init__(self) -> None:
+        def bad(field: str, allowed: str) -> ValueError:
+            return ValueError(f"{field}: {allowed}, got {getattr(self, field)!r}")
+
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"allowed values are {list(SCHEDULES)}")
+        if self.device not in DEVICES:
+            raise bad("device", f"allowed values are {list(DEVICES)}")
+        for name in ("tokens", "batch_size", "eval_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a positive integer")
+        for name in ("warmup_tokens", "checkpoint_every_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise bad(name, "must be >= 0 or None")
+        for name in ("eval_every_tokens", "tokens_per_step", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be >= 1 or None")
+        if not self.lr > 0:
+            raise bad("lr", "must be > 0")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "must be >= 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise bad("min_lr_ratio", "must be in [0, 1]")
+        if not 0 <= self.wsd_decay_frac <= 1:
+            raise bad("wsd_decay_frac", "must be in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with two groups: matrices decay; norms, biases and (by default) embedding tables don't."""
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        is_embedding = id(p) in embedding_ids
+        (decay if p.dim() >= 2 and (cfg.decay_embeddings or not is_embedding) else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Learning rate by optimizer step: linear warmup, then cosine or warmup-stable-decay (WSD)."""
+
+    peak: float
+    total_steps: int
+    warmup_steps: int
+    kind: str
+    min_ratio: float
+    decay_frac: float
+
+    def __call__(self, step: int) -> float:
+        lo = self.peak * self.min_ratio
+        if step < self.warmup_steps:
+            return self.peak * (step + 1) / self.warmup_steps
+        if self.kind == "cosine":
+            progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+            return lo + (self.peak - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        decay_steps = max(1, round(self.decay_frac * self.total_steps))
+        decay_start = max(self.warmup_steps, self.total_steps - decay_steps)
+        if step < decay_start:
+            return self.peak
+        return self.peak - (self.peak - lo) * min(1.0, (step - decay_start + 1) / max(1, self.total_steps - decay_start))
+
+
+def eval_rows(batch_size: int, seq_len: int, vocab_size: int) -> int:
+    """Rows per evaluation batch: no gradients are kept, so use batches of up to 2^22 logits
+    (16 MB in float32) when that is more than the training batch; fewer Python steps per eval."""
+    return max(1, min(batch_size, 2**22 // (seq_len * vocab_size)) if batch_size * seq_len * vocab_size > 2**22
+               else max(batch_size, 2**22 // (seq_len * vocab_size)))
+
+
+def evaluate(model: nn.Module, batches: list, device: torch.device, autocast, stats: ActivationStats | None = None) -> float:  # noqa: ANN001
+    """Mean loss in nats per target token over fixed batches."""
+    was_training = model.training
+    model.eval()
+    total, n = torch.zeros((), dtype=torch.float64, device=device), 0
+    with torch.no_grad(), stats or contextlib.nullcontext():
+        for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast():
+                logits = model(x)
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
+            n += int((y != IGNORE).sum())
+    model.train(was_training)
+    return float(total) / max(1, n)
+
+
+def _write_parquet_atomically(rows: list[dict], path: Path) -> None:
+    import polars as pl
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json_atomically(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    arch: ArchConfig | dict,
+    train_config: TrainConfig | dict | None = None,
+    data: str | DataSource = "pystdlib",
+    report: Callable[[dict], bool | None] | None = None,
+    out: str | Path | None = None,
+    resume_from: str | Path | None = None,
+) -> dict:
+    """Train `arch` on `data`; return the summary (also written to `out/summary.json`).
+
+    `report(metrics)` is called at every evaluation; returning True stops the run ("stopped").
+    `out=None` writes no curves or summary; checkpoints then go to a fresh temp dir (its path is in
+    the metrics and summary; the caller owns it). `resume_from` is a checkpoint directory of the
+    same architecture and data; the run continues exactly where it was checkpointed.
+    Raises ValueError on bad input, FileExistsError if `out` already holds a finished run (unless
+    resuming); exceptions from the model propagate after summary.json records status "failed".
+    """
+    arch = arch if isinstance(arch, ArchConfig) else ArchConfig(**arch)
+    cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
+    source = open_data(data) if isinstance(data, str) else data
+    if source.vocab_size > arch.vocab_size:
+        raise ValueError(f"vocab_size: data {source.name!r} has {source.vocab_size} tokens but the architecture's "
+                         f"vocab_size is {arch.vocab_size}; set vocab_size >= {source.vocab_size}")
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        if (out_dir / "summary.json").exists() and resume_from is None:
+            raise FileExistsError(f"{out_dir}: holds a finished run (summary.json); choose a new out dir or resume")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = (out_dir or Path(tempfile.mkdtemp(prefix="archscale-run-"))) / "checkpoint"
+
+    device = resolve_device(cfg.device)
+    threads = cfg.threads or default_threads()
+    previous_threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    kernels.set_enabled(cfg.kernels)
+    counts = count(arch)
+    summary: dict[str, Any] = {
+        "status": None, "reason": None, "eval_loss": None, "eval_bpb": None, "eval_loss_by_length": {},
+        "train_loss": None, "tokens": 0, "compute": 0.0, "steps": 0, "tokens_per_s": None, "wall_s": 0.0,
+        **counts.to_dict(), "arch": arch.to_dict(), "arch_id": arch.arch_id, "train_config": cfg.to_dict(),
+        "seed": cfg.seed, "versions": versions(), "git_revision": git_revision(),
+        "hardware": hardware(device, threads if device.type == "cpu" else torch.get_num_threads()),
+        "data": source.describe(), "checkpoint": None, "resumed_from": str(resume_from) if resume_from else None,
+    }
+    try:
+        _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, counts.flops_per_token, summary)
+    except BaseException as e:
+        summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
+        if out_dir is not None:
+            _write_json_atomically(summary, out_dir / "summary.json")
+        raise
+    finally:
+        torch.set_num_threads(previous_threads)
+    if out_dir is not None:
+        _write_json_atomically(summary, out_dir / "summary.json")
+    return summary
+
+
+def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir: Path | None, ckpt_dir: Path,  # noqa: ANN001, C901
+         resume_from, device: torch.device, flops_per_token: float, summary: dict) -> None:  # noqa: ANN001
+    T = arch.seq_len
+    micro_tokens = cfg.batch_size * T
+    accum = max(1, round((cfg.tokens_per_step or micro_tokens) / micro_tokens))
+    step_tokens = accum * micro_tokens
+    total_steps = max(1, math.ceil(cfg.tokens / step_tokens))
+    warmup_tokens = cfg.warmup_tokens if cfg.warmup_tokens is not None else cfg.tokens // 20
+    warmup_steps = min(total_steps, math.ceil(warmup_tokens / step_tokens))
+    schedule = Schedule(cfg.lr, total_steps, warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.wsd_decay_frac)
+    eval_every = cfg.eval_every_tokens or max(step_tokens, cfg.tokens // 10)
+    ckpt_every = eval_every if cfg.checkpoint_every_tokens is None else cfg.checkpoint_every_tokens
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(arch).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    data_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # batch order, independent of init
+    forward = torch.compile(model) if cfg.compile else model
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        bf16 = torch.cuda.is_bf16_supported()
+        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    else:
+        autocast = contextlib.nullcontext
+    val = source.val_batches(T, cfg.eval_tokens, eval_rows(cfg.batch_size, T, arch.vocab_size), seed=0)
+    bpt = source.bytes_per_token
+    data_id = {"name": source.name, "fingerprint": source.fingerprint}
+
+    step, tokens, train_s, wall_offset, initial_loss = 0, 0, 0.0, 0.0, None
+    next_eval, next_ckpt, rows = eval_every, ckpt_every, []
+    if resume_from is not None:
+        state, meta = load_checkpoint(resume_from)
+        if meta["arch"] != arch.to_dict():
+            raise ValueError(f"{resume_from}: checkpoint is of a different architecture ({meta.get('arch_id')}) than {arch.arch_id}")
+        if meta["data"]["fingerprint"] != source.fingerprint:
+            raise ValueError(f"{resume_from}: checkpoint was trained on {meta['data']} but data is {data_id}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        step, tokens, train_s, wall_offset = state["step"], state["tokens"], state["train_s"], state["wall_s"]
+        initial_loss, next_eval, next_ckpt = state["initial_loss"], state["next_eval"], state["next_ckpt"]
+        rows = meta["curves"]
+
+    def checkpoint(wall_s: float) -> str:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "train_s": train_s,
+                 "wall_s": wall_s, "initial_loss": initial_loss, "next_eval": next_eval, "next_ckpt": next_ckpt}
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        meta = {"arch": arch.to_dict(), "arch_id": arch.arch_id, "train_config": cfg.to_dict(), "data": data_id,
+                "step": step, "tokens": tokens, "curves": rows}
+        return str(save_checkpoint(ckpt_dir, state, meta))
+
+    t0 = time.perf_counter()
+    params = list(model.parameters())
+    loss_sum, loss_steps, grad_norm, block_norms, lr = 0.0, 0, float("nan"), [], schedule(step)
+    status, reason = "completed", None
+    model.train()
+    while tokens < cfg.tokens:
+        t_step = time.perf_counter()
+        lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = torch.zeros((), device=device)
+        for _ in range(accum):
+            x, y = source.train_batch(cfg.batch_size, T, data_gen)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast():
+                logits = forward(x)  # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+            (loss / accum).backward()
+            step_loss += loss.detach() / accum
+        tokens += step_tokens
+        step += 1
+        eval_due = tokens >= next_eval or tokens >= cfg.tokens
+        if eval_due:
+            block_norms = grad_norm_by_block(model)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"), foreach=True))
+        loss_value = float(step_loss)
+        if initial_loss is None:
+            initial_loss = loss_value
+        if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
+            status, reason = "diverged", f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} at step {step} ({tokens} tokens)"
+            break
+        if step > warmup_steps and loss_value > DIVERGENCE_FACTOR * initial_loss:
+            status, reason = "diverged", (f"training loss {loss_value:.3g} > {DIVERGENCE_FACTOR:g}x the first step's "
+                                          f"{initial_loss:.3g} after warmup, at step {step} ({tokens} tokens)")
+            break
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, loss_steps = loss_sum + loss_value, loss_steps + 1
+        train_s += time.perf_counter() - t_step
+        if not eval_due:
+            continue
+
+        final = tokens >= cfg.tokens
+        stats = ActivationStats(model)
+        eval_loss = evaluate(forward, val, device, autocast, stats)
+        if tokens >= next_eval:
+            next_eval = (tokens // eval_every + 1) * eval_every
+        path = None
+        wall_s = wall_offset + time.perf_counter() - t0
+        metrics = {
+            "tokens": tokens, "compute": flops_per_token * tokens, "step": step,
+            "train_loss": loss_sum / max(1, loss_steps), "eval_loss": eval_loss,
+            "eval_bpb": eval_loss / bpt / math.log(2) if bpt else None, "lr": lr, "grad_norm": grad_norm,
+            "tokens_per_s": tokens / train_s if train_s > 0 else None, "wall_s": wall_s,
+            "ffn_zero_frac": stats.zero_frac, "ffn_dead_frac": stats.dead_frac,
+            "grad_norm_by_layer": block_norms, "checkpoint": None, "final": final,
+        }
+        loss_sum, loss_steps = 0.0, 0
+        if ckpt_every and (tokens >= next_ckpt or final):
+            if tokens >= next_ckpt:
+                next_ckpt = (tokens // ckpt_every + 1) * ckpt_every
+            metrics["checkpoint"] = str(ckpt_dir)
+            rows.append(metrics)
+            path = checkpoint(wall_s)
+            summary["checkpoint"] = path
+        else:
+            rows.append(metrics)
+        if out_dir is not None:
+            _write_parquet_atomically(rows, out_dir / "curves.parquet")
+        summary.update(eval_loss=eval_loss, eval_bpb=metrics["eval_bpb"], train_loss=metrics["train_loss"])
+        if report is not None and report(dict(metrics)) is True:
+            status, reason = "stopped", f"report() asked to stop at {tokens} tokens"
+            break
+
+    wall_s = wall_offset + time.perf_counter() - t0
+    summary.update(status=status, reason=reason, tokens=tokens, compute=flops_per_token * tokens, steps=step,
+                   tokens_per_s=tokens / train_s if train_s > 0 else None, wall_s=wall_s)
+    if status == "completed":
+        by_length = {}
+        for factor in LENGTH_FACTORS:
+            length = T * factor
+            if factor == 1:
+                by_length[str(length)] = summary["eval_loss"]
+            elif model.pos.max_len is not None and length > model.pos.max_len:
+                by_length[str(length)] = None
+            else:
+                batches = source.val_batches(length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0)
+                by_length[str(length)] = evaluate(forward, batches, device, autocast)
+        summary["eval_loss_by_length"] = by_length
+    elif status == "diverged":
+        summary["eval_loss"] = summary["eval_bpb"] = None
