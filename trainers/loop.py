@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.1  # decoupled (AdamW), on matrices only; norms, biases and embeddings get none
     seed: int = 0  # model init and batch order
     schedule: str = "cosine"  # "cosine": warmup, cosine to min_lr_ratio*lr; "wsd": warmup, flat, linear decay
-    eval_every_tokens: int | None = None  # None: 10 evaluations per run (and always one at the end)
+    eval_every_tokens: int | None = None  # None: tokens/10, at least 2*eval_tokens apart (always one at the end)
     eval_tokens: int = 32_768  # fixed validation sample (target tokens); the same text for every architecture
     checkpoint_every_tokens: int | None = None  # None: at every evaluation; 0: never
     tokens_per_step: int | None = None  # optimizer batch; None: batch_size * seq_len (no accumulation)
@@ -270,7 +270,9 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
     warmup_tokens = cfg.warmup_tokens if cfg.warmup_tokens is not None else cfg.tokens // 20
     warmup_steps = min(total_steps, math.ceil(warmup_tokens / step_tokens))
     schedule = Schedule(cfg.lr, total_steps, warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.wsd_decay_frac)
-    eval_every = cfg.eval_every_tokens or max(step_tokens, cfg.tokens // 10)
+    # default: 10 evaluations, but never more often than every 2 x eval_tokens, so evaluation
+    # (a forward pass, ~1/3 of a training step per token) costs at most ~1/6 of training
+    eval_every = cfg.eval_every_tokens or max(step_tokens, cfg.tokens // 10, 2 * cfg.eval_tokens)
     ckpt_every = eval_every if cfg.checkpoint_every_tokens is None else cfg.checkpoint_every_tokens
 
     torch.manual_seed(cfg.seed)
