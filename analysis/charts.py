@@ -302,10 +302,18 @@ def build_chart(
     if kind == "curves":
         runs = completed(dirs, y) if y != "eval_loss" else load_trials(dirs).filter(pl.col("status") != "failed").collect()
         best = runs.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
-        curves = fx.learning_curves(load_curves(dirs)).join(best.lazy(), on=["run", "trial_id"]).collect()
+        curve_lf = load_curves(dirs)
+        if y not in curve_lf.collect_schema():
+            raise NoData(f"curves.parquet has no column {y!r}")
+        curves = (
+            curve_lf
+            .join(best.lazy(), on=["run", "trial_id"])  # the best trials first, then downsample
+            .pipe(fx.learning_curves, columns=list(dict.fromkeys(["label", y])))
+            .collect()
+        )
         if curves.height == 0:
             raise NoData("no learning curves (curves.parquet missing or empty)")
-        return curves_chart(curves, y=y if y in curves.columns else "eval_loss")
+        return curves_chart(curves, y=y)
     if kind == "length":
         lengths = length_losses(load_trials(dirs, status="completed")).drop_nulls("eval_loss").collect()
         if lengths.height == 0:

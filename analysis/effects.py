@@ -179,11 +179,16 @@ def parameter_importance(dir: PathLike, *, metric: str = "eval_loss", min_trials
         return _importance_from_trials(load_trials(dir).collect(), metric)
 
 
-def learning_curves(curves: pl.LazyFrame | pl.DataFrame, *, max_points: int = 100) -> pl.LazyFrame:
-    """Curves downsampled to at most ``max_points`` evaluations per trial (evenly by rank, always
-    keeping each trial's first and last evaluation), so charts never embed millions of rows."""
+def learning_curves(
+    curves: pl.LazyFrame | pl.DataFrame, *, max_points: int = 100, columns: Sequence[str] | None = None
+) -> pl.LazyFrame:
+    """Curves downsampled to at most ``max_points`` evaluations per trial (evenly by rank in
+    tokens, always keeping each trial's first and last evaluation), so charts never embed millions
+    of rows. ``columns`` keeps only those columns (plus ``run, trial_id, tokens``)."""
     lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
     key = ["run", "trial_id"]
+    if columns is not None:
+        lf = lf.select(*dict.fromkeys([*key, "tokens", *columns]))
     rank = pl.col("tokens").rank("ordinal").over(key) - 1
     count = pl.len().over(key)
     stride = ((count - 1) // max(1, max_points - 1)).clip(lower_bound=1)

@@ -24,6 +24,8 @@ SEARCH_EFFECTS: dict[str, dict[str, float]] = {
     "norm": {"layernorm": 0.0, "rmsnorm": -0.002},
     "block": {"sequential": 0.0, "parallel": 0.015},
 }
+#: ``write_search(size_effect=True)``: loss += A·params^-alpha (relative to a 1M-parameter model).
+SIZE_LAW: dict[str, float] = {"A": 60.0, "alpha": 0.3}
 #: Chinchilla parameters per family in ``write_study`` (Hoffmann et al.'s fit for the baseline).
 STUDY_LAWS: dict[str, dict[str, float]] = {
     "baseline": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},
@@ -105,9 +107,13 @@ def write_search(
     n_failed: int = 2,
     n_running: int = 0,
     with_study: bool = True,
+    size_effect: bool = False,
     seed: int = 0,
 ) -> Path:
-    """Write a fake search results directory and return its path (see module docstring)."""
+    """Write a fake search results directory and return its path (see module docstring).
+
+    ``size_effect`` adds ``SIZE_LAW`` (loss falling with params) to every trial's loss.
+    """
     rng = np.random.default_rng(seed)
     dir = Path(dir)
     choices = {axis: rng.choice(list(vals), n_archs) for axis, vals in SEARCH_EFFECTS.items()}
@@ -123,7 +129,8 @@ def write_search(
     status[n - n_running - n_failed : n - n_running] = "failed"
     status[n - n_running :] = "running"
     tokens = np.where(status == "pruned", tokens // 4, tokens)
-    loss = arch_loss[rep] + rng.normal(0, 0.01, n) + np.where(status == "pruned", 0.3, 0.0)
+    size_term = SIZE_LAW["A"] * params.astype(float) ** -SIZE_LAW["alpha"] - SIZE_LAW["A"] * 1e6 ** -SIZE_LAW["alpha"]
+    loss = arch_loss[rep] + (size_term if size_effect else 0.0) + rng.normal(0, 0.01, n) + np.where(status == "pruned", 0.3, 0.0)
     lengths = np.array([128, 256, 512])
     by_length = [
         json.dumps({str(c): (None if c > 256 and p == "learned" else round(float(v + 0.1 * np.log2(c / 128) * (p == "none")), 4)) for c in lengths})
