@@ -25,7 +25,7 @@ from . import charts as ch
 from . import effects as fx
 from .fits import FlopsModel, effective_compute_multiplier, fit_chinchilla, leave_largest_out, rank_architectures
 from .loaders import PathLike, load_run, load_trials
-from .pareto import pareto_front
+from .pareto import hypervolume, pareto_front
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -140,16 +140,50 @@ class _Report:
         best = fx.best_architectures(self.done, top=15)
         return '<p class="note">Mean final eval loss (nats/token) over seed replicas of each architecture; std across seeds.</p>' + html_table(best)
 
+    def cost_objectives(self) -> dict[str, str]:
+        """Cost axes for Pareto charts: the searches' own objectives (run.json) other than the
+        loss, then ``params`` and ``tokens_per_s``; at most three, each with its direction."""
+        found: dict[str, str] = {}
+        for d in self.dirs:
+            for objective in load_run(d).get("objectives") or []:
+                name = objective.get("name") if isinstance(objective, dict) else objective
+                direction = objective.get("direction", "minimize") if isinstance(objective, dict) else "minimize"
+                if name and name != "eval_loss":
+                    found[name] = "max" if str(direction).startswith("max") else "min"
+        for name, direction in (("params", "min"), ("tokens_per_s", "max")):
+            found.setdefault(name, direction)
+        usable = {k: v for k, v in found.items() if k in self.done.columns and self.done[k].drop_nulls().len()}
+        return dict(list(usable.items())[:3])
+
     def pareto(self) -> str:
         if self.done.height == 0:
             raise ch.NoData("no completed trials with an eval_loss yet")
-        out = [_figure(ch.pareto_chart(self.done, x="params", y="eval_loss"))]
-        if self.done["tokens_per_s"].drop_nulls().len():
-            out.append(_figure(ch.pareto_chart(self.done, x="tokens_per_s", y="eval_loss", x_dir="max")))
-        front = pareto_front(self.done, {"params": "min", "eval_loss": "min"}).filter(pl.col("on_front"))
-        cols = [c for c in ("run", "trial_id", "label", "params", "eval_loss", "tokens_per_s") if c in front.columns]
-        out.append("<h3>Front (params, eval_loss)</h3>" + html_table(front.select(cols).sort("params")))
+        costs = self.cost_objectives()
+        out = [_figure(ch.pareto_chart(self.done, x=name, y="eval_loss", x_dir=direction)) for name, direction in costs.items()]
+        name, direction = next(iter(costs.items()))
+        front = pareto_front(self.done, {name: direction, "eval_loss": "min"}, by="run").filter(pl.col("on_front"))
+        cols = list(dict.fromkeys(c for c in ("run", "trial_id", "label", name, "eval_loss", "params", "tokens_per_s") if c in front.columns))
+        out.append(f"<h3>Front ({name}, eval_loss), per run</h3>" + html_table(front.select(cols).sort("run", name)))
+        out.append(self._hypervolumes(costs))
         return "\n".join(out)
+
+    def _hypervolumes(self, costs: dict[str, str]) -> str:
+        """Hypervolume per run and cost axis, in (log10 cost or throughput, eval_loss), against a
+        reference shared by all runs (the worst value of each objective among them)."""
+        rows = []
+        for name, direction in costs.items():
+            cost = pl.col(name).cast(pl.Float64)
+            x = cost.log10() if direction == "min" else cost
+            pts = self.done.select("run", x=x, loss=pl.col("eval_loss")).drop_nulls().filter(pl.col("x").is_finite())
+            if pts.height == 0:
+                continue
+            ref = [float(pts["x"].max() if direction == "min" else pts["x"].min()), float(pts["loss"].max())]
+            for (run,), part in pts.group_by("run", maintain_order=True):
+                hv = hypervolume(part.select("x", "loss").to_numpy(), ref, maximize=[direction == "max", False])
+                rows.append({"run": run, "objectives": f"{'log10 ' if direction == 'min' else ''}{name} ({direction}), eval_loss (min)", "hypervolume": hv, "reference": f"({ref[0]:.4g}, {ref[1]:.4g})"})
+        if not rows:
+            return ""
+        return '<h3>Hypervolume</h3><p class="note">Area dominated by each run\'s front, bounded by the worst value of each objective over all runs (larger is better; comparable across runs of this report only).</p>' + html_table(pl.DataFrame(rows))
 
     def scaling(self) -> str:
         runs = self.done.filter(pl.col("group").is_not_null())
