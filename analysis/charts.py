@@ -199,7 +199,9 @@ def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "la
 
 def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
     """Effect of each axis value against the axis's baseline, with intervals (one panel per axis)."""
-    data = effects.with_columns(label=pl.format("{} (n={})", pl.col("value"), pl.col("n")))
+    several_runs = "run" in effects.columns and effects["run"].n_unique() > 1
+    label = pl.format("{} (n={}) · {}", pl.col("value"), pl.col("n"), pl.col("run")) if several_runs else pl.format("{} (n={})", pl.col("value"), pl.col("n"))
+    data = effects.with_columns(label=label)
     base = alt.Chart().properties(width=WIDTH - 120, height=alt.Step(18))
     bars = base.mark_bar().encode(
         x=alt.X("effect:Q", title="Δ loss vs baseline (negative = better)"),

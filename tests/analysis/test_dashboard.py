@@ -21,10 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serves_optuna_dashboard(search_dir: Path) -> None:
+def test_serves_optuna_dashboard(search_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     code = f"from archscale.analysis.dashboard import serve_dashboard; serve_dashboard({str(search_dir)!r}, port={port})"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -34,7 +36,7 @@ def test_serves_optuna_dashboard(search_dir: Path) -> None:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dashboard did not start: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else 'timeout'}")
+                    pytest.fail(f"dashboard did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.3)
         names = [s["study_name"] for s in (studies["study_summaries"] if "study_summaries" in studies else studies["studies"])]
         assert names == ["synthetic-search"], studies
