@@ -167,6 +167,8 @@ def fit_command(
         ci = out.get("ci", {}).get(name)
         interval = f"  [{ci[0]:.4g}, {ci[1]:.4g}]" if ci and None not in ci else ""
         print(f"  {name:>6} = {value:.4g}{interval}")
+    for warning in out.get("warnings", []):
+        print(f"  warning: {warning}")
     for key in ("prediction", "optimal", "leave_largest_out"):
         if key in out:
             print(f"  {key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out[key].items()))

@@ -2,9 +2,10 @@
 
 Effects convention: for each architecture axis (``ffn_activation``, ``position``, ...) and each of
 its values, ``effect = mean(metric | value) - mean(metric | baseline value)`` over completed trials
-of the same run (so at equal budget: one search has one budget). Seeds are replicas: the interval
-is Welch's t-interval on the two means (trials, including seed replicas, are the observations).
-Negative effects on a loss mean the value is better than the baseline.
+at equal budget: within one search (one search has one budget), or within one grid point (size
+and tokens) of a scaling study. Seeds are replicas: the interval is Welch's t-interval on the two
+means (trials, including seed replicas, are the observations), combined over grid points with
+Welch-Satterthwaite degrees of freedom. Negative effects on a loss mean the value is better.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ DEFAULT_BASELINES: dict[str, str] = {
 }
 
 
+def budget_cell() -> pl.Expr:
+    """Which trials share a budget (within a run). A search has one budget, so a search trial
+    (null ``group``) is in the run's single cell. In a scaling study (``group`` set) a cell is a
+    grid point: ``params`` and ``target_tokens`` equal to within 0.05 decades (~12%), so
+    families are compared at the same size and training length, never across sizes."""
+    size = (pl.col("params").cast(pl.Float64).log10() * 20).round(0).cast(pl.Int64).cast(pl.String)
+    tokens = (pl.col("target_tokens").cast(pl.Float64).log10() * 20).round(0).cast(pl.Int64).cast(pl.String)
+    return (
+        pl.when(pl.col("group").is_null())
+        .then(pl.lit("search"))
+        .otherwise(pl.concat_str([pl.lit("N"), size.fill_null("?"), pl.lit("D"), tokens.fill_null("?")]))
+    )
+
+
 def axis_effects(
     trials: pl.DataFrame | pl.LazyFrame,
     *,
@@ -40,11 +55,16 @@ def axis_effects(
     by: Sequence[str] = ("run",),
     level: float = 0.95,
 ) -> pl.DataFrame:
-    """Difference of ``metric`` from the baseline value of every axis, with Welch intervals.
+    """Difference of ``metric`` from the baseline value of every axis, at equal budget.
 
-    Only completed trials with a non-null metric are used; axes with a single value are skipped.
-    Returns one row per (``by``..., axis, value): ``n, mean, std, baseline, effect, lo, hi``
-    (the baseline's own row has effect 0). Values are compared as strings (``"true"``, ``"64"``).
+    Within each budget cell (``budget_cell``) of each ``by`` group, ``d = mean(value) -
+    mean(baseline)``; cells are combined weighted by the value's trial count, and the interval is
+    a t-interval with Welch-Satterthwaite degrees of freedom (exactly Welch's interval when there
+    is one cell, as in a search). Seeds are replicas: every completed trial is an observation.
+    Only completed trials with a finite metric count; an axis is compared only in cells where it
+    takes 2+ values and the baseline is present. Returns one row per (``by``..., axis, value):
+    ``n, mean, std, baseline, effect, lo, hi, cells`` (the baseline's own row has effect 0 and
+    shows its own noise). Values are compared as lower-case strings (``"true"``, ``"64"``).
     """
     from scipy import stats
 
@@ -55,48 +75,74 @@ def axis_effects(
     baselines = {**DEFAULT_BASELINES, **(baselines or {})}
     empty = pl.DataFrame(
         schema={**{c: pl.String for c in by}, "axis": pl.String, "value": pl.String, "n": pl.UInt32, "mean": pl.Float64,
-                "std": pl.Float64, "baseline": pl.String, "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64}
+                "std": pl.Float64, "baseline": pl.String, "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
+                "cells": pl.UInt32}
     )  # fmt: skip
     if not axes or metric not in schema:
         return empty
+    for name, dtype in (("group", pl.String), ("params", pl.Int64), ("target_tokens", pl.Int64)):
+        if name not in schema:
+            lf = lf.with_columns(pl.lit(None, dtype).alias(name))
+    keys = [*by, "cell", "axis"]
     long = (
         lf.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null() & pl.col(metric).is_finite())
-        .select(*by, metric, *[pl.col(a).cast(pl.String).str.to_lowercase() for a in axes])
-        .unpivot(index=[*by, metric], on=axes, variable_name="axis", value_name="value")
+        .with_columns(cell=budget_cell())
+        .select(*by, "cell", metric, *[pl.col(a).cast(pl.String).str.to_lowercase() for a in axes])
+        .unpivot(index=[*by, "cell", metric], on=axes, variable_name="axis", value_name="value")
         .drop_nulls("value")
     )
-    stats_lf = long.group_by(*by, "axis", "value").agg(
-        n=pl.len(), mean=pl.col(metric).mean(), std=pl.col(metric).std()
+    per_cell = (
+        long.group_by(*keys, "value")
+        .agg(n=pl.len(), mean=pl.col(metric).mean(), var=pl.col(metric).var().fill_null(0.0))
+        .filter(pl.col("value").n_unique().over(keys) > 1)
     )
-    n_values = pl.col("value").n_unique().over(*by, "axis")
+    # the baseline of an axis: the preferred value when present, else the most common (ties: smallest)
     preferred = pl.col("axis").replace_strict(baselines, default=None)
-    # baseline: the preferred value when present, else the most common value (ties: smallest)
     baseline_of = (
-        stats_lf.filter(n_values > 1)
+        long.filter(pl.col("value").n_unique().over(keys) > 1)
+        .group_by(*by, "axis", "value")
+        .agg(count=pl.len())
         .with_columns(is_preferred=pl.col("value") == preferred)
-        .sort([*by, "axis", "is_preferred", "n", "value"], descending=[False] * len(by) + [False, True, True, False])
+        .sort([*by, "axis", "is_preferred", "count", "value"], descending=[False] * len(by) + [False, True, True, False])
         .group_by(*by, "axis", maintain_order=True)
         .first()
-        .select(*by, "axis", baseline="value", base_n="n", base_mean="mean", base_std="std")
+        .select(*by, "axis", baseline="value")
     )
-    df = stats_lf.join(baseline_of, on=[*by, "axis"], how="inner").collect()
+    base_stats = per_cell.join(baseline_of, on=[*by, "axis"]).filter(pl.col("value") == pl.col("baseline"))
+    cells = per_cell.join(
+        base_stats.select(*keys, "baseline", base_n="n", base_mean="mean", base_var="var"), on=keys, how="inner"
+    )
+    weight = pl.col("n") / pl.col("n").sum().over(*by, "axis", "value")
+    var_a = weight**2 * pl.col("var") / pl.col("n")  # variance components of the weighted difference
+    var_b = weight**2 * pl.col("base_var") / pl.col("base_n")
+    dof_part = pl.when(pl.col("n") > 1).then(var_a**2 / (pl.col("n") - 1)).otherwise(0.0) + pl.when(
+        pl.col("base_n") > 1
+    ).then(var_b**2 / (pl.col("base_n") - 1)).otherwise(0.0)
+    df = (
+        cells.with_columns(w=weight, va=var_a, vb=var_b, dof_part=dof_part, d=pl.col("mean") - pl.col("base_mean"))
+        .group_by(*by, "axis", "value", "baseline")
+        .agg(
+            n=pl.col("n").sum(),
+            mean=(pl.col("w") * pl.col("mean")).sum(),
+            std=((pl.col("var") * (pl.col("n") - 1)).sum() / (pl.col("n").sum() - pl.len()).clip(lower_bound=1)).sqrt(),
+            effect=(pl.col("w") * pl.col("d")).sum(),
+            variance=(pl.col("va") + pl.col("vb")).sum(),
+            dof_denominator=pl.col("dof_part").sum(),
+            cells=pl.len(),
+        )
+        .collect()
+    )
     if df.height == 0:
         return empty
-    var_a = df["std"].fill_null(0.0).to_numpy() ** 2 / df["n"].to_numpy()
-    var_b = df["base_std"].fill_null(0.0).to_numpy() ** 2 / df["base_n"].to_numpy()
-    se = np.sqrt(var_a + var_b)
+    variance = df["variance"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        dof = (var_a + var_b) ** 2 / (
-            np.where(df["n"].to_numpy() > 1, var_a**2 / (df["n"].to_numpy() - 1), 0.0)
-            + np.where(df["base_n"].to_numpy() > 1, var_b**2 / (df["base_n"].to_numpy() - 1), 0.0)
-        )
+        dof = variance**2 / df["dof_denominator"].to_numpy()
     t = stats.t.ppf(0.5 + level / 2.0, np.where(np.isfinite(dof) & (dof > 0), dof, np.nan))
-    half = np.where(se > 0, t * se, np.nan)
-    effect = df["mean"] - df["base_mean"]
+    half = np.where(variance > 0, t * np.sqrt(variance), np.nan)
     return (
-        df.with_columns(effect=effect, half=pl.Series(half).fill_nan(None))
+        df.with_columns(half=pl.Series(half).fill_nan(None))
         .with_columns(lo=pl.col("effect") - pl.col("half"), hi=pl.col("effect") + pl.col("half"))
-        .select(*by, "axis", "value", "n", "mean", "std", "baseline", "effect", "lo", "hi")
+        .select(*by, "axis", "value", pl.col("n").cast(pl.UInt32), "mean", "std", "baseline", "effect", "lo", "hi", pl.col("cells").cast(pl.UInt32))
         .sort([*by, "axis", "effect"])
     )
 
@@ -195,7 +241,44 @@ def learning_curves(
     return lf.filter(pl.col("tokens").is_not_null()).filter((rank % stride == 0) | (rank == count - 1))
 
 
+#: run.json keys never shown: where the study lives (may hold a password) is not a result.
+HIDDEN_RUN_KEYS = ("storage",)
+
+
 def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of ``run.json`` a reader wants first (never the storage URL)."""
-    keep = ("kind", "study_name", "objectives", "budget", "space", "args", "versions", "git_revision", "hardware")
-    return {k: run[k] for k in keep if k in run}
+    """``run.json`` without the storage URL, with null entries dropped (recursively)."""
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: compact(v) for k, v in value.items() if v is not None and v != [] and v != {}}
+        if isinstance(value, list):
+            return [compact(v) for v in value]
+        return value
+
+    return compact({k: v for k, v in run.items() if k not in HIDDEN_RUN_KEYS})
+
+
+def space_table(space: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows ``{axis, fixed, searched}`` for every axis spec in a resolved space (any nesting:
+    an axis spec is a mapping with one of ``value``, ``choices``, ``low``/``high``)."""
+    rows: list[dict[str, str]] = []
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, spec in node.items():
+            if not isinstance(spec, Mapping):
+                continue
+            name = f"{prefix}{key}"
+            if any(k in spec for k in ("value", "choices", "low", "high")):
+                searched = ""
+                if spec.get("choices") is not None:
+                    searched = ", ".join(map(str, spec["choices"]))
+                elif spec.get("low") is not None or spec.get("high") is not None:
+                    searched = f"[{spec.get('low')}, {spec.get('high')}]" + (" log" if spec.get("log") else "")
+                fixed = "" if spec.get("value") is None else str(spec["value"])
+                when = f" (when {spec['when']})" if spec.get("when") else ""
+                rows.append({"axis": name, "fixed": fixed, "searched": searched + when})
+            else:
+                walk(spec, f"{name}.")
+
+    walk(space, "")
+    return rows

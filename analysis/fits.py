@@ -108,6 +108,22 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     return threadpool_limits(1, user_api="blas")
 
 
+def _bounds(k: int) -> list[tuple[float, float]]:
+    """Box for L-BFGS-B: e in [-10, 10], a_k in [-50, 200], alpha_k in [0, 10] (wide: they only
+    stop runaway parameters on data that cannot identify them; ``_bound_warnings`` reports it)."""
+    return [(-10.0, 10.0)] + [(-50.0, 200.0)] * k + [(0.0, 10.0)] * k
+
+
+def _bound_warnings(theta: np.ndarray, names: Sequence[str]) -> tuple[str, ...]:
+    """One message per parameter that ended on its bound: the data do not pin it down."""
+    out = []
+    for value, (lo, hi), name in zip(theta, _bounds((len(theta) - 1) // 2), names, strict=True):
+        if np.isclose(value, lo, atol=1e-6) or np.isclose(value, hi, atol=1e-6):
+            shown = f"{name}={np.exp(value):.3g}" if name in ("E", "A", "B") else f"{name}={value:.3g}"
+            out.append(f"{shown} is at the edge of the search box: the runs do not constrain {name}")
+    return tuple(out)
+
+
 def _single_blas_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -125,7 +141,7 @@ def _lbfgs(
         return float(f[0]), g[0]
 
     k = log_x.shape[1]
-    bounds = [(-10.0, 10.0)] + [(-50.0, 200.0)] * k + [(0.0, 10.0)] * k
+    bounds = _bounds(k)
     res = minimize(
         fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
         options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12},
@@ -159,8 +175,13 @@ def _bootstrap_indices(n: int, n_boot: int, seed: int, levels: np.ndarray | None
 
 
 def _interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring NaN refits (all-NaN columns give NaN)."""
+    import warnings
+
     tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": reported as NaN
+        lo, hi = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
     return lo, hi
 
 
@@ -209,6 +230,7 @@ class LawFit:
     objective: float
     inputs: tuple[str, ...]
     level: float = 0.95
+    warnings: tuple[str, ...] = ()
 
     def _theta(self) -> np.ndarray:
         return np.array([list(self.params.values())])
@@ -248,6 +270,7 @@ class LawFit:
             "n_runs": self.n_runs,
             "n_bootstrap": len(self.samples),
             "huber_loss": self.objective,
+            "warnings": list(self.warnings),
         }
 
 
@@ -370,6 +393,7 @@ def fit_power_law(
         objective=value,
         inputs=(x_name,),
         level=level,
+        warnings=_bound_warnings(theta, ("E", "A", "alpha")),
     )
 
 
@@ -409,6 +433,7 @@ def fit_chinchilla(
         objective=value,
         inputs=inputs,
         level=level,
+        warnings=_bound_warnings(theta, ("E", "A", "B", "alpha", "beta")),
     )
 
 
@@ -465,6 +490,7 @@ class IsoFlopFit:
     n_runs: int
     level: float = 0.95
     law: str = "isoflop"
+    warnings: tuple[str, ...] = ()
 
     def ci(self, level: float | None = None) -> dict[str, list[float]]:
         if len(self.samples) == 0:
@@ -487,6 +513,7 @@ class IsoFlopFit:
             "n_runs": self.n_runs,
             "n_bootstrap": len(self.samples),
             "budgets": self.budgets.to_dicts(),
+            "warnings": list(self.warnings),
         }
 
 
@@ -530,6 +557,11 @@ def fit_isoflop(
     xv = np.where(count >= 3, xv, np.nan)
     n_opt = np.exp(xv)
     d_opt = flops.tokens(c_budget, n_opt)
+    if np.isfinite(n_opt).sum() < 2:
+        raise ValueError(
+            f"Approach 2 needs 2 or more budgets with 3+ runs whose parabola in log N opens upward; "
+            f"got {int(np.isfinite(n_opt).sum())} of {n_budgets} budgets"
+        )
     fit = _exponents(np.log(c_budget), np.log(n_opt), np.log(d_opt))
     lo_n = np.full(n_budgets, np.inf)
     hi_n = np.full(n_budgets, -np.inf)
@@ -568,7 +600,19 @@ def fit_isoflop(
         samples=samples,
         n_runs=int(n.size),
         level=level,
+        warnings=_isoflop_warnings(np.isfinite(xv), (xv >= lo_n) & (xv <= hi_n), c_budget),
     )
+
+
+def _isoflop_warnings(valid: np.ndarray, interior: np.ndarray, compute: np.ndarray) -> tuple[str, ...]:
+    out = []
+    if (~valid).any():
+        out.append(f"{int((~valid).sum())} budget(s) without a minimum (under 3 runs or a parabola opening downward): "
+                   + ", ".join(f"{c:.3g}" for c in compute[~valid]))  # fmt: skip
+    outside = valid & ~interior
+    if outside.any():
+        out.append("minimum outside the sampled N range (extrapolated) at C = " + ", ".join(f"{c:.3g}" for c in compute[outside]))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------

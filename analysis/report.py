@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import altair as alt
 import polars as pl
 
 from . import charts as ch
@@ -31,10 +32,11 @@ CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
-th { background: #f4f6f8; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+th { background: #f4f6f8; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+ul.warn { color: #8a6d3b; font-size: 13px; }
 figure.chart { margin: 1rem 0; overflow-x: auto; } .nodata { color: #8a6d3b; background: #fcf8e3;
-padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 12px; }
+padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
 .note { color: #555; font-size: 13px; }
 """
 
@@ -66,7 +68,8 @@ def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
         pl.col(c).str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True)
         for c in text.columns
     ]
-    rows = text.select(row=pl.concat_str([pl.concat_str([pl.lit("<td>"), e, pl.lit("</td>")]) for e in esc]))
+    opening = [pl.lit('<td class="n">' if df.schema[c].is_numeric() else "<td>") for c in text.columns]
+    rows = text.select(row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)]))
     body = "\n".join(rows.select(pl.format("<tr>{}</tr>", pl.col("row"))).to_series().to_list())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
@@ -92,6 +95,12 @@ def _section(title: str, body: Callable[[], str]) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
 
 
+def _warnings(fits: dict[str, Any]) -> str:
+    """The fits' warnings (parameters at the edge of the box, dropped budgets) as a list."""
+    items = [f"<li>{html.escape(name)}: {html.escape(w)}</li>" for name, fit in fits.items() for w in fit.warnings]
+    return f'<ul class="warn">{"".join(items)}</ul>' if items else ""
+
+
 def _ci_table(fits: dict[str, Any]) -> pl.DataFrame:
     """Long table: one row per (series, parameter) with estimate and interval."""
     frames = [
@@ -110,6 +119,35 @@ def _ci_table(fits: dict[str, Any]) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
+def _one_line(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _run_summary(run: dict[str, Any]) -> str:
+    """``run.json`` for people: scalars and objectives in a table, the space as one row per axis,
+    everything else as compact JSON inside a collapsed <details> (no JavaScript needed)."""
+    objectives = run.get("objectives") or []
+    summary = {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
+    if objectives:
+        summary["objectives"] = ", ".join(
+            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o) for o in objectives
+        )
+    if isinstance(run.get("budget"), dict):
+        summary["budget"] = ", ".join(f"{k}={_one_line(v)}" for k, v in run["budget"].items())
+    table = pl.DataFrame({"field": list(summary), "value": [_one_line(v) for v in summary.values()]})
+    out = [html_table(table)]
+    space = run.get("space")
+    if isinstance(space, dict):
+        rows = fx.space_table(space)
+        if rows:
+            out.append("<h4>Space</h4>" + html_table(pl.DataFrame(rows)))
+    rest = {k: v for k, v in run.items() if isinstance(v, (dict, list)) and k not in ("objectives", "budget")}
+    if rest:
+        body = "\n".join(f"<b>{html.escape(k)}</b>: {html.escape(_one_line(v))}" for k, v in rest.items())
+        out.append(f"<details><summary>Everything else in run.json</summary><pre>{body}</pre></details>")
+    return "\n".join(out)
+
+
 class _Report:
     def __init__(self, dirs: Sequence[PathLike], *, bootstrap: int, target: float | None) -> None:
         self.dirs = [Path(d) for d in dirs]
@@ -121,16 +159,16 @@ class _Report:
     # -- sections ------------------------------------------------------------------------------
     def what_was_run(self) -> str:
         parts = []
-        counts = self.trials.group_by("run", "status").len().sort("run", "status")
         for d in self.dirs:
-            run = fx.describe_run(load_run(d))
             parts.append(f"<h3>{html.escape(d.resolve().name)}</h3>")
+            run = fx.describe_run(load_run(d))
             if not run:
                 parts.append(_nodata(f"{d / 'run.json'} is missing"))
-            else:
-                parts.append(f"<pre>{html.escape(json.dumps(run, indent=1, default=str, ensure_ascii=False))}</pre>")
+                continue
+            parts.append(_run_summary(run))
         if self.trials.height == 0:
             return "\n".join(parts) + _nodata("no trials.parquet yet")
+        counts = self.trials.group_by("run", "status").len().sort("run", "status")
         pivot = counts.pivot(on="status", index="run", values="len").fill_null(0)
         return "\n".join(parts) + "<h3>Trials by status</h3>" + html_table(pivot)
 
@@ -195,7 +233,7 @@ class _Report:
         power = ch.scaling_fits(runs, x="compute", series="series", bootstrap=self.bootstrap)
         out.append(_figure(ch.scaling_chart(runs, power, x="compute", target=target)))
         if power:
-            out.append("<h3>Power law in compute</h3>" + html_table(_ci_table(power)))
+            out.append("<h3>Power law in compute</h3>" + html_table(_ci_table(power)) + _warnings(power))
         # Chinchilla Approach 3 per family
         flops = FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy()) if runs["flops_per_token"].drop_nulls().len() else FlopsModel()
         chin = {}
@@ -203,7 +241,7 @@ class _Report:
             if part.height >= 5 and part["tokens"].n_unique() >= 3 and part["params"].n_unique() >= 3:
                 chin[str(name)] = fit_chinchilla(part["params"].to_numpy(), part["tokens"].to_numpy(), part["eval_loss"].to_numpy(), bootstrap=self.bootstrap)
         if chin:
-            out.append("<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)))
+            out.append("<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)) + _warnings(chin))
             alloc = pl.concat(
                 [
                     pl.DataFrame({k: v for k, v in fit.optimal_allocation([target], flops).items()}).with_columns(series=pl.lit(name))
@@ -231,15 +269,20 @@ class _Report:
                     pass
             if lo:
                 out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(pl.DataFrame(lo)))
-        iso_rows = []
+        iso_rows, iso_fits, panels = [], {}, []
         for (name,), part in runs.group_by("series", maintain_order=True):
             iso = ch.isoflop_fit(part, bootstrap=self.bootstrap)
-            if iso is not None:
-                ci = iso.ci()
-                iso_rows.append({"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None])[0], "a hi": ci.get("a", [None, None])[1], "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None])[0], "b hi": ci.get("b", [None, None])[1], "budgets": iso.budgets.height})
-        if iso_rows:
-            out.append(_figure(ch.build_chart(self.dirs, "isoflop")))
-            out.append("<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(iso_rows)))
+            if iso is None:
+                continue
+            ci = iso.ci()
+            iso_fits[str(name)] = iso
+            panels.append(ch.isoflop_chart(part, iso, title=f"isoFLOP curves: {name}"))
+            iso_rows.append({"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None])[0], "a hi": ci.get("a", [None, None])[1], "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None])[0], "b hi": ci.get("b", [None, None])[1], "budgets": iso.budgets.height})
+        if panels:
+            out.append(_figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels)))
+            out.append("<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(iso_rows)) + _warnings(iso_fits))
+        else:
+            out.append('<p class="note">Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.</p>')
         return "\n".join(out)
 
     def effects(self) -> str:

@@ -70,3 +70,12 @@ def test_learning_curves_downsampled_keep_ends(search_dir: Path) -> None:
     ends = full.group_by("trial_id").agg(pl.col("tokens").min().alias("first"), pl.col("tokens").max().alias("last"))
     kept = small.group_by("trial_id").agg(pl.col("tokens").min().alias("first"), pl.col("tokens").max().alias("last"))
     assert ends.sort("trial_id").equals(kept.sort("trial_id"))
+
+
+def test_study_effects_compare_families_at_equal_size(study_dir: Path) -> None:
+    """In a scaling study, effects are taken per grid point (size, tokens), never across sizes."""
+    eff = axis_effects(load_trials(study_dir))
+    act = eff.filter((pl.col("axis") == "ffn_activation") & (pl.col("value") == "swiglu")).row(0, named=True)
+    assert act["baseline"] == "gelu" and act["cells"] == 35  # 5 budgets x 7 sizes
+    assert act["hi"] < 0  # the swiglu·rope family's law is lower everywhere
+    assert "params" not in set(eff["axis"])
