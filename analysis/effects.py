@@ -61,6 +61,8 @@ def axis_effects(
     mean(baseline)``; cells are combined weighted by the value's trial count, and the interval is
     a t-interval with Welch-Satterthwaite degrees of freedom (exactly Welch's interval when there
     is one cell, as in a search). Seeds are replicas: every completed trial is an observation.
+    Without replicas (one run per grid point, common in studies) the interval is a paired
+    t-interval over the cells' differences instead.
     Only completed trials with a finite metric count; an axis is compared only in cells where it
     takes 2+ values and the baseline is present. Returns one row per (``by``..., axis, value):
     ``n, mean, std, baseline, effect, lo, hi, cells`` (the baseline's own row has effect 0 and
@@ -129,6 +131,7 @@ def axis_effects(
             variance=(pl.col("va") + pl.col("vb")).sum(),
             dof_denominator=pl.col("dof_part").sum(),
             cells=pl.len(),
+            d_var=pl.col("d").var(),
         )
         .collect()
     )
@@ -137,6 +140,12 @@ def axis_effects(
     variance = df["variance"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         dof = variance**2 / df["dof_denominator"].to_numpy()
+    # no replicas within cells (one run per grid point): a paired t-interval over the cells
+    cells_n = df["cells"].to_numpy().astype(float)
+    paired = (variance == 0) & (cells_n >= 2)
+    d_var = df["d_var"].fill_null(0.0).to_numpy()
+    variance = np.where(paired, d_var / cells_n, variance)
+    dof = np.where(paired, cells_n - 1, dof)
     t = stats.t.ppf(0.5 + level / 2.0, np.where(np.isfinite(dof) & (dof > 0), dof, np.nan))
     half = np.where(variance > 0, t * np.sqrt(variance), np.nan)
     return (
