@@ -107,14 +107,27 @@ def fit_command(
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Bootstrap resamples of runs for intervals (0: none)."),
     target: float | None = typer.Option(None, "--target", help="Predict at this x (power) or compute (chinchilla, isoflop)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
+    group: str | None = typer.Option(None, "--group", help="Fit only the runs of this family (the 'group' column of a scaling study)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Fit a scaling law to runs and print its parameters with bootstrap intervals."""
     import numpy as np
+    import polars as pl
 
     from . import fits
 
     table, loss_name = _read_table(input, loss_col=loss_col)
+    notes: list[str] = []
+    if group is not None:
+        if "group" not in table.columns:
+            _fail(f"{input}: --group needs a 'group' column; columns: {', '.join(table.columns)}")
+        names = sorted(table["group"].drop_nulls().unique().to_list())
+        if group not in names:
+            _fail(f"{input}: no group {group!r}; groups: {', '.join(names) or '(none)'}")
+        table = table.filter(pl.col("group") == group)
+    elif "group" in table.columns and table["group"].drop_nulls().n_unique() > 1:
+        names = sorted(table["group"].drop_nulls().unique().to_list())
+        notes.append(f"fitting {len(names)} families together ({', '.join(names)}); pick one with --group")
     loss = _column(table, loss_name, input, "--loss-col")
     compute = None
     if compute_col in table.columns:
@@ -158,6 +171,7 @@ def fit_command(
                 pass  # too few runs left without the largest budget
     except ValueError as exc:
         _fail(f"{input}: {exc}")
+    out["warnings"] = notes + list(out.get("warnings", []))
     out = _jsonable(out)
     if as_json:
         print(json.dumps(out))

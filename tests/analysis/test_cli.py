@@ -75,6 +75,16 @@ def test_fit_results_dir_defaults(app: typer.Typer, study_dir: Path) -> None:
     assert code == 0 and "alpha" in out
 
 
+def test_fit_one_group_of_a_study(app: typer.Typer, study_dir: Path) -> None:
+    code, out, _ = run(app, "fit", study_dir, "--law", "chinchilla", "--json")
+    assert code == 0 and any("--group" in w for w in json.loads(out)["warnings"])
+    code, out, _ = run(app, "fit", study_dir, "--law", "chinchilla", "--group", "baseline", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["n_runs"] == 35 and doc["params"]["alpha"] == pytest.approx(0.34, abs=0.05)
+    code, _, err = run(app, "fit", study_dir, "--group", "nope")
+    assert code == 2 and "baseline" in err
+
+
 def test_fit_parquet_input(app: typer.Typer, law_csv: Path, tmp_path: Path) -> None:
     path = tmp_path / "runs.parquet"
     pl.read_csv(law_csv).rename({"loss": "final"}).write_parquet(path)
