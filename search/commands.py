@@ -80,18 +80,10 @@ def search_run(
     as_json: bool = JSON,
 ) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
-    from archscale.search.run import SearchOptions, run_search
-    from archscale.spaces.cli import budget_override
+    from archscale.search.run import run_search
 
-    override = budget_override(budget_params, budget_non_embedding_params, budget_flops_per_token)
-    opts = SearchOptions(
-        space=space_file, out=out, trials=trials, budget_kind=override[0] if override else None,
-        budget_value=override[1] if override else None, tokens=tokens, tokens_per_param=tokens_per_param, data=data,
-        sampler=sampler, objectives=_split(objectives), scheduler=scheduler, seeds=seeds, concurrency=concurrency,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address, storage=storage, seed=seed,
-        train={"eval_every_tokens": eval_every_tokens} if eval_every_tokens else {}, progress=not as_json,
-    )
-    summary = run_search(opts)
+    opts = _options_from_run_params(dict(locals()))
+    run_search(opts)
     from archscale.search.status import status
 
     _emit(status(out), as_json)
@@ -102,14 +94,69 @@ def search_resume(
     out: str = typer.Argument(..., help="A results directory written by `archscale search run`."),
     trials: Optional[int] = typer.Option(None, "--trials", help="Extend the search to this many architectures."),
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = typer.Option(None, "--storage", help="The study storage URL, if it had a password."),
     as_json: bool = JSON,
 ) -> None:
     """Finish an interrupted search, or extend a finished one with --trials."""
     from archscale.search.resume import resume_search
     from archscale.search.status import status
 
-    resume_search(out, trials=trials, address=address, progress=not as_json)
+    resume_search(out, trials=trials, address=address, progress=not as_json, storage=storage)
     _emit(status(out), as_json)
+
+
+@search_app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def search_submit(
+    ctx: typer.Context,
+    space_file: str = typer.Argument(..., help="Space YAML (shipped with the job), or a shipped space name."),
+    address: str = typer.Option(..., "--address", help="The cluster's Ray Jobs address, http://HEAD:8265."),
+    pip: Optional[list[str]] = typer.Option(None, "--pip", help="Extra pip packages for the job's runtime_env."),
+    no_ship: bool = typer.Option(False, "--no-ship", help="Do not ship this archscale as a wheel (the image has it)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish and print its log tail."),
+    as_json: bool = JSON,
+) -> None:
+    """Submit `search run SPACE ...` to a Ray cluster as a Ray Job; every other flag is passed to search run.
+
+    Example: archscale search submit tiny --address http://head:8265 --out /shared/s1 --trials 64 --tokens 1000000
+    """
+    import click
+
+    run_command = typer.main.get_command(search_app).commands["run"]
+    try:  # the same validation as a local run, before anything is sent
+        run_ctx = run_command.make_context("run", [space_file, *ctx.args], resilient_parsing=False)
+    except click.ClickException as e:
+        raise ValueError(f"search submit: {e.format_message()}") from None
+    _options_from_run_params(run_ctx.params)
+    from archscale.clusters.jobs import submit
+
+    info = submit(address, space_file, list(ctx.args), ship=not no_ship, pip=pip, wait=wait)
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"submitted job {info['job_id']} to {address}")
+    typer.echo(f"follow it:  {info['follow']}")
+    typer.echo(f"status:     {info['status']}")
+    if wait:
+        typer.echo(f"finished: {info['final_status']}\n{info['logs']}")
+
+
+def _options_from_run_params(p: dict):
+    """SearchOptions from `search run`'s parsed parameters, validated (shared by run and submit)."""
+    from archscale.search.run import SearchOptions, prepare
+    from archscale.spaces.cli import budget_override
+
+    override = budget_override(p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"])
+    opts = SearchOptions(
+        space=p["space_file"], out=p["out"], trials=p["trials"], budget_kind=override[0] if override else None,
+        budget_value=override[1] if override else None, tokens=p["tokens"], tokens_per_param=p["tokens_per_param"],
+        data=p["data"], sampler=p["sampler"], objectives=_split(p["objectives"]), scheduler=p["scheduler"],
+        seeds=p["seeds"], concurrency=p["concurrency"], cpus_per_trial=p["cpus_per_trial"],
+        gpus_per_trial=p["gpus_per_trial"], address=p["address"], storage=p["storage"], seed=p["seed"],
+        train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
+        progress=not p["as_json"],
+    )
+    prepare(opts)
+    return opts
 
 
 @search_app.command("status")

@@ -45,8 +45,8 @@ class ParetoStoppingMixin:
             return False
         tau, loss = result.get("tokens"), result.get("eval_loss")
         target = result.get("target_tokens") or 0
-        if tau is None or loss is None or tau < self.min_fraction * target:
-            return False
+        if tau is None or loss is None or tau < self.min_fraction * target or tau >= target:
+            return False  # too early to judge, or already at budget (its summary report is next)
         costs = result_counts(result)
         for f_costs, xs, ys in self._finished:
             if all(f_costs.get(c, float("inf")) <= costs.get(c, float("-inf")) for c in self.cost_objectives):
@@ -71,8 +71,8 @@ class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
         if self._dominated(result):
             self.pareto_stopped.add(trial.trial_id)
             return TrialScheduler.STOP
-        if result.get("status") != "running":  # final summary results carry no new rung information
-            return TrialScheduler.CONTINUE
+        if result.get("status") != "running" or result.get("tokens", 0) >= result.get("target_tokens", float("inf")):
+            return TrialScheduler.CONTINUE  # at budget: let the trial send its summary and complete
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
