@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .loaders import ARCH_AXES, PathLike, load_trials, open_study
+from .loaders import ARCH_AXES, PathLike, redact_url, load_trials, open_study
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {
@@ -255,16 +255,19 @@ HIDDEN_RUN_KEYS = ("storage",)
 
 
 def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    """``run.json`` without the storage URL, with null entries dropped (recursively)."""
+    """``run.json`` for display: ``storage`` keys dropped at any depth, passwords in any URL
+    masked, null and empty entries dropped (recursively)."""
 
     def compact(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: compact(v) for k, v in value.items() if v is not None and v != [] and v != {}}
+            return {
+                k: compact(v) for k, v in value.items() if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
+            }
         if isinstance(value, list):
             return [compact(v) for v in value]
-        return value
+        return redact_url(value) if isinstance(value, str) else value
 
-    return compact({k: v for k, v in run.items() if k not in HIDDEN_RUN_KEYS})
+    return compact(run)
 
 
 def space_table(space: Mapping[str, Any]) -> list[dict[str, str]]:

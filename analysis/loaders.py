@@ -204,7 +204,7 @@ def length_losses(trials: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide the password of a database URL (``scheme://user:secret@host`` -> ``user:***@``)."""
     import re
 
@@ -242,7 +242,7 @@ def study_storage(dir: PathLike) -> Any:
     try:
         return optuna.storages.RDBStorage(storage)
     except Exception as exc:  # the message may contain the URL; never show the password
-        raise RuntimeError(f"cannot open storage {_redact(storage)}: {type(exc).__name__}") from None
+        raise RuntimeError(f"cannot open storage {redact_url(storage)}: {type(exc).__name__}") from None
 
 
 def open_study(dir: PathLike) -> Any:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from archscale.analysis import length_losses, load, load_curves, load_run, load_trials, open_study
-from archscale.analysis.loaders import _redact, study_storage
+from archscale.analysis.loaders import redact_url, study_storage
 
 
 def test_load_trials_is_lazy_and_has_run_column(search_dir: Path) -> None:
@@ -99,6 +99,6 @@ def test_storage_errors_never_show_passwords(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as err:
         study_storage(tmp_path)
     assert "hunter2" not in str(err.value) and "user:***@" in str(err.value)
-    assert _redact("mysql://a:b@h/db") == "mysql://a:***@h/db"
+    assert redact_url("mysql://a:b@h/db") == "mysql://a:***@h/db"
     with pytest.raises(FileNotFoundError, match="storage"):
         study_storage(tmp_path / "nothing")

@@ -34,9 +34,15 @@ def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) ->
     d = tmp_path / "secret"
     d.mkdir()
     (d / "trials.parquet").write_bytes((search_dir / "trials.parquet").read_bytes())
-    (d / "run.json").write_text(json.dumps({"kind": "search", "storage": "postgresql://u:hunter2@db/optuna", "study_name": "s"}))
+    run = {
+        "kind": "search",
+        "storage": "postgresql://u:hunter2@db/optuna",
+        "study_name": "s",
+        "args": {"storage": "postgresql://u:hunter2@db/optuna", "address": "ray://u:hunter2@head:10001"},
+    }
+    (d / "run.json").write_text(json.dumps(run))
     html = build_report(d, bootstrap=0)
-    assert "hunter2" not in html and "postgresql://" not in html
+    assert "hunter2" not in html and "postgresql://" not in html and "ray://u:***@head" in html
 
 
 def test_html_table_formats_and_escapes() -> None:
