@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .loaders import ARCH_AXES, PathLike, redact_url, load_trials, open_study
+from .loaders import ARCH_AXES, PathLike, load_trials, open_study
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {
@@ -248,49 +248,3 @@ def learning_curves(
     count = pl.len().over(key)
     stride = ((count - 1) // max(1, max_points - 1)).clip(lower_bound=1)
     return lf.filter(pl.col("tokens").is_not_null()).filter((rank % stride == 0) | (rank == count - 1))
-
-
-#: run.json keys never shown: where the study lives (may hold a password) is not a result.
-HIDDEN_RUN_KEYS = ("storage",)
-
-
-def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    """``run.json`` for display: ``storage`` keys dropped at any depth, passwords in any URL
-    masked, null and empty entries dropped (recursively)."""
-
-    def compact(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {
-                k: compact(v) for k, v in value.items() if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
-            }
-        if isinstance(value, list):
-            return [compact(v) for v in value]
-        return redact_url(value) if isinstance(value, str) else value
-
-    return compact(run)
-
-
-def space_table(space: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows ``{axis, fixed, searched}`` for every axis spec in a resolved space (any nesting:
-    an axis spec is a mapping with one of ``value``, ``choices``, ``low``/``high``)."""
-    rows: list[dict[str, str]] = []
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, spec in node.items():
-            if not isinstance(spec, Mapping):
-                continue
-            name = f"{prefix}{key}"
-            if any(k in spec for k in ("value", "choices", "low", "high")):
-                searched = ""
-                if spec.get("choices") is not None:
-                    searched = ", ".join(map(str, spec["choices"]))
-                elif spec.get("low") is not None or spec.get("high") is not None:
-                    searched = f"[{spec.get('low')}, {spec.get('high')}]" + (" log" if spec.get("log") else "")
-                fixed = "" if spec.get("value") is None else str(spec["value"])
-                when = f" (when {spec['when']})" if spec.get("when") else ""
-                rows.append({"axis": name, "fixed": fixed, "searched": searched + when})
-            else:
-                walk(spec, f"{name}.")
-
-    walk(space, "")
-    return rows

@@ -15,7 +15,7 @@ import datetime as _dt
 import html
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import polars as pl
 from . import charts as ch
 from . import effects as fx
 from .fits import FlopsModel, effective_compute_multiplier, fit_chinchilla, leave_largest_out, rank_architectures
-from .loaders import PathLike, load_run, load_trials
+from .loaders import PathLike, load_run, load_trials, redact_url
 from .pareto import hypervolume, pareto_front
 
 CSS = """
@@ -119,6 +119,52 @@ def _ci_table(fits: dict[str, Any]) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
+#: run.json keys never shown: where the study lives (may hold a password) is not a result.
+HIDDEN_RUN_KEYS = ("storage",)
+
+
+def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """``run.json`` for display: ``storage`` keys dropped at any depth, passwords in any URL
+    masked, null and empty entries dropped (recursively)."""
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                k: compact(v) for k, v in value.items() if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
+            }
+        if isinstance(value, list):
+            return [compact(v) for v in value]
+        return redact_url(value) if isinstance(value, str) else value
+
+    return compact(run)
+
+
+def space_table(space: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows ``{axis, fixed, searched}`` for every axis spec in a resolved space (any nesting:
+    an axis spec is a mapping with one of ``value``, ``choices``, ``low``/``high``)."""
+    rows: list[dict[str, str]] = []
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, spec in node.items():
+            if not isinstance(spec, Mapping):
+                continue
+            name = f"{prefix}{key}"
+            if any(k in spec for k in ("value", "choices", "low", "high")):
+                searched = ""
+                if spec.get("choices") is not None:
+                    searched = ", ".join(map(str, spec["choices"]))
+                elif spec.get("low") is not None or spec.get("high") is not None:
+                    searched = f"[{spec.get('low')}, {spec.get('high')}]" + (" log" if spec.get("log") else "")
+                fixed = "" if spec.get("value") is None else str(spec["value"])
+                when = f" (when {spec['when']})" if spec.get("when") else ""
+                rows.append({"axis": name, "fixed": fixed, "searched": searched + when})
+            else:
+                walk(spec, f"{name}.")
+
+    walk(space, "")
+    return rows
+
+
 def _one_line(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
 
@@ -138,7 +184,7 @@ def _run_summary(run: dict[str, Any]) -> str:
     out = [html_table(table)]
     space = run.get("space")
     if isinstance(space, dict):
-        rows = fx.space_table(space)
+        rows = space_table(space)
         if rows:
             out.append("<h4>Space</h4>" + html_table(pl.DataFrame(rows)))
     rest = {k: v for k, v in run.items() if isinstance(v, (dict, list)) and k not in ("objectives", "budget")}
@@ -161,7 +207,7 @@ class _Report:
         parts = []
         for d in self.dirs:
             parts.append(f"<h3>{html.escape(d.resolve().name)}</h3>")
-            run = fx.describe_run(load_run(d))
+            run = describe_run(load_run(d))
             if not run:
                 parts.append(_nodata(f"{d / 'run.json'} is missing"))
                 continue
