@@ -24,7 +24,7 @@ import polars as pl
 
 from . import charts as ch
 from . import effects as fx
-from .fits import FlopsModel, effective_compute_multiplier, fit_chinchilla, leave_largest_out, rank_architectures
+from .fits import FlopsModel, effective_compute_multiplier, fit_groups, leave_largest_out, rank_architectures
 from .loaders import PathLike, load_run, load_trials, redact_url
 from .pareto import hypervolume, pareto_front
 
@@ -275,67 +275,90 @@ class _Report:
             raise ch.NoData("no scaling-study runs (trials with a 'group'); searches are summarised by the Pareto front")
         runs = ch.series_column(runs)
         target = self.target or float(runs["compute"].max()) * 10.0
-        out = [f'<p class="note">Power laws L = E + A·x<sup>−α</sup> fitted to the lower envelope (best run per compute level); band: {self.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {target:.3g} FLOPs.</p>']
+        return "\n".join([self._power_laws(runs, target), self._approach3(runs, target), self._approach2(runs)])
+
+    def _power_laws(self, runs: pl.DataFrame, target: float) -> str:
         power = ch.scaling_fits(runs, x="compute", series="series", bootstrap=self.bootstrap)
-        out.append(_figure(ch.scaling_chart(runs, power, x="compute", target=target)))
+        note = (
+            "Power laws L = E + A·x<sup>−α</sup> fitted to the lower envelope (best run per compute level); "
+            f"band: {self.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {target:.3g} FLOPs."
+        )
+        out = [f'<p class="note">{note}</p>', _figure(ch.scaling_chart(runs, power, x="compute", target=target))]
         if power:
             out.append("<h3>Power law in compute</h3>" + html_table(_ci_table(power)) + _warnings(power))
-        # Chinchilla Approach 3 per family
-        flops = FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy()) if runs["flops_per_token"].drop_nulls().len() else FlopsModel()
-        chin = {}
-        for (name,), part in runs.group_by("series", maintain_order=True):
-            if part.height >= 5 and part["tokens"].n_unique() >= 3 and part["params"].n_unique() >= 3:
-                chin[str(name)] = fit_chinchilla(part["params"].to_numpy(), part["tokens"].to_numpy(), part["eval_loss"].to_numpy(), bootstrap=self.bootstrap)
-        if chin:
-            out.append("<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)) + _warnings(chin))
-            alloc = pl.concat(
-                [
-                    pl.DataFrame({k: v for k, v in fit.optimal_allocation([target], flops).items()}).with_columns(series=pl.lit(name))
-                    for name, fit in chin.items()
-                ],
-                how="diagonal_relaxed",
+        return "\n".join(out)
+
+    def _approach3(self, runs: pl.DataFrame, target: float) -> str:
+        """Chinchilla Approach 3 per family, the compute-optimal allocation, ranking, multipliers, holdout."""
+        identifiable = runs.filter(
+            (pl.len().over("series") >= 5) & (pl.col("tokens").n_unique().over("series") >= 3) & (pl.col("params").n_unique().over("series") >= 3)
+        )
+        chin = fit_groups(identifiable, by="series", law="chinchilla", bootstrap=self.bootstrap)
+        if not chin:
+            return '<p class="note">Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.</p>'
+        has_flops = runs["flops_per_token"].drop_nulls().len() > 0
+        flops = FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy()) if has_flops else FlopsModel()
+        out = ["<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)) + _warnings(chin)]
+        alloc = pl.concat(
+            [pl.DataFrame(fit.optimal_allocation([target], flops)).select(pl.lit(name).alias("series"), pl.all()) for name, fit in chin.items()],
+            how="diagonal_relaxed",
+        )
+        out.append(
+            f'<p class="note">Compute-optimal allocation at C = {target:.3g}, FLOPs/token ≈ {flops.c:.3g}·N<sup>{flops.gamma:.3f}</sup> '
+            "(fitted to the runs' counted flops_per_token):</p>" + html_table(alloc)
+        )
+        out.append(f"<h3>Ranking by predicted loss at C = {target:.3g}</h3>" + html_table(rank_architectures(chin, at=target, flops=flops)))
+        base = "baseline" if "baseline" in chin else next(iter(chin))
+        mult = [
+            {"variant": name, "baseline": base, **effective_compute_multiplier(chin[base], fit, at=target, flops=flops)}
+            for name, fit in chin.items()
+            if name != base
+        ]
+        if mult:
+            out.append(
+                "<h3>Effective-compute multiplier vs baseline</h3><p class=\"note\">How much more compute the baseline needs "
+                "to reach the variant's loss (&gt;1: the variant is better).</p>" + html_table(pl.DataFrame(mult))
             )
-            out.append(f'<p class="note">Compute-optimal allocation at C = {target:.3g} with counted FLOPs/token ≈ {flops.c:.3g}·N<sup>{flops.gamma:.3f}</sup>:</p>' + html_table(alloc.select("series", *[c for c in alloc.columns if c != "series"])))
-            ranks = rank_architectures(chin, at=target, flops=flops)
-            out.append(f"<h3>Ranking by predicted loss at C = {target:.3g}</h3>" + html_table(ranks))
-            base = "baseline" if "baseline" in chin else next(iter(chin))
-            mult = [
-                {"variant": name, "baseline": base, **effective_compute_multiplier(chin[base], fit, at=target, flops=flops)}
-                for name, fit in chin.items()
-                if name != base
-            ]
-            if mult:
-                out.append("<h3>Effective-compute multiplier vs baseline</h3><p class=\"note\">How much more compute the baseline needs to reach the variant's loss (>1: the variant is better).</p>" + html_table(pl.DataFrame(mult)))
-            lo = []
-            for name, part in runs.group_by("series", maintain_order=True):
-                try:
-                    check = leave_largest_out("chinchilla", (part["params"].to_numpy(), part["tokens"].to_numpy()), part["eval_loss"].to_numpy(), part["compute"].to_numpy())
-                    lo.append({"series": str(name[0]), **{k: v for k, v in check.items() if k != "params"}})
-                except ValueError:
-                    pass
-            if lo:
-                out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(pl.DataFrame(lo)))
-        iso_rows, iso_fits, panels = [], {}, []
+        checks = []
+        for (name,), part in identifiable.group_by("series", maintain_order=True):
+            inputs = (part["params"].to_numpy(), part["tokens"].to_numpy())
+            try:
+                check = leave_largest_out("chinchilla", inputs, part["eval_loss"].to_numpy(), part["compute"].to_numpy())
+            except ValueError:  # too few runs below the largest budget
+                continue
+            checks.append({"series": str(name), **{k: v for k, v in check.items() if k != "params"}})
+        if checks:
+            out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(pl.DataFrame(checks)))
+        return "\n".join(out)
+
+    def _approach2(self, runs: pl.DataFrame) -> str:
+        rows, fits, panels = [], {}, []
         for (name,), part in runs.group_by("series", maintain_order=True):
             iso = ch.isoflop_fit(part, bootstrap=self.bootstrap)
             if iso is None:
                 continue
-            ci = iso.ci()
-            iso_fits[str(name)] = iso
+            fits[str(name)] = iso
             panels.append(ch.isoflop_chart(part, iso, title=f"isoFLOP curves: {name}"))
-            iso_rows.append({"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None])[0], "a hi": ci.get("a", [None, None])[1], "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None])[0], "b hi": ci.get("b", [None, None])[1], "budgets": iso.budgets.height})
-        if panels:
-            out.append(_figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels)))
-            out.append("<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(iso_rows)) + _warnings(iso_fits))
-        else:
-            out.append('<p class="note">Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.</p>')
-        return "\n".join(out)
+            ci = iso.ci()
+            rows.append(
+                {"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None, None])[0], "a hi": ci.get("a", [None, None])[1],
+                 "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None, None])[0], "b hi": ci.get("b", [None, None])[1],
+                 "budgets": iso.budgets.height}
+            )  # fmt: skip
+        if not panels:
+            return '<p class="note">Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.</p>'
+        figure = _figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels))
+        return figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(rows)) + _warnings(fits)
 
     def effects(self) -> str:
         eff = fx.axis_effects(self.done)
         if eff.height == 0:
             raise ch.NoData("no architecture axis takes more than one value among completed trials")
-        return '<p class="note">Mean difference in final eval loss from each axis\'s baseline value at equal budget (same run), Welch 95% interval across trials and seeds.</p>' + _figure(ch.effects_chart(eff))
+        note = (
+            "Mean difference in final eval loss from each axis's baseline value at equal budget (within a search, or "
+            "within a grid point of a scaling study), 95% Welch interval across trials and seeds."
+        )
+        return f'<p class="note">{html.escape(note)}</p>' + _figure(ch.effects_chart(eff))
 
     def importance(self) -> str:
         return _figure(ch.build_chart(self.dirs, "importance"))
