@@ -159,7 +159,8 @@ def axis_effects(
 def best_architectures(
     trials: pl.DataFrame | pl.LazyFrame, *, metric: str = "eval_loss", top: int = 10
 ) -> pl.DataFrame:
-    """The ``top`` architectures (``arch_id``) by mean ``metric`` over their completed seeds.
+    """The ``top`` architectures (``arch_id``) of each run by mean ``metric`` over their
+    completed seeds (runs are not ranked against each other: their budgets differ).
 
     Columns: ``run, arch_id, label, n_seeds, mean, std, params, flops_per_token, tokens_per_s``.
     """
@@ -176,7 +177,8 @@ def best_architectures(
             flops_per_token=pl.col("flops_per_token").first(),
             tokens_per_s=pl.col("tokens_per_s").mean(),
         )
-        .sort("mean", "arch_id")
+        .sort("run", "mean", "arch_id")
+        .group_by("run", maintain_order=True)
         .head(top)
         .collect()
     )

@@ -221,8 +221,9 @@ class _Report:
     def best(self) -> str:
         if self.done.height == 0:
             raise ch.NoData("no completed trials with an eval_loss yet")
-        best = fx.best_architectures(self.done, top=15)
-        return '<p class="note">Mean final eval loss (nats/token) over seed replicas of each architecture; std across seeds.</p>' + html_table(best)
+        best = fx.best_architectures(self.done, top=10)
+        note = "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; std across seeds."
+        return f'<p class="note">{note}</p>' + html_table(best, max_rows=200)
 
     def cost_objectives(self) -> dict[str, str]:
         """Cost axes for Pareto charts: the searches' own objectives (run.json) other than the
