@@ -173,14 +173,18 @@ def pareto_chart(
     keep = [c for c in ("run", "trial_id", "label", "params", "eval_loss", "tokens_per_s", x, y) if c in df.columns]
     pts = pl.concat([front, rest]).select(*dict.fromkeys(keep), "on_front")
     tooltip = [alt.Tooltip(f"{c}:{'N' if pts[c].dtype == pl.String else 'Q'}") for c in dict.fromkeys(keep)]
-    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if x in ("params", "compute", "flops_per_token") else "linear"))
+    log_x = x in ("params", "non_embedding_params", "compute", "flops_per_token", "kv_cache_bytes_per_token")
+    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if log_x else "linear"))
     ys = alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False))
-    dots = _base(pts, f"Pareto front: {y} ({y_dir}) vs {x} ({x_dir})").mark_circle(size=40).encode(
-        xs, ys,
-        color=alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
-        tooltip=tooltip,
-    )  # fmt: skip
-    line = _base(front.sort(x).select(x, y)).mark_line(interpolate="step-after" if x_dir == "min" else "step-before", color="#d62728").encode(xs, ys)
+    encoding: dict[str, Any] = {
+        "color": alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
+        "tooltip": tooltip,
+    }
+    if "run" in pts.columns and pts["run"].n_unique() > 1:
+        encoding["shape"] = alt.Shape("run:N", title="run")
+    dots = _base(pts, f"Pareto front: {y} ({y_dir}) vs {x} ({x_dir})").mark_point(size=40, filled=True).encode(xs, ys, **encoding)
+    step = "step-after" if x_dir == "min" else "step-before"  # the front's attainable boundary
+    line = _base(front.sort(x).select(x, y)).mark_line(interpolate=step, color="#d62728").encode(xs, ys)
     return alt.layer(line, dots)
 
 

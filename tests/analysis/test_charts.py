@@ -55,12 +55,20 @@ def test_isoflop_chart_draws_parabolas_and_minima(study_dir: Path) -> None:
 def test_pareto_chart_front_and_tooltips(search_dir: Path) -> None:
     runs = ch.completed(search_dir)
     spec = ch.chart_spec(ch.pareto_chart(runs, x="params", y="eval_loss"))
-    assert marks(spec) == ["line", "circle"]
+    assert marks(spec) == ["line", "point"]
     line, dots = spec["layer"]
+    assert "shape" not in dots["encoding"]  # one run: no run legend
     assert line["mark"]["interpolate"] == "step-after"
     assert {t["field"] for t in dots["encoding"]["tooltip"]} >= {"label", "params", "eval_loss", "trial_id"}
     front_rows = spec["datasets"][line["data"]["name"]]
     assert 1 <= len(front_rows) < runs.height
+
+
+def test_pareto_chart_marks_runs_by_shape(search_dir: Path, study_dir: Path) -> None:
+    runs = ch.completed([search_dir, study_dir])
+    spec = ch.chart_spec(ch.pareto_chart(runs, x="tokens_per_s", y="eval_loss", x_dir="max"))
+    assert spec["layer"][1]["encoding"]["shape"]["field"] == "run"
+    assert spec["layer"][0]["mark"]["interpolate"] == "step-before"
 
 
 def test_pareto_chart_samples_large_sets() -> None:
