@@ -306,7 +306,7 @@ def build_chart(
             raise NoData("no completed trials with varying parameters: nothing to rank")
         return importance_chart(imp)
     if kind == "curves":
-        runs = completed(dirs, y) if y != "eval_loss" else load_trials(dirs).filter(pl.col("status") != "failed").collect()
+        runs = load_trials(dirs).filter(pl.col("status") != "failed").collect()
         best = runs.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
         curve_lf = load_curves(dirs)
         if y not in curve_lf.collect_schema():
@@ -328,6 +328,10 @@ def build_chart(
     runs = completed(dirs)
     if runs.height == 0:
         raise NoData("no completed trials with an eval_loss yet")
+    for flag, column in (("--y", y), ("--x", x)):
+        if column not in runs.columns and (flag == "--y" or kind in ("scaling", "pareto")):
+            raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: "
+                         + ", ".join(c for c, t in runs.schema.items() if t.is_numeric()) + ")")  # fmt: skip
     if kind == "effects":
         eff = fx.axis_effects(runs, metric=y)
         if eff.height == 0:
@@ -338,8 +342,6 @@ def build_chart(
         return pareto_chart(runs, x=other, y=y, x_dir="max" if other == "tokens_per_s" else "min")
     if kind == "scaling":
         runs = series_column(runs)
-        if x not in runs.columns:
-            raise NoData(f"column {x!r} not in trials.parquet")
         return scaling_chart(runs, scaling_fits(runs, x=x, series="series", bootstrap=bootstrap), x=x, target=target)
     # isoflop: one panel per series (a scaling-study family), since optima differ between families
     panels = []

@@ -207,12 +207,16 @@ def plot_command(
     if out.suffix.lower() not in PLOT_FORMATS:
         _fail(f"{out}: unsupported output format {out.suffix!r}; allowed: {', '.join(PLOT_FORMATS)}")
     _check_dirs(dirs)
+    import polars as pl
+
     from .charts import NoData, build_chart, save_chart
 
     try:
         chart = build_chart(dirs, kind.value, x=x, y=y, target=target, bootstrap=bootstrap)
     except NoData as exc:
         _fail(f"{', '.join(map(str, dirs))}: nothing to plot for --kind {kind.value}: {exc}")
+    except pl.exceptions.ColumnNotFoundError as exc:
+        _fail(f"--kind {kind.value} --x {x} --y {y}: {str(exc).splitlines()[0].split('; valid columns')[0]}")
     except (ValueError, KeyError) as exc:
         _fail(f"--kind {kind.value}: {exc}")
     print(save_chart(chart, out))

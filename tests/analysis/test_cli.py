@@ -128,6 +128,10 @@ def test_plot_errors(app: typer.Typer, study_dir: Path, tmp_path: Path) -> None:
     assert code == 2 and "nothing to plot" in err
     code, _, err = run(app, "plot", study_dir, "--kind", "scaling", "--out", tmp_path / "x.gif")
     assert code == 2 and ".png" in err
+    code, _, err = run(app, "plot", study_dir, "--kind", "pareto", "--x", "nope", "--out", tmp_path / "x.svg")
+    assert code == 2 and "'nope' is not a column" in err and "params" in err
+    code, _, err = run(app, "plot", study_dir, "--kind", "curves", "--y", "nope", "--out", tmp_path / "x.svg")
+    assert code == 2 and "no column 'nope'" in err
     code, _, err = run(app, "plot", tmp_path / "nope", "--kind", "scaling", "--out", tmp_path / "x.svg")
     assert code == 2 and "not a directory" in err
 
