@@ -363,7 +363,7 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
 
         final = tokens >= cfg.tokens
         stats = ActivationStats(model)
-        eval_loss = evaluate(forward, val, device, autocast, stats)
+        eval_loss = evaluate(model, val, device, autocast, stats)  # eager: hooks, any length
         if tokens >= next_eval:
             next_eval = (tokens // eval_every + 1) * eval_every
         path = None
@@ -406,7 +406,7 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
                 by_length[str(length)] = None
             else:
                 batches = source.val_batches(length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0)
-                by_length[str(length)] = evaluate(forward, batches, device, autocast)
+                by_length[str(length)] = evaluate(model, batches, device, autocast)
         summary["eval_loss_by_length"] = by_length
     elif status == "diverged":
         summary["eval_loss"] = summary["eval_bpb"] = None
