@@ -78,16 +78,17 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
 def _objective(
     theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Summed Huber loss of log-residuals and its analytic gradient, for thetas of shape (S, P)."""
-    k = log_x.shape[1]
-    log_pred, w = _lse_terms(theta, log_x)
-    r = log_pred - log_loss[None, :]
-    psi = np.clip(r, -delta, delta)  # d huber / d r
-    g_terms = np.einsum("sn,snk->sk", psi, w)  # d f / d (e, a_1..a_K)
-    g_alpha = -np.einsum("sn,snk,nk->sk", psi, w[:, :, 1:], log_x)
-    grad = np.concatenate([g_terms, g_alpha], axis=1)
-    assert grad.shape == theta.shape and k == g_alpha.shape[1]
-    return _huber(r, delta).sum(axis=1), grad
+    """Summed Huber loss of log-residuals and its analytic gradient, for thetas of shape (S, P).
+
+    With softmax weights w of the LSE terms: d log L_hat / d e = w_0, / d a_k = w_k,
+    / d alpha_k = -w_k log x_k; the chain rule multiplies by huber'(r) = clip(r, -delta, delta).
+    """
+    log_pred, w = _lse_terms(theta, log_x)  # (S, n), (S, n, K+1)
+    r = log_pred - log_loss[None, :]  # (S, n)
+    psi = np.clip(r, -delta, delta)
+    g_terms = np.einsum("sn,snk->sk", psi, w)  # (S, K+1): e, a_1..a_K
+    g_alpha = -np.einsum("sn,snk,nk->sk", psi, w[:, :, 1:], log_x)  # (S, K)
+    return _huber(r, delta).sum(axis=1), np.concatenate([g_terms, g_alpha], axis=1)
 
 
 def _grid(k: int) -> np.ndarray:
