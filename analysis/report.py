@@ -44,8 +44,13 @@ padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: 
 def _fmt(col: str) -> pl.Expr:
     """A numeric column as text with 4 significant digits (scientific when large or tiny)."""
     x = pl.col(col).cast(pl.Float64)
-    exp = x.abs().log10().floor()
-    sci = pl.format("{}e{}", (x / pl.lit(10.0).pow(exp)).round(3), exp.cast(pl.Int64))
+    exp = (x.abs().log10() + 1e-9).floor()  # + 1e-9: log10(1e21) may come out as 20.999...
+    mantissa = (x / pl.lit(10.0).pow(exp)).round(3)
+    carry = mantissa.abs() >= 10  # 9.9999e9 rounds to 10.0: write 1e10
+    mantissa = pl.when(carry).then(mantissa / 10).otherwise(mantissa)
+    sci = pl.format(
+        "{}e{}", mantissa.cast(pl.String).str.replace(r"\.0$", ""), (exp + carry.cast(pl.Float64)).cast(pl.Int64)
+    )
     plain = x.round_sig_figs(4).cast(pl.String)
     return (
         pl.when(x.is_null() | x.is_nan()).then(pl.lit("–"))

@@ -46,6 +46,6 @@ def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) ->
 
 
 def test_html_table_formats_and_escapes() -> None:
-    df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
+    df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "round": [1e21], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
     html = html_table(df)
-    assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">3<" in html and ">–<" in html
+    assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">1e21<" in html and ">3<" in html and ">–<" in html
