@@ -43,11 +43,17 @@ def rows_allowed(max_rows: int = MAX_ROWS) -> Iterator[None]:
         yield
 
 
-def _count_axis(column: str) -> alt.Axis:
+def _count_axis(column: str, values: Any = None) -> alt.Axis:
     """Readable log-axis labels: FLOPs in scientific notation (3e+18), counts with SI prefixes
-    (120k, 35M, 2G); overlapping labels are thinned."""
+    (120k, 35M, 2G). Over 2+ decades of ``values``, one labelled tick per decade."""
     fmt = ".0e" if column in ("compute", "flops_per_token") else "~s"
-    return alt.Axis(format=fmt, labelOverlap="greedy", labelFlush=True)
+    ticks = None
+    if values is not None:
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size and np.log10(v.max() / v.min()) >= 2:
+            ticks = [float(10.0**k) for k in range(int(np.ceil(np.log10(v.min()))), int(np.floor(np.log10(v.max()))) + 1)]
+    return alt.Axis(format=fmt, labelOverlap="greedy", values=ticks) if ticks else alt.Axis(format=fmt, labelOverlap="greedy")
 
 
 def _base(data: pl.DataFrame, title: str = "") -> alt.Chart:
@@ -99,7 +105,7 @@ def scaling_chart(
     data_max = dict(pts.group_by("series").agg(pl.col("x").max()).iter_rows())
     lines = fit_lines(fits, x_min, x_max, data_max)
     color = alt.Color("series:N", title=series)
-    xs = alt.X("x:Q", title=x, scale=alt.Scale(type="log", nice=False), axis=_count_axis(x))
+    xs = alt.X("x:Q", title=x, scale=alt.Scale(type="log", nice=False), axis=_count_axis(x, [x_min, x_max]))
     ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(type="log", nice=False, zero=False))
     dots = _base(pts, f"{loss} vs {x}").mark_circle(size=50, opacity=0.8).encode(
         xs, ys, color, tooltip=["series:N", "label:N", alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
@@ -135,7 +141,7 @@ def isoflop_chart(
         .with_columns(budget=pl.format("C≈10^{}", pl.col("compute").log10().mean().over("budget_id").round(2)))
     )
     color = alt.Color("budget:N", title="compute budget", sort=alt.SortField("compute"))
-    xs = alt.X("n:Q", title=f"{n} (N)", scale=alt.Scale(type="log", nice=False), axis=_count_axis(n))
+    xs = alt.X("n:Q", title=f"{n} (N)", scale=alt.Scale(type="log", nice=False), axis=_count_axis(n, pts["n"]))
     ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(zero=False))
     dots = _base(pts, title).mark_circle(size=45).encode(xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")])
     layers: list[alt.Chart] = [dots]
@@ -181,7 +187,7 @@ def pareto_chart(
     pts = pl.concat([front, rest]).select(*dict.fromkeys(keep), "on_front")
     tooltip = [alt.Tooltip(f"{c}:{'N' if pts[c].dtype == pl.String else 'Q'}") for c in dict.fromkeys(keep)]
     log_x = x in ("params", "non_embedding_params", "compute", "flops_per_token", "kv_cache_bytes_per_token")
-    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if log_x else "linear"), axis=_count_axis(x))
+    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if log_x else "linear"), axis=_count_axis(x, pts[x] if log_x else None))
     ys = alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False))
     encoding: dict[str, Any] = {
         "color": alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
@@ -199,7 +205,7 @@ def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "la
     """Learning curves: ``y`` against tokens, one line per trial, coloured by ``color``."""
     data = curves.select("run", "trial_id", "tokens", y, color=pl.col(color).cast(pl.String)).drop_nulls([y])
     enc = {
-        "x": alt.X("tokens:Q", title="tokens", scale=alt.Scale(type="log", nice=False), axis=_count_axis("tokens")),
+        "x": alt.X("tokens:Q", title="tokens", scale=alt.Scale(type="log", nice=False), axis=_count_axis("tokens", data["tokens"])),
         "y": alt.Y(f"{y}:Q", title=f"{y} (nats/token)", scale=alt.Scale(zero=False, type="log", nice=False)),
         "color": alt.Color("color:N", title=color),
         "detail": alt.Detail(["run:N", "trial_id:Q"]),
