@@ -230,10 +230,10 @@ def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
     return alt.layer(bars, rules, data=data).facet(row=alt.Row("axis:N", title=None)).resolve_scale(y="independent")
 
 
-def importance_chart(importance: pl.DataFrame) -> alt.LayerChart:
+def importance_chart(importance: pl.DataFrame, *, title: str = "") -> alt.LayerChart:
     """Horizontal bars of parameter importance (the method is in the title)."""
     method = importance["method"][0] if importance.height else ""
-    bars = _base(importance, f"parameter importance ({method})").mark_bar().encode(
+    bars = _base(importance, f"{title + ': ' if title else ''}parameter importance ({method})").mark_bar().encode(
         x=alt.X("importance:Q"), y=alt.Y("param:N", sort="-x", title=None), tooltip=["param:N", alt.Tooltip("importance:Q", format=".3f")]
     ).properties(height=alt.Step(20))
     return alt.layer(bars)

@@ -367,7 +367,16 @@ class _Report:
         return f'<p class="note">{html.escape(note)}</p>' + _figure(ch.effects_chart(eff))
 
     def importance(self) -> str:
-        return _figure(ch.build_chart(self.dirs, "importance"))
+        """One chart per search directory (each has its own study), from its Optuna study or, when
+        that is missing or too small, from the variance each axis explains in its trials."""
+        charts = []
+        for d in self.dirs:
+            imp = fx.parameter_importance(d)
+            if imp.height:
+                charts.append(ch.importance_chart(imp, title=d.resolve().name))
+        if not charts:
+            raise ch.NoData("no completed trials with varying parameters: nothing to rank")
+        return "\n".join(_figure(c) for c in charts)
 
     def curves(self) -> str:
         return '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>' + _figure(ch.build_chart(self.dirs, "curves"))
