@@ -49,3 +49,24 @@ def test_html_table_formats_and_escapes() -> None:
     df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "round": [1e21], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
     html = html_table(df)
     assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">1e21<" in html and ">3<" in html and ">–<" in html
+
+
+def test_run_summary_space_table() -> None:
+    from archscale.analysis.report import describe_run, space_table
+
+    space = {
+        "name": "quickstart",
+        "arch": {
+            "seq_len": {"value": 128, "choices": None, "low": None, "high": None, "log": False},
+            "position": {"value": None, "choices": ["rope", "alibi"], "when": None},
+        },
+        "train": {"lr": {"value": None, "low": 0.002, "high": 0.01, "log": True}},
+    }
+    rows = space_table(space)
+    assert rows == [
+        {"axis": "arch.seq_len", "fixed": "128", "searched": ""},
+        {"axis": "arch.position", "fixed": "", "searched": "rope, alibi"},
+        {"axis": "train.lr", "fixed": "", "searched": "[0.002, 0.01] log"},
+    ]
+    shown = describe_run({"kind": "search", "storage": "sqlite:////x.db", "space": space, "budget": None})
+    assert "storage" not in shown and "budget" not in shown and "choices" not in shown["space"]["arch"]["seq_len"]
