@@ -5,11 +5,13 @@ checkout, ships it with the space file through the job's runtime_env (`py_module
 wheel; `working_dir` holds the space file), and runs `archscale search run` on the head node. The
 cluster's image must already have archscale's dependencies (torch, ray, optuna, polars, ...);
 `--pip` adds packages. Token authentication: the client reads the token as Ray does
-(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or Ray's default token file).
+(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or Ray's default token file ~/.ray/auth_token) and, when
+one is there, runs in RAY_AUTH_MODE=token so it is sent.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -44,9 +46,18 @@ def job_spec(space_file: str, run_args: list[str], *, wheel: Path | None, pip: l
     return {"entrypoint": entrypoint, "runtime_env": runtime_env}
 
 
+def use_token_if_available() -> None:
+    """Ray's clients send the token only in token mode, read when Ray is first imported: call this
+    before importing ray. A local head made by Ray 2.60 requires the token; we never disable it."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").exists():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def submit(address: str, space_file: str, run_args: list[str], *, ship: bool = True, pip: list[str] | None = None,
            wait: bool = False) -> dict[str, Any]:
     """Submit the search; return the job id and how to follow it."""
+    use_token_if_available()
     from ray.job_submission import JobSubmissionClient
 
     tmp = Path(tempfile.mkdtemp(prefix="archscale-submit-"))

@@ -121,6 +121,9 @@ def search_submit(
     """
     import click
 
+    from archscale.clusters.jobs import use_token_if_available
+
+    use_token_if_available()  # before anything imports ray
     run_command = typer.main.get_command(search_app).commands["run"]
     try:  # the same validation as a local run, before anything is sent
         run_ctx = run_command.make_context("run", [space_file, *ctx.args], resilient_parsing=False)

@@ -61,7 +61,10 @@ def test_submit_validates_before_sending(tmp_path):
 @pytest.mark.slow
 def test_submit_to_a_local_head(tmp_path):
     """A real `ray start --head` (token auth as Ray 2.60 sets it up locally), a real Ray Job."""
-    env = {**os.environ, "RAY_TMPDIR": str(tmp_path / "ray")}
+    import tempfile
+
+    short = tempfile.mkdtemp(prefix="as-", dir="/tmp")  # Unix socket paths must stay under 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": short}
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = "8299"
     start = subprocess.run([ray_bin, "start", "--head", "--num-cpus=2", "--include-dashboard=true",
@@ -71,7 +74,7 @@ def test_submit_to_a_local_head(tmp_path):
     try:
         out = tmp_path / "job-out"
         r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "search", "submit", "tiny", "--address",
-                            f"http://127.0.0.1:{port}", "--wait", "--json", "--out", str(out), "--trials", "2",
+                            f"http://127.0.0.1:{port}", "--wait", "--json", "--out", str(out), "--trials", "1",
                             "--tokens", "8192", "--eval-every-tokens", "4096", "--scheduler", "none"],
                            capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
