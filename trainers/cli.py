@@ -84,7 +84,7 @@ def train_command(
 def _progress_printer():  # noqa: ANN202
     from rich.console import Console
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
 
     def report(m: dict) -> None:
         bpb = f"  {m['eval_bpb']:.3f} bits/byte" if m.get("eval_bpb") is not None else ""
@@ -100,7 +100,7 @@ def _progress_printer():  # noqa: ANN202
 def _print_summary(s: dict, out: Path) -> None:
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     lines = [f"[bold]{s['status']}[/bold]" + (f": {s['reason']}" if s.get("reason") else "")]
     if s.get("eval_loss") is not None:
         bpb = f" ({s['eval_bpb']:.3f} bits/byte)" if s.get("eval_bpb") is not None else ""
@@ -121,5 +121,6 @@ def register(app: typer.Typer) -> None:
 
 if __name__ == "__main__":  # python -m archscale.trainers.cli ...: the train command alone
     _app = typer.Typer(add_completion=False)
+    _app.callback()(lambda: None)  # a group, so the command is spelled `train` as under `archscale`
     register(_app)
     _app(sys.argv[1:])
