@@ -60,19 +60,14 @@ class ParetoStoppingMixin:
         if result and result.get("status") == "completed" and xs:
             self._finished.append((dict(result_counts(result)), xs, ys))
 
-
-class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
-    def __init__(self, cost_objectives: list[str], min_fraction: float = 0.25, **kwargs: Any):
-        AsyncHyperBandScheduler.__init__(self, **kwargs)
-        self._pareto_init(cost_objectives, min_fraction)
-
+    # The scheduler interface: Pareto stopping first, then the wrapped scheduler (next in the MRO).
     def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
         self._record(trial.trial_id, result)
         if self._dominated(result):
             self.pareto_stopped.add(trial.trial_id)
             return TrialScheduler.STOP
         if result.get("status") != "running" or result.get("tokens", 0) >= result.get("target_tokens", float("inf")):
-            return TrialScheduler.CONTINUE  # at budget: let the trial send its summary and complete
+            return TrialScheduler.CONTINUE  # at budget, or a summary: let the trial report and complete
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
@@ -80,21 +75,16 @@ class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
         return super().on_trial_complete(tune_controller, trial, result)
 
 
+class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
+    def __init__(self, cost_objectives: list[str], min_fraction: float = 0.25, **kwargs: Any):
+        AsyncHyperBandScheduler.__init__(self, **kwargs)
+        self._pareto_init(cost_objectives, min_fraction)
+
+
 class ParetoFIFO(ParetoStoppingMixin, FIFOScheduler):
     def __init__(self, cost_objectives: list[str], min_fraction: float = 0.25):
         FIFOScheduler.__init__(self)
         self._pareto_init(cost_objectives, min_fraction)
-
-    def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
-        self._record(trial.trial_id, result)
-        if self._dominated(result):
-            self.pareto_stopped.add(trial.trial_id)
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
-
-    def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
-        self._complete(trial.trial_id, result)
-        return super().on_trial_complete(tune_controller, trial, result)
 
 
 def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_fraction: float = 1 / 13.5,
