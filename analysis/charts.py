@@ -331,7 +331,7 @@ def build_chart(
             .collect()
         )
         if curves.height == 0:
-            raise NoData("no learning curves (curves.parquet missing or empty)")
+            raise NoData("no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)")
         return curves_chart(curves, y=y)
     if kind == "length":
         lengths = length_losses(load_trials(dirs, status="completed")).drop_nulls("eval_loss").collect()

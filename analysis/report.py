@@ -218,7 +218,7 @@ class _Report:
                 continue
             parts.append(_run_summary(run))
         if self.trials.height == 0:
-            return "\n".join(parts) + _nodata("no trials.parquet yet")
+            return "\n".join(parts) + _nodata("no trials yet (trials.parquet missing or empty)")
         counts = self.trials.group_by("run", "status").len().sort("run", "status")
         pivot = counts.pivot(on="status", index="run", values="len").fill_null(0)
         return "\n".join(parts) + "<h3>Trials by status</h3>" + html_table(pivot)
