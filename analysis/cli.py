@@ -162,7 +162,7 @@ def fit_command(
             fit_iso = fits.fit_isoflop(_column(table, n_col, input, "--n-col"), loss, compute, bootstrap=bootstrap, seed=seed)
             out = fit_iso.to_dict()
             if target is not None:
-                out["optimal"] = {"compute": target, "n_opt": float(fit_iso.n_opt(target)), "d_opt": float(fit_iso.d_opt(target))}
+                out["optimal"] = {k: v[0] for k, v in fit_iso.optimal_allocation(target).items()}
         if law is not LawName.isoflop and compute is not None and len(np.unique(np.round(np.log10(compute[compute > 0]), 2))) >= 3:
             try:
                 check = fits.leave_largest_out(law.value, holdout_inputs, loss, compute)

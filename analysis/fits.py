@@ -487,7 +487,7 @@ class IsoFlopFit:
 
     params: dict[str, float]  # a, b, k_n, k_d
     budgets: pl.DataFrame
-    samples: np.ndarray  # (B, 2): bootstrap a, b
+    samples: np.ndarray  # (B, 4): bootstrap a, b, k_n, k_d
     n_runs: int
     level: float = 0.95
     law: str = "isoflop"
@@ -497,13 +497,23 @@ class IsoFlopFit:
         if len(self.samples) == 0:
             return {}
         lo, hi = _interval(self.samples, level or self.level)
-        return {"a": [float(lo[0]), float(hi[0])], "b": [float(lo[1]), float(hi[1])]}
+        return {name: [float(lo[i]), float(hi[i])] for i, name in enumerate(("a", "b", "k_n", "k_d"))}
 
     def n_opt(self, compute: Any) -> np.ndarray:
         return self.params["k_n"] * np.asarray(compute, float) ** self.params["a"]
 
     def d_opt(self, compute: Any) -> np.ndarray:
         return self.params["k_d"] * np.asarray(compute, float) ** self.params["b"]
+
+    def optimal_allocation(self, compute: Any) -> dict[str, np.ndarray]:
+        """``N_opt(C)``, ``D_opt(C)`` and, with a bootstrap, their percentile intervals."""
+        c = np.atleast_1d(np.asarray(compute, float))
+        out = {"compute": c, "n_opt": self.n_opt(c), "d_opt": self.d_opt(c)}
+        if len(self.samples):
+            a, b, k_n, k_d = (self.samples[:, i : i + 1] for i in range(4))
+            out["n_opt_lo"], out["n_opt_hi"] = _interval(k_n * c[None, :] ** a, self.level)
+            out["d_opt_lo"], out["d_opt_hi"] = _interval(k_d * c[None, :] ** b, self.level)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -569,7 +579,7 @@ def fit_isoflop(
     np.minimum.at(lo_n, budget, log_n)
     np.maximum.at(hi_n, budget, log_n)
 
-    samples = np.empty((0, 2))
+    samples = np.empty((0, 4))
     if bootstrap:
         # stratified resampling: each run is replaced by a random run of the same budget
         order = np.argsort(budget, kind="stable")
@@ -582,7 +592,8 @@ def fit_isoflop(
         bxv = np.where(np.tile(count >= 3, bootstrap), bxv, np.nan).reshape(bootstrap, n_budgets)
         log_cb = np.log(c_budget)
         log_db = np.log(flops.tokens(c_budget[None, :], np.exp(bxv)))
-        samples = np.array([_exponents(log_cb, bxv[i], log_db[i])[:2] for i in range(bootstrap)])
+        fitted = np.array([_exponents(log_cb, bxv[i], log_db[i]) for i in range(bootstrap)])  # a, b, log k_n, log k_d
+        samples = np.column_stack([fitted[:, 0], fitted[:, 1], np.exp(fitted[:, 2]), np.exp(fitted[:, 3])])
 
     budgets = pl.DataFrame(
         {

@@ -152,6 +152,8 @@ def test_approach2_bootstrap_interval_contains_truth() -> None:
     iso = fits.fit_isoflop(*_isoflop_runs(noise=0.003, seed=5), bootstrap=300, seed=3)
     lo, hi = iso.ci()["a"]
     assert lo <= a_true <= hi and hi - lo < 0.15
+    alloc = iso.optimal_allocation([1e22])
+    assert alloc["n_opt_lo"][0] < alloc["n_opt"][0] < alloc["n_opt_hi"][0]
 
 
 def test_approach2_needs_two_budgets() -> None:
