@@ -11,7 +11,6 @@ Welch-Satterthwaite degrees of freedom. Negative effects on a loss mean the valu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import polars as pl

@@ -36,7 +36,7 @@ import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -49,7 +49,6 @@ _GRID_E = np.arange(-1.0, 1.01, 0.5)  # e = log E
 _GRID_LOG_COEF = np.arange(0.0, 25.01, 5.0)  # a, b = log A, log B
 _GRID_LOG_COEF_POWER = np.arange(0.0, 40.01, 5.0)
 
-Law = Literal["power", "chinchilla", "isoflop"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -785,14 +784,3 @@ def effective_compute_multiplier(
         lo, hi = _interval(c_samples[:, None], level)
         out["lo"], out["hi"] = float(lo[0]), float(hi[0])
     return out
-
-
-@dataclass
-class ScalingSummary:
-    """What ``scaling_summary`` found in a table of runs (each part may be None)."""
-
-    power: dict[str, PowerLawFit] = field(default_factory=dict)
-    chinchilla: ChinchillaFit | None = None
-    isoflop: IsoFlopFit | None = None
-    leave_largest_out: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
