@@ -41,22 +41,11 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one clean line."""
+    """Console entry point. Typer (standalone) handles usage errors, exit codes and Ctrl-C; anything
+    else that escapes a command becomes one `error: ...` line: exit 2 for bad input, 1 otherwise."""
     try:
-        app(standalone_mode=False)
-    except SystemExit as e:
-        raise
+        app()
     except Exception as e:  # noqa: BLE001
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
         if os.environ.get("ARCHSCALE_TRACEBACK"):
             raise
         user_error = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, KeyError))
