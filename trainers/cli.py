@@ -92,7 +92,7 @@ def _progress_printer():  # noqa: ANN202
         ckpt = "  [checkpoint]" if m.get("checkpoint") else ""
         console.print(f"tokens {m['tokens']:>11,}  step {m['step']:>6}  train {m['train_loss']:.4f}  "
                       f"eval {m['eval_loss']:.4f} nats/token{bpb}  lr {m['lr']:.2e}  {tps} tokens/s  "
-                      f"{m['wall_s']:.1f}s{ckpt}")
+                      f"{m['wall_s']:.1f}s{ckpt}", markup=False)
 
     return report
 

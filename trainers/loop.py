@@ -308,6 +308,9 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
         step, tokens, train_s, wall_offset = state["step"], state["tokens"], state["train_s"], state["wall_s"]
         initial_loss, next_eval, next_ckpt = state["initial_loss"], state["next_eval"], state["next_ckpt"]
         rows = meta["curves"]
+        if rows:
+            summary.update(eval_loss=rows[-1]["eval_loss"], eval_bpb=rows[-1].get("eval_bpb"),
+                           train_loss=rows[-1]["train_loss"])
 
     def checkpoint(wall_s: float) -> str:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
@@ -405,7 +408,11 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
             elif model.pos.max_len is not None and length > model.pos.max_len:
                 by_length[str(length)] = None
             else:
-                batches = source.val_batches(length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0)
+                try:
+                    batches = source.val_batches(length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0)
+                except ValueError:  # validation split shorter than this context: not measurable
+                    by_length[str(length)] = None
+                    continue
                 by_length[str(length)] = evaluate(model, batches, device, autocast)
         summary["eval_loss_by_length"] = by_length
     elif status == "diverged":

@@ -53,6 +53,7 @@ def test_train_human_output(app, arch_file, tmp_path):
     r = run(app, "--arch", arch_file, "--tokens", 2048, "--out", tmp_path / "run", "--batch-size", 8)
     assert r.exit_code == 0, r.output
     assert "eval" in r.stdout and "completed" in r.stdout and "bits/byte" in r.stdout
+    assert "[checkpoint]" in r.stdout  # a progress line marks the evaluation that wrote a checkpoint
 
 
 def test_refuses_to_overwrite_then_resumes(app, arch_file, tmp_path):

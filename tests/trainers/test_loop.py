@@ -216,3 +216,12 @@ def test_threads_are_restored(tiny_arch):
     before = torch.get_num_threads()
     s = train(tiny_arch, quick(tokens=1024, threads=1), "pystdlib")
     assert s["hardware"]["torch_threads"] == 1 and torch.get_num_threads() == before
+
+
+def test_text_data_with_a_short_validation_split(tmp_path, tiny_arch):
+    """Contexts longer than the validation split cannot be scored: null, not a failed run."""
+    f = tmp_path / "small.txt"
+    f.write_text("".join(f"row {i}: some text\n" for i in range(120)))  # ~2.4 KB, ~100 B validation
+    s = train(tiny_arch, quick(tokens=2048), f"text:{f}")
+    assert s["status"] == "completed" and s["data"]["name"].startswith("text:")
+    assert s["eval_loss_by_length"]["32"] is not None and s["eval_loss_by_length"]["128"] is None
