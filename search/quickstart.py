@@ -94,10 +94,11 @@ def analyse(out: Path) -> dict[str, Any]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     written = []
-    for name, kind, source in (("scaling", "scaling", dirs[2]), ("pareto", "pareto", dirs[0]),
-                               ("curves", "curves", dirs[0])):
+    for name, kind, source, x in (("scaling", "scaling", dirs[2], "compute"),
+                                  ("pareto", "pareto", dirs[0], "kv_cache_bytes_per_token"),  # the search's cost objective
+                                  ("curves", "curves", dirs[0], "compute")):
         try:
-            written.append(str(save_chart(build_chart(source, kind), plots / f"{name}.png")))
+            written.append(str(save_chart(build_chart(source, kind, x=x), plots / f"{name}.png")))
         except NoData:
             pass
 
