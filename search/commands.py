@@ -39,7 +39,8 @@ def _emit(summary: dict, as_json: bool) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{summary['out']}[/]: {summary['trials']} trials "
+    requested = f" of {summary['requested']} requested" if summary.get("requested") else ""
+    console.print(f"[bold]{summary['out']}[/]: {summary['trials']} trials{requested}: "
                   + ", ".join(f"{n} {s}" for s, n in sorted(summary["by_status"].items()))
                   + (f" in {summary['wall_s']:.0f}s" if "wall_s" in summary else ""))
     if summary.get("best"):
