@@ -149,3 +149,30 @@ def test_bad_input_fails_before_ray(tmp_path):
         if needle:
             assert needle in r.stderr, (extra, r.stderr)
     assert not (tmp_path / "x" / "ray").exists()  # nothing started
+
+
+@pytest.mark.slow
+def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path, ray_cluster):
+    p = small_space(tmp_path)
+    space = yaml.safe_load(p.read_text())
+    space["arch"]["n_layers"] = 1
+    space["train"] = {"lr": {"choices": [1.0e+3, 3.0e-3]}}  # 1e3 diverges, 3e-3 trains
+    p.write_text(yaml.safe_dump(space))
+    out = tmp_path / "div"
+    run_search(SearchOptions(space=str(p), out=str(out), trials=4, tokens=16384, train=TRAIN, scheduler="none",
+                             sampler="random", seed=3, progress=False))
+    trials, _, _ = assert_results_agree_with_study(out)
+    assert trials.height == 4 and trials["lr"].n_unique() == 2  # both kinds of trial happened
+    for row in trials.iter_rows(named=True):
+        if row["lr"] > 1:
+            assert row["status"] == "failed" and "diverged" in row["error"], row
+        else:
+            assert row["status"] == "completed", row
+
+
+def test_storage_passwords_are_redacted():
+    from archscale.clusters.connect import redact
+
+    assert redact("postgresql://alice:s3cret@db:5432/optuna") == "postgresql://alice:***@db:5432/optuna"
+    assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert redact(None) is None
