@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archscale.search.results import ResultsWriter, trial_row, write_json
+from archscale.search.results import ResultsWriter, write_json
 
 EXPERIMENT = "search"
 _WRITERS: dict[str, ResultsWriter] = {}

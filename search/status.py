@@ -14,7 +14,6 @@ from archscale.search.run import summarize
 
 
 def status(out: str | Path) -> dict[str, Any]:
-    import numpy as np
     import polars as pl
 
     from archscale.analysis.pareto import pareto_mask

@@ -371,7 +371,7 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
     if spec.budget is not None:
         for name in spec.budget.free:
             if name in spec.arch:
-                raise SpaceError(path, f"arch.{name}", f"is solved by the budget (budget.free); remove it from arch or from free")
+                raise SpaceError(path, f"arch.{name}", "is solved by the budget (budget.free); remove it from arch or from free")
         for name in BUDGET_AXES:
             axis = getattr(spec.budget, name)
             if axis is not None:

@@ -5,7 +5,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +87,6 @@ def test_submit_to_a_local_head(tmp_path):
 @pytest.mark.slow
 def test_two_node_cluster_survives_losing_a_node(tmp_path):
     """Two raylets on this machine (1 CPU each): trials run on both; removing one mid-search still completes it."""
-    import polars as pl
     from ray.cluster_utils import Cluster
 
     from tests.search.test_faults import curves_of, wait_for, write_space
