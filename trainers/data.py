@@ -4,6 +4,7 @@
     open_data("text:PATH")            a text file or a folder of text files; tokenizer="bytes"|"bpe"
     open_data("bin:DIR")              nanoGPT token files train.bin / val.bin (uint16 or uint32)
     open_data("copy"|"addition"|"brackets")   synthetic tasks, loss on answer tokens only
+    open_data("text:PATH?tokenizer=bpe&vocab_size=8192")   options may ride in the spec string
 
 Corpora live in memory maps under the cache directory (`$XDG_CACHE_HOME/archscale`, else
 `~/.cache/archscale`); batches are random crops read from the map, so a corpus is never held as
@@ -455,15 +456,26 @@ class SyntheticTask(DataSource):
 # --------------------------------------------------------------------------------------------
 # The registry
 
-SPECS = "pystdlib, text:PATH, bin:DIR, copy, addition, brackets"
+SPECS = "pystdlib, text:PATH, bin:DIR, copy, addition, brackets (options after '?', e.g. text:PATH?tokenizer=bpe)"
 
 
 def open_data(spec: str, **options) -> DataSource:
-    """Open the data source named by `spec` (see the module docstring). Unknown specs or options
-    raise ValueError naming the spec and what is allowed."""
+    """Open the data source named by `spec` (see the module docstring). Options may also be given
+    inside the spec, after `?`, so a plain string reaches every option from the CLI and search
+    files: `text:docs/?tokenizer=bpe&vocab_size=8192`, `addition?digits=5`, `bin:owt?vocab_size=50257`.
+    Unknown specs or options raise ValueError naming the spec and what is allowed."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"data spec {spec!r}: expected one of {SPECS}")
-    kind, _, arg = spec.partition(":")
+    base, _, query = spec.partition("?")
+    if query:
+        for item in query.split("&"):
+            key, eq, value = item.partition("=")
+            if not key or not eq:
+                raise ValueError(f"data spec {spec!r}: options after '?' must be key=value pairs joined by '&'")
+            if key in options:
+                raise ValueError(f"data spec {spec!r}: option {key!r} given twice")
+            options[key] = int(value) if value.isdigit() else value
+    kind, _, arg = base.partition(":")
     if kind == "pystdlib" and not arg:
         _no_options(spec, options, set())
         return PyStdlib()

@@ -234,3 +234,17 @@ def test_sources_pickle_without_memmaps():
     clone = pickle.loads(pickle.dumps(src))
     assert clone.fingerprint == src.fingerprint
     assert torch.equal(clone.val_batches(8, 8, 1)[0][0], src.val_batches(8, 8, 1)[0][0])
+
+
+def test_options_inside_the_spec_string(tmp_path):
+    f = tmp_path / "book.txt"
+    f.write_text("".join(f"the quick brown fox {i % 7} jumps over the lazy dog\n" for i in range(400)))
+    src = open_data(f"text:{f}?tokenizer=bpe&vocab_size=300")
+    assert src.fingerprint == open_data(f"text:{f}", tokenizer="bpe", vocab_size=300).fingerprint
+    assert open_data("addition?digits=5").fingerprint == "addition-digits5-v1"
+    with pytest.raises(ValueError, match="key=value"):
+        open_data("addition?digits")
+    with pytest.raises(ValueError, match="unknown option"):
+        open_data("copy?digits=3")
+    with pytest.raises(ValueError, match="given twice"):
+        open_data("copy?max_len=3", max_len=4)
