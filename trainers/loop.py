@@ -229,7 +229,7 @@ def train(
         if (out_dir / "summary.json").exists() and resume_from is None:
             raise FileExistsError(f"{out_dir}: holds a finished run (summary.json); choose a new out dir or resume")
         out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = (out_dir or Path(tempfile.mkdtemp(prefix="archscale-run-"))) / "checkpoint"
+    ckpt_dir = out_dir / "checkpoint" if out_dir is not None else None  # None: a temp dir, made when first needed
 
     device = resolve_device(cfg.device)
     threads = cfg.threads or default_threads()
@@ -260,7 +260,7 @@ def train(
     return summary
 
 
-def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir: Path | None, ckpt_dir: Path,  # noqa: ANN001, C901
+def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir: Path | None, ckpt_dir: Path | None,  # noqa: ANN001, C901
          resume_from, device: torch.device, flops_per_token: float, summary: dict) -> None:  # noqa: ANN001
     T = arch.seq_len
     micro_tokens = cfg.batch_size * T
@@ -383,6 +383,8 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
         if ckpt_every and (tokens >= next_ckpt or final):
             if tokens >= next_ckpt:
                 next_ckpt = (tokens // ckpt_every + 1) * ckpt_every
+            if ckpt_dir is None:
+                ckpt_dir = Path(tempfile.mkdtemp(prefix="archscale-run-")) / "checkpoint"
             metrics["checkpoint"] = str(ckpt_dir)
             rows.append(metrics)
             path = checkpoint(wall_s)

@@ -26,3 +26,11 @@ def tiny_arch():  # noqa: ANN201
 
     return ArchConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, seq_len=32, position="rope", norm="rmsnorm",
                       ffn_activation="swiglu")
+
+
+@pytest.fixture(autouse=True)
+def _temp_dirs_in_tmp_path(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
+    """Runs with out=None put checkpoints in a temp dir: keep those inside the test's tmp_path."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
