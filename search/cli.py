@@ -41,18 +41,28 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point. Typer (standalone) handles usage errors, exit codes and Ctrl-C; anything
-    else that escapes a command becomes one `error: ...` line: exit 2 for bad input, 1 otherwise."""
+    """Console entry point: every error is one `error: ...` line on stderr, no traceback (set
+    ARCHSCALE_TRACEBACK=1 for one). Exit 2 for bad input or usage, 1 for anything unexpected."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except Exception as e:  # noqa: BLE001
         if os.environ.get("ARCHSCALE_TRACEBACK"):
             raise
-        user_error = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, KeyError))
-        print(f"error: {e}", file=sys.stderr)
-        if not user_error:
-            print("(unexpected; set ARCHSCALE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
-        sys.exit(2 if user_error else 1)
+        if isinstance(e, (ValueError, FileNotFoundError, FileExistsError, KeyError)):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's exceptions (typer vendors click)
+            print(f"error: {e.format_message()}", file=sys.stderr)
+            if type(e).__name__ in ("UsageError", "NoSuchOption", "MissingParameter", "BadOptionUsage"):
+                print("(see `archscale COMMAND --help`)", file=sys.stderr)
+            sys.exit(e.exit_code)
+        if type(e).__name__ == "Abort":
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        print(f"error: {e}\n(unexpected; set ARCHSCALE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
