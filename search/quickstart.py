@@ -63,7 +63,11 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
                "train": {"eval_every_tokens": plan.eval_every, "lr": 5e-3, "batch_size": 16}},
               out / "scaling", _opts(out / "scaling", address))
     say("[4/4] fits, Pareto front, report and plots")
-    findings = analyse(out)
+    import warnings
+
+    with warnings.catch_warnings():  # numpy's divide/NaN warnings from degenerate bootstrap resamples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        findings = analyse(out)
     findings["wall_s"] = round(time.monotonic() - started, 1)
     return findings
 
@@ -111,13 +115,17 @@ def analyse(out: Path) -> dict[str, Any]:
     exponents = {name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha")} for name, fit in fits.items()}
     largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
     winner = by_arch.row(0, named=True) if by_arch.height else None
-    holds = None
+    holds, gap = None, None
     if winner is not None and largest.height:
         holds = largest.row(0, named=True)["group"] == winner["label"]
+        mine = largest.filter(pl.col("group") == winner["label"])
+        if mine.height:
+            gap = float(mine["eval_loss"][0] - largest["eval_loss"][0])  # 0 when the winner holds
     return {
         "out": str(out), "report": str(report), "plots": written,
         "best": winner, "ranking": by_arch.to_dicts(), "exponents": exponents,
         "largest_size": largest.select("group", "params", "eval_loss").to_dicts(), "winner_holds_at_largest": holds,
+        "winner_gap_at_largest": gap, "seed_std": winner.get("std") if winner else None,
         "storage": str(out / "search" / "optuna.journal"),
     }
 
@@ -137,8 +145,14 @@ def describe(findings: dict[str, Any]) -> str:
     holds = findings.get("winner_holds_at_largest")
     if holds is not None:
         top = findings["largest_size"][0]
-        lines.append(("the search winner holds" if holds else "the search winner does NOT hold")
-                     + f" at the largest size: best there is {top['group']} ({top['eval_loss']:.3f} at {top['params']:,} params)")
+        line = (("the search winner holds" if holds else "the search winner does NOT hold")
+                + f" at the largest size: best there is {top['group']} ({top['eval_loss']:.3f} at {top['params']:,} params)")
+        gap, std = findings.get("winner_gap_at_largest"), findings.get("seed_std")
+        if not holds and gap is not None:
+            line += f"; the winner is {gap:.3f} behind"
+            if std is not None and not math.isnan(std):
+                line += (", within" if gap <= 2 * std else ", beyond") + f" twice its seed spread ({2 * std:.3f})"
+        lines.append(line + " (one seed per size in the scaling study)")
     lines.append(f"report: {findings['report']}  (open it in a browser; it works offline)")
     lines.append(f"plots: {', '.join(findings['plots'])}")
     lines.append(f"dashboard: archscale dashboard {Path(findings['out']) / 'search'}")
