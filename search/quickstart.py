@@ -112,7 +112,8 @@ def analyse(out: Path) -> dict[str, Any]:
                     pl.len().alias("seeds")).sort("mean"))
     scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
     fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha")} for name, fit in fits.items()}
+    exponents = {name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha"), "n_runs": fit.n_runs}
+                 for name, fit in fits.items()}
     largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
     winner = by_arch.row(0, named=True) if by_arch.height else None
     holds, gap = None, None
@@ -141,6 +142,8 @@ def describe(findings: dict[str, Any]) -> str:
     for name, e in findings.get("exponents", {}).items():
         ci = e.get("ci")
         ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+        if e.get("n_runs", 0) < 6:  # a 3-parameter law on so few runs: resamples barely differ
+            ci_text += f", from only {e['n_runs']} runs: treat the interval as a lower bound on the uncertainty"
         lines.append(f"fitted loss ∝ compute^-alpha for {name}: alpha = {e['alpha']:.3f}{ci_text}")
     holds = findings.get("winner_holds_at_largest")
     if holds is not None:
