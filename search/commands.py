@@ -83,7 +83,7 @@ def search_run(
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
     from archscale.search.run import run_search
 
-    opts = _options_from_run_params(dict(locals()))
+    opts = _options_from_run_params(dict(locals()), validate=False)
     run_search(opts)
     from archscale.search.status import status
 
@@ -144,8 +144,9 @@ def search_submit(
         typer.echo(f"finished: {info['final_status']}\n{info['logs']}")
 
 
-def _options_from_run_params(p: dict):
-    """SearchOptions from `search run`'s parsed parameters, validated (shared by run and submit)."""
+def _options_from_run_params(p: dict, validate: bool = True):
+    """SearchOptions from `search run`'s parsed parameters (shared by run and submit); `validate`
+    checks them as a local run would (run_search validates on its own, so `search run` skips it)."""
     from archscale.search.run import SearchOptions, prepare
     from archscale.spaces.cli import budget_override
 
@@ -159,7 +160,8 @@ def _options_from_run_params(p: dict):
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
     )
-    prepare(opts)
+    if validate:
+        prepare(opts)
     return opts
 
 

@@ -158,3 +158,21 @@ def _schemas():
              "tokens_per_s": pl.Float64, "wall_s": pl.Float64, "ffn_zero_frac": pl.Float64,
              "ffn_dead_frac": pl.Float64, "grad_norm_by_layer": pl.List(pl.Float64)}
     return trial, curve
+
+
+def summarize(out: str | Path, wall_s: float | None = None) -> dict[str, Any]:
+    """Counts by status and the best completed trials, from the results files."""
+    import polars as pl
+
+    out = Path(out)
+    path = out / "trials.parquet"
+    if not path.exists():
+        return {"out": str(out), "trials": 0, "by_status": {}, "best": []}
+    trials = pl.read_parquet(path)
+    by_status = dict(trials.group_by("status").len().iter_rows())
+    best = (trials.filter(pl.col("status") == "completed").sort("eval_loss")
+            .select("trial_id", "label", "seed", "eval_loss", "params", "tokens").head(5).to_dicts())
+    summary = {"out": str(out), "trials": trials.height, "by_status": by_status, "best": best}
+    if wall_s is not None:
+        summary["wall_s"] = round(wall_s, 1)
+    return summary

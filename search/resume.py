@@ -47,7 +47,8 @@ def _options(out: Path, run: dict[str, Any], trials: int | None, address: str | 
 
 def resume_search(out: str | Path, trials: int | None = None, address: str | None = None,
                   progress: bool = True, storage: str | None = None) -> dict[str, Any]:
-    from archscale.search.run import _fit, prepare, summarize, writer_for
+    from archscale.search.results import summarize
+    from archscale.search.run import _fit, prepare, writer_for
 
     out = Path(out).resolve()
     if not (out / "run.json").exists():

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archscale.search.results import ResultsWriter, write_json
+from archscale.search.results import ResultsWriter, summarize, write_json
 
 EXPERIMENT = "search"
 _WRITERS: dict[str, ResultsWriter] = {}
@@ -378,21 +378,3 @@ def trial_resources(cpus: float, gpus: str):
         return lambda config: {"cpu": cpus, "gpu": gpu_fraction_for(config)}
     g = float(gpus)
     return {"cpu": cpus, "gpu": g} if g else {"cpu": cpus}
-
-
-def summarize(out: str | Path, wall_s: float | None = None) -> dict[str, Any]:
-    """Counts by status and the best completed trials, from the results files."""
-    import polars as pl
-
-    out = Path(out)
-    path = out / "trials.parquet"
-    if not path.exists():
-        return {"out": str(out), "trials": 0, "by_status": {}, "best": []}
-    trials = pl.read_parquet(path)
-    by_status = dict(trials.group_by("status").len().iter_rows())
-    best = (trials.filter(pl.col("status") == "completed").sort("eval_loss")
-            .select("trial_id", "label", "seed", "eval_loss", "params", "tokens").head(5).to_dicts())
-    summary = {"out": str(out), "trials": trials.height, "by_status": by_status, "best": best}
-    if wall_s is not None:
-        summary["wall_s"] = round(wall_s, 1)
-    return summary

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from archscale.search.run import summarize
+from archscale.search.results import summarize
 
 
 def status(out: str | Path) -> dict[str, Any]:
