@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Any
 
 
-class SpaceError(ValueError):
-    """Bad input in a space, architecture or study file. The CLI prints it without a traceback."""
+class UserError(ValueError):
+    """Bad input the user can fix: the `archscale` command prints the message as one `error: ...`
+    line and exits 2, with no traceback. Raise it (or a subclass) for every mistake in a file, a
+    flag or an argument; any other exception is a bug and is reported as one.
+
+    A `ValueError` so that library callers that already catch `ValueError` keep working."""
+
+
+class SpaceError(UserError):
+    """Bad input in a space, architecture or study file: names the file, the key and what is allowed."""
 
     def __init__(self, path: str | Path | None, key: str, message: str):
         self.path = str(path) if path is not None else None
@@ -17,7 +25,7 @@ class SpaceError(ValueError):
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError):
     """The sampled choices cannot meet the budget; the message gives the feasible range."""
 
 
