@@ -29,44 +29,14 @@ from typing import Any
 
 import polars as pl
 
+from archscale.spaces.record import STATUSES, curve_schema, trial_schema
+
 PathLike = str | os.PathLike[str]
 
-#: Columns that analysis code relies on, with their dtypes; missing ones are added as nulls.
-TRIAL_SCHEMA: dict[str, pl.DataType] = {
-    "trial_id": pl.Int64(),
-    "status": pl.String(),
-    "seed": pl.Int64(),
-    "arch_id": pl.String(),
-    "label": pl.String(),
-    "group": pl.String(),
-    "params": pl.Int64(),
-    "non_embedding_params": pl.Int64(),
-    "flops_per_token": pl.Float64(),
-    "kv_cache_bytes_per_token": pl.Int64(),
-    "tokens": pl.Int64(),
-    "target_tokens": pl.Int64(),
-    "compute": pl.Float64(),
-    "eval_loss": pl.Float64(),
-    "tokens_per_s": pl.Float64(),
-    "wall_s": pl.Float64(),
-    "error": pl.String(),
-    "eval_loss_by_length": pl.String(),
-}
-
-CURVE_SCHEMA: dict[str, pl.DataType] = {
-    "trial_id": pl.Int64(),
-    "tokens": pl.Int64(),
-    "compute": pl.Float64(),
-    "step": pl.Int64(),
-    "train_loss": pl.Float64(),
-    "eval_loss": pl.Float64(),
-    "lr": pl.Float64(),
-    "grad_norm": pl.Float64(),
-    "tokens_per_s": pl.Float64(),
-    "wall_s": pl.Float64(),
-    "ffn_zero_frac": pl.Float64(),
-    "ffn_dead_frac": pl.Float64(),
-}
+#: The columns of trials.parquet and curves.parquet with their dtypes (defined once, in
+#: `archscale.spaces.record`); columns a file lacks are added as typed nulls.
+TRIAL_SCHEMA: dict[str, pl.DataType] = trial_schema()
+CURVE_SCHEMA: dict[str, pl.DataType] = curve_schema()
 
 #: Categorical architecture axes a search can vary (used by effects and importance).
 ARCH_AXES: tuple[str, ...] = (
@@ -87,9 +57,6 @@ ARCH_AXES: tuple[str, ...] = (
     "d_model",
 )
 
-STATUSES = ("completed", "pruned", "failed", "running")
-
-
 def _as_dirs(dir_or_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
     if isinstance(dir_or_dirs, (str, os.PathLike)):
         return [Path(dir_or_dirs)]
@@ -104,9 +71,24 @@ def run_names(dirs: Sequence[Path]) -> list[str]:
     return [str(d.resolve()) for d in dirs]
 
 
+def _legacy_lengths(column: str) -> pl.Expr:
+    """``eval_loss_by_length`` as written before it became a list of structs: a JSON object string
+    such as ``{"128": 2.1, "256": null}`` (results directories from archscale 0.1)."""
+    pair = r'"(\d+)"\s*:\s*(null|[-+0-9.eE]+|NaN|Infinity)'
+    return (
+        pl.col(column).str.extract_all(pair).list.eval(
+            pl.struct(context_length=pl.element().str.extract(pair, 1).cast(pl.Int64),
+                      eval_loss=pl.element().str.extract(pair, 2).cast(pl.Float64, strict=False))
+        ).alias(column)
+    )
+
+
 def _conform(lf: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
     """Add missing expected columns as typed nulls and cast present ones to the expected dtype."""
     present = lf.collect_schema()
+    if present.get("eval_loss_by_length") == pl.String and "eval_loss_by_length" in schema:
+        lf = lf.with_columns(_legacy_lengths("eval_loss_by_length"))
+        present = lf.collect_schema()
     exprs = [
         pl.col(name).cast(dtype, strict=False) if name in present else pl.lit(None, dtype).alias(name)
         for name, dtype in schema.items()
@@ -184,23 +166,14 @@ def load_run(dir: PathLike) -> dict[str, Any]:
 def length_losses(trials: pl.LazyFrame) -> pl.LazyFrame:
     """Long form of ``eval_loss_by_length``: one row per (run, trial_id, context_length).
 
-    The column holds a JSON object such as ``{"128": 2.1, "256": null}``; null losses (the model
-    could not be evaluated at that length) are kept as nulls. Parsed with a regular expression so
-    the set of lengths need not be known in advance.
+    The column is a list of ``{context_length, eval_loss}`` structs; null losses (the model could
+    not be evaluated at that length) are kept as nulls.
     """
-    pair = r'"(\d+)"\s*:\s*(null|[-+0-9.eE]+|NaN|Infinity)'
     return (
-        trials.select("run", "trial_id", "label", "arch_id", pairs=pl.col("eval_loss_by_length").str.extract_all(pair))
-        .explode("pairs")
-        .drop_nulls("pairs")
-        .select(
-            "run",
-            "trial_id",
-            "label",
-            "arch_id",
-            context_length=pl.col("pairs").str.extract(pair, 1).cast(pl.Int64),
-            eval_loss=pl.col("pairs").str.extract(pair, 2).cast(pl.Float64, strict=False),
-        )
+        trials.select("run", "trial_id", "label", "arch_id", "eval_loss_by_length")
+        .explode("eval_loss_by_length")
+        .drop_nulls("eval_loss_by_length")
+        .unnest("eval_loss_by_length")
     )
 
 

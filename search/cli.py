@@ -1,65 +1,79 @@
 """The `archscale` command: a thin typed layer over the library functions a notebook would call.
 
-Each concern registers its own commands (`archscale.<folder>.cli.register`). Module-level imports
-here and in every `cli.py` are typer and the standard library only, so `archscale --help` starts
-fast and never imports torch or Ray. Bad input prints one `error: ...` line and exits 2; set
-ARCHSCALE_TRACEBACK=1 to see the traceback instead.
+Each folder registers its own commands from its `commands.py` (`register(app)`); shared options
+are typed aliases in `archscale.spaces.cli_options`. Module-level imports here and in every
+`commands.py` are typer, the standard library and light `archscale.spaces` modules only, so
+`archscale --help` starts fast and never imports torch or Ray. Bad input (`UserError`, or a
+results file that is missing or already there) prints one `error: ...` line and exits 2; anything
+else is a bug and says so. ARCHSCALE_TRACEBACK=1 shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(
-    name="archscale",
-    help="Search decoder-only transformer architectures under an exact parameter or FLOP budget, "
+from archscale.spaces.cli_options import USER_ERRORS, command_group
+
+app = command_group(
+    "Search decoder-only transformer architectures under an exact parameter or FLOP budget, "
     "and run scaling studies on them.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    name="archscale", add_completion=False, pretty_exceptions_enable=False,
 )
 
-
-def _register_all() -> None:
-    from archscale.spaces import cli as spaces_cli
-
-    spaces_cli.register(app)
-    for module in ("archscale.trainers.cli", "archscale.search.commands", "archscale.analysis.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as e:  # a part not installed yet must not break the others
-            if e.name != module:
-                raise
-            continue
-        mod.register(app)
+COMMAND_MODULES = ("archscale.spaces.commands", "archscale.trainers.commands", "archscale.search.commands",
+                   "archscale.analysis.cli")  # analysis.commands after the analysis split lands
 
 
-_register_all()
+def _version(value: bool) -> None:
+    if value:
+        import importlib.metadata
 
+        typer.echo(f"archscale {importlib.metadata.version('archscale')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print archscale's version and exit.")] = None,
+) -> None:
+    """Search decoder-only transformer architectures under an exact parameter or FLOP budget,
+    and run scaling studies on them."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
 
 def main() -> None:
     """Console entry point: every error is one `error: ...` line on stderr, no traceback (set
     ARCHSCALE_TRACEBACK=1 for one). Exit 2 for bad input or usage, 1 for anything unexpected."""
+    from typer.exceptions import TyperException  # typer's vendored click raises these for usage errors
+
     try:
         code = app(standalone_mode=False)
-    except Exception as e:  # noqa: BLE001
+    except USER_ERRORS as e:
         if os.environ.get("ARCHSCALE_TRACEBACK"):
             raise
-        if isinstance(e, (ValueError, FileNotFoundError, FileExistsError, KeyError)):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's exceptions (typer vendors click)
-            print(f"error: {e.format_message()}", file=sys.stderr)
-            if type(e).__name__ in ("UsageError", "NoSuchOption", "MissingParameter", "BadOptionUsage"):
-                print("(see `archscale COMMAND --help`)", file=sys.stderr)
-            sys.exit(e.exit_code)
-        if type(e).__name__ == "Abort":
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        print(f"error: {e}\n(unexpected; set ARCHSCALE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except TyperException as e:  # usage errors: unknown option, missing argument, bad value
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        if e.exit_code == 2:
+            print("(see `archscale COMMAND --help`)", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if os.environ.get("ARCHSCALE_TRACEBACK"):
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(unexpected: this is a bug in archscale; set ARCHSCALE_TRACEBACK=1 "
+              "to see the traceback and please report it)", file=sys.stderr)
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -6,25 +6,33 @@ Module-level imports: typer and the standard library only (see search/cli.py).
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-search_app = typer.Typer(help="Run, watch, resume, extend and submit architecture searches.", no_args_is_help=True)
-study_app = typer.Typer(help="Scaling studies: grids of architectures x sizes x token budgets, or isoFLOP grids.",
-                        no_args_is_help=True)
+from archscale.spaces.cli_options import (
+    Address,
+    BudgetFlopsPerToken,
+    BudgetNonEmbeddingParams,
+    BudgetParams,
+    Concurrency,
+    CpusPerTrial,
+    Data,
+    GpusPerTrial,
+    JsonFlag,
+    Out,
+    Seeds,
+    Storage,
+    budget_override,
+    command_group,
+    user_errors,
+)
+from archscale.spaces.errors import UserError
 
-# ---- options shared by every command that runs trials (defined once) ---------------------------
-OUT = typer.Option(..., "--out", help="Results directory (trials.parquet, curves.parquet, run.json, study, Ray folder).")
-DATA = typer.Option("pystdlib", "--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets.")
-SEEDS = typer.Option(1, "--seeds", min=1, help="Train each architecture with this many seeds.")
-CONCURRENCY = typer.Option(None, "--concurrency", help="Trials at once (default: cluster CPUs / cpus-per-trial).")
-CPUS = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial (also the trial's torch threads).")
-GPUS = typer.Option("0", "--gpus-per-trial", help="GPU fraction per trial, or 'auto' (analytic memory estimate).")
-ADDRESS = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS, else an embedded Ray).")
-STORAGE = typer.Option(None, "--storage", help="Optuna storage URL (default: DIR/optuna.journal).")
-JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout.")
-SCHEDULER_NONE = typer.Option("none", "--scheduler", help="asha | none (sizes differ, so none by default).")
+search_app = command_group("Run, watch, resume, extend and submit architecture searches.")
+study_app = command_group("Scaling studies: grids of architectures x sizes x token budgets, or isoFLOP grids.")
+
+SchedulerStudy = Annotated[str, typer.Option("--scheduler", help="asha | none (sizes differ, so none by default).")]
 
 
 def _split(objectives: str) -> list[str]:
@@ -56,29 +64,35 @@ def _emit(summary: dict, as_json: bool) -> None:
 
 
 @search_app.command("run")
+@user_errors
 def search_run(
-    space_file: str = typer.Argument(..., help="Space YAML, or a shipped space name (tiny, activations, ...)."),
-    out: str = OUT,
-    trials: int = typer.Option(12, "--trials", min=1, help="Architectures to try (each trained --seeds times)."),
-    budget_params: Optional[float] = typer.Option(None, "--budget-params", help="Total parameter budget."),
-    budget_non_embedding_params: Optional[float] = typer.Option(None, "--budget-non-embedding-params"),
-    budget_flops_per_token: Optional[float] = typer.Option(None, "--budget-flops-per-token"),
-    tokens: Optional[int] = typer.Option(None, "--tokens", help="Training tokens per trial."),
-    tokens_per_param: Optional[float] = typer.Option(None, "--tokens-per-param", help="Training tokens = R x params."),
-    data: str = DATA,
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | nsga2 | gp."),
-    objectives: str = typer.Option("eval_loss", "--objectives",
-                                   help="Comma list: eval_loss[,params,flops_per_token,kv_cache_bytes_per_token,tokens_per_s]."),
-    scheduler: str = typer.Option("asha", "--scheduler", help="asha (early stopping on tokens seen) | none."),
-    seeds: int = SEEDS,
-    concurrency: Optional[int] = CONCURRENCY,
-    cpus_per_trial: float = CPUS,
-    gpus_per_trial: str = GPUS,
-    address: Optional[str] = ADDRESS,
-    storage: Optional[str] = STORAGE,
-    eval_every_tokens: Optional[int] = typer.Option(None, "--eval-every-tokens", help="Evaluation interval (default: 10 per run)."),
-    seed: int = typer.Option(0, "--seed", help="Sampler seed and first training seed."),
-    as_json: bool = JSON,
+    space_file: Annotated[str, typer.Argument(help="Space YAML, or a shipped space name (tiny, activations, ...).")],
+    out: Out,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Architectures to try (each trained --seeds times).")] = 12,
+    budget_params: BudgetParams = None,
+    budget_non_embedding_params: BudgetNonEmbeddingParams = None,
+    budget_flops_per_token: BudgetFlopsPerToken = None,
+    tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
+    tokens_per_param: Annotated[Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")] = None,
+    data: Data = "pystdlib",
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | nsga2 | gp.")] = "tpe",
+    objectives: Annotated[str, typer.Option(
+        "--objectives", help="Comma list: eval_loss[,params,non_embedding_params,flops_per_token,"
+                             "kv_cache_bytes_per_token,tokens_per_s].")] = "eval_loss",
+    scheduler: Annotated[str, typer.Option("--scheduler", help="asha (early stopping on tokens seen) | none.")] = "asha",
+    seeds: Seeds = 1,
+    concurrency: Concurrency = None,
+    cpus_per_trial: CpusPerTrial = 1.0,
+    gpus_per_trial: GpusPerTrial = "0",
+    address: Address = None,
+    storage: Storage = None,
+    study_name: Annotated[Optional[str], typer.Option(
+        "--study-name", help="Optuna study name (default: archscale-SPACE); drivers sharing --storage and "
+                             "--study-name add trials to one study.")] = None,
+    eval_every_tokens: Annotated[Optional[int], typer.Option(
+        "--eval-every-tokens", help="Evaluation interval (default: 10 per run).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
+    as_json: JsonFlag = False,
 ) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
     from archscale.search.run import run_search
@@ -91,12 +105,13 @@ def search_run(
 
 
 @search_app.command("resume")
+@user_errors
 def search_resume(
-    out: str = typer.Argument(..., help="A results directory written by `archscale search run`."),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Extend the search to this many architectures."),
-    address: Optional[str] = ADDRESS,
-    storage: Optional[str] = typer.Option(None, "--storage", help="The study storage URL, if it had a password."),
-    as_json: bool = JSON,
+    out: Annotated[str, typer.Argument(help="A results directory written by `archscale search run`.")],
+    trials: Annotated[Optional[int], typer.Option("--trials", help="Extend the search to this many architectures.")] = None,
+    address: Address = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="The study storage URL, if it had a password.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Finish an interrupted search, or extend a finished one with --trials."""
     from archscale.search.resume import resume_search
@@ -107,20 +122,21 @@ def search_resume(
 
 
 @search_app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
 def search_submit(
     ctx: typer.Context,
-    space_file: str = typer.Argument(..., help="Space YAML (shipped with the job), or a shipped space name."),
-    address: str = typer.Option(..., "--address", help="The cluster's Ray Jobs address, http://HEAD:8265."),
-    pip: Optional[list[str]] = typer.Option(None, "--pip", help="Extra pip packages for the job's runtime_env."),
-    no_ship: bool = typer.Option(False, "--no-ship", help="Do not ship this archscale as a wheel (the image has it)."),
-    wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish and print its log tail."),
-    as_json: bool = JSON,
+    space_file: Annotated[str, typer.Argument(help="Space YAML (shipped with the job), or a shipped space name.")],
+    address: Annotated[str, typer.Option("--address", help="The cluster's Ray Jobs address, http://HEAD:8265.")],
+    pip: Annotated[Optional[list[str]], typer.Option("--pip", help="Extra pip packages for the job's runtime_env.")] = None,
+    no_ship: Annotated[bool, typer.Option("--no-ship", help="Do not ship this archscale as a wheel (the image has it).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish and print its log tail.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Submit `search run SPACE ...` to a Ray cluster as a Ray Job; every other flag is passed to search run.
 
     Example: archscale search submit tiny --address http://head:8265 --out /shared/s1 --trials 64 --tokens 1000000
     """
-    import click
+    from typer.exceptions import TyperException
 
     from archscale.clusters.jobs import use_token_if_available
 
@@ -128,8 +144,8 @@ def search_submit(
     run_command = typer.main.get_command(search_app).commands["run"]
     try:  # the same validation as a local run, before anything is sent
         run_ctx = run_command.make_context("run", [space_file, *ctx.args], resilient_parsing=False)
-    except click.ClickException as e:
-        raise ValueError(f"search submit: {e.format_message()}") from None
+    except TyperException as e:
+        raise UserError(f"search submit: {e.format_message()}") from None
     _options_from_run_params(run_ctx.params)
     from archscale.clusters.jobs import submit
 
@@ -147,8 +163,7 @@ def search_submit(
 def _options_from_run_params(p: dict, validate: bool = True):
     """SearchOptions from `search run`'s parsed parameters (shared by run and submit); `validate`
     checks them as a local run would (run_search validates on its own, so `search run` skips it)."""
-    from archscale.search.run import SearchOptions, prepare
-    from archscale.spaces.cli import budget_override
+    from archscale.search.options import SearchOptions, prepare
 
     override = budget_override(p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"])
     opts = SearchOptions(
@@ -157,6 +172,7 @@ def _options_from_run_params(p: dict, validate: bool = True):
         data=p["data"], sampler=p["sampler"], objectives=_split(p["objectives"]), scheduler=p["scheduler"],
         seeds=p["seeds"], concurrency=p["concurrency"], cpus_per_trial=p["cpus_per_trial"],
         gpus_per_trial=p["gpus_per_trial"], address=p["address"], storage=p["storage"], seed=p["seed"],
+        study_name=p["study_name"],
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
     )
@@ -166,9 +182,10 @@ def _options_from_run_params(p: dict, validate: bool = True):
 
 
 @search_app.command("status")
+@user_errors
 def search_status(
-    out: str = typer.Argument(..., help="A results directory."),
-    as_json: bool = JSON,
+    out: Annotated[str, typer.Argument(help="A results directory.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Counts by state, best trials, Pareto front and progress of a search (running or finished)."""
     from archscale.search.status import status
@@ -177,20 +194,21 @@ def search_status(
 
 
 @study_app.command("run")
+@user_errors
 def study_run(
-    study_file: str = typer.Argument(..., help="A study YAML (architectures x sizes x token budgets, or isoFLOP)."),
-    out: str = OUT,
-    data: str = DATA,
-    scheduler: str = SCHEDULER_NONE,
-    concurrency: Optional[int] = CONCURRENCY,
-    cpus_per_trial: float = CPUS,
-    gpus_per_trial: str = GPUS,
-    address: Optional[str] = ADDRESS,
-    storage: Optional[str] = STORAGE,
-    as_json: bool = JSON,
+    study_file: Annotated[str, typer.Argument(help="A study YAML (architectures x sizes x token budgets, or isoFLOP).")],
+    out: Out,
+    data: Data = "pystdlib",
+    scheduler: SchedulerStudy = "none",
+    concurrency: Concurrency = None,
+    cpus_per_trial: CpusPerTrial = 1.0,
+    gpus_per_trial: GpusPerTrial = "0",
+    address: Address = None,
+    storage: Storage = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run a scaling-study grid; writes the same results format as a search."""
-    from archscale.search.run import SearchOptions
+    from archscale.search.options import SearchOptions
     from archscale.search.status import status
     from archscale.search.study import run_study
 
@@ -201,11 +219,12 @@ def study_run(
     _emit(status(out), as_json)
 
 
+@user_errors
 def quickstart(
-    out: str = typer.Option("results/quickstart", "--out", help="A new (or empty) directory for everything."),
-    small: bool = typer.Option(False, "--small", help="A CI-sized run (under 3 minutes on 2 cores)."),
-    address: Optional[str] = ADDRESS,
-    as_json: bool = JSON,
+    out: Annotated[str, typer.Option("--out", help="A new (or empty) directory for everything.")] = "results/quickstart",
+    small: Annotated[bool, typer.Option("--small", help="A CI-sized run (under 3 minutes on 2 cores).")] = False,
+    address: Address = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """A real search, a seed check, a scaling study, fits and a report: the whole workflow, in minutes on a laptop."""
     import sys

@@ -24,38 +24,41 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archscale.search.results import write_json
+from archscale.search.results import ResultsWriter, write_json
+from archscale.spaces.errors import UserError
+from archscale.spaces.record import TrialStatus
 
 
 def _options(out: Path, run: dict[str, Any], trials: int | None, address: str | None, storage: str | None,
              progress: bool):
-    from archscale.search.run import SearchOptions
+    from archscale.search.options import SearchOptions
 
     args = dict(run["args"])
     args.update(out=str(out), address=address or args.get("address"), progress=progress)
     if storage:
         args["storage"] = storage
     elif args.get("storage") and "***" in args["storage"]:
-        raise ValueError(f"{out}: the study storage URL had a password, which run.json does not keep; "
+        raise UserError(f"{out}: the study storage URL had a password, which run.json does not keep; "
                          "pass it again with --storage URL")
     if trials is not None:
         if trials < int(args["trials"]):
-            raise ValueError(f"--trials: {trials} is fewer than the {args['trials']} this search already asked for")
+            raise UserError(f"--trials: {trials} is fewer than the {args['trials']} this search already asked for")
         args["trials"] = trials
     return SearchOptions(**{k: v for k, v in args.items() if k in SearchOptions.__dataclass_fields__})
 
 
 def resume_search(out: str | Path, trials: int | None = None, address: str | None = None,
                   progress: bool = True, storage: str | None = None) -> dict[str, Any]:
+    from archscale.search.options import prepare
     from archscale.search.results import summarize
-    from archscale.search.run import _fit, prepare, writer_for
+    from archscale.search.run import run_trials
 
     out = Path(out).resolve()
     if not (out / "run.json").exists():
-        raise FileNotFoundError(f"{out}: not a results directory (no run.json)")
+        raise UserError(f"{out}: not a results directory (no run.json)")
     run = json.loads((out / "run.json").read_text())
     if run.get("kind") != "search":
-        raise ValueError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
+        raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
     opts = _options(out, run, trials, address, storage, progress)
     space, study, plan = prepare(opts)
     requested = opts.trials * opts.seeds
@@ -65,15 +68,15 @@ def resume_search(out: str | Path, trials: int | None = None, address: str | Non
         _restore(experiments[-1], opts)
     _reconcile(out, study)
 
-    writer = writer_for(out)
-    done = len(writer.trials)
+    done = len(ResultsWriter(out).trials)
     if done < requested:
-        from archscale.search.searcher import OptunaSearcher
+        from archscale.search.proposals import SpaceProposals
+        from archscale.search.searcher import ProposalSearcher
 
         name = f"search-{len(experiments) + 1}" if experiments else "search"
-        searcher = OptunaSearcher(space, study, plan, out=str(out))
+        searcher = ProposalSearcher(SpaceProposals(space, plan), study, out)
         max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
-        _fit(searcher, study, opts, out, total=requested - done, max_tokens=max_tokens, experiment=name)
+        run_trials(searcher, study, opts, out, total=requested - done, max_tokens=max_tokens, experiment=name)
         _reconcile(out, study)
     run["args"]["trials"] = opts.trials
     run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
@@ -99,23 +102,22 @@ def _reconcile(out: Path, study_spec) -> None:  # noqa: ANN001
     """Make trials.parquet and the study agree after an interruption (see the module docstring)."""
     import optuna
 
-    from archscale.search.run import writer_for
-
     study = study_spec.open()
-    writer = writer_for(out)
+    writer = ResultsWriter(out)  # the run above has ended: this is the directory's only writer now
     states = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number, t in states.items():
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(number, state=optuna.trial.TrialState.FAIL)
-            writer.finish_trial(number, "failed", error="interrupted: the driver stopped before Ray recorded this trial")
+            writer.finish_trial(number, TrialStatus.FAILED,
+                                error="interrupted: the driver stopped before Ray recorded this trial")
     for number, row in list(writer.trials.items()):
         t = states.get(number)
-        if row["status"] != "running" or t is None:
+        if row["status"] != TrialStatus.RUNNING or t is None:
             continue
         if t.state == optuna.trial.TrialState.COMPLETE:
-            writer.finish_trial(number, "completed", eval_loss=t.values[0])
+            writer.finish_trial(number, TrialStatus.COMPLETED, eval_loss=t.values[0])
         elif t.state == optuna.trial.TrialState.PRUNED:
-            writer.finish_trial(number, "pruned")
+            writer.finish_trial(number, TrialStatus.PRUNED)
         else:
-            writer.finish_trial(number, "failed", error=row.get("error") or "interrupted")
+            writer.finish_trial(number, TrialStatus.FAILED, error=row.get("error") or "interrupted")
     writer.flush()

@@ -21,7 +21,8 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from archscale.search.searcher import result_counts
+from archscale.search.storage import COST_OBJECTIVES
+from archscale.spaces.errors import UserError
 
 
 class ParetoStoppingMixin:
@@ -47,9 +48,9 @@ class ParetoStoppingMixin:
         target = result.get("target_tokens") or 0
         if tau is None or loss is None or tau < self.min_fraction * target or tau >= target:
             return False  # too early to judge, or already at budget (its summary report is next)
-        costs = result_counts(result)
+        costs = {c: result.get(c) for c in self.cost_objectives}  # a TrialReport carries its counts
         for f_costs, xs, ys in self._finished:
-            if all(f_costs.get(c, float("inf")) <= costs.get(c, float("-inf")) for c in self.cost_objectives):
+            if all(_le(f_costs.get(c), costs.get(c)) for c in self.cost_objectives):
                 i = bisect.bisect_right(xs, tau) - 1
                 if i >= 0 and ys[i] < loss:
                     return True
@@ -58,7 +59,7 @@ class ParetoStoppingMixin:
     def _complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
         xs, ys = self._curves.pop(trial_id, ([], []))
         if result and result.get("status") == "completed" and xs:
-            self._finished.append((dict(result_counts(result)), xs, ys))
+            self._finished.append(({c: result.get(c) for c in self.cost_objectives}, xs, ys))
 
     # The scheduler interface: Pareto stopping first, then the wrapped scheduler (next in the MRO).
     def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
@@ -73,6 +74,11 @@ class ParetoStoppingMixin:
     def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
         self._complete(trial.trial_id, result)
         return super().on_trial_complete(tune_controller, trial, result)
+
+
+def _le(a: float | None, b: float | None) -> bool:
+    """a <= b for costs, where an unknown cost never dominates."""
+    return a is not None and b is not None and a <= b
 
 
 class ParetoASHA(ParetoStoppingMixin, AsyncHyperBandScheduler):
@@ -94,8 +100,6 @@ def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_frac
     ASHA's rungs sit at budget/13.5, budget/4.5 and budget/1.5 tokens (reduction factor 3), all
     below the budget, so a trial that reaches its budget always completes and reports its summary.
     """
-    from archscale.search.searcher import COST_OBJECTIVES
-
     costs = [o for o in objectives if o in COST_OBJECTIVES]
     if name == "asha":
         # max_t above the budget: ASHA stops a trial at max_t, which would cut off its final summary
@@ -104,4 +108,4 @@ def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_frac
                           grace_period=max(1, int(max_tokens * grace_fraction)), reduction_factor=reduction_factor)
     if name == "none":
         return ParetoFIFO(costs)
-    raise ValueError(f"--scheduler: got {name!r}; allowed: asha, none")
+    raise UserError(f"--scheduler: got {name!r}; allowed: asha, none")

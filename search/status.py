@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from archscale.search.results import summarize
+from archscale.spaces.errors import UserError
 
 
 def status(out: str | Path) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def status(out: str | Path) -> dict[str, Any]:
 
     out = Path(out)
     if not (out / "run.json").exists():
-        raise FileNotFoundError(f"{out}: not a results directory (no run.json); run `archscale search run` first")
+        raise UserError(f"{out}: not a results directory (no run.json); run `archscale search run` first")
     run = json.loads((out / "run.json").read_text())
     summary = summarize(out)
     args = run.get("args", {})

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from ray.tune.search import Searcher
 
-from archscale.search.searcher import OptunaSearcher, StudySpec, TrialPlan
-from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
+from archscale.search.proposals import GridPoint, GridProposals, TrialPlan
+from archscale.search.storage import StudySpec
+from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
+from archscale.spaces.record import ARCH_COLUMNS
 from archscale.spaces.space import space_from_dict
 
 
@@ -92,32 +93,40 @@ def load_study_file(path: str | Path | dict[str, Any]) -> StudyFile:
 def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) -> dict[str, dict[str, Any]]:
     """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label.
 
-    With `use_train`, each carries its searched training hyperparameters under the key `train`.
+    Each carries every ArchConfig field the search fixed or sampled; the dimensions its budget
+    solved (`budget.free`, and head_dim when it followed from d_model) are left for the study to
+    solve at each size. With `use_train`, each also carries the training settings the search's
+    space fixed or sampled (its `train:` block, less `tokens`) under the key `train`.
     """
+    import json
+
     import polars as pl
 
-    trials = pl.read_parquet(Path(search_dir) / "trials.parquet").filter(pl.col("status") == "completed")
+    search_dir = Path(search_dir)
+    trials = pl.read_parquet(search_dir / "trials.parquet").filter(pl.col("status") == "completed")
     if trials.is_empty():
-        raise ValueError(f"{search_dir}: from_search: the search has no completed trials yet")
+        raise UserError(f"{search_dir}: from_search: the search has no completed trials yet")
+    space = json.loads((search_dir / "run.json").read_text()).get("space", {})
+    solved = set((space.get("budget") or {}).get("free") or ["d_model", "d_ff"])
+    if "head_dim" not in (space.get("arch") or {}):
+        solved.add("head_dim")
+    arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
+    train_fields = [f for f in (space.get("train") or {}) if f != "tokens"]
     best = (trials.group_by("arch_id").agg(pl.col("eval_loss").mean().alias("mean_loss"), pl.col("label").first(),
                                            pl.col("trial_id").min())
-            .sort("mean_loss").head(k))
+            .sort("mean_loss", "trial_id").head(k))
     out = {}
     for row in best.iter_rows(named=True):
-        arch = trials.filter(pl.col("trial_id") == row["trial_id"]).row(0, named=True)
-        choices = {f: arch[f] for f in ("ffn_activation", "position", "norm", "norm_position", "n_heads", "n_kv_heads",
-                                         "qk_norm", "block", "ffn_per_block", "tie_embeddings", "bias", "init",
-                                         "vocab_size", "seq_len", "n_layers", "rope_theta", "t5_num_buckets",
-                                         "t5_max_distance") if arch.get(f) is not None}
+        trial = trials.filter(pl.col("trial_id") == row["trial_id"]).row(0, named=True)
+        choices: dict[str, Any] = {f: trial[f] for f in arch_fields if trial.get(f) is not None}
         if use_train:
-            choices["train"] = {f: arch[f] for f in ("lr", "warmup_tokens", "weight_decay", "batch_size")
-                                if arch.get(f) is not None}
+            choices["train"] = {f: trial[f] for f in train_fields if trial.get(f) is not None}
         out[row["label"]] = choices
     return out
 
 
-def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every grid point as (group, arch, counts, tokens, seed), solved and checked before anything runs."""
+def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint]:
+    """Every grid point (group, arch, counts, tokens, seed, planned size), solved and checked before anything runs."""
     architectures = dict(spec.architectures)
     if spec.from_search is not None:
         for label, choices in top_architectures(spec.from_search.dir, spec.from_search.top_k,
@@ -149,69 +158,28 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[dict[str,
                 budgets = [int(spec.tokens_per_param * counts["params"])]
             for tokens in budgets:
                 for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
-                    points.append({"group": group, "arch": sample.arch.to_dict(), "counts": counts, "tokens": tokens,
-                                   "seed": seed, "size": size, "train": train})
+                    points.append(GridPoint(group=group, arch=sample.arch.to_dict(), counts=counts, tokens=tokens,
+                                            seed=seed, size_kind=spec.sizes.kind, size=size, train=train))
     return points
-
-
-class GridSearcher(OptunaSearcher):
-    """Hands Ray the planned grid points in order; Optuna records each as a trial (no sampling)."""
-
-    def __init__(self, points: list[dict[str, Any]], study: StudySpec, plan: TrialPlan, out: str):
-        super().__init__(None, study, plan, out)
-        self.points = points
-        self.next_index = 0
-
-    def save(self, checkpoint_path: str) -> None:
-        import pickle
-
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"ray_to_optuna": self.ray_to_optuna, "next_index": self.next_index}, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        import pickle
-
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self.ray_to_optuna.update(state["ray_to_optuna"])
-        self.next_index = state["next_index"]
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.next_index >= len(self.points):
-            return Searcher.FINISHED
-        point = self.points[self.next_index]
-        self.next_index += 1
-        trial = self.study.ask()
-        for key in ("group", "arch", "counts", "seed", "size"):
-            trial.set_user_attr(key, point[key])
-        trial.set_user_attr("target_tokens", point["tokens"])
-        self.ray_to_optuna[trial_id] = trial.number
-        config = {
-            "trial_id": trial.number, "seed": point["seed"], "arch": point["arch"], "counts": point["counts"],
-            "error": None, "train": {**self.plan.train_defaults, **point["train"], "tokens": point["tokens"],
-                                     "seed": point["seed"]},
-            "data": self.plan.data, "group": point["group"], "target_tokens": point["tokens"],
-        }
-        self._record_new(config)
-        return config
 
 
 def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noqa: ANN001
     """Run a study file into `out` with the execution options of `opts` (a SearchOptions)."""
     from archscale.clusters.connect import redact
+    from archscale.search.options import check_data, check_execution
     from archscale.search.results import write_json
-    from archscale.search.run import _fit, describe_environment
+    from archscale.search.run import describe_environment, run_trials
+    from archscale.search.searcher import ProposalSearcher
 
     spec = load_study_file(path)
     path = "<study>" if isinstance(path, dict) else path
     points = plan_grid(spec, path)
     data = opts.data if opts.data != "pystdlib" else spec.data
-    from archscale.trainers.data import open_data
-
-    open_data(data)  # a bad data spec fails before Ray starts
+    check_execution(opts)
+    check_data(data)  # a bad data spec fails before Ray starts
     out = Path(out).resolve()
     if (out / "run.json").exists():
-        raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")
+        raise UserError(f"{out}: already holds results (run.json); choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or str(out / "optuna.journal")
     study = StudySpec(storage=storage, study_name=f"archscale-study-{spec.name}", objectives=["eval_loss"],
@@ -224,6 +192,6 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noq
         "storage": redact(storage), "study_name": study.study_name, "experiment": str(out / "ray" / "study"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **describe_environment(),
     })
-    searcher = GridSearcher(points, study, plan, str(out))
-    return _fit(searcher, study, opts, out, total=len(points), max_tokens=max(p["tokens"] for p in points),
-                experiment="study")
+    searcher = ProposalSearcher(GridProposals(points, plan), study, out)
+    return run_trials(searcher, study, opts, out, total=len(points), max_tokens=max(p.tokens for p in points),
+                      experiment="study")

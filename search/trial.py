@@ -1,27 +1,101 @@
-"""One Ray Tune trial: train the architecture in `config` and report every evaluation.
+"""One Ray Tune trial: train the proposed architecture and report every evaluation as a `TrialReport`.
 
-Runs inside a Ray worker. Python errors and divergence end the trial with a final result whose
-`status` is "failed" and whose `error` says why (retrying a deterministic error is pointless);
-only a dead worker (SIGKILL, a lost node) makes Ray retry the trial, from its last checkpoint.
+Runs inside a Ray worker. Python errors and divergence end the trial with a final report whose
+status is failed and whose `error` says why (retrying a deterministic error is pointless); only a
+dead worker (SIGKILL, a lost node) makes Ray retry the trial, from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray import tune
+from archscale.search.proposals import Proposal
+from archscale.spaces.record import COUNT_COLUMNS, TrialStatus, lengths_as_records
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """What a trial tells the driver, at every evaluation (status running) and once at the end
+    (completed or failed). Flat scalars (plus two lists), so Ray passes it through unchanged.
+
+    Ray overwrites a result's `trial_id` with its own id, so the Optuna number travels as
+    `trial_number`. The architecture's counts ride along because the Pareto scheduler ranks
+    running trials by them.
+    """
+
+    trial_number: int
+    seed: int
+    status: TrialStatus
+    target_tokens: int
+    tokens: int = 0
+    compute: float | None = None
+    step: int | None = None
+    eval_loss: float | None = None
+    eval_bpb: float | None = None
+    train_loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    wall_s: float | None = None
+    ffn_zero_frac: float | None = None
+    ffn_dead_frac: float | None = None
+    grad_norm_by_layer: list[float] = field(default_factory=list)
+    eval_loss_by_length: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    params: int | None = None
+    non_embedding_params: int | None = None
+    flops_per_token: float | None = None
+    kv_cache_bytes_per_token: int | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        """The dict given to `tune.report`. A failed trial's eval_loss is inf, never None, so
+        Ray's schedulers (which compare the metric) never see a missing value."""
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        if self.status == TrialStatus.FAILED and d["eval_loss"] is None:
+            d["eval_loss"] = math.inf
+        return d
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> TrialReport:
+        """The report inside a (possibly flattened) result Ray hands back to the driver."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in result.items() if k in names}
+        values["status"] = TrialStatus(values["status"])
+        return cls(**values)
+
+    @property
+    def final_loss(self) -> float | None:
+        """eval_loss when it is a real number, else None."""
+        return self.eval_loss if self.eval_loss is not None and math.isfinite(self.eval_loss) else None
+
+
+def ended_as(last: TrialReport | None, worker_error: bool) -> TrialStatus:
+    """A finished trial's status, decided here only: from its last report, or failed when its
+    worker died or it never reported. A trial whose last report is still `running` was stopped
+    by the scheduler before its budget: pruned."""
+    if worker_error or last is None:
+        return TrialStatus.FAILED
+    if last.status == TrialStatus.RUNNING:
+        return TrialStatus.PRUNED
+    return last.status
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    base = {"trial_number": config["trial_id"], "seed": config["seed"], "counts": config.get("counts"),
-            "target_tokens": config["target_tokens"]}
-    if config.get("error"):  # infeasible architecture: recorded as failed, never trains
-        tune.report({**base, "status": "failed", "error": config["error"], "tokens": 0, "eval_loss": math.inf})
+    """The Ray Tune trainable: `config` is a `Proposal.to_config()`."""
+    from ray import tune
+
+    proposal = Proposal.from_config(config)
+    counts = {k: (proposal.counts or {}).get(k) for k in COUNT_COLUMNS}
+    base = {"trial_number": proposal.number, "seed": proposal.seed, "target_tokens": proposal.target_tokens, **counts}
+    if proposal.error:  # infeasible architecture: recorded as failed, never trains
+        tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=proposal.error).to_result())
         return
 
     from archscale.trainers import train
@@ -31,14 +105,15 @@ def run_trial(config: dict[str, Any]) -> None:
     resume_from = None
     if checkpoint is not None:
         resume_from = checkpoint.to_directory(str(trial_dir / f"restored-{os.getpid()}"))
-    train_config = dict(config["train"])
+    train_config = dict(proposal.train)
     cpus = _assigned_cpus()
     if cpus:
         train_config.setdefault("threads", cpus)
+    metric_names = {f.name for f in dataclasses.fields(TrialReport)}
 
     def report(metrics: dict[str, Any]) -> None:
-        payload = {**base, **{k: v for k, v in metrics.items() if k not in ("checkpoint", "final")},
-                   "status": "running"}
+        values = {k: v for k, v in metrics.items() if k in metric_names and k not in base}
+        payload = TrialReport(**base, **values, status=TrialStatus.RUNNING).to_result()
         ckpt_dir = metrics.get("checkpoint")
         if ckpt_dir:
             tune.report(payload, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
@@ -46,22 +121,21 @@ def run_trial(config: dict[str, Any]) -> None:
             tune.report(payload)
 
     try:
-        summary = train(config["arch"], train_config, config["data"], report=report, out=trial_dir / "run",
+        summary = train(proposal.arch, train_config, proposal.data, report=report, out=trial_dir / "run",
                         resume_from=resume_from)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001  (any error in training fails this trial, not the search)
         last = traceback.format_exception_only(type(e), e)[-1].strip()
-        tune.report({**base, "status": "failed", "error": last, "tokens": 0, "eval_loss": math.inf})
+        tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=last).to_result())
         return
-    status = summary["status"]
-    final = {
-        **base, "tokens": summary["tokens"], "compute": summary["compute"],
-        "eval_loss": summary["eval_loss"] if summary["eval_loss"] is not None else math.inf,
-        "eval_bpb": summary.get("eval_bpb"), "tokens_per_s": summary.get("tokens_per_s"),
-        "wall_s": summary.get("wall_s"), "eval_loss_by_length": json.dumps(summary.get("eval_loss_by_length") or {}),
-        "status": "completed" if status == "completed" else "failed",
-        "error": None if status == "completed" else f"{status}: {summary.get('reason')}",
-    }
-    tune.report(final)
+    completed = summary["status"] == "completed"
+    tune.report(TrialReport(
+        **base, status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
+        tokens=summary["tokens"], compute=summary["compute"], eval_loss=summary["eval_loss"],
+        eval_bpb=summary.get("eval_bpb"), train_loss=summary.get("train_loss"),
+        tokens_per_s=summary.get("tokens_per_s"), wall_s=summary.get("wall_s"),
+        eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
+        error=None if completed else f"{summary['status']}: {summary.get('reason')}",
+    ).to_result())
 
 
 def _assigned_cpus() -> int | None:
@@ -70,5 +144,5 @@ def _assigned_cpus() -> int | None:
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         return max(1, int(cpus)) if cpus else None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001  (outside a Ray worker: no assignment)
         return None

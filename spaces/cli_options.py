@@ -8,11 +8,46 @@ module (it sits in `spaces`, the one package every other folder may depend on).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import functools
+import os
+import sys
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from archscale.spaces.errors import UserError
+
+
+#: Errors that are the user's to fix: one `error: ...` line, exit 2. FileNotFoundError and
+#: FileExistsError are raised on purpose for results files that are missing or already there.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate every command: a user error becomes one `error: ...` line on stderr and exit
+    status 2, in the `archscale` app and in any app the command is registered on (tests, `python
+    -m`). Any other exception propagates: it is a bug, and `main()` reports it as one.
+    ARCHSCALE_TRACEBACK=1 lets user errors propagate too, with their traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as e:
+            if os.environ.get("ARCHSCALE_TRACEBACK"):
+                raise
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def command_group(help: str, **kwargs) -> typer.Typer:  # noqa: A002  (typer's own parameter name)
+    """A typer app (the root or a command group) with archscale's conventions: plain help text,
+    which wraps at any width and never cuts an option's name short (rich's tables do, at 80
+    columns), and help shown when no command is given."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, **kwargs)
+
 
 # ---- output ---------------------------------------------------------------------------------
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]

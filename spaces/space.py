@@ -35,12 +35,10 @@ from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts
 from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
 from archscale.spaces.solver import BUDGET_KINDS, Budget, solve
+from archscale.spaces.training import SEARCHABLE_TRAIN_FIELDS
 
 Scalar = Union[bool, int, float, str]
-TRAIN_KEYS = ("lr", "warmup_tokens", "weight_decay", "batch_size", "tokens", "schedule", "grad_clip",
-              "tokens_per_step", "min_lr_ratio")
 BUDGET_AXES = ("ffn_ratio", "aspect_ratio")
-SOLVABLE = ("d_model", "d_ff", "n_layers")
 
 # --------------------------------------------------------------------------------------------
 # Schema
@@ -381,8 +379,8 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
                 _check_when(path, f"budget.{name}", axis, seen)
     for name, axis in spec.train.items():
         key = f"train.{name}"
-        if name not in TRAIN_KEYS:
-            raise SpaceError(path, key, f"not a training hyperparameter; allowed: {', '.join(TRAIN_KEYS)}")
+        if name not in SEARCHABLE_TRAIN_FIELDS:
+            raise SpaceError(path, key, f"not a searchable training setting; allowed: {', '.join(SEARCHABLE_TRAIN_FIELDS)}")
         _check_when(path, key, axis, seen)
     for i, c in enumerate(spec.constraints):
         for name, v in c.forbid.items():

@@ -14,8 +14,12 @@ def __getattr__(name: str) -> Any:
         from archscale.trainers.model import build_model
 
         return build_model
-    if name in ("train", "TrainConfig"):
-        from archscale.trainers import loop
+    if name == "TrainConfig":  # defined torch-free beside ArchConfig; re-exported here
+        from archscale.spaces.training import TrainConfig
 
-        return getattr(loop, name)
+        return TrainConfig
+    if name == "train":
+        from archscale.trainers.loop import train
+
+        return train
     raise AttributeError(name)

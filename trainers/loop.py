@@ -12,7 +12,6 @@ optionally, torch.compile. Every evaluation is reported, appended to `out/curves
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -27,84 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from archscale.spaces import ArchConfig, count
+from archscale.spaces.training import TrainConfig
 from archscale.trainers import kernels
 from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import IGNORE, DataSource, open_data
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
 from archscale.trainers.model import build_model
 
-SCHEDULES = ("cosine", "wsd")
-DEVICES = ("auto", "cpu", "cuda")
 DIVERGENCE_FACTOR = 3.0  # after warmup, a training loss above 3x the first step's loss = diverged
 LENGTH_FACTORS = (1, 2, 4)  # length generalisation: eval at 1x, 2x, 4x seq_len after training
-
-
-@dataclass
-class TrainConfig:
-    """How to train one model. Token counts are target tokens (batch rows x seq_len).
-
-    Defaults were chosen by lr / batch sweeps of 100K-200K-parameter decoders on `pystdlib` on a
-    2-core CPU (see docs/training.md); they are meant for small CPU-trained models.
-    """
-
-    tokens: int = 2_000_000  # training length; the search sets it from the budget
-    batch_size: int = 32  # sequences per micro-batch (memory); see tokens_per_step for the optimizer batch
-    lr: float = 3e-3  # peak; the best of {1e-3, 2e-3, 3e-3, 5e-3, 1e-2} for ~100K-1M params here
-    warmup_tokens: int | None = None  # None: 5% of `tokens`
-    weight_decay: float = 0.1  # decoupled (AdamW), on matrices only; norms, biases and embeddings get none
-    seed: int = 0  # model init and batch order
-    schedule: str = "cosine"  # "cosine": warmup, cosine to min_lr_ratio*lr; "wsd": warmup, flat, linear decay
-    eval_every_tokens: int | None = None  # None: tokens/10, at least 2*eval_tokens apart (always one at the end)
-    eval_tokens: int = 32_768  # fixed validation sample (target tokens); the same text for every architecture
-    checkpoint_every_tokens: int | None = None  # None: at every evaluation; 0: never
-    tokens_per_step: int | None = None  # optimizer batch; None: batch_size * seq_len (no accumulation)
-    grad_clip: float | None = 1.0  # max global grad norm; None or 0 = no clipping
-    threads: int | None = None  # CPU torch threads; None: the CPUs this process may use
-    device: str = "auto"  # "auto": cuda if available, else cpu
-    compile: bool = False  # torch.compile the model (worth it on CUDA for long runs)
-    kernels: bool = True  # fused Triton kernels on CUDA (ignored on CPU)
-    min_lr_ratio: float = 0.1  # final lr / peak lr
-    wsd_decay_frac: float = 0.2  # wsd: share of the run spent in the final linear decay
-    beta1: float = 0.9
-    beta2: float = 0.95  # 0.95 rather than 0.999: steadier at the high lrs small models like
-    decay_embeddings: bool = False  # apply weight decay to embedding tables too
-
-    def __post_init__(self) -> None:
-        def bad(field: str, allowed: str) -> ValueError:
-            return ValueError(f"{field}: {allowed}, got {getattr(self, field)!r}")
-
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"allowed values are {list(SCHEDULES)}")
-        if self.device not in DEVICES:
-            raise bad("device", f"allowed values are {list(DEVICES)}")
-        for name in ("tokens", "batch_size", "eval_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "must be a positive integer")
-        for name in ("warmup_tokens", "checkpoint_every_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise bad(name, "must be >= 0 or None")
-        for name in ("eval_every_tokens", "tokens_per_step", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise bad(name, "must be >= 1 or None")
-        if not self.lr > 0:
-            raise bad("lr", "must be > 0")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "must be >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", "must be in [0, 1]")
-        if not 0 <= self.wsd_decay_frac <= 1:
-            raise bad("wsd_decay_frac", "must be in [0, 1]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,8 +54,13 @@ def default_threads() -> int:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with two groups: matrices decay; norms, biases and (by default) embedding tables don't."""
+    """AdamW with two groups: matrices decay; norms, biases, embedding tables and the output head
+    don't (unless `decay_embeddings`). The head is treated as the embedding it is when tied, so
+    tied and untied heads get the same decay and that axis is not confounded with regularisation."""
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        embedding_ids.add(id(head.weight))
     decay, no_decay = [], []
     for p in model.parameters():
         is_embedding = id(p) in embedding_ids
@@ -151,7 +86,8 @@ class Schedule:
         if step < self.warmup_steps:
             return self.peak * (step + 1) / self.warmup_steps
         if self.kind == "cosine":
-            progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+            # steps run 0 .. total_steps - 1: the last one is at the minimum
+            progress = (step - self.warmup_steps) / max(1, self.total_steps - 1 - self.warmup_steps)
             return lo + (self.peak - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         decay_steps = max(1, round(self.decay_frac * self.total_steps))
         decay_start = max(self.warmup_steps, self.total_steps - decay_steps)

@@ -11,7 +11,7 @@ class Trial:
 
 
 def result(tokens, loss, params, status="running", target=1000):
-    return {"tokens": tokens, "eval_loss": loss, "status": status, "target_tokens": target, "counts": {"params": params}}
+    return {"tokens": tokens, "eval_loss": loss, "status": status, "target_tokens": target, "params": params}
 
 
 def finish(scheduler, trial, params, curve):

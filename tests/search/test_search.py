@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from archscale.search.cli import app
 from archscale.search.run import SearchOptions, run_search
-from archscale.search.searcher import open_storage
+from archscale.search.storage import open_storage
 from archscale.search.study import run_study
 
 TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from archscale.trainers.cli import register
+from archscale.trainers.commands import register
 
 TINY = "d_model: 32\nn_layers: 1\nn_heads: 2\nd_ff: 64\nseq_len: 32\nposition: rope\nnorm: rmsnorm\nffn_activation: swiglu\n"
 
@@ -100,5 +100,5 @@ def test_bad_input_is_one_line_exit_2(app, arch_file, tmp_path, case):
 
 
 def test_cli_module_imports_no_torch():
-    code = "import sys, archscale.trainers.cli; print('torch' in sys.modules)"
+    code = "import sys, archscale.trainers.commands; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -11,26 +11,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+from archscale.spaces.cli_options import Data, user_errors
+from archscale.spaces.errors import UserError
 
 
+def _fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+@user_errors
 def train_command(
     arch: Path = typer.Option(..., "--arch", help="Architecture file (YAML or JSON of ArchConfig fields)."),
-    data: str = typer.Option("pystdlib", "--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets."),
+    data: Data = "pystdlib",
     tokens: int = typer.Option(..., "--tokens", min=1, help="Training tokens."),
     out: Path = typer.Option(..., "--out", help="Run directory (curves.parquet, summary.json, checkpoint/)."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sequences per micro-batch [default: 32]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate [default: 3e-3]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON line (last line of output)."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line (last line of output).")] = False,
 ) -> None:
     """Train one architecture on one data source; write curves, summary and checkpoints to --out."""
     from archscale.spaces import ArchConfig
@@ -56,7 +59,8 @@ def train_command(
         _fail(f"{out}: already holds {what}; results are never overwritten. Use --resume to continue it, or a new --out")
 
     from archscale.trainers.data import open_data
-    from archscale.trainers.loop import TrainConfig, train
+    from archscale.spaces.training import TrainConfig
+    from archscale.trainers.loop import train
 
     try:
         source = open_data(data)
@@ -119,7 +123,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
 
 
-if __name__ == "__main__":  # python -m archscale.trainers.cli ...: the train command alone
+if __name__ == "__main__":  # python -m archscale.trainers.commands ...: the train command alone
     _app = typer.Typer(add_completion=False)
     _app.callback()(lambda: None)  # a group, so the command is spelled `train` as under `archscale`
     register(_app)

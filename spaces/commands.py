@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
-space_app = typer.Typer(help="Inspect and sample search-space files.", no_args_is_help=True)
-arch_app = typer.Typer(help="Count one architecture.", no_args_is_help=True)
+from archscale.spaces.cli_options import (
+    BudgetFlopsPerToken,
+    BudgetNonEmbeddingParams,
+    BudgetParams,
+    JsonFlag,
+    budget_override,
+    command_group,
+    user_errors,
+)
 
-
-def budget_override(params: Optional[float], non_embedding: Optional[float], flops: Optional[float]):
-    """The one budget the --budget-* flags name, as (kind, value), or None. Shared by every command."""
-    given = [(k, v) for k, v in (("params", params), ("non_embedding_params", non_embedding),
-                                 ("flops_per_token", flops)) if v is not None]
-    if len(given) > 1:
-        raise typer.BadParameter("give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token")
-    return given[0] if given else None
+space_app = command_group("Inspect and sample search-space files.")
+arch_app = command_group("Count one architecture.")
 
 
 def load_space_with_budget(space_file: str, params=None, non_embedding=None, flops=None):
@@ -35,14 +35,15 @@ def sample_record(sample) -> dict:
 
 
 @space_app.command("show")
+@user_errors
 def show(
     space_file: str = typer.Argument(..., help="A space YAML file, or the name of a shipped space (tiny, full, ...)."),
-    budget_params: Optional[float] = typer.Option(None, "--budget-params", help="Total parameter budget (overrides the file)."),
-    budget_non_embedding_params: Optional[float] = typer.Option(None, "--budget-non-embedding-params", help="Non-embedding parameter budget."),
-    budget_flops_per_token: Optional[float] = typer.Option(None, "--budget-flops-per-token", help="Training FLOPs-per-token budget."),
+    budget_params: BudgetParams = None,
+    budget_non_embedding_params: BudgetNonEmbeddingParams = None,
+    budget_flops_per_token: BudgetFlopsPerToken = None,
     samples: int = typer.Option(5, "--samples", min=1, help="How many architectures to sample."),
     seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Sample architectures from a space, solve each to the budget, and count it."""
     import random
@@ -69,6 +70,7 @@ def show(
 
 
 @space_app.command("list")
+@user_errors
 def list_spaces() -> None:
     """List the space files shipped with archscale."""
     from archscale.spaces.space import load_space, shipped_spaces
@@ -78,9 +80,10 @@ def list_spaces() -> None:
 
 
 @arch_app.command("count")
+@user_errors
 def arch_count(
     arch_file: str = typer.Argument(..., help="YAML or JSON file of ArchConfig fields."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Count parameters, FLOPs per token and KV-cache bytes of one architecture."""
     from archscale.spaces import ArchConfig, count
