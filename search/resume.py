@@ -55,7 +55,7 @@ def resume_search(out: str | Path, trials: int | None = None, address: str | Non
 
     out = Path(out).resolve()
     if not (out / "run.json").exists():
-        raise UserError(f"{out}: not a results directory (no run.json)")
+        raise FileNotFoundError(f"{out}: not a results directory (no run.json)")
     run = json.loads((out / "run.json").read_text())
     if run.get("kind") != "search":
         raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")

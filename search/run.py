@@ -59,7 +59,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     space, study, plan = prepare(opts)
     out = Path(opts.out).resolve()
     if (out / "run.json").exists():
-        raise UserError(f"{out}: already holds a search (run.json); use `archscale search resume {opts.out}` "
+        raise FileExistsError(f"{out}: already holds a search (run.json); use `archscale search resume {opts.out}` "
                         "to continue or extend it, or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     run_info = {

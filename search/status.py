@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from archscale.search.results import summarize
-from archscale.spaces.errors import UserError
 
 
 def status(out: str | Path) -> dict[str, Any]:
@@ -21,7 +20,7 @@ def status(out: str | Path) -> dict[str, Any]:
 
     out = Path(out)
     if not (out / "run.json").exists():
-        raise UserError(f"{out}: not a results directory (no run.json); run `archscale search run` first")
+        raise FileNotFoundError(f"{out}: not a results directory (no run.json); run `archscale search run` first")
     run = json.loads((out / "run.json").read_text())
     summary = summarize(out)
     args = run.get("args", {})

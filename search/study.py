@@ -179,7 +179,7 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noq
     check_data(data)  # a bad data spec fails before Ray starts
     out = Path(out).resolve()
     if (out / "run.json").exists():
-        raise UserError(f"{out}: already holds results (run.json); choose a new --out")
+        raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or str(out / "optuna.journal")
     study = StudySpec(storage=storage, study_name=f"archscale-study-{spec.name}", objectives=["eval_loss"],
