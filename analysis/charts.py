@@ -6,8 +6,9 @@ Every chart starts from ``_base`` (shared size and theme) and is a layer of simp
 dominated Pareto points are sampled; Altair's own 5,000-row limit is raised to ``MAX_ROWS`` only
 inside ``save_chart``/``chart_svg`` (``rows_allowed``), never globally.
 
-``build_chart(dirs, kind)`` makes the chart of a kind from results directories; it is what
-``archscale plot`` and the report call.
+Charts only draw: fits and frames come prepared (``scaling``, ``pareto``, ``effects``).
+``build_chart(dirs, kind)`` loads results directories, asks those modules for the kind's data and
+draws it; it is what ``archscale plot`` and the report call.
 """
 
 from __future__ import annotations
@@ -15,25 +16,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import altair as alt
 import numpy as np
 import polars as pl
 
 from . import effects as fx
-from .fits import ChinchillaFit, IsoFlopFit, LawFit, PowerLawFit, fit_isoflop, fit_power_law
-from .loaders import PathLike, length_losses, load_curves, load_trials
+from .fits import ChinchillaFit, IsoFlopFit, LawFit, compute_budgets
+from .loaders import PathLike, length_losses, load_trials
 from .pareto import pareto_front
+from .runs import NoData, completed, series_column
+from .scaling import isoflop_fit, scaling_fits
 
-Kind = Literal["scaling", "isoflop", "pareto", "curves", "effects", "importance", "length"]
+__all__ = [
+    "KINDS", "MAX_ROWS", "NoData", "build_chart", "chart_spec", "chart_svg", "curves_chart", "effects_chart",
+    "fit_lines", "importance_chart", "isoflop_chart", "length_chart", "pareto_chart", "rows_allowed", "save_chart",
+    "scaling_chart",
+]
+
 KINDS: tuple[str, ...] = ("scaling", "isoflop", "pareto", "curves", "effects", "importance", "length")
 MAX_ROWS = 20_000
 WIDTH, HEIGHT = 560, 340
-
-
-class NoData(ValueError):
-    """Raised when a results directory has nothing to draw for a chart kind (message says why)."""
 
 
 @contextlib.contextmanager
@@ -132,8 +136,6 @@ def isoflop_chart(
     runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "params", loss: str = "eval_loss", title: str = "isoFLOP curves"
 ) -> alt.LayerChart:
     """Loss against N per compute budget, the fitted parabolas (in log N) and their minima."""
-    from .fits import compute_budgets
-
     budget = compute_budgets(runs["compute"].to_numpy()) if runs.height else np.array([], int)
     pts = (
         runs.select(n=pl.col(n).cast(pl.Float64), loss=pl.col(loss), compute=pl.col("compute"))
@@ -257,45 +259,6 @@ def length_chart(lengths: pl.DataFrame) -> alt.LayerChart:
 # ---------------------------------------------------------------------------------------------
 
 
-def completed(dirs: PathLike | Sequence[PathLike], loss: str = "eval_loss") -> pl.DataFrame:
-    """Completed trials with a finite loss, collected."""
-    return load_trials(dirs, status="completed").filter(pl.col(loss).is_finite()).collect()
-
-
-def frontier(runs: pl.DataFrame, *, x: str, by: str = "series", loss: str = "eval_loss") -> pl.DataFrame:
-    """The lower envelope: per ``by`` and per level of ``x`` (levels found by ``compute_budgets``,
-    values within ~5% are one level), the run with the lowest loss."""
-    from .fits import compute_budgets
-
-    runs = runs.drop_nulls([x, loss]).filter(pl.col(x) > 0)
-    level = compute_budgets(runs[x].to_numpy()) if runs.height else np.array([], np.int64)
-    return (
-        runs.with_columns(_level=pl.Series(level, dtype=pl.Int64))
-        .sort(loss)
-        .group_by(by, "_level", maintain_order=True)
-        .first()
-        .drop("_level")
-        .sort(by, x)
-    )
-
-
-def scaling_fits(runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss") -> dict[str, PowerLawFit]:
-    """Power-law fits of ``loss`` on ``x`` per ``series`` value, on the lower envelope
-    (``frontier``: the best run at each level of ``x``); series with <3 levels are skipped."""
-    fits: dict[str, PowerLawFit] = {}
-    for (name,), part in frontier(runs, x=x, by=series, loss=loss).group_by(series, maintain_order=True):
-        if part.height >= 3:
-            fits[str(name)] = fit_power_law(part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap)
-    return fits
-
-
-def series_column(runs: pl.DataFrame) -> pl.DataFrame:
-    """Add ``series``: the scaling-study ``group``, else the run name (one series per search)."""
-    if "group" in runs.columns and runs["group"].drop_nulls().len():
-        return runs.with_columns(series=pl.coalesce(pl.col("group"), pl.col("run")))
-    return runs.with_columns(series=pl.col("run"))
-
-
 def build_chart(
     dirs: PathLike | Sequence[PathLike],
     kind: str,
@@ -319,20 +282,7 @@ def build_chart(
             raise NoData("no completed trials with varying parameters: nothing to rank")
         return importance_chart(imp)
     if kind == "curves":
-        runs = load_trials(dirs).filter(pl.col("status") != "failed").collect()
-        best = runs.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
-        curve_lf = load_curves(dirs)
-        if y not in curve_lf.collect_schema():
-            raise NoData(f"curves.parquet has no column {y!r}")
-        curves = (
-            curve_lf
-            .join(best.lazy(), on=["run", "trial_id"])  # the best trials first, then downsample
-            .pipe(fx.learning_curves, columns=list(dict.fromkeys(["label", y])))
-            .collect()
-        )
-        if curves.height == 0:
-            raise NoData("no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)")
-        return curves_chart(curves, y=y)
+        return curves_chart(fx.best_curves(dirs, y=y, max_trials=max_trials), y=y)
     if kind == "length":
         lengths = length_losses(load_trials(dirs, status="completed")).drop_nulls("eval_loss").collect()
         if lengths.height == 0:
@@ -343,8 +293,8 @@ def build_chart(
         raise NoData("no completed trials with an eval_loss yet")
     for flag, column in (("--y", y), ("--x", x)):
         if column not in runs.columns and (flag == "--y" or kind in ("scaling", "pareto")):
-            raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: "
-                         + ", ".join(c for c, t in runs.schema.items() if t.is_numeric()) + ")")  # fmt: skip
+            numeric = ", ".join(c for c, t in runs.schema.items() if t.is_numeric())
+            raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: {numeric})")
     if kind == "effects":
         eff = fx.axis_effects(runs, metric=y)
         if eff.height == 0:
@@ -361,14 +311,6 @@ def build_chart(
     for (name,), part in series_column(runs).group_by("series", maintain_order=True):
         panels.append(isoflop_chart(part, isoflop_fit(part), title=f"isoFLOP curves: {name}"))
     return panels[0] if len(panels) == 1 else alt.hconcat(*panels)
-
-
-def isoflop_fit(runs: pl.DataFrame, *, bootstrap: int = 0) -> IsoFlopFit | None:
-    """Approach 2 on ``runs`` (params, eval_loss, compute), or None when it cannot be fitted."""
-    try:
-        return fit_isoflop(runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy(), bootstrap=bootstrap)
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
