@@ -13,7 +13,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -45,7 +45,9 @@ PLOT_FORMATS = (".html", ".png", ".svg", ".json")
 
 # ---- options used by several analysis commands (defined once) --------------------------------
 ResultsDirs = Annotated[list[Path], typer.Argument(help="One or more results directories.", show_default=False)]
-Bootstrap = Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples of runs for intervals (0: none).")]
+Bootstrap = Annotated[
+    int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples of runs for intervals (0: none).")
+]
 
 
 def _check_dirs(dirs: list[Path]) -> None:
@@ -68,17 +70,20 @@ def fit_command(
     n_col: Annotated[str, typer.Option("--n-col", help="Column holding model size N.")] = "params",
     d_col: Annotated[str, typer.Option("--d-col", help="Column holding training tokens D.")] = "tokens",
     loss_col: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--loss-col", help="Loss column (default: eval_loss for a results directory, loss for a file)."),
     ] = None,
-    compute_col: Annotated[str, typer.Option("--compute-col", help="Compute column (FLOPs); 6·N·D when absent.")] = "compute",
+    compute_col: Annotated[
+        str, typer.Option("--compute-col", help="Compute column (FLOPs); 6·N·D when absent.")
+    ] = "compute",
     bootstrap: Bootstrap = 0,
     target: Annotated[
-        Optional[float], typer.Option("--target", help="Predict at this x (power) or compute (chinchilla, isoflop).")
+        float | None, typer.Option("--target", help="Predict at this x (power) or compute (chinchilla, isoflop).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap random seed.")] = 0,
     group: Annotated[
-        Optional[str], typer.Option("--group", help="Fit only the runs of this family (the 'group' column of a scaling study).")
+        str | None,
+        typer.Option("--group", help="Fit only the runs of this family (the 'group' column of a scaling study)."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -86,8 +91,17 @@ def fit_command(
     from .fit_table import fit_results
 
     out = fit_results(
-        input, law=law.value, x=x, n_col=n_col, d_col=d_col, loss_col=loss_col, compute_col=compute_col,
-        bootstrap=bootstrap, target=target, seed=seed, group=group,
+        input,
+        law=law.value,
+        x=x,
+        n_col=n_col,
+        d_col=d_col,
+        loss_col=loss_col,
+        compute_col=compute_col,
+        bootstrap=bootstrap,
+        target=target,
+        seed=seed,
+        group=group,
     )
     if as_json:
         print(json.dumps(out))
@@ -114,16 +128,21 @@ def _fit_text(out: dict[str, Any]) -> str:
 def plot_command(
     dirs: ResultsDirs,
     kind: Annotated[ChartKind, typer.Option("--kind", help="Which chart.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file: .html (offline), .png, .svg or .json (Vega-Lite spec).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output file: .html (offline), .png, .svg or .json (Vega-Lite spec).")
+    ],
     x: Annotated[
         str,
         typer.Option(
             "--x",
-            help="scaling: x axis (compute, params, non_embedding_params, tokens); pareto: cost axis (params, tokens_per_s, ...).",
+            help="scaling: x axis (compute, params, non_embedding_params, tokens); "
+            "pareto: cost axis (params, tokens_per_s, ...).",
         ),
     ] = "compute",
     y: Annotated[str, typer.Option("--y", help="Metric (a loss column).")] = "eval_loss",
-    target: Annotated[Optional[float], typer.Option("--target", help="scaling: extend the fitted curves to this x.")] = None,
+    target: Annotated[
+        float | None, typer.Option("--target", help="scaling: extend the fitted curves to this x.")
+    ] = None,
     bootstrap: Bootstrap = 100,
 ) -> None:
     """Draw one chart from results directories."""
@@ -147,12 +166,12 @@ def plot_command(
 @user_errors
 def report_command(
     dirs: ResultsDirs,
-    out: Annotated[
-        Path, typer.Option("--out", help="The HTML file to write (self-contained, works offline).")
-    ] = Path("report.html"),
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write (self-contained, works offline).")] = Path(
+        "report.html"
+    ),
     bootstrap: Bootstrap = 100,
     target: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--target", help="Compute (FLOPs) to extrapolate and rank at (default: 10x the largest run's)."),
     ] = None,
 ) -> None:
@@ -175,7 +194,9 @@ def report_command(
 def dashboard_command(
     dir: Annotated[Path, typer.Argument(help="Results directory of a search (its run.json names the Optuna storage).")],
     port: Annotated[int, typer.Option("--port", help="Port for optuna-dashboard.")] = 8080,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 and tunnel over SSH.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 and tunnel over SSH.")
+    ] = "127.0.0.1",
 ) -> None:
     """Serve optuna-dashboard on the search's study; print the Ray dashboard and TensorBoard hints."""
     _check_dirs([dir])

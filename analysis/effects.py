@@ -105,7 +105,9 @@ def axis_effects(
         .group_by(*by, "axis", "value")
         .agg(count=pl.len())
         .with_columns(is_preferred=pl.col("value") == preferred)
-        .sort([*by, "axis", "is_preferred", "count", "value"], descending=[False] * len(by) + [False, True, True, False])
+        .sort(
+            [*by, "axis", "is_preferred", "count", "value"], descending=[False] * len(by) + [False, True, True, False]
+        )
         .group_by(*by, "axis", maintain_order=True)
         .first()
         .select(*by, "axis", baseline="value")
@@ -151,7 +153,19 @@ def axis_effects(
     return (
         df.with_columns(half=pl.Series(half).fill_nan(None))
         .with_columns(lo=pl.col("effect") - pl.col("half"), hi=pl.col("effect") + pl.col("half"))
-        .select(*by, "axis", "value", pl.col("n").cast(pl.UInt32), "mean", "std", "baseline", "effect", "lo", "hi", pl.col("cells").cast(pl.UInt32))
+        .select(
+            *by,
+            "axis",
+            "value",
+            pl.col("n").cast(pl.UInt32),
+            "mean",
+            "std",
+            "baseline",
+            "effect",
+            "lo",
+            "hi",
+            pl.col("cells").cast(pl.UInt32),
+        )
         .sort([*by, "axis", "effect"])
     )
 
@@ -269,5 +283,7 @@ def best_curves(
         .collect()
     )
     if out.height == 0:
-        raise NoData("no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)")
+        raise NoData(
+            "no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)"
+        )
     return out

@@ -53,7 +53,9 @@ def read_runs(path: PathLike, *, loss_col: str | None = None) -> tuple[pl.DataFr
         _fail(f"{path}: no such file or directory (give a results directory, a .parquet or a .csv file)")
     if path.is_dir():
         if not (path / "trials.parquet").exists():
-            _fail(f"{path}: no trials.parquet (is this a results directory? the search may not have finished a trial yet)")
+            _fail(
+                f"{path}: no trials.parquet (is this a results directory? the search may not have finished a trial yet)"
+            )
         return load_trials(path, status="completed").collect(), loss_col or "eval_loss"
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -139,8 +141,19 @@ def fit_results(
     else:
         inputs = (_column(table, n_col, path, "--n-col"),)
     try:
-        out = _fit(law, inputs, loss, compute, table, x=x, n_col=n_col, d_col=d_col, bootstrap=bootstrap, seed=seed,
-                   target=target)
+        out = _fit(
+            law,
+            inputs,
+            loss,
+            compute,
+            table,
+            x=x,
+            n_col=n_col,
+            d_col=d_col,
+            bootstrap=bootstrap,
+            seed=seed,
+            target=target,
+        )
     except ValueError as exc:  # the runs cannot support the law (too few runs, budgets, ...)
         _fail(f"{path}: {exc}")
     out["warnings"] = notes + list(out.get("warnings", []))

@@ -28,9 +28,21 @@ from .fits_isoflop import IsoFlopFit, fit_isoflop
 from .fits_power import PowerLawFit, fit_power_law
 
 __all__ = [
-    "HUBER_DELTA", "ChinchillaFit", "FlopsModel", "IsoFlopFit", "LawFit", "PowerLawFit", "chinchilla_loss",
-    "compute_budgets", "effective_compute_multiplier", "fit_chinchilla", "fit_groups", "fit_isoflop",
-    "fit_power_law", "leave_largest_out", "rank_architectures",
+    "HUBER_DELTA",
+    "ChinchillaFit",
+    "FlopsModel",
+    "IsoFlopFit",
+    "LawFit",
+    "PowerLawFit",
+    "chinchilla_loss",
+    "compute_budgets",
+    "effective_compute_multiplier",
+    "fit_chinchilla",
+    "fit_groups",
+    "fit_isoflop",
+    "fit_power_law",
+    "leave_largest_out",
+    "rank_architectures",
 ]
 
 Law = Literal["power", "chinchilla"]

@@ -58,7 +58,9 @@ def loss_at_optimum(theta: np.ndarray, compute: np.ndarray, flops: FlopsModel) -
     return chinchilla_loss(theta, *compute_optimal(theta, compute, flops))
 
 
-def design_problems(n: Any, d: Any, *, min_runs: int = MIN_RUNS, min_sizes: int = 3, min_token_counts: int = 3) -> list[str]:
+def design_problems(
+    n: Any, d: Any, *, min_runs: int = MIN_RUNS, min_sizes: int = 3, min_token_counts: int = 3
+) -> list[str]:
     """Why runs at sizes ``n`` and token counts ``d`` cannot identify Approach 3 (empty: they can).
 
     Today this counts runs, distinct sizes and distinct token counts, as the report has always
@@ -91,14 +93,21 @@ class ChinchillaFit(LawFit):
         flops = flops or FlopsModel()
         compute = np.atleast_1d(np.asarray(compute, float))
         n_opt, d_opt = compute_optimal(self._theta(), compute, flops)
-        out = {"compute": compute, "n_opt": n_opt[0], "d_opt": d_opt[0], "loss": chinchilla_loss(self._theta(), n_opt, d_opt)[0]}
+        out = {
+            "compute": compute,
+            "n_opt": n_opt[0],
+            "d_opt": d_opt[0],
+            "loss": chinchilla_loss(self._theta(), n_opt, d_opt)[0],
+        }
         if len(self.samples):
             ns, ds = compute_optimal(self.samples, compute, flops)
             for name, s in (("n_opt", ns), ("d_opt", ds), ("loss", chinchilla_loss(self.samples, ns, ds))):
                 out[f"{name}_lo"], out[f"{name}_hi"] = percentile_interval(s, self.level)
         return out
 
-    def loss_at_compute(self, compute: Any, flops: FlopsModel | None = None, theta: np.ndarray | None = None) -> np.ndarray:
+    def loss_at_compute(
+        self, compute: Any, flops: FlopsModel | None = None, theta: np.ndarray | None = None
+    ) -> np.ndarray:
         """Loss at the compute-optimal allocation, shape (S, m) for thetas (S, 5)."""
         theta = self._theta() if theta is None else theta
         return loss_at_optimum(theta, np.atleast_1d(np.asarray(compute, float)), flops or FlopsModel())

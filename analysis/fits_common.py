@@ -65,7 +65,9 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
 
 
-def objective(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+def objective(
+    theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber loss of log-residuals and its analytic gradient, for thetas of shape (S, P).
 
     With softmax weights w of the LSE terms: d log L_hat / d e = w_0, / d a_k = w_k,

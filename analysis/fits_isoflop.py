@@ -183,10 +183,14 @@ def _isoflop_warnings(valid: np.ndarray, interior: np.ndarray, compute: np.ndarr
     out = []
     if (~valid).any():
         dropped = ", ".join(f"{c:.3g}" for c in compute[~valid])
-        out.append(f"{int((~valid).sum())} budget(s) without a minimum (under 3 runs or a parabola opening downward): {dropped}")
+        out.append(
+            f"{int((~valid).sum())} budget(s) without a minimum (under 3 runs or a parabola opening downward): "
+            + dropped
+        )
     outside = valid & ~interior
     if outside.any():
-        out.append("minimum outside the sampled N range (extrapolated) at C = " + ", ".join(f"{c:.3g}" for c in compute[outside]))
+        out.append(
+            "minimum outside the sampled N range (extrapolated) at C = "
+            + ", ".join(f"{c:.3g}" for c in compute[outside])
+        )
     return tuple(out)
-
-

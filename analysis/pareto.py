@@ -173,7 +173,9 @@ def hypervolumes(trials: pl.DataFrame, costs: Mapping[str, Direction], *, loss: 
         measured = f"{'log10 ' if direction == 'min' else ''}{name} ({direction}), {loss} (min)"
         for (run,), part in pts.group_by("run", maintain_order=True):
             hv = hypervolume(part.select("x", "loss").to_numpy(), ref, maximize=[direction == "max", False])
-            rows.append({"run": run, "objectives": measured, "hypervolume": hv, "reference": f"({ref[0]:.4g}, {ref[1]:.4g})"})
+            rows.append(
+                {"run": run, "objectives": measured, "hypervolume": hv, "reference": f"({ref[0]:.4g}, {ref[1]:.4g})"}
+            )
     schema = {"run": pl.String, "objectives": pl.String, "hypervolume": pl.Float64, "reference": pl.String}
     return pl.DataFrame(rows, schema=schema)
 
@@ -204,11 +206,15 @@ def pareto_analysis(
         dirs = [] if isinstance(source, pl.DataFrame) else [source] if isinstance(source, (str, Path)) else source
         costs = cost_objectives(trials, [load_run(d) for d in dirs], loss=loss)
     if not costs:
-        raise NoData("no cost column with values to set against the loss (params, tokens_per_s or the search's objectives)")
+        raise NoData(
+            "no cost column with values to set against the loss (params, tokens_per_s or the search's objectives)"
+        )
     fronts = {}
     for name, direction in costs.items():
         front = pareto_front(trials, {name: direction, loss: "min"}, by="run").filter(pl.col("on_front"))
         shown = ("run", "trial_id", "label", name, loss, "params", "tokens_per_s")
         columns = [c for c in dict.fromkeys(shown) if c in front.columns]
         fronts[name] = front.select(columns).sort("run", name)
-    return ParetoAnalysis(trials=trials, costs=dict(costs), fronts=fronts, hypervolumes=hypervolumes(trials, costs, loss=loss))
+    return ParetoAnalysis(
+        trials=trials, costs=dict(costs), fronts=fronts, hypervolumes=hypervolumes(trials, costs, loss=loss)
+    )

@@ -42,7 +42,8 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 th { background: #f4f6f8; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 ul.warn { color: #8a6d3b; font-size: 13px; }
 figure.chart { margin: 1rem 0; overflow-x: auto; } .nodata { color: #8a6d3b; background: #fcf8e3;
-padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
+padding: .5rem .8rem; border-radius: 4px; }
+pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
 .note { color: #555; font-size: 13px; }
 .section-error { color: #a94442; background: #f2dede; padding: .5rem .8rem; border-radius: 4px; }
 """
@@ -73,15 +74,22 @@ def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
     if df.width == 0:
         return ""
     text = df.select(
-        _fmt(c) if df.schema[c].is_numeric() and not df.schema[c].is_integer() else pl.col(c).cast(pl.String).fill_null("–")
+        _fmt(c)
+        if df.schema[c].is_numeric() and not df.schema[c].is_integer()
+        else pl.col(c).cast(pl.String).fill_null("–")
         for c in df.columns
     )
     esc = [
-        pl.col(c).str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True)
+        pl.col(c)
+        .str.replace_all("&", "&amp;", literal=True)
+        .str.replace_all("<", "&lt;", literal=True)
+        .str.replace_all(">", "&gt;", literal=True)
         for c in text.columns
     ]
     opening = [pl.lit('<td class="n">' if df.schema[c].is_numeric() else "<td>") for c in text.columns]
-    rows = text.select(row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)]))
+    rows = text.select(
+        row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)])
+    )
     body = "\n".join(rows.select(pl.format("<tr>{}</tr>", pl.col("row"))).to_series().to_list())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
@@ -89,6 +97,11 @@ def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
 
 def _figure(chart: Any) -> str:
     return f'<figure class="chart">{ch.chart_svg(chart)}</figure>'
+
+
+def _note(text: str) -> str:
+    """A grey note paragraph (``text`` is trusted HTML)."""
+    return f'<p class="note">{text}</p>'
 
 
 def _nodata(reason: str) -> str:
@@ -139,7 +152,9 @@ def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
     def compact(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {
-                k: compact(v) for k, v in value.items() if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
+                k: compact(v)
+                for k, v in value.items()
+                if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
             }
         if isinstance(value, list):
             return [compact(v) for v in value]
@@ -185,7 +200,8 @@ def _run_summary(run: dict[str, Any]) -> str:
     summary = {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
     if objectives:
         summary["objectives"] = ", ".join(
-            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o) for o in objectives
+            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o)
+            for o in objectives
         )
     if isinstance(run.get("budget"), dict):
         summary["budget"] = ", ".join(f"{k}={_one_line(v)}" for k, v in run["budget"].items())
@@ -231,18 +247,27 @@ class _Report:
         if self.done.height == 0:
             raise NoData("no completed trials with an eval_loss yet")
         best = fx.best_architectures(self.done, top=10)
-        note = "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; std across seeds."
+        note = (
+            "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; "
+            "std across seeds."
+        )
         return f'<p class="note">{note}</p>' + html_table(best, max_rows=200)
 
     def pareto(self) -> str:
         p = pareto_analysis(self.done, costs=cost_objectives(self.done, [load_run(d) for d in self.dirs]))
-        out = [_figure(ch.pareto_chart(p.trials, x=name, y="eval_loss", x_dir=direction)) for name, direction in p.costs.items()]
+        out = [
+            _figure(ch.pareto_chart(p.trials, x=name, y="eval_loss", x_dir=direction))
+            for name, direction in p.costs.items()
+        ]
         name = next(iter(p.costs))
         out.append(f"<h3>Front ({name}, eval_loss), per run</h3>" + html_table(p.fronts[name]))
         if p.hypervolumes.height:
             out.append(
-                '<h3>Hypervolume</h3><p class="note">Area dominated by each run\'s front, bounded by the worst value of '
-                "each objective over all runs (larger is better; comparable across runs of this report only).</p>"
+                "<h3>Hypervolume</h3>"
+                + _note(
+                    "Area dominated by each run's front, bounded by the worst value of each objective over all runs "
+                    "(larger is better; comparable across runs of this report only)."
+                )
                 + html_table(p.hypervolumes)
             )
         return "\n".join(out)
@@ -264,7 +289,7 @@ class _Report:
     def _approach3(self, s: ScalingAnalysis) -> str:
         a3 = s.approach3
         if a3 is None:
-            return '<p class="note">Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.</p>'
+            return _note("Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.")
         law = "L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup>"
         out = [f"<h3>Chinchilla Approach 3: {law}</h3>" + html_table(parameter_table(a3.fits)) + _warnings(a3.fits)]
         flops = f"FLOPs/token ≈ {a3.flops.c:.3g}·N<sup>{a3.flops.gamma:.3f}</sup>"
@@ -285,7 +310,7 @@ class _Report:
     def _approach2(self, s: ScalingAnalysis) -> str:
         a2 = s.approach2
         if a2 is None:
-            return '<p class="note">Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.</p>'
+            return _note("Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.")
         panels = [
             ch.isoflop_chart(s.runs.filter(pl.col("series") == name), iso, title=f"isoFLOP curves: {name}")
             for name, iso in a2.fits.items()
@@ -340,7 +365,8 @@ class _Report:
         return (
             f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>archscale report: {names}</title>'
             f"<style>{CSS}</style></head><body>\n<h1>archscale report: {names}</h1>"
-            f'<p class="note">Generated {stamp}. Losses are in nats/token; compute in training FLOPs.</p>\n{body}\n</body></html>\n'
+            + _note(f"Generated {stamp}. Losses are in nats/token; compute in training FLOPs.")
+            + f"\n{body}\n</body></html>\n"
         )
 
 
@@ -360,4 +386,3 @@ def write_report(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     return out
-

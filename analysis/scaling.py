@@ -134,9 +134,7 @@ def approach3_design(runs: pl.DataFrame, *, series: str = "series") -> dict[str,
     }
 
 
-def approach3(
-    runs: pl.DataFrame, *, target: float, bootstrap: int = 100, series: str = "series"
-) -> Approach3 | None:
+def approach3(runs: pl.DataFrame, *, target: float, bootstrap: int = 100, series: str = "series") -> Approach3 | None:
     """Approach 3 on every series whose design identifies it (see ``approach3_design``), with the
     compute-optimal allocation, ranking, multipliers vs ``BASELINE`` (else the first family) and
     the leave-largest-out check at ``target``; None when no series qualifies."""

@@ -90,7 +90,9 @@ def test_every_kind_builds_and_validates(search_dir: Path, kind: str) -> None:
 def test_effects_chart_is_faceted_layer(search_dir: Path) -> None:
     spec = ch.chart_spec(ch.build_chart(search_dir, "effects"))
     assert spec["facet"]["row"]["field"] == "axis"
-    assert [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["spec"]["layer"]] == ["bar", "rule"]
+    assert [
+        layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["spec"]["layer"]
+    ] == ["bar", "rule"]
 
 
 def test_curves_are_limited_and_downsampled(search_dir: Path) -> None:

@@ -156,7 +156,10 @@ def test_root_entry_point_prints_one_error_line(tmp_path: Path) -> None:
         pytest.skip("the archscale console script is not installed in this environment")
     proc = subprocess.run([exe, "fit", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.csv'}: no such file or directory (give a results directory, a .parquet or a .csv file)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing.csv'}: no such file or directory "
+        "(give a results directory, a .parquet or a .csv file)"
+    ]
 
 
 def test_dashboard_without_storage_fails_cleanly(app: typer.Typer, study_dir: Path) -> None:
@@ -193,8 +196,20 @@ def test_fit_results_is_what_the_command_prints(app: typer.Typer, study_dir: Pat
     from archscale.analysis import fit_results
 
     doc = fit_results(study_dir, law="chinchilla", group="baseline", bootstrap=5, target=1e20)
-    code, out, _ = run(app, "fit", study_dir, "--law", "chinchilla", "--group", "baseline", "--bootstrap", "5",
-                       "--target", "1e20", "--json")
+    code, out, _ = run(
+        app,
+        "fit",
+        study_dir,
+        "--law",
+        "chinchilla",
+        "--group",
+        "baseline",
+        "--bootstrap",
+        "5",
+        "--target",
+        "1e20",
+        "--json",
+    )
     assert code == 0 and json.loads(out) == doc
     assert doc["optimal"]["n_opt"] > 0 and "leave_largest_out" in doc and json.dumps(doc)
 

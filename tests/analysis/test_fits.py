@@ -179,7 +179,14 @@ def test_leave_largest_out_predicts_held_out_budget() -> None:
 
 
 def _power(e: float, a: float, alpha: float, samples: np.ndarray | None = None) -> PowerLawFit:
-    return PowerLawFit("power", {"E": e, "A": a, "alpha": alpha}, np.empty((0, 3)) if samples is None else samples, 10, 0.0, ("compute",))
+    return PowerLawFit(
+        "power",
+        {"E": e, "A": a, "alpha": alpha},
+        np.empty((0, 3)) if samples is None else samples,
+        10,
+        0.0,
+        ("compute",),
+    )
 
 
 def test_effective_compute_multiplier_of_a_shifted_law() -> None:
@@ -193,7 +200,9 @@ def test_effective_compute_multiplier_of_a_shifted_law() -> None:
 
 
 def test_effective_compute_multiplier_with_chinchilla_fits_and_intervals() -> None:
-    base = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.tile(list(CHINCHILLA.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
+    base = ChinchillaFit(
+        "chinchilla", dict(CHINCHILLA), np.tile(list(CHINCHILLA.values()), (5, 1)), 0, 0.0, ("params", "tokens")
+    )
     better = {**CHINCHILLA, "E": 1.60}
     variant = ChinchillaFit("chinchilla", better, np.tile(list(better.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
     out = fits.effective_compute_multiplier(base, variant, at=1e21)
@@ -206,8 +215,12 @@ def test_effective_compute_multiplier_with_chinchilla_fits_and_intervals() -> No
 def test_rank_architectures_orders_by_predicted_loss() -> None:
     rng = np.random.default_rng(0)
     fits_by_name = {
-        "worse": _power(2.1, 3000.0, 0.2, np.column_stack([rng.normal(2.1, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
-        "better": _power(2.0, 3000.0, 0.2, np.column_stack([rng.normal(2.0, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
+        "worse": _power(
+            2.1, 3000.0, 0.2, np.column_stack([rng.normal(2.1, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])
+        ),
+        "better": _power(
+            2.0, 3000.0, 0.2, np.column_stack([rng.normal(2.0, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])
+        ),
     }
     ranks = fits.rank_architectures(fits_by_name, at=1e21)
     assert ranks["name"].to_list() == ["better", "worse"] and ranks["rank"].to_list() == [1, 2]

@@ -24,8 +24,15 @@ def test_running_search_report(running_dir: Path) -> None:
 
 def test_study_report_has_fit_tables(study_dir: Path) -> None:
     html = build_report(study_dir, bootstrap=10, target=1e21)
-    for text in ("Power law in compute", "Chinchilla Approach 3", "Compute-optimal allocation", "Ranking by predicted loss",
-                 "Effective-compute multiplier", "Leave-largest-out", "Chinchilla Approach 2"):
+    for text in (
+        "Power law in compute",
+        "Chinchilla Approach 3",
+        "Compute-optimal allocation",
+        "Ranking by predicted loss",
+        "Effective-compute multiplier",
+        "Leave-largest-out",
+        "Chinchilla Approach 2",
+    ):
         assert text in html, text
     assert section_errors(html) == {}
 
@@ -46,9 +53,28 @@ def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) ->
 
 
 def test_html_table_formats_and_escapes() -> None:
-    df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "round": [1e21], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
+    df = pl.DataFrame(
+        {
+            "name": ["<b>&"],
+            "big": [1.23456e9],
+            "small": [0.5],
+            "tiny": [1.5e-5],
+            "round": [1e21],
+            "n": [3],
+            "none": [None],
+        },
+        schema_overrides={"none": pl.Float64},
+    )
     html = html_table(df)
-    assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">1e21<" in html and ">3<" in html and ">–<" in html
+    assert (
+        "&lt;b&gt;&amp;" in html
+        and "1.235e9" in html
+        and ">0.5<" in html
+        and "1.5e-5" in html
+        and ">1e21<" in html
+        and ">3<" in html
+        and ">–<" in html
+    )
 
 
 def test_run_summary_space_table() -> None:
