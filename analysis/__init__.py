@@ -8,6 +8,7 @@ copied off a cluster; importing it never imports torch, Ray or Triton, and the h
     >>> import archscale.analysis as an
     >>> trials = an.load_trials("results/my-search", status="completed").collect()
     >>> fit = an.fit_chinchilla(trials["params"], trials["tokens"], trials["eval_loss"], bootstrap=200)
+    >>> study = an.scaling_analysis("results/my-study")   # everything the report's scaling section shows
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ _EXPORTS: dict[str, str] = {
     "fit_power_law": "fits", "fit_chinchilla": "fits", "fit_isoflop": "fits", "FlopsModel": "fits",
     "PowerLawFit": "fits", "ChinchillaFit": "fits", "IsoFlopFit": "fits", "compute_budgets": "fits",
     "leave_largest_out": "fits", "fit_groups": "fits", "rank_architectures": "fits",
-    "effective_compute_multiplier": "fits",
+    "effective_compute_multiplier": "fits", "fit_results": "fit_table", "read_runs": "fit_table",
+    # what the report shows, as library calls
+    "completed": "runs", "series_column": "runs", "NoData": "runs",
+    "scaling_analysis": "scaling", "ScalingAnalysis": "scaling", "frontier": "scaling", "scaling_fits": "scaling",
+    "pareto_analysis": "pareto", "ParetoAnalysis": "pareto", "cost_objectives": "pareto", "hypervolumes": "pareto",
     # search analysis
     "pareto_mask": "pareto", "pareto_front": "pareto", "hypervolume": "pareto",
     "axis_effects": "effects", "best_architectures": "effects", "parameter_importance": "effects",
-    "learning_curves": "effects",
+    "learning_curves": "effects", "best_curves": "effects",
     # charts and report
-    "build_chart": "charts", "save_chart": "charts", "chart_svg": "charts", "NoData": "charts",
+    "build_chart": "charts", "save_chart": "charts", "chart_svg": "charts",
     "scaling_chart": "charts", "isoflop_chart": "charts", "pareto_chart": "charts", "curves_chart": "charts",
     "effects_chart": "charts", "importance_chart": "charts", "length_chart": "charts",
-    "build_report": "report", "write_report": "report",
+    "build_report": "report", "write_report": "report", "section_errors": "report",
     "serve_dashboard": "dashboard", "ray_dashboard_address": "dashboard",
 }  # fmt: skip
 
@@ -56,7 +61,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .charts import *  # noqa: F403
     from .dashboard import *  # noqa: F403
     from .effects import *  # noqa: F403
+    from .fit_table import *  # noqa: F403
     from .fits import *  # noqa: F403
     from .loaders import *  # noqa: F403
     from .pareto import *  # noqa: F403
     from .report import *  # noqa: F403
+    from .runs import *  # noqa: F403
+    from .scaling import *  # noqa: F403

@@ -6,8 +6,9 @@ Every chart starts from ``_base`` (shared size and theme) and is a layer of simp
 dominated Pareto points are sampled; Altair's own 5,000-row limit is raised to ``MAX_ROWS`` only
 inside ``save_chart``/``chart_svg`` (``rows_allowed``), never globally.
 
-``build_chart(dirs, kind)`` makes the chart of a kind from results directories; it is what
-``archscale plot`` and the report call.
+Charts only draw: fits and frames come prepared (``scaling``, ``pareto``, ``effects``).
+``build_chart(dirs, kind)`` loads results directories, asks those modules for the kind's data and
+draws it; it is what ``archscale plot`` and the report call.
 """
 
 from __future__ import annotations
@@ -15,25 +16,41 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import altair as alt
 import numpy as np
 import polars as pl
 
 from . import effects as fx
-from .fits import ChinchillaFit, IsoFlopFit, LawFit, PowerLawFit, fit_isoflop, fit_power_law
-from .loaders import PathLike, length_losses, load_curves, load_trials
+from .fits import ChinchillaFit, IsoFlopFit, LawFit, compute_budgets
+from .loaders import PathLike, length_losses, load_trials
 from .pareto import pareto_front
+from .runs import NoData, completed, series_column
+from .scaling import isoflop_fit, scaling_fits
 
-Kind = Literal["scaling", "isoflop", "pareto", "curves", "effects", "importance", "length"]
+__all__ = [
+    "KINDS",
+    "MAX_ROWS",
+    "NoData",
+    "build_chart",
+    "chart_spec",
+    "chart_svg",
+    "curves_chart",
+    "effects_chart",
+    "fit_lines",
+    "importance_chart",
+    "isoflop_chart",
+    "length_chart",
+    "pareto_chart",
+    "rows_allowed",
+    "save_chart",
+    "scaling_chart",
+]
+
 KINDS: tuple[str, ...] = ("scaling", "isoflop", "pareto", "curves", "effects", "importance", "length")
 MAX_ROWS = 20_000
 WIDTH, HEIGHT = 560, 340
-
-
-class NoData(ValueError):
-    """Raised when a results directory has nothing to draw for a chart kind (message says why)."""
 
 
 @contextlib.contextmanager
@@ -52,8 +69,14 @@ def _count_axis(column: str, values: Any = None) -> alt.Axis:
         v = np.asarray(values, float)
         v = v[np.isfinite(v) & (v > 0)]
         if v.size and np.log10(v.max() / v.min()) >= 2:
-            ticks = [float(10.0**k) for k in range(int(np.ceil(np.log10(v.min()))), int(np.floor(np.log10(v.max()))) + 1)]
-    return alt.Axis(format=fmt, labelOverlap="greedy", values=ticks) if ticks else alt.Axis(format=fmt, labelOverlap="greedy")
+            ticks = [
+                float(10.0**k) for k in range(int(np.ceil(np.log10(v.min()))), int(np.floor(np.log10(v.max()))) + 1)
+            ]
+    return (
+        alt.Axis(format=fmt, labelOverlap="greedy", values=ticks)
+        if ticks
+        else alt.Axis(format=fmt, labelOverlap="greedy")
+    )
 
 
 def _base(data: pl.DataFrame, title: str = "") -> alt.Chart:
@@ -75,16 +98,27 @@ def _fit_curve(fit: LawFit, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return fit.predict(grid), lo, hi
 
 
-def fit_lines(fits: Mapping[str, LawFit], x_min: float, x_max: float, data_max: Mapping[str, float], n: int = 80) -> pl.DataFrame:
+def fit_lines(
+    fits: Mapping[str, LawFit], x_min: float, x_max: float, data_max: Mapping[str, float], n: int = 80
+) -> pl.DataFrame:
     """Long-form fitted curves: one row per (series, x) with ``loss, lo, hi, extrapolated``."""
     grid = np.geomspace(x_min, x_max, n)
     frames = []
     for name, fit in fits.items():
         pred, lo, hi = _fit_curve(fit, grid)
         frames.append(
-            pl.DataFrame({"series": name, "x": grid, "loss": pred, "lo": lo, "hi": hi, "extrapolated": grid > data_max[name]})
+            pl.DataFrame(
+                {"series": name, "x": grid, "loss": pred, "lo": lo, "hi": hi, "extrapolated": grid > data_max[name]}
+            )
         )
-    schema = {"series": pl.String, "x": pl.Float64, "loss": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "extrapolated": pl.Boolean}
+    schema = {
+        "series": pl.String,
+        "x": pl.Float64,
+        "loss": pl.Float64,
+        "lo": pl.Float64,
+        "hi": pl.Float64,
+        "extrapolated": pl.Boolean,
+    }
     return pl.concat(frames).with_columns(pl.col("lo", "hi").fill_nan(None)) if frames else pl.DataFrame(schema=schema)
 
 
@@ -99,7 +133,12 @@ def scaling_chart(
 ) -> alt.LayerChart:
     """Loss against ``x`` on log-log axes: one point per run, fitted curves (dashed beyond the
     data) and the bootstrap band, extended to ``target`` when given."""
-    pts = points.select(series=pl.col(series).cast(pl.String), x=pl.col(x).cast(pl.Float64), loss=pl.col(loss), label=pl.col("label") if "label" in points.columns else pl.lit(""))
+    pts = points.select(
+        series=pl.col(series).cast(pl.String),
+        x=pl.col(x).cast(pl.Float64),
+        loss=pl.col(loss),
+        label=pl.col("label") if "label" in points.columns else pl.lit(""),
+    )
     x_min = float(pts["x"].min())
     x_max = max(float(pts["x"].max()), target or 0.0)
     data_max = dict(pts.group_by("series").agg(pl.col("x").max()).iter_rows())
@@ -107,18 +146,33 @@ def scaling_chart(
     color = alt.Color("series:N", title=series)
     xs = alt.X("x:Q", title=x, scale=alt.Scale(type="log", nice=False), axis=_count_axis(x, [x_min, x_max]))
     ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(type="log", nice=False, zero=False))
-    dots = _base(pts, f"{loss} vs {x}").mark_circle(size=50, opacity=0.8).encode(
-        xs, ys, color, tooltip=["series:N", "label:N", alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
+    dots = (
+        _base(pts, f"{loss} vs {x}")
+        .mark_circle(size=50, opacity=0.8)
+        .encode(
+            xs,
+            ys,
+            color,
+            tooltip=["series:N", "label:N", alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")],
+        )
     )
     layers: list[alt.Chart] = [dots]
     if lines.height:
-        band = _base(lines.drop_nulls(["lo", "hi"])).mark_area(opacity=0.18).encode(xs, alt.Y("lo:Q"), alt.Y2("hi:Q"), color)
-        line = _base(lines).mark_line().encode(
-            xs, ys, color, strokeDash=alt.StrokeDash("extrapolated:N", title="extrapolated"), detail="series:N"
+        band = (
+            _base(lines.drop_nulls(["lo", "hi"]))
+            .mark_area(opacity=0.18)
+            .encode(xs, alt.Y("lo:Q"), alt.Y2("hi:Q"), color)
+        )
+        line = (
+            _base(lines)
+            .mark_line()
+            .encode(xs, ys, color, strokeDash=alt.StrokeDash("extrapolated:N", title="extrapolated"), detail="series:N")
         )
         layers = [band, line, dots]
     if target:
-        rule = _base(pl.DataFrame({"x": [float(target)]})).mark_rule(color="gray", strokeDash=[4, 4]).encode(alt.X("x:Q"))
+        rule = (
+            _base(pl.DataFrame({"x": [float(target)]})).mark_rule(color="gray", strokeDash=[4, 4]).encode(alt.X("x:Q"))
+        )
         layers.append(rule)
     return alt.layer(*layers)
 
@@ -129,11 +183,14 @@ def scaling_chart(
 
 
 def isoflop_chart(
-    runs: pl.DataFrame, iso: IsoFlopFit | None, *, n: str = "params", loss: str = "eval_loss", title: str = "isoFLOP curves"
+    runs: pl.DataFrame,
+    iso: IsoFlopFit | None,
+    *,
+    n: str = "params",
+    loss: str = "eval_loss",
+    title: str = "isoFLOP curves",
 ) -> alt.LayerChart:
     """Loss against N per compute budget, the fitted parabolas (in log N) and their minima."""
-    from .fits import compute_budgets
-
     budget = compute_budgets(runs["compute"].to_numpy()) if runs.height else np.array([], int)
     pts = (
         runs.select(n=pl.col(n).cast(pl.Float64), loss=pl.col(loss), compute=pl.col("compute"))
@@ -143,11 +200,19 @@ def isoflop_chart(
     color = alt.Color("budget:N", title="compute budget", sort=alt.SortField("compute"))
     xs = alt.X("n:Q", title=f"{n} (N)", scale=alt.Scale(type="log", nice=False), axis=_count_axis(n, pts["n"]))
     ys = alt.Y("loss:Q", title=f"{loss} (nats/token)", scale=alt.Scale(zero=False))
-    dots = _base(pts, title).mark_circle(size=45).encode(xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")])
+    dots = (
+        _base(pts, title)
+        .mark_circle(size=45)
+        .encode(
+            xs, ys, color, tooltip=["budget:N", alt.Tooltip("n:Q", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
+        )
+    )
     layers: list[alt.Chart] = [dots]
     if iso is not None:
-        vert = iso.budgets.with_row_index("budget_id").drop_nulls("n_opt").with_columns(
-            budget=pl.format("C≈10^{}", pl.col("compute").log10().round(2))
+        vert = (
+            iso.budgets.with_row_index("budget_id")
+            .drop_nulls("n_opt")
+            .with_columns(budget=pl.format("C≈10^{}", pl.col("compute").log10().round(2)))
         )
         span = pts.group_by("budget_id").agg(lo=pl.col("n").log().min(), hi=pl.col("n").log().max())
         grid = pl.DataFrame({"t": np.linspace(0.0, 1.0, 40)})
@@ -156,14 +221,27 @@ def isoflop_chart(
             .join(span.with_columns(pl.col("budget_id").cast(pl.Int64)), on="budget_id")
             .join(grid, how="cross")
             .with_columns(log_n=pl.col("lo") + (pl.col("hi") - pl.col("lo")) * pl.col("t"))
-            .select("budget", "compute", n=pl.col("log_n").exp(), loss=pl.col("loss_opt") + pl.col("curvature") * (pl.col("log_n") - pl.col("n_opt").log()) ** 2)
+            .select(
+                "budget",
+                "compute",
+                n=pl.col("log_n").exp(),
+                loss=pl.col("loss_opt") + pl.col("curvature") * (pl.col("log_n") - pl.col("n_opt").log()) ** 2,
+            )
         )
         minima = vert.select("budget", "compute", n=pl.col("n_opt"), loss=pl.col("loss_opt"))
         layers = [
             _base(parab).mark_line().encode(xs, ys, color),
             dots,
-            _base(minima).mark_point(shape="diamond", size=140, filled=True, color="black").encode(
-                xs, ys, tooltip=["budget:N", alt.Tooltip("n:Q", title="N_opt", format=".3g"), alt.Tooltip("loss:Q", format=".4f")]
+            _base(minima)
+            .mark_point(shape="diamond", size=140, filled=True, color="black")
+            .encode(
+                xs,
+                ys,
+                tooltip=[
+                    "budget:N",
+                    alt.Tooltip("n:Q", title="N_opt", format=".3g"),
+                    alt.Tooltip("loss:Q", format=".4f"),
+                ],
             ),
         ]
     return alt.layer(*layers)
@@ -187,15 +265,26 @@ def pareto_chart(
     pts = pl.concat([front, rest]).select(*dict.fromkeys(keep), "on_front")
     tooltip = [alt.Tooltip(f"{c}:{'N' if pts[c].dtype == pl.String else 'Q'}") for c in dict.fromkeys(keep)]
     log_x = x in ("params", "non_embedding_params", "compute", "flops_per_token", "kv_cache_bytes_per_token")
-    xs = alt.X(f"{x}:Q", title=x, scale=alt.Scale(zero=False, type="log" if log_x else "linear"), axis=_count_axis(x, pts[x] if log_x else None))
+    xs = alt.X(
+        f"{x}:Q",
+        title=x,
+        scale=alt.Scale(zero=False, type="log" if log_x else "linear"),
+        axis=_count_axis(x, pts[x] if log_x else None),
+    )
     ys = alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False))
     encoding: dict[str, Any] = {
-        "color": alt.Color("on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])),
+        "color": alt.Color(
+            "on_front:N", title="on front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa7b1"])
+        ),
         "tooltip": tooltip,
     }
     if "run" in pts.columns and pts["run"].n_unique() > 1:
         encoding["shape"] = alt.Shape("run:N", title="run")
-    dots = _base(pts, f"Pareto front: {y} ({y_dir}) vs {x} ({x_dir})").mark_point(size=40, filled=True).encode(xs, ys, **encoding)
+    dots = (
+        _base(pts, f"Pareto front: {y} ({y_dir}) vs {x} ({x_dir})")
+        .mark_point(size=40, filled=True)
+        .encode(xs, ys, **encoding)
+    )
     step = "step-after" if x_dir == "min" else "step-before"  # the front's attainable boundary
     line = _base(front.sort(x).select(x, y)).mark_line(interpolate=step, color="#d62728").encode(xs, ys)
     return alt.layer(line, dots)
@@ -205,7 +294,12 @@ def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "la
     """Learning curves: ``y`` against tokens, one line per trial, coloured by ``color``."""
     data = curves.select("run", "trial_id", "tokens", y, color=pl.col(color).cast(pl.String)).drop_nulls([y])
     enc = {
-        "x": alt.X("tokens:Q", title="tokens", scale=alt.Scale(type="log", nice=False), axis=_count_axis("tokens", data["tokens"])),
+        "x": alt.X(
+            "tokens:Q",
+            title="tokens",
+            scale=alt.Scale(type="log", nice=False),
+            axis=_count_axis("tokens", data["tokens"]),
+        ),
         "y": alt.Y(f"{y}:Q", title=f"{y} (nats/token)", scale=alt.Scale(zero=False, type="log", nice=False)),
         "color": alt.Color("color:N", title=color),
         "detail": alt.Detail(["run:N", "trial_id:Q"]),
@@ -217,14 +311,26 @@ def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "la
 def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
     """Effect of each axis value against the axis's baseline, with intervals (one panel per axis)."""
     several_runs = "run" in effects.columns and effects["run"].n_unique() > 1
-    label = pl.format("{} (n={}) · {}", pl.col("value"), pl.col("n"), pl.col("run")) if several_runs else pl.format("{} (n={})", pl.col("value"), pl.col("n"))
+    label = (
+        pl.format("{} (n={}) · {}", pl.col("value"), pl.col("n"), pl.col("run"))
+        if several_runs
+        else pl.format("{} (n={})", pl.col("value"), pl.col("n"))
+    )
     data = effects.with_columns(label=label)
     base = alt.Chart().properties(width=WIDTH - 120, height=alt.Step(18))
     bars = base.mark_bar().encode(
         x=alt.X("effect:Q", title="Δ loss vs baseline (negative = better)"),
         y=alt.Y("label:N", title=None, sort="x"),
         color=alt.condition("datum.effect < 0", alt.value("#2ca02c"), alt.value("#d62728")),
-        tooltip=["axis:N", "value:N", "baseline:N", "n:Q", alt.Tooltip("effect:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"), alt.Tooltip("hi:Q", format=".4f")],
+        tooltip=[
+            "axis:N",
+            "value:N",
+            "baseline:N",
+            "n:Q",
+            alt.Tooltip("effect:Q", format=".4f"),
+            alt.Tooltip("lo:Q", format=".4f"),
+            alt.Tooltip("hi:Q", format=".4f"),
+        ],
     )
     rules = base.mark_rule().encode(x="lo:Q", x2="hi:Q", y=alt.Y("label:N", sort="x"))
     return alt.layer(bars, rules, data=data).facet(row=alt.Row("axis:N", title=None)).resolve_scale(y="independent")
@@ -233,15 +339,26 @@ def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
 def importance_chart(importance: pl.DataFrame, *, title: str = "") -> alt.LayerChart:
     """Horizontal bars of parameter importance (the method is in the title)."""
     method = importance["method"][0] if importance.height else ""
-    bars = _base(importance, f"{title + ': ' if title else ''}parameter importance ({method})").mark_bar().encode(
-        x=alt.X("importance:Q"), y=alt.Y("param:N", sort="-x", title=None), tooltip=["param:N", alt.Tooltip("importance:Q", format=".3f")]
-    ).properties(height=alt.Step(20))
+    bars = (
+        _base(importance, f"{title + ': ' if title else ''}parameter importance ({method})")
+        .mark_bar()
+        .encode(
+            x=alt.X("importance:Q"),
+            y=alt.Y("param:N", sort="-x", title=None),
+            tooltip=["param:N", alt.Tooltip("importance:Q", format=".3f")],
+        )
+        .properties(height=alt.Step(20))
+    )
     return alt.layer(bars)
 
 
 def length_chart(lengths: pl.DataFrame) -> alt.LayerChart:
     """Length generalisation: mean eval loss by context length, one line per label (over seeds)."""
-    data = lengths.group_by("label", "context_length").agg(eval_loss=pl.col("eval_loss").mean(), n=pl.len()).sort("context_length")
+    data = (
+        lengths.group_by("label", "context_length")
+        .agg(eval_loss=pl.col("eval_loss").mean(), n=pl.len())
+        .sort("context_length")
+    )
     enc = dict(
         x=alt.X("context_length:Q", title="context length (tokens)", scale=alt.Scale(type="log", base=2, nice=False)),
         y=alt.Y("eval_loss:Q", title="eval loss (nats/token)", scale=alt.Scale(zero=False)),
@@ -255,45 +372,6 @@ def length_chart(lengths: pl.DataFrame) -> alt.LayerChart:
 # ---------------------------------------------------------------------------------------------
 # From results directories
 # ---------------------------------------------------------------------------------------------
-
-
-def completed(dirs: PathLike | Sequence[PathLike], loss: str = "eval_loss") -> pl.DataFrame:
-    """Completed trials with a finite loss, collected."""
-    return load_trials(dirs, status="completed").filter(pl.col(loss).is_finite()).collect()
-
-
-def frontier(runs: pl.DataFrame, *, x: str, by: str = "series", loss: str = "eval_loss") -> pl.DataFrame:
-    """The lower envelope: per ``by`` and per level of ``x`` (levels found by ``compute_budgets``,
-    values within ~5% are one level), the run with the lowest loss."""
-    from .fits import compute_budgets
-
-    runs = runs.drop_nulls([x, loss]).filter(pl.col(x) > 0)
-    level = compute_budgets(runs[x].to_numpy()) if runs.height else np.array([], np.int64)
-    return (
-        runs.with_columns(_level=pl.Series(level, dtype=pl.Int64))
-        .sort(loss)
-        .group_by(by, "_level", maintain_order=True)
-        .first()
-        .drop("_level")
-        .sort(by, x)
-    )
-
-
-def scaling_fits(runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss") -> dict[str, PowerLawFit]:
-    """Power-law fits of ``loss`` on ``x`` per ``series`` value, on the lower envelope
-    (``frontier``: the best run at each level of ``x``); series with <3 levels are skipped."""
-    fits: dict[str, PowerLawFit] = {}
-    for (name,), part in frontier(runs, x=x, by=series, loss=loss).group_by(series, maintain_order=True):
-        if part.height >= 3:
-            fits[str(name)] = fit_power_law(part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap)
-    return fits
-
-
-def series_column(runs: pl.DataFrame) -> pl.DataFrame:
-    """Add ``series``: the scaling-study ``group``, else the run name (one series per search)."""
-    if "group" in runs.columns and runs["group"].drop_nulls().len():
-        return runs.with_columns(series=pl.coalesce(pl.col("group"), pl.col("run")))
-    return runs.with_columns(series=pl.col("run"))
 
 
 def build_chart(
@@ -319,20 +397,7 @@ def build_chart(
             raise NoData("no completed trials with varying parameters: nothing to rank")
         return importance_chart(imp)
     if kind == "curves":
-        runs = load_trials(dirs).filter(pl.col("status") != "failed").collect()
-        best = runs.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
-        curve_lf = load_curves(dirs)
-        if y not in curve_lf.collect_schema():
-            raise NoData(f"curves.parquet has no column {y!r}")
-        curves = (
-            curve_lf
-            .join(best.lazy(), on=["run", "trial_id"])  # the best trials first, then downsample
-            .pipe(fx.learning_curves, columns=list(dict.fromkeys(["label", y])))
-            .collect()
-        )
-        if curves.height == 0:
-            raise NoData("no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)")
-        return curves_chart(curves, y=y)
+        return curves_chart(fx.best_curves(dirs, y=y, max_trials=max_trials), y=y)
     if kind == "length":
         lengths = length_losses(load_trials(dirs, status="completed")).drop_nulls("eval_loss").collect()
         if lengths.height == 0:
@@ -343,8 +408,8 @@ def build_chart(
         raise NoData("no completed trials with an eval_loss yet")
     for flag, column in (("--y", y), ("--x", x)):
         if column not in runs.columns and (flag == "--y" or kind in ("scaling", "pareto")):
-            raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: "
-                         + ", ".join(c for c, t in runs.schema.items() if t.is_numeric()) + ")")  # fmt: skip
+            numeric = ", ".join(c for c, t in runs.schema.items() if t.is_numeric())
+            raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: {numeric})")
     if kind == "effects":
         eff = fx.axis_effects(runs, metric=y)
         if eff.height == 0:
@@ -361,14 +426,6 @@ def build_chart(
     for (name,), part in series_column(runs).group_by("series", maintain_order=True):
         panels.append(isoflop_chart(part, isoflop_fit(part), title=f"isoFLOP curves: {name}"))
     return panels[0] if len(panels) == 1 else alt.hconcat(*panels)
-
-
-def isoflop_fit(runs: pl.DataFrame, *, bootstrap: int = 0) -> IsoFlopFit | None:
-    """Approach 2 on ``runs`` (params, eval_loss, compute), or None when it cannot be fitted."""
-    try:
-        return fit_isoflop(runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy(), bootstrap=bootstrap)
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .loaders import ARCH_AXES, PathLike, load_trials, open_study
+from .loaders import ARCH_AXES, PathLike, load_curves, load_trials, open_study
+from .runs import NoData
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {
@@ -104,7 +105,9 @@ def axis_effects(
         .group_by(*by, "axis", "value")
         .agg(count=pl.len())
         .with_columns(is_preferred=pl.col("value") == preferred)
-        .sort([*by, "axis", "is_preferred", "count", "value"], descending=[False] * len(by) + [False, True, True, False])
+        .sort(
+            [*by, "axis", "is_preferred", "count", "value"], descending=[False] * len(by) + [False, True, True, False]
+        )
         .group_by(*by, "axis", maintain_order=True)
         .first()
         .select(*by, "axis", baseline="value")
@@ -150,7 +153,19 @@ def axis_effects(
     return (
         df.with_columns(half=pl.Series(half).fill_nan(None))
         .with_columns(lo=pl.col("effect") - pl.col("half"), hi=pl.col("effect") + pl.col("half"))
-        .select(*by, "axis", "value", pl.col("n").cast(pl.UInt32), "mean", "std", "baseline", "effect", "lo", "hi", pl.col("cells").cast(pl.UInt32))
+        .select(
+            *by,
+            "axis",
+            "value",
+            pl.col("n").cast(pl.UInt32),
+            "mean",
+            "std",
+            "baseline",
+            "effect",
+            "lo",
+            "hi",
+            pl.col("cells").cast(pl.UInt32),
+        )
         .sort([*by, "axis", "effect"])
     )
 
@@ -249,3 +264,26 @@ def learning_curves(
     count = pl.len().over(key)
     stride = ((count - 1) // max(1, max_points - 1)).clip(lower_bound=1)
     return lf.filter(pl.col("tokens").is_not_null()).filter((rank % stride == 0) | (rank == count - 1))
+
+
+def best_curves(
+    dirs: PathLike | Sequence[PathLike], *, y: str = "eval_loss", max_trials: int = 30, max_points: int = 100
+) -> pl.DataFrame:
+    """Learning curves (``run, trial_id, tokens, label, y``) of the ``max_trials`` trials with the
+    lowest final eval loss (failed trials excluded), each downsampled by ``learning_curves``.
+    Raises ``NoData`` when there are none or ``curves.parquet`` has no column ``y``."""
+    trials = load_trials(dirs).filter(pl.col("status") != "failed").collect()
+    best = trials.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
+    curves = load_curves(dirs)
+    if y not in curves.collect_schema():
+        raise NoData(f"curves.parquet has no column {y!r}")
+    out = (
+        curves.join(best.lazy(), on=["run", "trial_id"])  # the best trials first, then downsample
+        .pipe(learning_curves, max_points=max_points, columns=list(dict.fromkeys(["label", y])))
+        .collect()
+    )
+    if out.height == 0:
+        raise NoData(
+            "no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)"
+        )
+    return out

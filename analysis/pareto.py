@@ -5,15 +5,23 @@ strictly better in one ("good" is lower for ``"min"`` objectives, higher for ``"
 is the set of points no other point dominates; exact duplicates of a front point are all on the
 front. Hypervolume is the volume dominated by the front and bounded by a reference point that every
 counted point must beat in every objective (points that don't are ignored).
+
+``pareto_analysis(dirs)`` is what the report's Pareto section shows: the cost axes, each run's
+front against the loss, and the hypervolume per run and cost axis.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
+
+from .loaders import load_run
+from .runs import NoData, Source, completed
 
 Direction = Literal["min", "max"]
 
@@ -120,3 +128,93 @@ def pareto_front(
     ]
     on_front = pl.concat(masks) if masks else pl.DataFrame(schema={"_row": pl.UInt32, "on_front": pl.Boolean})
     return df.join(on_front, on="_row", how="left").sort("_row").drop("_row")
+
+
+# --------------------------------------------------------------------------------------------
+# What the report shows: costs, fronts and hypervolumes of searches against their loss
+# --------------------------------------------------------------------------------------------
+
+#: Cost axes after a search's own objectives, each with its direction.
+DEFAULT_COSTS: dict[str, Direction] = {"params": "min", "tokens_per_s": "max"}
+
+
+def cost_objectives(
+    trials: pl.DataFrame, run_files: Sequence[Mapping] = (), *, loss: str = "eval_loss", limit: int = 3
+) -> dict[str, Direction]:
+    """Cost axes to set against ``loss``: the searches' own objectives (``run.json``
+    ``objectives``, in ``run_files``) other than the loss, then ``DEFAULT_COSTS``; only columns
+    of ``trials`` with values, at most ``limit``, each with its direction."""
+    found: dict[str, Direction] = {}
+    for run in run_files:
+        for objective in run.get("objectives") or []:
+            name = objective.get("name") if isinstance(objective, dict) else objective
+            direction = objective.get("direction", "minimize") if isinstance(objective, dict) else "minimize"
+            if name and name != loss:
+                found[name] = "max" if str(direction).startswith("max") else "min"
+    for name, direction in DEFAULT_COSTS.items():
+        found.setdefault(name, direction)
+    usable = {k: v for k, v in found.items() if k in trials.columns and trials[k].drop_nulls().len()}
+    return dict(list(usable.items())[:limit])
+
+
+def hypervolumes(trials: pl.DataFrame, costs: Mapping[str, Direction], *, loss: str = "eval_loss") -> pl.DataFrame:
+    """Hypervolume per run and cost axis, in (log10 cost or throughput, ``loss``), against a
+    reference shared by all runs (the worst value of each objective among them).
+
+    Columns: ``run, objectives`` (what was measured), ``hypervolume, reference`` (as text)."""
+    rows = []
+    for name, direction in costs.items():
+        cost = pl.col(name).cast(pl.Float64)
+        x = cost.log10() if direction == "min" else cost
+        pts = trials.select("run", x=x, loss=pl.col(loss)).drop_nulls().filter(pl.col("x").is_finite())
+        if pts.height == 0:
+            continue
+        ref = [float(pts["x"].max() if direction == "min" else pts["x"].min()), float(pts["loss"].max())]
+        measured = f"{'log10 ' if direction == 'min' else ''}{name} ({direction}), {loss} (min)"
+        for (run,), part in pts.group_by("run", maintain_order=True):
+            hv = hypervolume(part.select("x", "loss").to_numpy(), ref, maximize=[direction == "max", False])
+            rows.append(
+                {"run": run, "objectives": measured, "hypervolume": hv, "reference": f"({ref[0]:.4g}, {ref[1]:.4g})"}
+            )
+    schema = {"run": pl.String, "objectives": pl.String, "hypervolume": pl.Float64, "reference": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+@dataclass(frozen=True)
+class ParetoAnalysis:
+    """``trials``: the completed trials; ``costs``: cost axis -> direction; ``fronts``: per cost
+    axis, the trials on each run's front of (cost, loss), sorted by run and cost;
+    ``hypervolumes``: see ``hypervolumes``."""
+
+    trials: pl.DataFrame
+    costs: dict[str, Direction]
+    fronts: dict[str, pl.DataFrame]
+    hypervolumes: pl.DataFrame
+
+
+def pareto_analysis(
+    source: Source, *, costs: Mapping[str, Direction] | None = None, loss: str = "eval_loss"
+) -> ParetoAnalysis:
+    """Fronts of every cost axis against ``loss``, per run, and their hypervolumes.
+
+    ``costs`` defaults to ``cost_objectives`` (read from the directories' ``run.json`` when
+    ``source`` is directories). Raises ``NoData`` without completed trials."""
+    trials = completed(source, loss)
+    if trials.height == 0:
+        raise NoData(f"no completed trials with an {loss} yet")
+    if costs is None:
+        dirs = [] if isinstance(source, pl.DataFrame) else [source] if isinstance(source, (str, Path)) else source
+        costs = cost_objectives(trials, [load_run(d) for d in dirs], loss=loss)
+    if not costs:
+        raise NoData(
+            "no cost column with values to set against the loss (params, tokens_per_s or the search's objectives)"
+        )
+    fronts = {}
+    for name, direction in costs.items():
+        front = pareto_front(trials, {name: direction, loss: "min"}, by="run").filter(pl.col("on_front"))
+        shown = ("run", "trial_id", "label", name, loss, "params", "tokens_per_s")
+        columns = [c for c in dict.fromkeys(shown) if c in front.columns]
+        fronts[name] = front.select(columns).sort("run", name)
+    return ParetoAnalysis(
+        trials=trials, costs=dict(costs), fronts=fronts, hypervolumes=hypervolumes(trials, costs, loss=loss)
+    )

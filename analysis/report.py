@@ -5,8 +5,13 @@ inline SVG with vl-convert (no JavaScript at all, so nothing is fetched from a C
 opens from a file or an e-mail attachment; the price is that hover tooltips are only available in
 ``archscale plot --out x.html``). Sections: what was run, best architectures, the Pareto front,
 scaling fits (power laws, Chinchilla Approach 3 and 2, leave-largest-out, ranking and effective
-compute multipliers), effects, parameter importance, learning curves, length generalisation. A
-section with nothing to show says why instead of failing the report.
+compute multipliers), effects, parameter importance, learning curves, length generalisation.
+
+The report computes nothing itself: each section calls the library function a notebook would
+(``scaling_analysis``, ``pareto_analysis``, ``axis_effects``, ...) and renders what it returns. A
+section with nothing to show says why ("No data: ..."); a section that raises is shown as failed
+("This section failed: ...", on a ``<section data-section-error="...">``), and
+``section_errors(report)`` lists those, so a test or a script can insist there are none.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +29,10 @@ import polars as pl
 
 from . import charts as ch
 from . import effects as fx
-from .fits import FlopsModel, effective_compute_multiplier, fit_groups, leave_largest_out, rank_architectures
 from .loaders import PathLike, load_run, load_trials, redact_url
-from .pareto import hypervolume, pareto_front
+from .pareto import cost_objectives, pareto_analysis
+from .runs import NoData
+from .scaling import ScalingAnalysis, parameter_table, scaling_analysis
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -36,8 +42,10 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 th { background: #f4f6f8; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 ul.warn { color: #8a6d3b; font-size: 13px; }
 figure.chart { margin: 1rem 0; overflow-x: auto; } .nodata { color: #8a6d3b; background: #fcf8e3;
-padding: .5rem .8rem; border-radius: 4px; } pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
+padding: .5rem .8rem; border-radius: 4px; }
+pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
 .note { color: #555; font-size: 13px; }
+.section-error { color: #a94442; background: #f2dede; padding: .5rem .8rem; border-radius: 4px; }
 """
 
 
@@ -66,15 +74,22 @@ def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
     if df.width == 0:
         return ""
     text = df.select(
-        _fmt(c) if df.schema[c].is_numeric() and not df.schema[c].is_integer() else pl.col(c).cast(pl.String).fill_null("–")
+        _fmt(c)
+        if df.schema[c].is_numeric() and not df.schema[c].is_integer()
+        else pl.col(c).cast(pl.String).fill_null("–")
         for c in df.columns
     )
     esc = [
-        pl.col(c).str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True)
+        pl.col(c)
+        .str.replace_all("&", "&amp;", literal=True)
+        .str.replace_all("<", "&lt;", literal=True)
+        .str.replace_all(">", "&gt;", literal=True)
         for c in text.columns
     ]
     opening = [pl.lit('<td class="n">' if df.schema[c].is_numeric() else "<td>") for c in text.columns]
-    rows = text.select(row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)]))
+    rows = text.select(
+        row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)])
+    )
     body = "\n".join(rows.select(pl.format("<tr>{}</tr>", pl.col("row"))).to_series().to_list())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
@@ -84,44 +99,46 @@ def _figure(chart: Any) -> str:
     return f'<figure class="chart">{ch.chart_svg(chart)}</figure>'
 
 
+def _note(text: str) -> str:
+    """A grey note paragraph (``text`` is trusted HTML)."""
+    return f'<p class="note">{text}</p>'
+
+
 def _nodata(reason: str) -> str:
     return f'<p class="nodata">No data: {html.escape(reason)}</p>'
 
 
 def _section(title: str, body: Callable[[], str]) -> str:
-    """A section whose body may raise ``NoData`` (shown as such) or fail (shown, not raised)."""
+    """A section whose body may raise ``NoData`` (shown as such) or fail: shown as failed, with
+    the error on the section's ``data-section-error`` attribute, never raised (one broken section
+    must not take the report down)."""
+    error = ""
     try:
         content = body()
-    except ch.NoData as exc:
+    except NoData as exc:
         content = _nodata(str(exc))
-    except Exception as exc:  # one broken section must not take the report down
-        content = f'<p class="nodata">Could not compute this section: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>'
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        content = f'<p class="section-error">This section failed: {html.escape(error)}</p>'
     anchor = title.lower().replace(" ", "-")
-    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
+    failed = f' data-section-error="{html.escape(error, quote=True)}"' if error else ""
+    return f'<section id="{anchor}"{failed}><h2>{html.escape(title)}</h2>\n{content}\n</section>'
+
+
+_FAILED_SECTION = re.compile(r'<section id="[^"]*" data-section-error="([^"]*)"><h2>(.*?)</h2>')
+
+
+def section_errors(report: str | Path) -> dict[str, str]:
+    """``{section title: error}`` for every section of a report that failed (empty: none did).
+    ``report`` is the report's HTML or the path of a written report."""
+    text = report.read_text(encoding="utf-8") if isinstance(report, Path) else report
+    return {html.unescape(title): html.unescape(error) for error, title in _FAILED_SECTION.findall(text)}
 
 
 def _warnings(fits: dict[str, Any]) -> str:
     """The fits' warnings (parameters at the edge of the box, dropped budgets) as a list."""
     items = [f"<li>{html.escape(name)}: {html.escape(w)}</li>" for name, fit in fits.items() for w in fit.warnings]
     return f'<ul class="warn">{"".join(items)}</ul>' if items else ""
-
-
-def _ci_table(fits: dict[str, Any]) -> pl.DataFrame:
-    """Long table: one row per (series, parameter) with estimate and interval."""
-    frames = [
-        pl.DataFrame(
-            {
-                "series": name,
-                "parameter": list(fit.params),
-                "estimate": list(fit.params.values()),
-                "lo": [fit.ci().get(k, [math.nan, math.nan])[0] for k in fit.params],
-                "hi": [fit.ci().get(k, [math.nan, math.nan])[1] for k in fit.params],
-                "runs": fit.n_runs,
-            }
-        )
-        for name, fit in fits.items()
-    ]
-    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 #: run.json keys never shown: where the study lives (may hold a password) is not a result.
@@ -135,7 +152,9 @@ def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
     def compact(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {
-                k: compact(v) for k, v in value.items() if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
+                k: compact(v)
+                for k, v in value.items()
+                if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
             }
         if isinstance(value, list):
             return [compact(v) for v in value]
@@ -181,7 +200,8 @@ def _run_summary(run: dict[str, Any]) -> str:
     summary = {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
     if objectives:
         summary["objectives"] = ", ".join(
-            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o) for o in objectives
+            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o)
+            for o in objectives
         )
     if isinstance(run.get("budget"), dict):
         summary["budget"] = ", ".join(f"{k}={_one_line(v)}" for k, v in run["budget"].items())
@@ -225,141 +245,83 @@ class _Report:
 
     def best(self) -> str:
         if self.done.height == 0:
-            raise ch.NoData("no completed trials with an eval_loss yet")
+            raise NoData("no completed trials with an eval_loss yet")
         best = fx.best_architectures(self.done, top=10)
-        note = "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; std across seeds."
+        note = (
+            "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; "
+            "std across seeds."
+        )
         return f'<p class="note">{note}</p>' + html_table(best, max_rows=200)
 
-    def cost_objectives(self) -> dict[str, str]:
-        """Cost axes for Pareto charts: the searches' own objectives (run.json) other than the
-        loss, then ``params`` and ``tokens_per_s``; at most three, each with its direction."""
-        found: dict[str, str] = {}
-        for d in self.dirs:
-            for objective in load_run(d).get("objectives") or []:
-                name = objective.get("name") if isinstance(objective, dict) else objective
-                direction = objective.get("direction", "minimize") if isinstance(objective, dict) else "minimize"
-                if name and name != "eval_loss":
-                    found[name] = "max" if str(direction).startswith("max") else "min"
-        for name, direction in (("params", "min"), ("tokens_per_s", "max")):
-            found.setdefault(name, direction)
-        usable = {k: v for k, v in found.items() if k in self.done.columns and self.done[k].drop_nulls().len()}
-        return dict(list(usable.items())[:3])
-
     def pareto(self) -> str:
-        if self.done.height == 0:
-            raise ch.NoData("no completed trials with an eval_loss yet")
-        costs = self.cost_objectives()
-        out = [_figure(ch.pareto_chart(self.done, x=name, y="eval_loss", x_dir=direction)) for name, direction in costs.items()]
-        name, direction = next(iter(costs.items()))
-        front = pareto_front(self.done, {name: direction, "eval_loss": "min"}, by="run").filter(pl.col("on_front"))
-        cols = list(dict.fromkeys(c for c in ("run", "trial_id", "label", name, "eval_loss", "params", "tokens_per_s") if c in front.columns))
-        out.append(f"<h3>Front ({name}, eval_loss), per run</h3>" + html_table(front.select(cols).sort("run", name)))
-        out.append(self._hypervolumes(costs))
+        p = pareto_analysis(self.done, costs=cost_objectives(self.done, [load_run(d) for d in self.dirs]))
+        out = [
+            _figure(ch.pareto_chart(p.trials, x=name, y="eval_loss", x_dir=direction))
+            for name, direction in p.costs.items()
+        ]
+        name = next(iter(p.costs))
+        out.append(f"<h3>Front ({name}, eval_loss), per run</h3>" + html_table(p.fronts[name]))
+        if p.hypervolumes.height:
+            out.append(
+                "<h3>Hypervolume</h3>"
+                + _note(
+                    "Area dominated by each run's front, bounded by the worst value of each objective over all runs "
+                    "(larger is better; comparable across runs of this report only)."
+                )
+                + html_table(p.hypervolumes)
+            )
         return "\n".join(out)
-
-    def _hypervolumes(self, costs: dict[str, str]) -> str:
-        """Hypervolume per run and cost axis, in (log10 cost or throughput, eval_loss), against a
-        reference shared by all runs (the worst value of each objective among them)."""
-        rows = []
-        for name, direction in costs.items():
-            cost = pl.col(name).cast(pl.Float64)
-            x = cost.log10() if direction == "min" else cost
-            pts = self.done.select("run", x=x, loss=pl.col("eval_loss")).drop_nulls().filter(pl.col("x").is_finite())
-            if pts.height == 0:
-                continue
-            ref = [float(pts["x"].max() if direction == "min" else pts["x"].min()), float(pts["loss"].max())]
-            for (run,), part in pts.group_by("run", maintain_order=True):
-                hv = hypervolume(part.select("x", "loss").to_numpy(), ref, maximize=[direction == "max", False])
-                rows.append({"run": run, "objectives": f"{'log10 ' if direction == 'min' else ''}{name} ({direction}), eval_loss (min)", "hypervolume": hv, "reference": f"({ref[0]:.4g}, {ref[1]:.4g})"})
-        if not rows:
-            return ""
-        return '<h3>Hypervolume</h3><p class="note">Area dominated by each run\'s front, bounded by the worst value of each objective over all runs (larger is better; comparable across runs of this report only).</p>' + html_table(pl.DataFrame(rows))
 
     def scaling(self) -> str:
-        runs = self.done.filter(pl.col("group").is_not_null())
-        if runs.height == 0:
-            raise ch.NoData("no scaling-study runs (trials with a 'group'); searches are summarised by the Pareto front")
-        runs = ch.series_column(runs)
-        target = self.target or float(runs["compute"].max()) * 10.0
-        return "\n".join([self._power_laws(runs, target), self._approach3(runs, target), self._approach2(runs)])
+        s = scaling_analysis(self.done, bootstrap=self.bootstrap, target=self.target)
+        return "\n".join([self._power_laws(s), self._approach3(s), self._approach2(s)])
 
-    def _power_laws(self, runs: pl.DataFrame, target: float) -> str:
-        power = ch.scaling_fits(runs, x="compute", series="series", bootstrap=self.bootstrap)
+    def _power_laws(self, s: ScalingAnalysis) -> str:
         note = (
             "Power laws L = E + A·x<sup>−α</sup> fitted to the lower envelope (best run per compute level); "
-            f"band: {self.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {target:.3g} FLOPs."
+            f"band: {s.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {s.target:.3g} FLOPs."
         )
-        out = [f'<p class="note">{note}</p>', _figure(ch.scaling_chart(runs, power, x="compute", target=target))]
-        if power:
-            out.append("<h3>Power law in compute</h3>" + html_table(_ci_table(power)) + _warnings(power))
+        out = [f'<p class="note">{note}</p>', _figure(ch.scaling_chart(s.runs, s.power, x="compute", target=s.target))]
+        if s.power:
+            out.append("<h3>Power law in compute</h3>" + html_table(parameter_table(s.power)) + _warnings(s.power))
         return "\n".join(out)
 
-    def _approach3(self, runs: pl.DataFrame, target: float) -> str:
-        """Chinchilla Approach 3 per family, the compute-optimal allocation, ranking, multipliers, holdout."""
-        identifiable = runs.filter(
-            (pl.len().over("series") >= 5) & (pl.col("tokens").n_unique().over("series") >= 3) & (pl.col("params").n_unique().over("series") >= 3)
-        )
-        chin = fit_groups(identifiable, by="series", law="chinchilla", bootstrap=self.bootstrap)
-        if not chin:
-            return '<p class="note">Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.</p>'
-        has_flops = runs["flops_per_token"].drop_nulls().len() > 0
-        flops = FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy()) if has_flops else FlopsModel()
-        out = ["<h3>Chinchilla Approach 3: L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>" + html_table(_ci_table(chin)) + _warnings(chin)]
-        alloc = pl.concat(
-            [pl.DataFrame(fit.optimal_allocation([target], flops)).select(pl.lit(name).alias("series"), pl.all()) for name, fit in chin.items()],
-            how="diagonal_relaxed",
-        )
+    def _approach3(self, s: ScalingAnalysis) -> str:
+        a3 = s.approach3
+        if a3 is None:
+            return _note("Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.")
+        law = "L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup>"
+        out = [f"<h3>Chinchilla Approach 3: {law}</h3>" + html_table(parameter_table(a3.fits)) + _warnings(a3.fits)]
+        flops = f"FLOPs/token ≈ {a3.flops.c:.3g}·N<sup>{a3.flops.gamma:.3f}</sup>"
         out.append(
-            f'<p class="note">Compute-optimal allocation at C = {target:.3g}, FLOPs/token ≈ {flops.c:.3g}·N<sup>{flops.gamma:.3f}</sup> '
-            "(fitted to the runs' counted flops_per_token):</p>" + html_table(alloc)
+            f'<p class="note">Compute-optimal allocation at C = {a3.target:.3g}, {flops} '
+            "(fitted to the runs' counted flops_per_token):</p>" + html_table(a3.allocation)
         )
-        out.append(f"<h3>Ranking by predicted loss at C = {target:.3g}</h3>" + html_table(rank_architectures(chin, at=target, flops=flops)))
-        base = "baseline" if "baseline" in chin else next(iter(chin))
-        mult = [
-            {"variant": name, "baseline": base, **effective_compute_multiplier(chin[base], fit, at=target, flops=flops)}
-            for name, fit in chin.items()
-            if name != base
-        ]
-        if mult:
+        out.append(f"<h3>Ranking by predicted loss at C = {a3.target:.3g}</h3>" + html_table(a3.ranking))
+        if a3.multipliers.height:
             out.append(
-                "<h3>Effective-compute multiplier vs baseline</h3><p class=\"note\">How much more compute the baseline needs "
-                "to reach the variant's loss (&gt;1: the variant is better).</p>" + html_table(pl.DataFrame(mult))
+                '<h3>Effective-compute multiplier vs baseline</h3><p class="note">How much more compute the baseline '
+                "needs to reach the variant's loss (&gt;1: the variant is better).</p>" + html_table(a3.multipliers)
             )
-        checks = []
-        for (name,), part in identifiable.group_by("series", maintain_order=True):
-            inputs = (part["params"].to_numpy(), part["tokens"].to_numpy())
-            try:
-                check = leave_largest_out("chinchilla", inputs, part["eval_loss"].to_numpy(), part["compute"].to_numpy())
-            except ValueError:  # too few runs below the largest budget
-                continue
-            checks.append({"series": str(name), **{k: v for k, v in check.items() if k != "params"}})
-        if checks:
-            out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(pl.DataFrame(checks)))
+        if a3.holdout.height:
+            out.append("<h3>Leave-largest-out check (Approach 3)</h3>" + html_table(a3.holdout))
         return "\n".join(out)
 
-    def _approach2(self, runs: pl.DataFrame) -> str:
-        rows, fits, panels = [], {}, []
-        for (name,), part in runs.group_by("series", maintain_order=True):
-            iso = ch.isoflop_fit(part, bootstrap=self.bootstrap)
-            if iso is None:
-                continue
-            fits[str(name)] = iso
-            panels.append(ch.isoflop_chart(part, iso, title=f"isoFLOP curves: {name}"))
-            ci = iso.ci()
-            rows.append(
-                {"series": str(name), "a (N_opt ∝ C^a)": iso.params["a"], "a lo": ci.get("a", [None, None])[0], "a hi": ci.get("a", [None, None])[1],
-                 "b (D_opt ∝ C^b)": iso.params["b"], "b lo": ci.get("b", [None, None])[0], "b hi": ci.get("b", [None, None])[1],
-                 "budgets": iso.budgets.height}
-            )  # fmt: skip
-        if not panels:
-            return '<p class="note">Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.</p>'
+    def _approach2(self, s: ScalingAnalysis) -> str:
+        a2 = s.approach2
+        if a2 is None:
+            return _note("Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.")
+        panels = [
+            ch.isoflop_chart(s.runs.filter(pl.col("series") == name), iso, title=f"isoFLOP curves: {name}")
+            for name, iso in a2.fits.items()
+        ]
         figure = _figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels))
-        return figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(pl.DataFrame(rows)) + _warnings(fits)
+        return figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(a2.exponents) + _warnings(a2.fits)
 
     def effects(self) -> str:
         eff = fx.axis_effects(self.done)
         if eff.height == 0:
-            raise ch.NoData("no architecture axis takes more than one value among completed trials")
+            raise NoData("no architecture axis takes more than one value among completed trials")
         note = (
             "Mean difference in final eval loss from each axis's baseline value at equal budget (within a search, or "
             "within a grid point of a scaling study), 95% Welch interval across trials and seeds."
@@ -375,11 +337,12 @@ class _Report:
             if imp.height:
                 charts.append(ch.importance_chart(imp, title=d.resolve().name))
         if not charts:
-            raise ch.NoData("no completed trials with varying parameters: nothing to rank")
+            raise NoData("no completed trials with varying parameters: nothing to rank")
         return "\n".join(_figure(c) for c in charts)
 
     def curves(self) -> str:
-        return '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>' + _figure(ch.build_chart(self.dirs, "curves"))
+        note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'
+        return note + _figure(ch.build_chart(self.dirs, "curves"))
 
     def lengths(self) -> str:
         return _figure(ch.build_chart(self.dirs, "length"))
@@ -402,7 +365,8 @@ class _Report:
         return (
             f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>archscale report: {names}</title>'
             f"<style>{CSS}</style></head><body>\n<h1>archscale report: {names}</h1>"
-            f'<p class="note">Generated {stamp}. Losses are in nats/token; compute in training FLOPs.</p>\n{body}\n</body></html>\n'
+            + _note(f"Generated {stamp}. Losses are in nats/token; compute in training FLOPs.")
+            + f"\n{body}\n</body></html>\n"
         )
 
 
@@ -422,4 +386,3 @@ def write_report(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     return out
-

@@ -130,10 +130,22 @@ def write_search(
     status[n - n_running :] = "running"
     tokens = np.where(status == "pruned", tokens // 4, tokens)
     size_term = SIZE_LAW["A"] * params.astype(float) ** -SIZE_LAW["alpha"] - SIZE_LAW["A"] * 1e6 ** -SIZE_LAW["alpha"]
-    loss = arch_loss[rep] + (size_term if size_effect else 0.0) + rng.normal(0, 0.01, n) + np.where(status == "pruned", 0.3, 0.0)
+    loss = (
+        arch_loss[rep]
+        + (size_term if size_effect else 0.0)
+        + rng.normal(0, 0.01, n)
+        + np.where(status == "pruned", 0.3, 0.0)
+    )
     lengths = np.array([128, 256, 512])
     by_length = [
-        json.dumps({str(c): (None if c > 256 and p == "learned" else round(float(v + 0.1 * np.log2(c / 128) * (p == "none")), 4)) for c in lengths})
+        json.dumps(
+            {
+                str(c): (
+                    None if c > 256 and p == "learned" else round(float(v + 0.1 * np.log2(c / 128) * (p == "none")), 4)
+                )
+                for c in lengths
+            }
+        )
         for v, p in zip(loss, choices["position"][rep], strict=True)
     ]  # one small JSON string per trial: building the fixture, not analysing it
     trials = pl.DataFrame(
@@ -142,7 +154,9 @@ def write_search(
             "status": status.astype(str),
             "seed": np.tile(np.arange(seeds), n_archs).astype(np.int64),
             "arch_id": np.char.add("a", rep.astype(str)),
-            "label": np.char.add(np.char.add(choices["ffn_activation"][rep].astype(str), "·"), choices["position"][rep].astype(str)),
+            "label": np.char.add(
+                np.char.add(choices["ffn_activation"][rep].astype(str), "·"), choices["position"][rep].astype(str)
+            ),
             **{k: v[rep] for k, v in arch.items()},
             **{k: v[rep] for k, v in choices.items()},
             "lr": 10 ** rng.uniform(-4, -2, n),
@@ -152,7 +166,9 @@ def write_search(
             "params": params,
             "non_embedding_params": params - 256 * arch["d_model"][rep],
             "flops_per_token": flops,
-            "kv_cache_bytes_per_token": (4 * arch["n_layers"] * arch["n_kv_heads"] * arch["head_dim"]).astype(np.int64)[rep],
+            "kv_cache_bytes_per_token": (4 * arch["n_layers"] * arch["n_kv_heads"] * arch["head_dim"]).astype(np.int64)[
+                rep
+            ],
             "tokens": tokens,
             "compute": flops * tokens,
             "eval_loss": np.where(np.isin(status, ["failed", "running"]), np.nan, loss),
@@ -226,7 +242,9 @@ def write_study(
     n_params = np.round(np.sqrt(c / 120.0) * 10**spread).astype(np.int64)
     tokens = np.round(c / (6.0 * n_params)).astype(np.int64)
     p = {k: np.array([laws[f][k] for f in fams])[fam] for k in ("E", "A", "B", "alpha", "beta")}
-    loss = (p["E"] + p["A"] * n_params ** -p["alpha"] + p["B"] * tokens ** -p["beta"]) * np.exp(rng.normal(0, noise, c.size))
+    loss = (p["E"] + p["A"] * n_params ** -p["alpha"] + p["B"] * tokens ** -p["beta"]) * np.exp(
+        rng.normal(0, noise, c.size)
+    )
     n = c.size
     arch = _arch_columns(rng, n)
     trials = pl.DataFrame(

@@ -78,17 +78,32 @@ def pandas_wrangle(dir: Path) -> dict[str, Any]:
     down = c[(rank % stride == 0) | (rank == count - 1)][["run", "trial_id", "tokens", "eval_loss", "train_loss"]]
     best = (
         done.groupby(["run", "arch_id"])
-        .agg(label=("label", "first"), n_seeds=("seed", "nunique"), mean=("eval_loss", "mean"), std=("eval_loss", "std"),
-             params=("params", "first"), flops_per_token=("flops_per_token", "first"), tokens_per_s=("tokens_per_s", "mean"))
-        .sort_values("mean").head(15)
-    )  # fmt: skip
+        .agg(
+            label=("label", "first"),
+            n_seeds=("seed", "nunique"),
+            mean=("eval_loss", "mean"),
+            std=("eval_loss", "std"),
+            params=("params", "first"),
+            flops_per_token=("flops_per_token", "first"),
+            tokens_per_s=("tokens_per_s", "mean"),
+        )
+        .sort_values("mean")
+        .head(15)
+    )
     long = done.melt(id_vars=["run", "eval_loss"], value_vars=AXES, var_name="axis", value_name="value")
     long["value"] = long["value"].astype(str).str.lower()
     stats = long.groupby(["run", "axis", "value"])["eval_loss"].agg(["size", "mean", "std"]).reset_index()
     base = stats.sort_values("size", ascending=False).groupby(["run", "axis"]).head(1)
     effects = stats.merge(base, on=["run", "axis"], suffixes=("", "_base"))
     effects["effect"] = effects["mean"] - effects["mean_base"]
-    return {"status": status, "per_trial": per_trial, "frontier": frontier, "curves": down, "best": best, "effects": effects}
+    return {
+        "status": status,
+        "per_trial": per_trial,
+        "frontier": frontier,
+        "curves": down,
+        "best": best,
+        "effects": effects,
+    }
 
 
 def fit(frontier: Any) -> Any:
@@ -125,7 +140,12 @@ def main() -> None:
         evals = max(2, round(args.curve_rows / args.trials / 0.92))  # pruned/failed trials keep fewer rows
         start = time.perf_counter()
         dir = write_search(
-            Path(tmp) / "store", n_archs=args.trials // seeds, seeds=seeds, evals_per_trial=evals, with_study=False, size_effect=True
+            Path(tmp) / "store",
+            n_archs=args.trials // seeds,
+            seeds=seeds,
+            evals_per_trial=evals,
+            with_study=False,
+            size_effect=True,
         )
         n_trials = pl.scan_parquet(dir / "trials.parquet").select(pl.len()).collect().item()
         n_rows = pl.scan_parquet(dir / "curves.parquet").select(pl.len()).collect().item()
@@ -137,10 +157,18 @@ def main() -> None:
         assert out_pl["per_trial"].height == len(out_pd["per_trial"]), "pipelines disagree on trials"
         t_fit, fitted = best_of(lambda: fit(out_pl["frontier"]), 1)
         t_report, _ = best_of(lambda: write_report(dir, Path(tmp) / "report.html", bootstrap=100), 1)
-        t_load_report, _ = best_of(lambda: (fit(polars_wrangle(dir)["frontier"]), write_report(dir, Path(tmp) / "r.html", bootstrap=100)), 1)
+        t_load_report, _ = best_of(
+            lambda: (fit(polars_wrangle(dir)["frontier"]), write_report(dir, Path(tmp) / "r.html", bootstrap=100)), 1
+        )
 
-    print(f"load + wrangle   polars {t_polars:6.3f} s   pandas {t_pandas:6.3f} s   pandas/polars = {t_pandas / t_polars:.1f}x")
-    print(f"fit (power law on {out_pl['frontier'].height} frontier points, 100 bootstrap refits)   {t_fit:6.3f} s   alpha = {fitted.params['alpha']:.3f}")
+    print(
+        f"load + wrangle   polars {t_polars:6.3f} s   pandas {t_pandas:6.3f} s   "
+        f"pandas/polars = {t_pandas / t_polars:.1f}x"
+    )
+    print(
+        f"fit (power law on {out_pl['frontier'].height} frontier points, 100 bootstrap refits)   {t_fit:6.3f} s   "
+        f"alpha = {fitted.params['alpha']:.3f}"
+    )
     print(f"report (8 sections, SVG charts)   {t_report:6.3f} s")
     print(f"end to end (load + fit + report, polars)   {t_load_report:6.3f} s   (goal < 10 s)")
 

@@ -26,7 +26,7 @@ app = command_group(
 )
 
 COMMAND_MODULES = ("archscale.spaces.commands", "archscale.trainers.commands", "archscale.search.commands",
-                   "archscale.analysis.cli")  # analysis.commands after the analysis split lands
+                   "archscale.analysis.commands")
 
 
 def _version(value: bool) -> None:

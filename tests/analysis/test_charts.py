@@ -11,6 +11,8 @@ import pytest
 
 from archscale.analysis import charts as ch
 from archscale.analysis import fit_power_law, load_trials
+from archscale.analysis.runs import completed, series_column
+from archscale.analysis.scaling import scaling_fits
 
 
 def marks(spec: dict) -> list[str]:
@@ -22,8 +24,8 @@ def marks(spec: dict) -> list[str]:
 
 
 def test_scaling_chart_layers(study_dir: Path) -> None:
-    runs = ch.series_column(ch.completed(study_dir))
-    fits = ch.scaling_fits(runs, x="compute", series="series", bootstrap=20)
+    runs = series_column(completed(study_dir))
+    fits = scaling_fits(runs, x="compute", series="series", bootstrap=20)
     assert set(fits) == {"baseline", "swiglu·rope"}
     spec = ch.chart_spec(ch.scaling_chart(runs, fits, x="compute", target=1e21))
     assert marks(spec) == ["area", "line", "circle", "rule"]
@@ -53,7 +55,7 @@ def test_isoflop_chart_draws_parabolas_and_minima(study_dir: Path) -> None:
 
 
 def test_pareto_chart_front_and_tooltips(search_dir: Path) -> None:
-    runs = ch.completed(search_dir)
+    runs = completed(search_dir)
     spec = ch.chart_spec(ch.pareto_chart(runs, x="params", y="eval_loss"))
     assert marks(spec) == ["line", "point"]
     line, dots = spec["layer"]
@@ -65,7 +67,7 @@ def test_pareto_chart_front_and_tooltips(search_dir: Path) -> None:
 
 
 def test_pareto_chart_marks_runs_by_shape(search_dir: Path, study_dir: Path) -> None:
-    runs = ch.completed([search_dir, study_dir])
+    runs = completed([search_dir, study_dir])
     spec = ch.chart_spec(ch.pareto_chart(runs, x="tokens_per_s", y="eval_loss", x_dir="max"))
     assert spec["layer"][1]["encoding"]["shape"]["field"] == "run"
     assert spec["layer"][0]["mark"]["interpolate"] == "step-before"
@@ -88,7 +90,9 @@ def test_every_kind_builds_and_validates(search_dir: Path, kind: str) -> None:
 def test_effects_chart_is_faceted_layer(search_dir: Path) -> None:
     spec = ch.chart_spec(ch.build_chart(search_dir, "effects"))
     assert spec["facet"]["row"]["field"] == "axis"
-    assert [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["spec"]["layer"]] == ["bar", "rule"]
+    assert [
+        layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["spec"]["layer"]
+    ] == ["bar", "rule"]
 
 
 def test_curves_are_limited_and_downsampled(search_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from archscale.analysis.cli import register
+from archscale.analysis.commands import register
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +156,87 @@ def test_root_entry_point_prints_one_error_line(tmp_path: Path) -> None:
         pytest.skip("the archscale console script is not installed in this environment")
     proc = subprocess.run([exe, "fit", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.csv'}: no such file or directory (give a results directory, a .parquet or a .csv file)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing.csv'}: no such file or directory "
+        "(give a results directory, a .parquet or a .csv file)"
+    ]
 
 
 def test_dashboard_without_storage_fails_cleanly(app: typer.Typer, study_dir: Path) -> None:
     code, _, err = run(app, "dashboard", study_dir)
     assert code == 2 and "storage" in err
+
+
+@pytest.mark.parametrize("command", ["fit", "plot", "report", "dashboard"])
+def test_help_at_80_columns_shows_every_option_in_full(command: str) -> None:
+    """Through the root `archscale` app, as a user sees it in an 80-column terminal."""
+    from archscale.search.cli import app as root
+
+    result = CliRunner().invoke(root, [command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output
+    params = typer.main.get_command(root).commands[command].params
+    options = [name for p in params if p.param_type_name == "option" for name in p.opts]
+    assert len(options) >= 2  # the test ran over real options
+    for name in options:
+        assert re.search(rf"(^|\s){re.escape(name)}(\s|$)", result.output, re.M), name
+
+
+def test_cli_choices_match_the_library() -> None:
+    from archscale.analysis.charts import KINDS
+    from archscale.analysis.commands import ChartKind, LawName
+    from archscale.analysis.fit_table import LAWS
+
+    assert tuple(k.value for k in LawName) == LAWS
+    assert tuple(k.value for k in ChartKind) == KINDS
+
+
+def test_fit_results_is_what_the_command_prints(app: typer.Typer, study_dir: Path) -> None:
+    from archscale.analysis import fit_results
+
+    doc = fit_results(study_dir, law="chinchilla", group="baseline", bootstrap=5, target=1e20)
+    code, out, _ = run(
+        app,
+        "fit",
+        study_dir,
+        "--law",
+        "chinchilla",
+        "--group",
+        "baseline",
+        "--bootstrap",
+        "5",
+        "--target",
+        "1e20",
+        "--json",
+    )
+    assert code == 0 and json.loads(out) == doc
+    assert doc["optimal"]["n_opt"] > 0 and "leave_largest_out" in doc and json.dumps(doc)
+
+
+def test_fit_results_raises_user_errors_once_prefixed(law_csv: Path) -> None:
+    from archscale.analysis import fit_results
+    from archscale.spaces.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        fit_results(law_csv, law="chinchilla", n_col="nope")
+    assert str(info.value).startswith(f"{law_csv}: no column 'nope'") and str(info.value).count(str(law_csv)) == 1
+    with pytest.raises(UserError, match="allowed: power, chinchilla, isoflop"):
+        fit_results(law_csv, law="cubic")  # type: ignore[arg-type]
+    two_runs = law_csv.with_name("two.csv")
+    pl.read_csv(law_csv).head(2).write_csv(two_runs)
+    with pytest.raises(UserError, match="at least 3 runs"):  # runs that cannot support the law: a user error too
+        fit_results(two_runs, law="power")
+
+
+def test_report_command_names_failed_sections(app: typer.Typer, study_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from archscale.analysis import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(report, "scaling_analysis", broken)
+    out = tmp_path / "report.html"
+    code, stdout, err = run(app, "report", study_dir, "--out", out, "--bootstrap", "0")
+    assert code == 0 and str(out) in stdout
+    assert "report section 'Scaling fits' failed: RuntimeError: boom" in err

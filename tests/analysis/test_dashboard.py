@@ -23,7 +23,9 @@ def free_port() -> int:
 
 def test_serves_optuna_dashboard(search_dir: Path, tmp_path: Path) -> None:
     port = free_port()
-    code = f"from archscale.analysis.dashboard import serve_dashboard; serve_dashboard({str(search_dir)!r}, port={port})"
+    code = (
+        f"from archscale.analysis.dashboard import serve_dashboard; serve_dashboard({str(search_dir)!r}, port={port})"
+    )
     log = tmp_path / "dashboard.log"
     with log.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=sink, stderr=subprocess.STDOUT)
@@ -38,7 +40,10 @@ def test_serves_optuna_dashboard(search_dir: Path, tmp_path: Path) -> None:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"dashboard did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.3)
-        names = [s["study_name"] for s in (studies["study_summaries"] if "study_summaries" in studies else studies["studies"])]
+        names = [
+            s["study_name"]
+            for s in (studies["study_summaries"] if "study_summaries" in studies else studies["studies"])
+        ]
         assert names == ["synthetic-search"], studies
     finally:
         proc.terminate()

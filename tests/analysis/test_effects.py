@@ -7,7 +7,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from archscale.analysis import axis_effects, best_architectures, learning_curves, load_curves, load_trials, parameter_importance
+from archscale.analysis import (
+    axis_effects,
+    best_architectures,
+    learning_curves,
+    load_curves,
+    load_trials,
+    parameter_importance,
+)
 from archscale.analysis.synthetic import SEARCH_EFFECTS
 
 
@@ -45,7 +52,10 @@ def test_axis_effects_exact_welch_interval() -> None:
 
 
 def test_axis_effects_without_data_is_empty() -> None:
-    empty = pl.DataFrame({"run": ["r"], "status": ["running"], "norm": ["rmsnorm"], "eval_loss": [None]}, schema_overrides={"eval_loss": pl.Float64})
+    empty = pl.DataFrame(
+        {"run": ["r"], "status": ["running"], "norm": ["rmsnorm"], "eval_loss": [None]},
+        schema_overrides={"eval_loss": pl.Float64},
+    )
     assert axis_effects(empty).height == 0
 
 

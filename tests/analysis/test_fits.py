@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import check_grad
 
-from archscale.analysis import fits
+from archscale.analysis import fits, fits_common
 from archscale.analysis.fits import ChinchillaFit, FlopsModel, PowerLawFit
 
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al. 2022
@@ -30,18 +30,23 @@ def test_objective_gradient_is_exact() -> None:
     log_x = np.log(rng.uniform(1e8, 1e10, (30, 2)))
     log_loss = np.log(rng.uniform(2, 3, 30))
     for theta in ([0.5, 6.0, 6.0, 0.3, 0.3], [0.1, 5.0, 7.0, 0.5, 0.2]):
-        f = lambda t: fits._objective(t[None, :], log_x, log_loss, 1.0)[0][0]  # noqa: E731  delta=1: smooth region
-        g = lambda t: fits._objective(t[None, :], log_x, log_loss, 1.0)[1][0]  # noqa: E731
+
+        def f(t: np.ndarray) -> float:  # delta=1: the smooth region
+            return fits_common.objective(t[None, :], log_x, log_loss, 1.0)[0][0]
+
+        def g(t: np.ndarray) -> np.ndarray:
+            return fits_common.objective(t[None, :], log_x, log_loss, 1.0)[1][0]
+
         assert check_grad(f, g, np.array(theta), epsilon=1e-7) < 1e-4 * (1 + np.linalg.norm(g(np.array(theta))))
 
 
 def test_objective_is_vectorised_over_starts() -> None:
     rng = np.random.default_rng(2)
     log_x, log_loss = np.log(rng.uniform(1e8, 1e10, (20, 2))), np.log(rng.uniform(2, 3, 20))
-    grid = fits._grid(2)
+    grid = fits_common.grid(2)
     assert grid.shape == (4500, 5)  # Hoffmann et al.'s grid
-    batched = fits._objective(grid[:7], log_x, log_loss, 1e-3)[0]
-    single = [fits._objective(t[None, :], log_x, log_loss, 1e-3)[0][0] for t in grid[:7]]
+    batched = fits_common.objective(grid[:7], log_x, log_loss, 1e-3)[0]
+    single = [fits_common.objective(t[None, :], log_x, log_loss, 1e-3)[0][0] for t in grid[:7]]
     np.testing.assert_allclose(batched, single)
 
 
@@ -174,7 +179,14 @@ def test_leave_largest_out_predicts_held_out_budget() -> None:
 
 
 def _power(e: float, a: float, alpha: float, samples: np.ndarray | None = None) -> PowerLawFit:
-    return PowerLawFit("power", {"E": e, "A": a, "alpha": alpha}, np.empty((0, 3)) if samples is None else samples, 10, 0.0, ("compute",))
+    return PowerLawFit(
+        "power",
+        {"E": e, "A": a, "alpha": alpha},
+        np.empty((0, 3)) if samples is None else samples,
+        10,
+        0.0,
+        ("compute",),
+    )
 
 
 def test_effective_compute_multiplier_of_a_shifted_law() -> None:
@@ -188,7 +200,9 @@ def test_effective_compute_multiplier_of_a_shifted_law() -> None:
 
 
 def test_effective_compute_multiplier_with_chinchilla_fits_and_intervals() -> None:
-    base = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.tile(list(CHINCHILLA.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
+    base = ChinchillaFit(
+        "chinchilla", dict(CHINCHILLA), np.tile(list(CHINCHILLA.values()), (5, 1)), 0, 0.0, ("params", "tokens")
+    )
     better = {**CHINCHILLA, "E": 1.60}
     variant = ChinchillaFit("chinchilla", better, np.tile(list(better.values()), (5, 1)), 0, 0.0, ("params", "tokens"))
     out = fits.effective_compute_multiplier(base, variant, at=1e21)
@@ -201,8 +215,12 @@ def test_effective_compute_multiplier_with_chinchilla_fits_and_intervals() -> No
 def test_rank_architectures_orders_by_predicted_loss() -> None:
     rng = np.random.default_rng(0)
     fits_by_name = {
-        "worse": _power(2.1, 3000.0, 0.2, np.column_stack([rng.normal(2.1, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
-        "better": _power(2.0, 3000.0, 0.2, np.column_stack([rng.normal(2.0, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])),
+        "worse": _power(
+            2.1, 3000.0, 0.2, np.column_stack([rng.normal(2.1, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])
+        ),
+        "better": _power(
+            2.0, 3000.0, 0.2, np.column_stack([rng.normal(2.0, 0.01, 50), np.full(50, 3000.0), np.full(50, 0.2)])
+        ),
     }
     ranks = fits.rank_architectures(fits_by_name, at=1e21)
     assert ranks["name"].to_list() == ["better", "worse"] and ranks["rank"].to_list() == [1, 2]

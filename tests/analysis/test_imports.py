@@ -25,6 +25,6 @@ def test_import_analysis_does_not_import_torch_ray_triton() -> None:
 
 
 def test_cli_module_imports_only_typer_and_stdlib() -> None:
-    loaded = _modules_after("import archscale.analysis.cli")
+    loaded = _modules_after("import archscale.analysis.commands")
     for heavy in (*HEAVY, "polars", "altair", "scipy", "numpy", "optuna"):
-        assert heavy not in loaded, f"archscale.analysis.cli imports {heavy} at module level"
+        assert heavy not in loaded, f"archscale.analysis.commands imports {heavy} at module level"

@@ -71,7 +71,13 @@ def test_length_losses_long_form(search_dir: Path) -> None:
     assert set(lengths["context_length"]) == {128, 256, 512}
     assert lengths["eval_loss"].null_count() > 0  # learned positions cannot go past training length
     one = pl.LazyFrame(
-        {"run": ["r"], "trial_id": [1], "label": ["x"], "arch_id": ["a"], "eval_loss_by_length": ['{"128": 2.1, "256": 2.3, "512": null}']}
+        {
+            "run": ["r"],
+            "trial_id": [1],
+            "label": ["x"],
+            "arch_id": ["a"],
+            "eval_loss_by_length": ['{"128": 2.1, "256": 2.3, "512": null}'],
+        }
     )
     got = length_losses(one).collect()
     assert got["context_length"].to_list() == [128, 256, 512]

@@ -17,8 +17,8 @@ def brute_force_front(points: list[tuple[float, ...]], maximize: list[bool]) -> 
     sign = [-1 if m else 1 for m in maximize]
 
     def dominates(p: tuple[float, ...], q: tuple[float, ...]) -> bool:
-        ps, qs = [s * v for s, v in zip(sign, p)], [s * v for s, v in zip(sign, q)]
-        return all(a <= b for a, b in zip(ps, qs)) and any(a < b for a, b in zip(ps, qs))
+        ps, qs = [s * v for s, v in zip(sign, p, strict=True)], [s * v for s, v in zip(sign, q, strict=True)]
+        return all(a <= b for a, b in zip(ps, qs, strict=True)) and any(a < b for a, b in zip(ps, qs, strict=True))
 
     return [not any(dominates(q, p) for q in points) for p in points]
 
@@ -86,7 +86,12 @@ def test_nan_rows_are_never_on_the_front() -> None:
 
 def test_pareto_front_on_a_frame_with_groups() -> None:
     df = pl.DataFrame(
-        {"run": ["a", "a", "a", "b", "b"], "params": [1, 2, 3, 1, 2], "eval_loss": [3.0, 2.5, 2.6, 2.0, 2.1], "x": [None, 1, 2, 3, 4]}
+        {
+            "run": ["a", "a", "a", "b", "b"],
+            "params": [1, 2, 3, 1, 2],
+            "eval_loss": [3.0, 2.5, 2.6, 2.0, 2.1],
+            "x": [None, 1, 2, 3, 4],
+        }
     )
     out = pareto_front(df, {"params": "min", "eval_loss": "min"}, by="run")
     assert out["on_front"].to_list() == [True, True, False, True, False]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from archscale.analysis import build_report
+from archscale.analysis import build_report, section_errors
 from archscale.analysis.report import html_table
 
 
@@ -19,15 +19,22 @@ def test_empty_dir_report_says_no_data(tmp_path: Path) -> None:
 def test_running_search_report(running_dir: Path) -> None:
     html = build_report(running_dir, bootstrap=0)
     assert "Best architectures" in html and "gelu·learned" in html
-    assert "Could not compute" not in html
+    assert section_errors(html) == {}
 
 
 def test_study_report_has_fit_tables(study_dir: Path) -> None:
     html = build_report(study_dir, bootstrap=10, target=1e21)
-    for text in ("Power law in compute", "Chinchilla Approach 3", "Compute-optimal allocation", "Ranking by predicted loss",
-                 "Effective-compute multiplier", "Leave-largest-out", "Chinchilla Approach 2"):
+    for text in (
+        "Power law in compute",
+        "Chinchilla Approach 3",
+        "Compute-optimal allocation",
+        "Ranking by predicted loss",
+        "Effective-compute multiplier",
+        "Leave-largest-out",
+        "Chinchilla Approach 2",
+    ):
         assert text in html, text
-    assert "Could not compute" not in html
+    assert section_errors(html) == {}
 
 
 def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) -> None:
@@ -46,9 +53,28 @@ def test_report_never_shows_the_storage_url(tmp_path: Path, search_dir: Path) ->
 
 
 def test_html_table_formats_and_escapes() -> None:
-    df = pl.DataFrame({"name": ["<b>&"], "big": [1.23456e9], "small": [0.5], "tiny": [1.5e-5], "round": [1e21], "n": [3], "none": [None]}, schema_overrides={"none": pl.Float64})
+    df = pl.DataFrame(
+        {
+            "name": ["<b>&"],
+            "big": [1.23456e9],
+            "small": [0.5],
+            "tiny": [1.5e-5],
+            "round": [1e21],
+            "n": [3],
+            "none": [None],
+        },
+        schema_overrides={"none": pl.Float64},
+    )
     html = html_table(df)
-    assert "&lt;b&gt;&amp;" in html and "1.235e9" in html and ">0.5<" in html and "1.5e-5" in html and ">1e21<" in html and ">3<" in html and ">–<" in html
+    assert (
+        "&lt;b&gt;&amp;" in html
+        and "1.235e9" in html
+        and ">0.5<" in html
+        and "1.5e-5" in html
+        and ">1e21<" in html
+        and ">3<" in html
+        and ">–<" in html
+    )
 
 
 def test_run_summary_space_table() -> None:
@@ -70,3 +96,29 @@ def test_run_summary_space_table() -> None:
     ]
     shown = describe_run({"kind": "search", "storage": "sqlite:////x.db", "space": space, "budget": None})
     assert "storage" not in shown and "budget" not in shown and "choices" not in shown["space"]["arch"]["seq_len"]
+
+
+def test_no_section_of_a_realistic_report_errors(study_dir: Path, search_dir: Path, tmp_path: Path) -> None:
+    """A search and a scaling study together: every section renders (data or "No data"), none fails."""
+    from archscale.analysis import write_report
+
+    out = write_report([search_dir, study_dir], tmp_path / "report.html", bootstrap=10)
+    text = out.read_text()
+    assert section_errors(out) == {} and "data-section-error" not in text and "This section failed" not in text
+    assert text.count("<section ") == 8 and text.count("<svg") >= 8
+
+
+def test_a_failing_section_is_shown_as_failed_not_as_no_data(study_dir: Path, monkeypatch) -> None:
+    from archscale.analysis import report
+
+    def broken(*args, **kwargs):
+        raise KeyError("params")
+
+    monkeypatch.setattr(report, "scaling_analysis", broken)
+    html = build_report(study_dir, bootstrap=0)
+    assert section_errors(html) == {"Scaling fits": "KeyError: 'params'"}
+    assert 'data-section-error="KeyError: &#x27;params&#x27;"' in html
+    assert "This section failed: KeyError: &#x27;params&#x27;" in html and 'class="section-error"' in html
+    scaling = html[html.index('<section id="scaling-fits"') :].split("</section>")[0]
+    assert "No data" not in scaling
+    assert "Best architectures" in html and "data-section-error" not in html.replace(scaling, "")
