@@ -169,6 +169,8 @@ def length_losses(trials: pl.LazyFrame) -> pl.LazyFrame:
     The column is a list of ``{context_length, eval_loss}`` structs; null losses (the model could
     not be evaluated at that length) are kept as nulls.
     """
+    if trials.collect_schema().get("eval_loss_by_length") == pl.String:
+        trials = trials.with_columns(_legacy_lengths("eval_loss_by_length"))
     return (
         trials.select("run", "trial_id", "label", "arch_id", "eval_loss_by_length")
         .explode("eval_loss_by_length")
