@@ -57,6 +57,7 @@ ARCH_AXES: tuple[str, ...] = (
     "d_model",
 )
 
+
 def _as_dirs(dir_or_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
     if isinstance(dir_or_dirs, (str, os.PathLike)):
         return [Path(dir_or_dirs)]
@@ -76,10 +77,15 @@ def _legacy_lengths(column: str) -> pl.Expr:
     such as ``{"128": 2.1, "256": null}`` (results directories from archscale 0.1)."""
     pair = r'"(\d+)"\s*:\s*(null|[-+0-9.eE]+|NaN|Infinity)'
     return (
-        pl.col(column).str.extract_all(pair).list.eval(
-            pl.struct(context_length=pl.element().str.extract(pair, 1).cast(pl.Int64),
-                      eval_loss=pl.element().str.extract(pair, 2).cast(pl.Float64, strict=False))
-        ).alias(column)
+        pl.col(column)
+        .str.extract_all(pair)
+        .list.eval(
+            pl.struct(
+                context_length=pl.element().str.extract(pair, 1).cast(pl.Int64),
+                eval_loss=pl.element().str.extract(pair, 2).cast(pl.Float64, strict=False),
+            )
+        )
+        .alias(column)
     )
 
 
@@ -139,9 +145,7 @@ def load_curves(dir_or_dirs: PathLike | Iterable[PathLike]) -> pl.LazyFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.LazyFrame(schema=CURVE_SCHEMA)
 
 
-def load(
-    dir_or_dirs: PathLike | Iterable[PathLike], *, status: str | Sequence[str] | None = None
-) -> pl.LazyFrame:
+def load(dir_or_dirs: PathLike | Iterable[PathLike], *, status: str | Sequence[str] | None = None) -> pl.LazyFrame:
     """Trials joined to their curves: one row per (run, trial_id, evaluation).
 
     Trial-level columns that share a name with a curve column get a ``final_`` prefix.

@@ -29,7 +29,7 @@ def _skip_reason() -> str | None:
     return None
 
 
-def bench(fn, reps: int = 50) -> float:  # noqa: ANN001
+def bench(fn, reps: int = 50) -> float:
     """Median milliseconds of fn() (triton.testing.do_bench: warm-up, L2 flush, CUDA events)."""
     from triton.testing import do_bench
 
@@ -43,8 +43,8 @@ def copy_bandwidth(dtype: torch.dtype) -> float:
     return 2 * x.numel() * x.element_size() / (ms * 1e-3)
 
 
-def _fwd_bwd(fn, inputs, dout):  # noqa: ANN001, ANN202
-    def run():  # noqa: ANN202
+def _fwd_bwd(fn, inputs, dout):
+    def run():
         out = fn(*inputs)
         torch.autograd.grad(out, inputs, dout)
 
@@ -54,8 +54,11 @@ def _fwd_bwd(fn, inputs, dout):  # noqa: ANN001, ANN202
 def report(label: str, nbytes: int, times: dict[str, float], copy_bps: float) -> None:
     fused = times["fused"]
     bps = nbytes / (fused * 1e-3)
-    print(f"{label:<42} fused {fused:7.3f} ms  {bps / 1e9:7.1f} GB/s ({bps / copy_bps:4.0%} of copy)  "
-          f"x{times['eager'] / fused:4.2f} vs eager  x{times['compile'] / fused:4.2f} vs compile", flush=True)
+    print(
+        f"{label:<42} fused {fused:7.3f} ms  {bps / 1e9:7.1f} GB/s ({bps / copy_bps:4.0%} of copy)  "
+        f"x{times['eager'] / fused:4.2f} vs eager  x{times['compile'] / fused:4.2f} vs compile",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -72,8 +75,10 @@ def main() -> int:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     es = torch.empty((), dtype=dtype).element_size()
     copy_bps = copy_bandwidth(dtype)
-    print(f"{torch.cuda.get_device_name()}, {args.dtype}; copy bandwidth {copy_bps / 1e9:.1f} GB/s "
-          f"(read + write, y.copy_(x) of 64M elements)")
+    print(
+        f"{torch.cuda.get_device_name()}, {args.dtype}; copy bandwidth {copy_bps / 1e9:.1f} GB/s "
+        f"(read + write, y.copy_(x) of 64M elements)"
+    )
 
     for name in ("swiglu", "geglu", "reglu"):
         eager = lambda g, u, _n=name: gated.reference(_n, g, u)  # noqa: E731
@@ -84,10 +89,18 @@ def main() -> int:
             dout = torch.randn(rows, width, device="cuda", dtype=dtype)
             n = rows * width
             fns = {"fused": fused, "eager": eager, "compile": compiled}
-            report(f"{name} fwd {rows}x{width}", 3 * n * es,
-                   {k: bench(lambda f=f: f(gate, up)) for k, f in fns.items()}, copy_bps)
-            report(f"{name} fwd+bwd {rows}x{width}", 8 * n * es,
-                   {k: bench(_fwd_bwd(f, (gate, up), dout)) for k, f in fns.items()}, copy_bps)
+            report(
+                f"{name} fwd {rows}x{width}",
+                3 * n * es,
+                {k: bench(lambda f=f, gate=gate, up=up: f(gate, up)) for k, f in fns.items()},
+                copy_bps,
+            )
+            report(
+                f"{name} fwd+bwd {rows}x{width}",
+                8 * n * es,
+                {k: bench(_fwd_bwd(f, (gate, up), dout)) for k, f in fns.items()},
+                copy_bps,
+            )
 
     eager = lambda x, w: rmsnorm.reference(x, w, 1e-6)  # noqa: E731
     compiled = torch.compile(eager)
@@ -98,10 +111,15 @@ def main() -> int:
         dout = torch.randn(rows, width, device="cuda", dtype=dtype)
         n = rows * width
         fns = {"fused": fused, "eager": eager, "compile": compiled}
-        report(f"rmsnorm fwd {rows}x{width}", 2 * n * es, {k: bench(lambda f=f: f(x, w)) for k, f in fns.items()},
-               copy_bps)
-        report(f"rmsnorm fwd+bwd {rows}x{width}", 5 * n * es,
-               {k: bench(_fwd_bwd(f, (x, w), dout)) for k, f in fns.items()}, copy_bps)
+        report(
+            f"rmsnorm fwd {rows}x{width}", 2 * n * es, {k: bench(lambda f=f, x=x, w=w: f(x, w)) for k, f in fns.items()}, copy_bps
+        )
+        report(
+            f"rmsnorm fwd+bwd {rows}x{width}",
+            5 * n * es,
+            {k: bench(_fwd_bwd(f, (x, w), dout)) for k, f in fns.items()},
+            copy_bps,
+        )
     return 0
 
 

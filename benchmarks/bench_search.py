@@ -38,22 +38,39 @@ def overhead(trials: int, tokens: int, width: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s"
         start = time.perf_counter()
-        run_search(SearchOptions(space="tiny", out=str(out), trials=trials, tokens=tokens, scheduler="none",
-                                 sampler="random", concurrency=width, progress=False, train={"threads": 1}))
+        run_search(
+            SearchOptions(
+                space="tiny",
+                out=str(out),
+                trials=trials,
+                tokens=tokens,
+                scheduler="none",
+                sampler="random",
+                concurrency=width,
+                progress=False,
+                train={"threads": 1},
+            )
+        )
         search_s = time.perf_counter() - start
         rows = pl.read_parquet(out / "trials.parquet").filter(pl.col("status") == "completed")
     space = load_space(shipped_spaces()["tiny"])
     jobs = []
     for row in rows.iter_rows(named=True):
         arch = {k: row[k] for k in space.spec.arch} | {k: row[k] for k in ("d_model", "d_ff", "head_dim", "n_kv_heads")}
-        jobs.append((arch, {"tokens": tokens, "lr": row["lr"], "batch_size": row["batch_size"], "threads": 1,
-                            "seed": row["seed"]}))
+        jobs.append(
+            (
+                arch,
+                {"tokens": tokens, "lr": row["lr"], "batch_size": row["batch_size"], "threads": 1, "seed": row["seed"]},
+            )
+        )
     start = time.perf_counter()
     with cf.ProcessPoolExecutor(width) as pool:
         list(pool.map(_train_one, jobs))
     pool_s = time.perf_counter() - start
-    print(f"overhead: {len(jobs)} trials x {tokens:,} tokens, width {width}: search {search_s:.1f} s, "
-          f"process pool {pool_s:.1f} s, wall/ideal = {search_s / pool_s:.2f} (goal <= 1.10)")
+    print(
+        f"overhead: {len(jobs)} trials x {tokens:,} tokens, width {width}: search {search_s:.1f} s, "
+        f"process pool {pool_s:.1f} s, wall/ideal = {search_s / pool_s:.2f} (goal <= 1.10)"
+    )
 
 
 def efficiency(trials: int, tokens: int, seeds: int) -> None:
@@ -67,8 +84,18 @@ def efficiency(trials: int, tokens: int, seeds: int) -> None:
             results = {}
             for name, sampler, scheduler in (("random", "random", "none"), ("asha+tpe", "tpe", "asha")):
                 out = Path(tmp) / name
-                run_search(SearchOptions(space="tiny", out=str(out), trials=trials, tokens=tokens, sampler=sampler,
-                                         scheduler=scheduler, seed=seed, progress=False))
+                run_search(
+                    SearchOptions(
+                        space="tiny",
+                        out=str(out),
+                        trials=trials,
+                        tokens=tokens,
+                        sampler=sampler,
+                        scheduler=scheduler,
+                        seed=seed,
+                        progress=False,
+                    )
+                )
                 results[name] = pl.read_parquet(out / "trials.parquet").sort("trial_id")
         rnd, asha = results["random"], results["asha+tpe"]
         target = rnd.filter(pl.col("status") == "completed")["eval_loss"].min()

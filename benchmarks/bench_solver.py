@@ -28,9 +28,11 @@ def main() -> None:
             with torch.device("meta"):
                 sum(p.numel() for p in build_model(space.sample_random(i).arch).parameters())
         torch_count_s = (time.perf_counter() - start) / 5
-        print(f"{name:12s} 1000 solved+counted in {solve_s:.3f} s ({solve_s / 1000:.2e} s/arch) | "
-              f"one torch meta-build count: {torch_count_s:.3e} s | ratio {torch_count_s / (solve_s / 1000):.0f}x "
-              f"| {'ok' if solve_s < 2 else 'SLOWER THAN GOAL'}")
+        print(
+            f"{name:12s} 1000 solved+counted in {solve_s:.3f} s ({solve_s / 1000:.2e} s/arch) | "
+            f"one torch meta-build count: {torch_count_s:.3e} s | ratio {torch_count_s / (solve_s / 1000):.0f}x "
+            f"| {'ok' if solve_s < 2 else 'SLOWER THAN GOAL'}"
+        )
 
 
 if __name__ == "__main__":

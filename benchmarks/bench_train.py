@@ -60,8 +60,15 @@ def plain_loop(arch: ArchConfig, corpus: torch.Tensor, steps: int, warmup: int, 
 
 def archscale_train(arch: ArchConfig, steps: int, threads: int) -> tuple[float, float]:
     tokens = steps * BATCH * arch.seq_len
-    cfg = TrainConfig(tokens=tokens, batch_size=BATCH, lr=3e-3, eval_every_tokens=tokens, eval_tokens=4096,
-                      checkpoint_every_tokens=0, threads=threads)
+    cfg = TrainConfig(
+        tokens=tokens,
+        batch_size=BATCH,
+        lr=3e-3,
+        eval_every_tokens=tokens,
+        eval_tokens=4096,
+        checkpoint_every_tokens=0,
+        threads=threads,
+    )
     t0 = time.perf_counter()
     s = train(arch, cfg, "pystdlib")
     return s["tokens_per_s"], tokens / (time.perf_counter() - t0)
@@ -77,10 +84,14 @@ def main() -> None:
 
     src = open_data("pystdlib")
     corpus = torch.from_numpy(np.array(src._train))  # the plain loop holds the corpus in memory
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {BATCH} x 128 tokens, {args.steps} steps, "
-          f"best of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start")
-    print(f"{'size':>5} {'params':>9} {'plain tok/s':>12} {'train() tok/s':>14} {'ratio':>6} "
-          f"{'end-to-end tok/s':>17} {'ratio':>6}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {BATCH} x 128 tokens, {args.steps} steps, "
+        f"best of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start"
+    )
+    print(
+        f"{'size':>5} {'params':>9} {'plain tok/s':>12} {'train() tok/s':>14} {'ratio':>6} "
+        f"{'end-to-end tok/s':>17} {'ratio':>6}"
+    )
     for size in args.sizes.split(","):
         arch = ArchConfig(**SIZES[size], **COMMON)
         plain, ours, e2e = [], [], []
@@ -90,8 +101,10 @@ def main() -> None:
             ours.append(a)
             e2e.append(b)
         p, o, e = max(plain), max(ours), max(e2e)
-        print(f"{size:>5} {count(arch).params:>9,} {p:>12,.0f} {o:>14,.0f} {o / p:>6.2f} {e:>17,.0f} {e / p:>6.2f}",
-              flush=True)
+        print(
+            f"{size:>5} {count(arch).params:>9,} {p:>12,.0f} {o:>14,.0f} {o / p:>6.2f} {e:>17,.0f} {e / p:>6.2f}",
+            flush=True,
+        )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
 

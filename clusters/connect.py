@@ -23,15 +23,24 @@ def redact(url: str | None) -> str | None:
     return _PASSWORD.sub(lambda m: f"{m['scheme']}***{m['at']}", url)
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-            runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Initialise Ray once per process; return a description of the cluster (address, resources)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
-                                  "logging_level": "ERROR"}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": True,
+            "logging_level": "ERROR",
+        }
         if runtime_env:
             kwargs["runtime_env"] = runtime_env
         if address:
@@ -54,5 +63,5 @@ def _dashboard_url() -> str | None:
 
         url = global_worker.node.address_info.get("webui_url") if global_worker.node else None
         return f"http://{url}" if url else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None

@@ -25,10 +25,15 @@ def build_wheel(dest: Path) -> Path:
     """A wheel of the installed archscale source tree (no dependencies)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").exists():
-        raise ValueError(f"{root}: archscale is not installed from a source checkout; install the cluster image "
-                         "with archscale instead and pass --no-ship")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(root)], check=True,
-                   capture_output=True)
+        raise ValueError(
+            f"{root}: archscale is not installed from a source checkout; install the cluster image "
+            "with archscale instead and pass --no-ship"
+        )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(root)],
+        check=True,
+        capture_output=True,
+    )
     return next(dest.glob("archscale-*.whl"))
 
 
@@ -49,13 +54,23 @@ def job_spec(space_file: str, run_args: list[str], *, wheel: Path | None, pip: l
 def use_token_if_available() -> None:
     """Ray's clients send the token only in token mode, read when Ray is first imported: call this
     before importing ray. A local head made by Ray 2.60 requires the token; we never disable it."""
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
-            (Path.home() / ".ray" / "auth_token").exists():
+    if (
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").exists()
+    ):
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
-def submit(address: str, space_file: str, run_args: list[str], *, ship: bool = True, pip: list[str] | None = None,
-           wait: bool = False) -> dict[str, Any]:
+def submit(
+    address: str,
+    space_file: str,
+    run_args: list[str],
+    *,
+    ship: bool = True,
+    pip: list[str] | None = None,
+    wait: bool = False,
+) -> dict[str, Any]:
     """Submit the search; return the job id and how to follow it."""
     use_token_if_available()
     from ray.job_submission import JobSubmissionClient
@@ -66,16 +81,23 @@ def submit(address: str, space_file: str, run_args: list[str], *, ship: bool = T
         spec = job_spec(space_file, run_args, wheel=wheel, pip=pip)
         client = JobSubmissionClient(address)
         job_id = client.submit_job(**spec)
-        info = {"job_id": job_id, "address": address, "entrypoint": spec["entrypoint"],
-                "follow": f"ray job logs --address {address} --follow {job_id}",
-                "status": f"ray job status --address {address} {job_id}"}
+        info = {
+            "job_id": job_id,
+            "address": address,
+            "entrypoint": spec["entrypoint"],
+            "follow": f"ray job logs --address {address} --follow {job_id}",
+            "status": f"ray job status --address {address} {job_id}",
+        }
         if wait:
             import time
 
             from ray.job_submission import JobStatus
 
-            while (status := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                                     JobStatus.STOPPED):
+            while (status := client.get_job_status(job_id)) not in (
+                JobStatus.SUCCEEDED,
+                JobStatus.FAILED,
+                JobStatus.STOPPED,
+            ):
                 time.sleep(1)
             info["final_status"] = str(status.value)
             info["logs"] = client.get_job_logs(job_id)[-4000:]

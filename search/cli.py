@@ -22,11 +22,17 @@ from archscale.spaces.cli_options import USER_ERRORS, command_group
 app = command_group(
     "Search decoder-only transformer architectures under an exact parameter or FLOP budget, "
     "and run scaling studies on them.",
-    name="archscale", add_completion=False, pretty_exceptions_enable=False,
+    name="archscale",
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = ("archscale.spaces.commands", "archscale.trainers.commands", "archscale.search.commands",
-                   "archscale.analysis.commands")
+COMMAND_MODULES = (
+    "archscale.spaces.commands",
+    "archscale.trainers.commands",
+    "archscale.search.commands",
+    "archscale.analysis.commands",
+)
 
 
 def _version(value: bool) -> None:
@@ -39,8 +45,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print archscale's version and exit.")] = None,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print archscale's version and exit."),
+    ] = None,
 ) -> None:
     """Search decoder-only transformer architectures under an exact parameter or FLOP budget,
     and run scaling studies on them."""
@@ -48,6 +56,7 @@ def _root(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+
 
 def main() -> None:
     """Console entry point: every error is one `error: ...` line on stderr, no traceback (set
@@ -72,8 +81,11 @@ def main() -> None:
     except Exception as e:
         if os.environ.get("ARCHSCALE_TRACEBACK"):
             raise
-        print(f"error: {type(e).__name__}: {e}\n(unexpected: this is a bug in archscale; set ARCHSCALE_TRACEBACK=1 "
-              "to see the traceback and please report it)", file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {e}\n(unexpected: this is a bug in archscale; set ARCHSCALE_TRACEBACK=1 "
+            "to see the traceback and please report it)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)

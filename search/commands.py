@@ -48,16 +48,24 @@ def _emit(summary: dict, as_json: bool) -> None:
 
     console = Console()
     requested = f" of {summary['requested']} requested" if summary.get("requested") else ""
-    console.print(f"[bold]{summary['out']}[/]: {summary['trials']} trials{requested}: "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(summary["by_status"].items()))
-                  + (f" in {summary['wall_s']:.0f}s" if "wall_s" in summary else ""))
+    console.print(
+        f"[bold]{summary['out']}[/]: {summary['trials']} trials{requested}: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(summary["by_status"].items()))
+        + (f" in {summary['wall_s']:.0f}s" if "wall_s" in summary else "")
+    )
     if summary.get("best"):
         table = Table(title="best completed trials")
         for col in ("trial", "architecture", "seed", "eval_loss", "params", "tokens"):
             table.add_column(col)
         for b in summary["best"]:
-            table.add_row(str(b["trial_id"]), b["label"], str(b["seed"]), f"{b['eval_loss']:.4f}", f"{b['params']:,}",
-                          f"{b['tokens']:,}")
+            table.add_row(
+                str(b["trial_id"]),
+                b["label"],
+                str(b["seed"]),
+                f"{b['eval_loss']:.4f}",
+                f"{b['params']:,}",
+                f"{b['tokens']:,}",
+            )
         console.print(table)
     if summary.get("pareto"):
         console.print(f"Pareto front: trials {', '.join(str(p['trial_id']) for p in summary['pareto'])}")
@@ -68,29 +76,46 @@ def _emit(summary: dict, as_json: bool) -> None:
 def search_run(
     space_file: Annotated[str, typer.Argument(help="Space YAML, or a shipped space name (tiny, activations, ...).")],
     out: Out,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Architectures to try (each trained --seeds times).")] = 12,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="Architectures to try (each trained --seeds times).")
+    ] = 12,
     budget_params: BudgetParams = None,
     budget_non_embedding_params: BudgetNonEmbeddingParams = None,
     budget_flops_per_token: BudgetFlopsPerToken = None,
     tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
-    tokens_per_param: Annotated[Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")] = None,
+    tokens_per_param: Annotated[
+        Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")
+    ] = None,
     data: Data = "pystdlib",
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | nsga2 | gp.")] = "tpe",
-    objectives: Annotated[str, typer.Option(
-        "--objectives", help="Comma list: eval_loss[,params,non_embedding_params,flops_per_token,"
-                             "kv_cache_bytes_per_token,tokens_per_s].")] = "eval_loss",
-    scheduler: Annotated[str, typer.Option("--scheduler", help="asha (early stopping on tokens seen) | none.")] = "asha",
+    objectives: Annotated[
+        str,
+        typer.Option(
+            "--objectives",
+            help="Comma list: eval_loss[,params,non_embedding_params,flops_per_token,"
+            "kv_cache_bytes_per_token,tokens_per_s].",
+        ),
+    ] = "eval_loss",
+    scheduler: Annotated[
+        str, typer.Option("--scheduler", help="asha (early stopping on tokens seen) | none.")
+    ] = "asha",
     seeds: Seeds = 1,
     concurrency: Concurrency = None,
     cpus_per_trial: CpusPerTrial = 1.0,
     gpus_per_trial: GpusPerTrial = "0",
     address: Address = None,
     storage: Storage = None,
-    study_name: Annotated[Optional[str], typer.Option(
-        "--study-name", help="Optuna study name (default: archscale-SPACE); drivers sharing --storage and "
-                             "--study-name add trials to one study.")] = None,
-    eval_every_tokens: Annotated[Optional[int], typer.Option(
-        "--eval-every-tokens", help="Evaluation interval (default: 10 per run).")] = None,
+    study_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--study-name",
+            help="Optuna study name (default: archscale-SPACE); drivers sharing --storage and "
+            "--study-name add trials to one study.",
+        ),
+    ] = None,
+    eval_every_tokens: Annotated[
+        Optional[int], typer.Option("--eval-every-tokens", help="Evaluation interval (default: 10 per run).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
@@ -108,9 +133,13 @@ def search_run(
 @user_errors
 def search_resume(
     out: Annotated[str, typer.Argument(help="A results directory written by `archscale search run`.")],
-    trials: Annotated[Optional[int], typer.Option("--trials", help="Extend the search to this many architectures.")] = None,
+    trials: Annotated[
+        Optional[int], typer.Option("--trials", help="Extend the search to this many architectures.")
+    ] = None,
     address: Address = None,
-    storage: Annotated[Optional[str], typer.Option("--storage", help="The study storage URL, if it had a password.")] = None,
+    storage: Annotated[
+        Optional[str], typer.Option("--storage", help="The study storage URL, if it had a password.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Finish an interrupted search, or extend a finished one with --trials."""
@@ -127,8 +156,12 @@ def search_submit(
     ctx: typer.Context,
     space_file: Annotated[str, typer.Argument(help="Space YAML (shipped with the job), or a shipped space name.")],
     address: Annotated[str, typer.Option("--address", help="The cluster's Ray Jobs address, http://HEAD:8265.")],
-    pip: Annotated[Optional[list[str]], typer.Option("--pip", help="Extra pip packages for the job's runtime_env.")] = None,
-    no_ship: Annotated[bool, typer.Option("--no-ship", help="Do not ship this archscale as a wheel (the image has it).")] = False,
+    pip: Annotated[
+        Optional[list[str]], typer.Option("--pip", help="Extra pip packages for the job's runtime_env.")
+    ] = None,
+    no_ship: Annotated[
+        bool, typer.Option("--no-ship", help="Do not ship this archscale as a wheel (the image has it).")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish and print its log tail.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -167,11 +200,24 @@ def _options_from_run_params(p: dict, validate: bool = True):
 
     override = budget_override(p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"])
     opts = SearchOptions(
-        space=p["space_file"], out=p["out"], trials=p["trials"], budget_kind=override[0] if override else None,
-        budget_value=override[1] if override else None, tokens=p["tokens"], tokens_per_param=p["tokens_per_param"],
-        data=p["data"], sampler=p["sampler"], objectives=_split(p["objectives"]), scheduler=p["scheduler"],
-        seeds=p["seeds"], concurrency=p["concurrency"], cpus_per_trial=p["cpus_per_trial"],
-        gpus_per_trial=p["gpus_per_trial"], address=p["address"], storage=p["storage"], seed=p["seed"],
+        space=p["space_file"],
+        out=p["out"],
+        trials=p["trials"],
+        budget_kind=override[0] if override else None,
+        budget_value=override[1] if override else None,
+        tokens=p["tokens"],
+        tokens_per_param=p["tokens_per_param"],
+        data=p["data"],
+        sampler=p["sampler"],
+        objectives=_split(p["objectives"]),
+        scheduler=p["scheduler"],
+        seeds=p["seeds"],
+        concurrency=p["concurrency"],
+        cpus_per_trial=p["cpus_per_trial"],
+        gpus_per_trial=p["gpus_per_trial"],
+        address=p["address"],
+        storage=p["storage"],
+        seed=p["seed"],
         study_name=p["study_name"],
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
@@ -196,7 +242,9 @@ def search_status(
 @study_app.command("run")
 @user_errors
 def study_run(
-    study_file: Annotated[str, typer.Argument(help="A study YAML (architectures x sizes x token budgets, or isoFLOP).")],
+    study_file: Annotated[
+        str, typer.Argument(help="A study YAML (architectures x sizes x token budgets, or isoFLOP).")
+    ],
     out: Out,
     data: Data = "pystdlib",
     scheduler: SchedulerStudy = "none",
@@ -212,16 +260,27 @@ def study_run(
     from archscale.search.status import status
     from archscale.search.study import run_study
 
-    opts = SearchOptions(space="", out=out, data=data, scheduler=scheduler, concurrency=concurrency,
-                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address,
-                         storage=storage, progress=not as_json)
+    opts = SearchOptions(
+        space="",
+        out=out,
+        data=data,
+        scheduler=scheduler,
+        concurrency=concurrency,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        address=address,
+        storage=storage,
+        progress=not as_json,
+    )
     run_study(study_file, out, opts)
     _emit(status(out), as_json)
 
 
 @user_errors
 def quickstart(
-    out: Annotated[str, typer.Option("--out", help="A new (or empty) directory for everything.")] = "results/quickstart",
+    out: Annotated[
+        str, typer.Option("--out", help="A new (or empty) directory for everything.")
+    ] = "results/quickstart",
     small: Annotated[bool, typer.Option("--small", help="A CI-sized run (under 3 minutes on 2 cores).")] = False,
     address: Address = None,
     as_json: JsonFlag = False,
@@ -229,9 +288,12 @@ def quickstart(
     """A real search, a seed check, a scaling study, fits and a report: the whole workflow, in minutes on a laptop."""
     import sys
 
-    from archscale.search.quickstart import describe, quickstart as run
+    from archscale.search.quickstart import describe
+    from archscale.search.quickstart import quickstart as run
 
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     findings = run(out, small=small, address=address, say=say)
     if as_json:
         typer.echo(json.dumps(findings, default=str))

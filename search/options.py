@@ -62,8 +62,9 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
         raise UserError(f"--seeds: must be >= 1, got {opts.seeds}")
     bad = [o for o in opts.objectives if o not in OBJECTIVES]
     if bad or "eval_loss" not in opts.objectives:
-        raise UserError(f"--objectives: got {','.join(opts.objectives)}; must include eval_loss, "
-                        f"allowed: {', '.join(OBJECTIVES)}")
+        raise UserError(
+            f"--objectives: got {','.join(opts.objectives)}; must include eval_loss, allowed: {', '.join(OBJECTIVES)}"
+        )
     if opts.sampler not in SAMPLERS:
         raise UserError(f"--sampler: got {opts.sampler!r}; allowed: {', '.join(SAMPLERS)}")
     check_execution(opts)
@@ -77,11 +78,23 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     _check_feasible(space)
     out = Path(opts.out).resolve()
     storage = opts.storage or str(out / "optuna.journal")
-    study = StudySpec(storage=storage, study_name=opts.study_name or f"archscale-{space.name}",
-                      objectives=list(opts.objectives), sampler=opts.sampler, seed=opts.seed)
+    study = StudySpec(
+        storage=storage,
+        study_name=opts.study_name or f"archscale-{space.name}",
+        objectives=list(opts.objectives),
+        sampler=opts.sampler,
+        seed=opts.seed,
+    )
     defaults = {"eval_every_tokens": None, **opts.train}
-    plan = TrialPlan(target_tokens=tokens, tokens_per_param=opts.tokens_per_param, data=opts.data,
-                     train_defaults=defaults, seeds=opts.seeds, base_seed=opts.seed, group=opts.group)
+    plan = TrialPlan(
+        target_tokens=tokens,
+        tokens_per_param=opts.tokens_per_param,
+        data=opts.data,
+        train_defaults=defaults,
+        seeds=opts.seeds,
+        base_seed=opts.seed,
+        group=opts.group,
+    )
     return space, study, plan
 
 
@@ -111,8 +124,9 @@ def _check_feasible(space: Space, tries: int = 200) -> None:
             return
         except BudgetError as e:
             first = first or e
-    raise UserError(f"{space.path}: budget: none of {tries} sampled architectures can meet "
-                    f"{space.budget.describe()}: {first}")
+    raise UserError(
+        f"{space.path}: budget: none of {tries} sampled architectures can meet {space.budget.describe()}: {first}"
+    )
 
 
 def check_data(spec: str, space: Space | None = None) -> None:
@@ -125,5 +139,7 @@ def check_data(spec: str, space: Space | None = None) -> None:
         raise UserError(f"--data: {e}") from None
     vocab = space.spec.arch.get("vocab_size") if space is not None else None
     if vocab is not None and vocab.value is not None and source.vocab_size > vocab.value:
-        raise UserError(f"{space.path}: arch.vocab_size: {vocab.value} is smaller than the "
-                        f"{source.vocab_size} tokens of data {spec!r}")
+        raise UserError(
+            f"{space.path}: arch.vocab_size: {vocab.value} is smaller than the "
+            f"{source.vocab_size} tokens of data {spec!r}"
+        )

@@ -104,13 +104,22 @@ class SpaceProposals:
         trial.set_user_attr("seed", seed)
         if "replica_of" not in trial.user_attrs and arch is not None:
             for s in range(1, self.plan.seeds):  # seed replicas: same parameters, another seed
-                study.enqueue_trial(trial.params, user_attrs={"seed": self.plan.base_seed + s,
-                                                              "replica_of": trial.number})
+                study.enqueue_trial(
+                    trial.params, user_attrs={"seed": self.plan.base_seed + s, "replica_of": trial.number}
+                )
         tokens = self.plan.tokens_for(counts["params"]) if counts else 0
         trial.set_user_attr("target_tokens", tokens)
-        return Proposal(number=trial.number, seed=seed, arch=arch, counts=counts,
-                        train={**self.plan.train_defaults, **train, "tokens": tokens, "seed": seed},
-                        data=self.plan.data, target_tokens=tokens, group=self.plan.group, error=error)
+        return Proposal(
+            number=trial.number,
+            seed=seed,
+            arch=arch,
+            counts=counts,
+            train={**self.plan.train_defaults, **train, "tokens": tokens, "seed": seed},
+            data=self.plan.data,
+            target_tokens=tokens,
+            group=self.plan.group,
+            error=error,
+        )
 
     def state(self) -> dict[str, Any]:
         return {}
@@ -153,10 +162,17 @@ class GridProposals:
         for key in ("group", "arch", "counts", "seed", "size"):
             trial.set_user_attr(key, getattr(point, key))
         trial.set_user_attr("target_tokens", point.tokens)
-        return Proposal(number=trial.number, seed=point.seed, arch=point.arch, counts=point.counts,
-                        train={**self.plan.train_defaults, **point.train, "tokens": point.tokens, "seed": point.seed},
-                        data=self.plan.data, target_tokens=point.tokens, group=point.group,
-                        planned=(point.size_kind, point.size))
+        return Proposal(
+            number=trial.number,
+            seed=point.seed,
+            arch=point.arch,
+            counts=point.counts,
+            train={**self.plan.train_defaults, **point.train, "tokens": point.tokens, "seed": point.seed},
+            data=self.plan.data,
+            target_tokens=point.tokens,
+            group=point.group,
+            planned=(point.size_kind, point.size),
+        )
 
     def state(self) -> dict[str, Any]:
         return {"next_index": self.next_index}

@@ -17,8 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BASELINE = {"ffn_activation": "relu", "position": "sinusoidal", "norm": "layernorm", "norm_position": "post",
-            "n_kv_heads": 4}
+BASELINE = {
+    "ffn_activation": "relu",
+    "position": "sinusoidal",
+    "norm": "layernorm",
+    "norm_position": "post",
+    "n_kv_heads": 4,
+}
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,13 @@ class Plan:
     tokens_per_param: float
 
 
-FULL = Plan(trials=12, tokens=400_000, eval_every=50_000, sizes=(40_000, 80_000, 160_000, 320_000), tokens_per_param=3.0)
+FULL = Plan(
+    trials=12, tokens=400_000, eval_every=50_000, sizes=(40_000, 80_000, 160_000, 320_000), tokens_per_param=3.0
+)
 SMALL = Plan(trials=12, tokens=60_000, eval_every=20_480, sizes=(30_000, 50_000, 80_000, 120_000), tokens_per_param=0.6)
 
 
-def quickstart(out: str | Path, *, small: bool = False, address: str | None = None, say=print) -> dict[str, Any]:  # noqa: ANN001
+def quickstart(out: str | Path, *, small: bool = False, address: str | None = None, say=print) -> dict[str, Any]:
     from archscale.search.run import SearchOptions, run_search
     from archscale.search.study import run_study
 
@@ -45,23 +52,52 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
     started = time.monotonic()
     train = {"eval_every_tokens": plan.eval_every}
 
-    say(f"[1/4] searching activation x position coding at 120K parameters: {plan.trials} trials, "
-        f"{plan.tokens:,} tokens each, ASHA early stopping")
-    run_search(SearchOptions(space="quickstart", out=str(out / "search"), trials=plan.trials, tokens=plan.tokens,
-                             scheduler="asha", objectives=["eval_loss", "kv_cache_bytes_per_token"], train=train,
-                             address=address, seed=0))
+    say(
+        f"[1/4] searching activation x position coding at 120K parameters: {plan.trials} trials, "
+        f"{plan.tokens:,} tokens each, ASHA early stopping"
+    )
+    run_search(
+        SearchOptions(
+            space="quickstart",
+            out=str(out / "search"),
+            trials=plan.trials,
+            tokens=plan.tokens,
+            scheduler="asha",
+            objectives=["eval_loss", "kv_cache_bytes_per_token"],
+            train=train,
+            address=address,
+            seed=0,
+        )
+    )
     budget = 120_000
     say("[2/4] the two best architectures again with 2 more seeds")
-    run_study({"name": "seeds", "from_search": {"dir": str(out / "search"), "top_k": 2},
-               "sizes": {"kind": "params", "values": [budget]}, "tokens": [plan.tokens], "seeds": 2, "first_seed": 1,
-               "train": train}, out / "seeds", _opts(out / "seeds", address))
+    run_study(
+        {
+            "name": "seeds",
+            "from_search": {"dir": str(out / "search"), "top_k": 2},
+            "sizes": {"kind": "params", "values": [budget]},
+            "tokens": [plan.tokens],
+            "seeds": 2,
+            "first_seed": 1,
+            "train": train,
+        },
+        out / "seeds",
+        _opts(out / "seeds", address),
+    )
     say(f"[3/4] scaling study: the two best and the original transformer at {len(plan.sizes)} sizes")
     # one learning rate for every architecture and size here, so the baseline is not handicapped
-    run_study({"name": "scaling", "from_search": {"dir": str(out / "search"), "top_k": 2, "use_train": False},
-               "architectures": {"baseline": {**_search_base(out / "search"), **BASELINE}},
-               "sizes": {"kind": "params", "values": list(plan.sizes)}, "tokens_per_param": plan.tokens_per_param,
-               "train": {"eval_every_tokens": plan.eval_every, "lr": 5e-3, "batch_size": 16}},
-              out / "scaling", _opts(out / "scaling", address))
+    run_study(
+        {
+            "name": "scaling",
+            "from_search": {"dir": str(out / "search"), "top_k": 2, "use_train": False},
+            "architectures": {"baseline": {**_search_base(out / "search"), **BASELINE}},
+            "sizes": {"kind": "params", "values": list(plan.sizes)},
+            "tokens_per_param": plan.tokens_per_param,
+            "train": {"eval_every_tokens": plan.eval_every, "lr": 5e-3, "batch_size": 16},
+        },
+        out / "scaling",
+        _opts(out / "scaling", address),
+    )
     say("[4/4] fits, Pareto front, report and plots")
     import warnings
 
@@ -98,22 +134,29 @@ def analyse(out: Path) -> dict[str, Any]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     written = []
-    for name, kind, source, x in (("scaling", "scaling", dirs[2], "compute"),
-                                  ("pareto", "pareto", dirs[0], "kv_cache_bytes_per_token"),  # the search's cost objective
-                                  ("curves", "curves", dirs[0], "compute")):
+    for name, kind, source, x in (
+        ("scaling", "scaling", dirs[2], "compute"),
+        ("pareto", "pareto", dirs[0], "kv_cache_bytes_per_token"),  # the search's cost objective
+        ("curves", "curves", dirs[0], "compute"),
+    ):
         try:
             written.append(str(save_chart(build_chart(source, kind, x=x), plots / f"{name}.png")))
         except NoData:
             pass
 
     search = pl.concat([pl.read_parquet(d / "trials.parquet") for d in dirs[:2]], how="diagonal_relaxed")
-    by_arch = (search.filter(pl.col("status") == "completed").group_by("label")
-               .agg(pl.col("eval_loss").mean().alias("mean"), pl.col("eval_loss").std().alias("std"),
-                    pl.len().alias("seeds")).sort("mean"))
+    by_arch = (
+        search.filter(pl.col("status") == "completed")
+        .group_by("label")
+        .agg(pl.col("eval_loss").mean().alias("mean"), pl.col("eval_loss").std().alias("std"), pl.len().alias("seeds"))
+        .sort("mean")
+    )
     scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
     fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha"), "n_runs": fit.n_runs}
-                 for name, fit in fits.items()}
+    exponents = {
+        name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha"), "n_runs": fit.n_runs}
+        for name, fit in fits.items()
+    }
     largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
     winner = by_arch.row(0, named=True) if by_arch.height else None
     holds, gap = None, None
@@ -123,10 +166,16 @@ def analyse(out: Path) -> dict[str, Any]:
         if mine.height:
             gap = float(mine["eval_loss"][0] - largest["eval_loss"][0])  # 0 when the winner holds
     return {
-        "out": str(out), "report": str(report), "plots": written,
-        "best": winner, "ranking": by_arch.to_dicts(), "exponents": exponents,
-        "largest_size": largest.select("group", "params", "eval_loss").to_dicts(), "winner_holds_at_largest": holds,
-        "winner_gap_at_largest": gap, "seed_std": winner.get("std") if winner else None,
+        "out": str(out),
+        "report": str(report),
+        "plots": written,
+        "best": winner,
+        "ranking": by_arch.to_dicts(),
+        "exponents": exponents,
+        "largest_size": largest.select("group", "params", "eval_loss").to_dicts(),
+        "winner_holds_at_largest": holds,
+        "winner_gap_at_largest": gap,
+        "seed_std": winner.get("std") if winner else None,
         "storage": str(out / "search" / "optuna.journal"),
     }
 
@@ -137,8 +186,10 @@ def describe(findings: dict[str, Any]) -> str:
     best = findings.get("best")
     if best:
         spread = f" ± {best['std']:.3f}" if best.get("std") is not None and not math.isnan(best["std"]) else ""
-        lines.append(f"best architecture: {best['label']}  eval loss {best['mean']:.3f}{spread} nats/byte "
-                     f"over {best['seeds']} seed(s)")
+        lines.append(
+            f"best architecture: {best['label']}  eval loss {best['mean']:.3f}{spread} nats/byte "
+            f"over {best['seeds']} seed(s)"
+        )
     for name, e in findings.get("exponents", {}).items():
         ci = e.get("ci")
         ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
@@ -148,8 +199,9 @@ def describe(findings: dict[str, Any]) -> str:
     holds = findings.get("winner_holds_at_largest")
     if holds is not None:
         top = findings["largest_size"][0]
-        line = (("the search winner holds" if holds else "the search winner does NOT hold")
-                + f" at the largest size: best there is {top['group']} ({top['eval_loss']:.3f} at {top['params']:,} params)")
+        line = (
+            "the search winner holds" if holds else "the search winner does NOT hold"
+        ) + f" at the largest size: best there is {top['group']} ({top['eval_loss']:.3f} at {top['params']:,} params)"
         gap, std = findings.get("winner_gap_at_largest"), findings.get("seed_std")
         if not holds and gap is not None:
             line += f"; the winner is {gap:.3f} behind"

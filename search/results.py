@@ -24,7 +24,8 @@ from typing import Any
 
 from archscale.spaces.record import CURVE_COLUMNS, TrialStatus, curve_schema, trial_schema
 
-def write_atomically(path: Path, write) -> None:  # noqa: ANN001
+
+def write_atomically(path: Path, write) -> None:
     """Call `write(tmp_path)`, then rename the temp file over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -79,8 +80,13 @@ class ResultsWriter:
             self.curves[(trial_id, int(metrics["tokens"]))] = row
             t = self.trials.get(trial_id)
             if t is not None and t["status"] == TrialStatus.RUNNING:
-                t.update(tokens=int(metrics["tokens"]), compute=metrics.get("compute"), eval_loss=metrics.get("eval_loss"),
-                         tokens_per_s=metrics.get("tokens_per_s"), wall_s=metrics.get("wall_s"))
+                t.update(
+                    tokens=int(metrics["tokens"]),
+                    compute=metrics.get("compute"),
+                    eval_loss=metrics.get("eval_loss"),
+                    tokens_per_s=metrics.get("tokens_per_s"),
+                    wall_s=metrics.get("wall_s"),
+                )
             if time.monotonic() - self._last_write >= self.min_interval_s:
                 self.flush()
 
@@ -117,8 +123,13 @@ def summarize(out: str | Path, wall_s: float | None = None) -> dict[str, Any]:
         return {"out": str(out), "trials": 0, "by_status": {}, "best": []}
     trials = pl.read_parquet(path)
     by_status = dict(trials.group_by("status").len().iter_rows())
-    best = (trials.filter(pl.col("status") == "completed").sort("eval_loss")
-            .select("trial_id", "label", "seed", "eval_loss", "params", "tokens").head(5).to_dicts())
+    best = (
+        trials.filter(pl.col("status") == "completed")
+        .sort("eval_loss")
+        .select("trial_id", "label", "seed", "eval_loss", "params", "tokens")
+        .head(5)
+        .to_dicts()
+    )
     summary = {"out": str(out), "trials": trials.height, "by_status": by_status, "best": best}
     if wall_s is not None:
         summary["wall_s"] = round(wall_s, 1)

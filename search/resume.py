@@ -29,8 +29,9 @@ from archscale.spaces.errors import UserError
 from archscale.spaces.record import TrialStatus
 
 
-def _options(out: Path, run: dict[str, Any], trials: int | None, address: str | None, storage: str | None,
-             progress: bool):
+def _options(
+    out: Path, run: dict[str, Any], trials: int | None, address: str | None, storage: str | None, progress: bool
+):
     from archscale.search.options import SearchOptions
 
     args = dict(run["args"])
@@ -38,8 +39,10 @@ def _options(out: Path, run: dict[str, Any], trials: int | None, address: str | 
     if storage:
         args["storage"] = storage
     elif args.get("storage") and "***" in args["storage"]:
-        raise UserError(f"{out}: the study storage URL had a password, which run.json does not keep; "
-                         "pass it again with --storage URL")
+        raise UserError(
+            f"{out}: the study storage URL had a password, which run.json does not keep; "
+            "pass it again with --storage URL"
+        )
     if trials is not None:
         if trials < int(args["trials"]):
             raise UserError(f"--trials: {trials} is fewer than the {args['trials']} this search already asked for")
@@ -47,8 +50,13 @@ def _options(out: Path, run: dict[str, Any], trials: int | None, address: str | 
     return SearchOptions(**{k: v for k, v in args.items() if k in SearchOptions.__dataclass_fields__})
 
 
-def resume_search(out: str | Path, trials: int | None = None, address: str | None = None,
-                  progress: bool = True, storage: str | None = None) -> dict[str, Any]:
+def resume_search(
+    out: str | Path,
+    trials: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    storage: str | None = None,
+) -> dict[str, Any]:
     from archscale.search.options import prepare
     from archscale.search.results import summarize
     from archscale.search.run import run_trials
@@ -84,7 +92,7 @@ def resume_search(out: str | Path, trials: int | None = None, address: str | Non
     return summarize(out)
 
 
-def _restore(experiment: Path, opts) -> None:  # noqa: ANN001
+def _restore(experiment: Path, opts) -> None:
     from ray import tune
 
     from archscale.clusters.connect import connect
@@ -98,7 +106,7 @@ def _restore(experiment: Path, opts) -> None:  # noqa: ANN001
         tuner.fit()
 
 
-def _reconcile(out: Path, study_spec) -> None:  # noqa: ANN001
+def _reconcile(out: Path, study_spec) -> None:
     """Make trials.parquet and the study agree after an interruption (see the module docstring)."""
     import optuna
 
@@ -108,8 +116,9 @@ def _reconcile(out: Path, study_spec) -> None:  # noqa: ANN001
     for number, t in states.items():
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(number, state=optuna.trial.TrialState.FAIL)
-            writer.finish_trial(number, TrialStatus.FAILED,
-                                error="interrupted: the driver stopped before Ray recorded this trial")
+            writer.finish_trial(
+                number, TrialStatus.FAILED, error="interrupted: the driver stopped before Ray recorded this trial"
+            )
     for number, row in list(writer.trials.items()):
         t = states.get(number)
         if row["status"] != TrialStatus.RUNNING or t is None:

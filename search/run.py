@@ -21,7 +21,6 @@ from typing import Any
 
 from archscale.search.options import SearchOptions, prepare
 from archscale.search.results import summarize, write_json
-from archscale.spaces.errors import UserError
 
 __all__ = ["SearchOptions", "prepare", "run_search", "run_trials", "describe_environment", "trial_resources"]
 
@@ -41,12 +40,24 @@ def describe_environment() -> dict[str, Any]:
             versions[pkg] = None
     versions["python"] = platform.python_version()
     try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        git = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         git = None
-    hardware = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                "platform": platform.platform()}
+    hardware = {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     return {"versions": versions, "git_revision": git, "hardware": hardware}
 
 
@@ -59,15 +70,22 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     space, study, plan = prepare(opts)
     out = Path(opts.out).resolve()
     if (out / "run.json").exists():
-        raise FileExistsError(f"{out}: already holds a search (run.json); use `archscale search resume {opts.out}` "
-                        "to continue or extend it, or choose a new --out")
+        raise FileExistsError(
+            f"{out}: already holds a search (run.json); use `archscale search resume {opts.out}` "
+            "to continue or extend it, or choose a new --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     run_info = {
-        "kind": "search", "space": space.spec.model_dump(mode="json"), "space_file": space.path,
-        "budget": asdict(space.budget), "args": {**asdict(opts), "storage": redact(opts.storage)},
-        "objectives": [{"name": o, "direction": d} for o, d in zip(study.objectives, study.directions)],
-        "storage": redact(study.storage) if opts.storage else study.storage, "study_name": study.study_name,
-        "experiment": str(out / "ray" / EXPERIMENT), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kind": "search",
+        "space": space.spec.model_dump(mode="json"),
+        "space_file": space.path,
+        "budget": asdict(space.budget),
+        "args": {**asdict(opts), "storage": redact(opts.storage)},
+        "objectives": [{"name": o, "direction": d} for o, d in zip(study.objectives, study.directions, strict=True)],
+        "storage": redact(study.storage) if opts.storage else study.storage,
+        "study_name": study.study_name,
+        "experiment": str(out / "ray" / EXPERIMENT),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **describe_environment(),
     }
     write_json(out / "run.json", run_info)
@@ -76,8 +94,15 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     return run_trials(searcher, study, opts, out, total=opts.trials * opts.seeds, max_tokens=max_tokens)
 
 
-def run_trials(searcher, study, opts: SearchOptions, out: Path, total: int, max_tokens: int,  # noqa: ANN001
-               experiment: str = EXPERIMENT) -> dict[str, Any]:
+def run_trials(
+    searcher,
+    study,
+    opts: SearchOptions,
+    out: Path,
+    total: int,
+    max_tokens: int,
+    experiment: str = EXPERIMENT,
+) -> dict[str, Any]:
     """Run up to `total` trials of `searcher` (a ProposalSearcher) through Ray Tune into `out`.
 
     `opts` supplies the execution settings (address, scheduler, resources, concurrency,
@@ -96,15 +121,22 @@ def run_trials(searcher, study, opts: SearchOptions, out: Path, total: int, max_
     trainable = tune.with_resources(run_trial, trial_resources(opts.cpus_per_trial, opts.gpus_per_trial))
     concurrency = opts.concurrency or max(1, int(cluster["cpus"] // opts.cpus_per_trial))
     run_config = tune.RunConfig(
-        name=experiment, storage_path=str(out / "ray"), verbose=0,
+        name=experiment,
+        storage_path=str(out / "ray"),
+        verbose=0,
         callbacks=[ProgressCallback(total, enabled=opts.progress)],
         failure_config=tune.FailureConfig(max_failures=2),  # dead workers: retried from the last checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=total,
-                                    max_concurrent_trials=concurrency, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=total,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+        ),
         run_config=run_config,
     )
     started = time.monotonic()

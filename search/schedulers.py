@@ -62,7 +62,7 @@ class ParetoStoppingMixin:
             self._finished.append(({c: result.get(c) for c in self.cost_objectives}, xs, ys))
 
     # The scheduler interface: Pareto stopping first, then the wrapped scheduler (next in the MRO).
-    def on_trial_result(self, tune_controller, trial, result):  # noqa: ANN001
+    def on_trial_result(self, tune_controller, trial, result):
         self._record(trial.trial_id, result)
         if self._dominated(result):
             self.pareto_stopped.add(trial.trial_id)
@@ -71,7 +71,7 @@ class ParetoStoppingMixin:
             return TrialScheduler.CONTINUE  # at budget, or a summary: let the trial report and complete
         return super().on_trial_result(tune_controller, trial, result)
 
-    def on_trial_complete(self, tune_controller, trial, result):  # noqa: ANN001
+    def on_trial_complete(self, tune_controller, trial, result):
         self._complete(trial.trial_id, result)
         return super().on_trial_complete(tune_controller, trial, result)
 
@@ -93,8 +93,9 @@ class ParetoFIFO(ParetoStoppingMixin, FIFOScheduler):
         self._pareto_init(cost_objectives, min_fraction)
 
 
-def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_fraction: float = 1 / 13.5,
-                   reduction_factor: float = 3.0):
+def make_scheduler(
+    name: str, objectives: list[str], max_tokens: int, grace_fraction: float = 1 / 13.5, reduction_factor: float = 3.0
+):
     """`asha` or `none`; either with Pareto stopping when cost objectives are being searched.
 
     ASHA's rungs sit at budget/13.5, budget/4.5 and budget/1.5 tokens (reduction factor 3), all
@@ -104,8 +105,15 @@ def make_scheduler(name: str, objectives: list[str], max_tokens: int, grace_frac
     if name == "asha":
         # max_t above the budget: ASHA stops a trial at max_t, which would cut off its final summary
         # report (trainers round the budget up to whole steps); the last real rung stays below budget.
-        return ParetoASHA(costs, time_attr="tokens", metric="eval_loss", mode="min", max_t=max(2, 2 * max_tokens),
-                          grace_period=max(1, int(max_tokens * grace_fraction)), reduction_factor=reduction_factor)
+        return ParetoASHA(
+            costs,
+            time_attr="tokens",
+            metric="eval_loss",
+            mode="min",
+            max_t=max(2, 2 * max_tokens),
+            grace_period=max(1, int(max_tokens * grace_fraction)),
+            reduction_factor=reduction_factor,
+        )
     if name == "none":
         return ParetoFIFO(costs)
     raise UserError(f"--scheduler: got {name!r}; allowed: asha, none")

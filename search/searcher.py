@@ -38,8 +38,7 @@ WORKER_DIED = "the trial's worker died and Ray's retries were used up (see the R
 
 
 class ProposalSearcher(Searcher):
-    def __init__(self, proposals: Proposals, study: StudySpec, out: str | Path,
-                 writer: ResultsWriter | None = None):
+    def __init__(self, proposals: Proposals, study: StudySpec, out: str | Path, writer: ResultsWriter | None = None):
         super().__init__(metric="eval_loss", mode="min")
         self.proposals = proposals
         self.study_spec = study
@@ -132,10 +131,17 @@ class ProposalSearcher(Searcher):
 
 def _row(proposal: Proposal) -> dict[str, Any]:
     return new_trial_row(
-        trial_id=proposal.number, seed=proposal.seed, arch=proposal.arch_config, train=proposal.train,
-        counts=proposal.counts_record, target_tokens=proposal.target_tokens, group=proposal.group,
-        planned=proposal.planned, status=TrialStatus.FAILED if proposal.error else TrialStatus.RUNNING,
-        error=proposal.error)
+        trial_id=proposal.number,
+        seed=proposal.seed,
+        arch=proposal.arch_config,
+        train=proposal.train,
+        counts=proposal.counts_record,
+        target_tokens=proposal.target_tokens,
+        group=proposal.group,
+        planned=proposal.planned,
+        status=TrialStatus.FAILED if proposal.error else TrialStatus.RUNNING,
+        error=proposal.error,
+    )
 
 
 def _final_fields(last: TrialReport | None, worker_error: bool) -> dict[str, Any]:

@@ -41,8 +41,13 @@ class StudySpec:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = make_sampler(self.sampler, self.seed, len(self.objectives))
         if create:
-            return optuna.create_study(storage=open_storage(self.storage), study_name=self.study_name,
-                                       directions=self.directions, sampler=sampler, load_if_exists=True)
+            return optuna.create_study(
+                storage=open_storage(self.storage),
+                study_name=self.study_name,
+                directions=self.directions,
+                sampler=sampler,
+                load_if_exists=True,
+            )
         return optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage), sampler=sampler)
 
 
@@ -65,8 +70,9 @@ def make_sampler(name: str, seed: int, n_objectives: int):
 
         with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" since Optuna 2.x
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, group=True,
-                                              constant_liar=True)  # constant liar: sane with concurrent trials
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=6, multivariate=True, group=True, constant_liar=True
+            )  # constant liar: sane with concurrent trials
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":

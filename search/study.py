@@ -72,7 +72,9 @@ class StudyFile(_Strict):
     def _check(self) -> StudyFile:
         given = [x is not None for x in (self.tokens, self.tokens_per_param, self.isoflop)]
         if sum(given) != 1:
-            raise ValueError("give exactly one of tokens (a list), tokens_per_param, or isoflop (a list of compute budgets)")
+            raise ValueError(
+                "give exactly one of tokens (a list), tokens_per_param, or isoflop (a list of compute budgets)"
+            )
         if not self.architectures and self.from_search is None:
             raise ValueError("give architectures, from_search, or both")
         return self
@@ -112,9 +114,12 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
         solved.add("head_dim")
     arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
     train_fields = [f for f in (space.get("train") or {}) if f != "tokens"]
-    best = (trials.group_by("arch_id").agg(pl.col("eval_loss").mean().alias("mean_loss"), pl.col("label").first(),
-                                           pl.col("trial_id").min())
-            .sort("mean_loss", "trial_id").head(k))
+    best = (
+        trials.group_by("arch_id")
+        .agg(pl.col("eval_loss").mean().alias("mean_loss"), pl.col("label").first(), pl.col("trial_id").min())
+        .sort("mean_loss", "trial_id")
+        .head(k)
+    )
     out = {}
     for row in best.iter_rows(named=True):
         trial = trials.filter(pl.col("trial_id") == row["trial_id"]).row(0, named=True)
@@ -129,8 +134,9 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
     """Every grid point (group, arch, counts, tokens, seed, planned size), solved and checked before anything runs."""
     architectures = dict(spec.architectures)
     if spec.from_search is not None:
-        for label, choices in top_architectures(spec.from_search.dir, spec.from_search.top_k,
-                                                spec.from_search.use_train).items():
+        for label, choices in top_architectures(
+            spec.from_search.dir, spec.from_search.top_k, spec.from_search.use_train
+        ).items():
             architectures.setdefault(label, choices)
     points = []
     for group, choices in architectures.items():
@@ -140,8 +146,13 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
         for f in spec.sizes.free:
             fixed.pop(f, None)
         for size in spec.sizes.values:
-            budget = {"kind": spec.sizes.kind, "value": size, "tolerance": spec.sizes.tolerance,
-                      "free": list(spec.sizes.free), "ffn_ratio": spec.sizes.ffn_ratio}
+            budget = {
+                "kind": spec.sizes.kind,
+                "value": size,
+                "tolerance": spec.sizes.tolerance,
+                "free": list(spec.sizes.free),
+                "ffn_ratio": spec.sizes.ffn_ratio,
+            }
             if spec.sizes.aspect_ratio:
                 budget["aspect_ratio"] = spec.sizes.aspect_ratio
             try:
@@ -158,12 +169,22 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
                 budgets = [int(spec.tokens_per_param * counts["params"])]
             for tokens in budgets:
                 for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
-                    points.append(GridPoint(group=group, arch=sample.arch.to_dict(), counts=counts, tokens=tokens,
-                                            seed=seed, size_kind=spec.sizes.kind, size=size, train=train))
+                    points.append(
+                        GridPoint(
+                            group=group,
+                            arch=sample.arch.to_dict(),
+                            counts=counts,
+                            tokens=tokens,
+                            seed=seed,
+                            size_kind=spec.sizes.kind,
+                            size=size,
+                            train=train,
+                        )
+                    )
     return points
 
 
-def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noqa: ANN001
+def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
     """Run a study file into `out` with the execution options of `opts` (a SearchOptions)."""
     from archscale.clusters.connect import redact
     from archscale.search.options import check_data, check_execution
@@ -182,16 +203,32 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:  # noq
         raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or str(out / "optuna.journal")
-    study = StudySpec(storage=storage, study_name=f"archscale-study-{spec.name}", objectives=["eval_loss"],
-                      sampler="random", seed=opts.seed)
+    study = StudySpec(
+        storage=storage,
+        study_name=f"archscale-study-{spec.name}",
+        objectives=["eval_loss"],
+        sampler="random",
+        seed=opts.seed,
+    )
     plan = TrialPlan(target_tokens=None, data=data, train_defaults=dict(opts.train), seeds=1)
-    write_json(out / "run.json", {
-        "kind": "study", "study": spec.model_dump(mode="json"), "study_file": str(path), "grid": len(points),
-        "budget": spec.sizes.model_dump(mode="json"), "args": {**asdict(opts), "storage": redact(opts.storage)},
-        "objectives": [{"name": "eval_loss", "direction": "minimize"}],
-        "storage": redact(storage), "study_name": study.study_name, "experiment": str(out / "ray" / "study"),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **describe_environment(),
-    })
+    write_json(
+        out / "run.json",
+        {
+            "kind": "study",
+            "study": spec.model_dump(mode="json"),
+            "study_file": str(path),
+            "grid": len(points),
+            "budget": spec.sizes.model_dump(mode="json"),
+            "args": {**asdict(opts), "storage": redact(opts.storage)},
+            "objectives": [{"name": "eval_loss", "direction": "minimize"}],
+            "storage": redact(storage),
+            "study_name": study.study_name,
+            "experiment": str(out / "ray" / "study"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **describe_environment(),
+        },
+    )
     searcher = ProposalSearcher(GridProposals(points, plan), study, out)
-    return run_trials(searcher, study, opts, out, total=len(points), max_tokens=max(p.tokens for p in points),
-                      experiment="study")
+    return run_trials(
+        searcher, study, opts, out, total=len(points), max_tokens=max(p.tokens for p in points), experiment="study"
+    )

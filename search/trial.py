@@ -121,21 +121,29 @@ def run_trial(config: dict[str, Any]) -> None:
             tune.report(payload)
 
     try:
-        summary = train(proposal.arch, train_config, proposal.data, report=report, out=trial_dir / "run",
-                        resume_from=resume_from)
-    except Exception as e:  # noqa: BLE001  (any error in training fails this trial, not the search)
+        summary = train(
+            proposal.arch, train_config, proposal.data, report=report, out=trial_dir / "run", resume_from=resume_from
+        )
+    except Exception as e:
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=last).to_result())
         return
     completed = summary["status"] == "completed"
-    tune.report(TrialReport(
-        **base, status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
-        tokens=summary["tokens"], compute=summary["compute"], eval_loss=summary["eval_loss"],
-        eval_bpb=summary.get("eval_bpb"), train_loss=summary.get("train_loss"),
-        tokens_per_s=summary.get("tokens_per_s"), wall_s=summary.get("wall_s"),
-        eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
-        error=None if completed else f"{summary['status']}: {summary.get('reason')}",
-    ).to_result())
+    tune.report(
+        TrialReport(
+            **base,
+            status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
+            tokens=summary["tokens"],
+            compute=summary["compute"],
+            eval_loss=summary["eval_loss"],
+            eval_bpb=summary.get("eval_bpb"),
+            train_loss=summary.get("train_loss"),
+            tokens_per_s=summary.get("tokens_per_s"),
+            wall_s=summary.get("wall_s"),
+            eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
+            error=None if completed else f"{summary['status']}: {summary.get('reason')}",
+        ).to_result()
+    )
 
 
 def _assigned_cpus() -> int | None:
@@ -144,5 +152,5 @@ def _assigned_cpus() -> int | None:
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         return max(1, int(cpus)) if cpus else None
-    except Exception:  # noqa: BLE001  (outside a Ray worker: no assignment)
+    except Exception:
         return None

@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
 from archscale.spaces.errors import UserError
-
 
 #: Errors that are the user's to fix: one `error: ...` line, exit 2. FileNotFoundError and
 #: FileExistsError are raised on purpose for results files that are missing or already there.
@@ -42,7 +42,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def command_group(help: str, **kwargs) -> typer.Typer:  # noqa: A002  (typer's own parameter name)
+def command_group(help: str, **kwargs) -> typer.Typer:
     """A typer app (the root or a command group) with archscale's conventions: plain help text,
     which wraps at any width and never cuts an option's name short (rich's tables do, at 80
     columns), and help shown when no command is given."""
@@ -64,16 +64,24 @@ BudgetFlopsPerToken = Annotated[
 
 def budget_override(params: float | None, non_embedding: float | None, flops: float | None) -> tuple[str, float] | None:
     """The one budget the --budget-* flags name, as (kind, value), or None."""
-    given = [(k, v) for k, v in (("params", params), ("non_embedding_params", non_embedding),
-                                 ("flops_per_token", flops)) if v is not None]
+    given = [
+        (k, v)
+        for k, v in (("params", params), ("non_embedding_params", non_embedding), ("flops_per_token", flops))
+        if v is not None
+    ]
     if len(given) > 1:
         raise UserError("give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token")
     return given[0] if given else None
 
 
 # ---- where trials run and where results go ---------------------------------------------------
-Out = Annotated[str, typer.Option("--out", help="Results directory: trials.parquet, curves.parquet, run.json, "
-                                                "the Optuna study and the Ray folder.")]
+Out = Annotated[
+    str,
+    typer.Option(
+        "--out",
+        help="Results directory: trials.parquet, curves.parquet, run.json, the Optuna study and the Ray folder.",
+    ),
+]
 Data = Annotated[str, typer.Option("--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets.")]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Train each architecture with this many seeds.")]
 Concurrency = Annotated[

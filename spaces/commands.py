@@ -59,13 +59,31 @@ def show(
 
     title = f"{space.name}: {space.budget.describe() if space.budget else 'no budget'}"
     table = Table(title=title)
-    for col in ("architecture", "d_model", "layers", "d_ff", "params", "non-emb", "FLOPs/token", "KV B/token", "deviation"):
+    for col in (
+        "architecture",
+        "d_model",
+        "layers",
+        "d_ff",
+        "params",
+        "non-emb",
+        "FLOPs/token",
+        "KV B/token",
+        "deviation",
+    ):
         table.add_column(col, justify="left" if col == "architecture" else "right")
     for s in drawn:
         c = s.counts
-        table.add_row(s.arch.label, str(s.arch.d_model), str(s.arch.n_layers), str(s.arch.d_ff), f"{c.params:,}",
-                      f"{c.non_embedding_params:,}", f"{c.flops_per_token:.3g}", f"{c.kv_cache_bytes_per_token:,}",
-                      f"{s.deviation:+.2%}")
+        table.add_row(
+            s.arch.label,
+            str(s.arch.d_model),
+            str(s.arch.n_layers),
+            str(s.arch.d_ff),
+            f"{c.params:,}",
+            f"{c.non_embedding_params:,}",
+            f"{c.flops_per_token:.3g}",
+            f"{c.kv_cache_bytes_per_token:,}",
+            f"{s.deviation:+.2%}",
+        )
     Console().print(table)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 class UserError(ValueError):
@@ -27,11 +30,6 @@ class SpaceError(UserError):
 
 class BudgetError(UserError):
     """The sampled choices cannot meet the budget; the message gives the feasible range."""
-
-
-import re
-
-import yaml
 
 
 class _Loader(yaml.SafeLoader):

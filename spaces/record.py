@@ -110,17 +110,33 @@ ARCH_COLUMNS: dict[str, Any] = _arch_columns()
 TRAIN_COLUMNS: dict[str, Any] = _train_columns()
 COUNT_COLUMNS: dict[str, Any] = _count_columns()
 
-TRIAL_COLUMNS: dict[str, Any] = {**IDENTITY_COLUMNS, **PLAN_COLUMNS, **ARCH_COLUMNS, **TRAIN_COLUMNS,
-                                 **COUNT_COLUMNS, **RESULT_COLUMNS}
+TRIAL_COLUMNS: dict[str, Any] = {
+    **IDENTITY_COLUMNS,
+    **PLAN_COLUMNS,
+    **ARCH_COLUMNS,
+    **TRAIN_COLUMNS,
+    **COUNT_COLUMNS,
+    **RESULT_COLUMNS,
+}
 _clash = (set(IDENTITY_COLUMNS) | set(PLAN_COLUMNS) | set(RESULT_COLUMNS)) & (
-    set(ARCH_COLUMNS) | set(TRAIN_COLUMNS) | set(COUNT_COLUMNS))
+    set(ARCH_COLUMNS) | set(TRAIN_COLUMNS) | set(COUNT_COLUMNS)
+)
 assert not _clash and not set(ARCH_COLUMNS) & set(TRAIN_COLUMNS), f"trial columns defined twice: {_clash}"
 
 
-def new_trial_row(*, trial_id: int, seed: int, arch: ArchConfig | None, train: dict[str, Any],
-                  counts: Counts | None, target_tokens: int, group: str | None = None,
-                  planned: tuple[str, float] | None = None, status: TrialStatus = TrialStatus.RUNNING,
-                  error: str | None = None) -> dict[str, Any]:
+def new_trial_row(
+    *,
+    trial_id: int,
+    seed: int,
+    arch: ArchConfig | None,
+    train: dict[str, Any],
+    counts: Counts | None,
+    target_tokens: int,
+    group: str | None = None,
+    planned: tuple[str, float] | None = None,
+    status: TrialStatus = TrialStatus.RUNNING,
+    error: str | None = None,
+) -> dict[str, Any]:
     """The row of a trial that has just been proposed: every column present (None where unknown).
 
     `train` holds the trial's training settings (defaults, sampled and fixed values); a field it
@@ -128,8 +144,16 @@ def new_trial_row(*, trial_id: int, seed: int, arch: ArchConfig | None, train: d
     """
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     row: dict[str, Any] = dict.fromkeys(TRIAL_COLUMNS)
-    row.update(trial_id=trial_id, status=TrialStatus(status).value, seed=seed, group=group,
-               target_tokens=target_tokens, tokens=0, compute=0.0, error=error)
+    row.update(
+        trial_id=trial_id,
+        status=TrialStatus(status).value,
+        seed=seed,
+        group=group,
+        target_tokens=target_tokens,
+        tokens=0,
+        compute=0.0,
+        error=error,
+    )
     if planned is not None:
         row.update(planned_kind=planned[0], planned_size=float(planned[1]))
     if arch is not None:
@@ -170,5 +194,7 @@ def lengths_as_records(by_length: dict[Any, float | None] | list | None) -> list
         return []
     if isinstance(by_length, list):
         return [{"context_length": int(r["context_length"]), "eval_loss": r["eval_loss"]} for r in by_length]
-    return [{"context_length": int(k), "eval_loss": None if v is None else float(v)}
-            for k, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))]
+    return [
+        {"context_length": int(k), "eval_loss": None if v is None else float(v)}
+        for k, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))
+    ]

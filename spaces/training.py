@@ -79,8 +79,11 @@ class TrainConfig:
         if not 0 <= self.wsd_decay_frac <= 1:
             raise bad("wsd_decay_frac", "must be in [0, 1]")
         if self.warmup_tokens is not None and self.warmup_tokens > self.tokens:
-            raise bad("warmup_tokens", f"must be at most the run's {self.tokens:,} tokens (a warmup longer than "
-                                       "the run never reaches the peak learning rate)")
+            raise bad(
+                "warmup_tokens",
+                f"must be at most the run's {self.tokens:,} tokens (a warmup longer than "
+                "the run never reaches the peak learning rate)",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,8 +98,10 @@ class TrainConfig:
 
 
 #: Training fields a space file's `train:` block may search (or fix).
-SEARCHABLE_TRAIN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                                                  if f.metadata["searchable"])
+SEARCHABLE_TRAIN_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["searchable"]
+)
 #: Training fields every trial row records, each as a column of the same name.
-RECORDED_TRAIN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                                                if f.metadata["recorded"])
+RECORDED_TRAIN_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["recorded"]
+)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__all__ = ["build_model", "train", "TrainConfig"]
+
 if TYPE_CHECKING:
     from archscale.trainers.model import build_model
 

@@ -25,15 +25,21 @@ def _fail(message: str) -> NoReturn:
 
 @user_errors
 def train_command(
-    arch: Path = typer.Option(..., "--arch", help="Architecture file (YAML or JSON of ArchConfig fields)."),
+    arch: Annotated[Path, typer.Option("--arch", help="Architecture file (YAML or JSON of ArchConfig fields).")],
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Training tokens.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory (curves.parquet, summary.json, checkpoint/).")],
     data: Data = "pystdlib",
-    tokens: int = typer.Option(..., "--tokens", min=1, help="Training tokens."),
-    out: Path = typer.Option(..., "--out", help="Run directory (curves.parquet, summary.json, checkpoint/)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sequences per micro-batch [default: 32]."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate [default: 3e-3]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line (last line of output).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")] = 0,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=1, help="Sequences per micro-batch [default: 32].")
+    ] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 3e-3].")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON line (last line of output).")
+    ] = False,
 ) -> None:
     """Train one architecture on one data source; write curves, summary and checkpoints to --out."""
     from archscale.spaces import ArchConfig
@@ -51,15 +57,19 @@ def train_command(
             _fail(f"{out}: the run there already completed; nothing to resume (choose a new --out)")
         resume_from = find_checkpoint(out / "checkpoint")
         if resume_from is None:
-            _fail(f"{out}: no checkpoint to resume from (expected {out / 'checkpoint'}); start a new run without --resume")
+            _fail(
+                f"{out}: no checkpoint to resume from (expected {out / 'checkpoint'}); start a new run without --resume"
+            )
         if summary_path.exists():  # an earlier stopped/failed attempt: keep its summary beside the new one
             summary_path.rename(out / "summary.previous.json")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "a finished run" if summary_path.exists() else "files from another run"
-        _fail(f"{out}: already holds {what}; results are never overwritten. Use --resume to continue it, or a new --out")
+        _fail(
+            f"{out}: already holds {what}; results are never overwritten. Use --resume to continue it, or a new --out"
+        )
 
-    from archscale.trainers.data import open_data
     from archscale.spaces.training import TrainConfig
+    from archscale.trainers.data import open_data
     from archscale.trainers.loop import train
 
     try:
@@ -69,8 +79,10 @@ def train_command(
     except ValueError as e:
         _fail(str(e))
     if source.vocab_size > arch_config.vocab_size:
-        _fail(f"{arch}: vocab_size={arch_config.vocab_size} but data {data!r} has {source.vocab_size} tokens; "
-              f"set vocab_size: {source.vocab_size} (or more) in the architecture")
+        _fail(
+            f"{arch}: vocab_size={arch_config.vocab_size} but data {data!r} has {source.vocab_size} tokens; "
+            f"set vocab_size: {source.vocab_size} (or more) in the architecture"
+        )
 
     report = None if as_json else _progress_printer()
     try:
@@ -85,7 +97,7 @@ def train_command(
         raise typer.Exit(1)
 
 
-def _progress_printer():  # noqa: ANN202
+def _progress_printer():
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
@@ -94,9 +106,12 @@ def _progress_printer():  # noqa: ANN202
         bpb = f"  {m['eval_bpb']:.3f} bits/byte" if m.get("eval_bpb") is not None else ""
         tps = f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-"
         ckpt = "  [checkpoint]" if m.get("checkpoint") else ""
-        console.print(f"tokens {m['tokens']:>11,}  step {m['step']:>6}  train {m['train_loss']:.4f}  "
-                      f"eval {m['eval_loss']:.4f} nats/token{bpb}  lr {m['lr']:.2e}  {tps} tokens/s  "
-                      f"{m['wall_s']:.1f}s{ckpt}", markup=False)
+        console.print(
+            f"tokens {m['tokens']:>11,}  step {m['step']:>6}  train {m['train_loss']:.4f}  "
+            f"eval {m['eval_loss']:.4f} nats/token{bpb}  lr {m['lr']:.2e}  {tps} tokens/s  "
+            f"{m['wall_s']:.1f}s{ckpt}",
+            markup=False,
+        )
 
     return report
 
@@ -112,8 +127,10 @@ def _print_summary(s: dict, out: Path) -> None:
     if s.get("eval_loss_by_length"):
         parts = ", ".join(f"{k}: {'-' if v is None else f'{v:.4f}'}" for k, v in s["eval_loss_by_length"].items())
         lines.append(f"by context length: {parts}")
-    lines.append(f"{s['params']:,} params, {s['compute']:.3g} FLOPs, "
-                 f"{(s['tokens_per_s'] or 0):,.0f} tokens/s, {s['wall_s']:.1f}s wall; results in {out}")
+    lines.append(
+        f"{s['params']:,} params, {s['compute']:.3g} FLOPs, "
+        f"{(s['tokens_per_s'] or 0):,.0f} tokens/s, {s['wall_s']:.1f}s wall; results in {out}"
+    )
     for line in lines:
         console.print(line)
 

@@ -38,7 +38,7 @@ class ActivationStats:
         self._handles: list = []
 
     def _hook(self, index: int):
-        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:  # noqa: ANN001
+        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
             near_zero = output.detach().abs() < self.threshold  # (B, T, d_ff)
             self.zeros += int(near_zero.sum())
             self.total += near_zero.numel()
@@ -52,7 +52,7 @@ class ActivationStats:
         self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
         return self
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
+    def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -98,19 +98,31 @@ def git_revision() -> str | None:
     """HEAD of the checkout this package is imported from (with "+dirty" if modified), or None."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "."],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "") if rev else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def hardware(device: torch.device, threads: int) -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor() or None,
-            "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "torch_threads": threads, "device": str(device), "python_executable": sys.executable}
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": threads,
+        "device": str(device),
+        "python_executable": sys.executable,
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_bytes=props.total_memory, gpu_count=torch.cuda.device_count())

@@ -60,7 +60,12 @@ def test_approach3_skips_a_family_whose_design_cannot_identify_it(study_dir: Pat
 
 def test_pareto_analysis_of_a_search(search_dir: Path) -> None:
     p = pareto_analysis(search_dir)
-    assert list(p.costs)[:1] and set(p.costs) <= {"params", "tokens_per_s", "kv_cache_bytes_per_token", "flops_per_token"}
+    assert list(p.costs)[:1] and set(p.costs) <= {
+        "params",
+        "tokens_per_s",
+        "kv_cache_bytes_per_token",
+        "flops_per_token",
+    }
     for name, front in p.fronts.items():
         assert 1 <= front.height < p.trials.height and name in front.columns
     assert p.hypervolumes.height == len(p.costs) and (p.hypervolumes["hypervolume"] > 0).all()

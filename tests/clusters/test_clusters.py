@@ -34,8 +34,9 @@ def test_kuberay_manifests(name, kind):
     if kind == "RayJob":
         argv = shlex.split(doc["spec"]["entrypoint"])
         assert argv[:5] == ["python", "-m", "archscale.search.cli", "search", "run"]
-        from archscale.search.commands import search_app
         import typer
+
+        from archscale.search.commands import search_app
 
         run = typer.main.get_command(search_app).commands["run"]
         run.make_context("run", argv[5:])  # the entrypoint's flags are real flags
@@ -45,15 +46,37 @@ def test_job_spec_ships_the_space_and_a_wheel(tmp_path):
     space = tmp_path / "my-space.yaml"
     space.write_text("name: x\n")
     spec = job_spec(str(space), ["--out", "/r/x", "--trials", "4"], wheel=tmp_path / "a.whl", pip=["rich"])
-    assert spec["runtime_env"] == {"working_dir": str(tmp_path), "py_modules": [str(tmp_path / "a.whl")], "pip": ["rich"]}
+    assert spec["runtime_env"] == {
+        "working_dir": str(tmp_path),
+        "py_modules": [str(tmp_path / "a.whl")],
+        "pip": ["rich"],
+    }
     assert shlex.split(spec["entrypoint"])[-5:] == ["my-space.yaml", "--out", "/r/x", "--trials", "4"]
     assert "working_dir" not in job_spec("tiny", [], wheel=None, pip=None)["runtime_env"]
 
 
 def test_submit_validates_before_sending(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "search", "submit", "tiny", "--address",
-                        "http://127.0.0.1:1", "--out", str(tmp_path / "o"), "--trials", "2", "--sampler", "bogus"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "archscale.search.cli",
+            "search",
+            "submit",
+            "tiny",
+            "--address",
+            "http://127.0.0.1:1",
+            "--out",
+            str(tmp_path / "o"),
+            "--trials",
+            "2",
+            "--sampler",
+            "bogus",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--sampler" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -66,16 +89,53 @@ def test_submit_to_a_local_head(tmp_path):
     env = {**os.environ, "RAY_TMPDIR": short}
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = "8299"
-    start = subprocess.run([ray_bin, "start", "--head", "--num-cpus=2", "--include-dashboard=true",
-                            f"--dashboard-port={port}", "--port=6399", "--disable-usage-stats"],
-                           capture_output=True, text=True, env=env, timeout=180)
+    start = subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            f"--dashboard-port={port}",
+            "--port=6399",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         out = tmp_path / "job-out"
-        r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "search", "submit", "tiny", "--address",
-                            f"http://127.0.0.1:{port}", "--wait", "--json", "--out", str(out), "--trials", "1",
-                            "--tokens", "8192", "--eval-every-tokens", "4096", "--scheduler", "none"],
-                           capture_output=True, text=True, timeout=600, env=env)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "archscale.search.cli",
+                "search",
+                "submit",
+                "tiny",
+                "--address",
+                f"http://127.0.0.1:{port}",
+                "--wait",
+                "--json",
+                "--out",
+                str(out),
+                "--trials",
+                "1",
+                "--tokens",
+                "8192",
+                "--eval-every-tokens",
+                "4096",
+                "--scheduler",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         info = json.loads(r.stdout)
         assert info["job_id"] and info["final_status"] == "SUCCEEDED", info.get("logs")
@@ -97,10 +157,32 @@ def test_two_node_cluster_survives_losing_a_node(tmp_path):
     cluster.wait_for_nodes()
     out = tmp_path / "two-nodes"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "archscale.search.cli", "search", "run", str(write_space(tmp_path)),
-                                 "--out", str(out), "--trials", "4", "--tokens", "120000", "--eval-every-tokens", "20000",
-                                 "--scheduler", "none", "--address", cluster.address, "--json"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "archscale.search.cli",
+                "search",
+                "run",
+                str(write_space(tmp_path)),
+                "--out",
+                str(out),
+                "--trials",
+                "4",
+                "--tokens",
+                "120000",
+                "--eval-every-tokens",
+                "20000",
+                "--scheduler",
+                "none",
+                "--address",
+                cluster.address,
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # 1 CPU per node and 1 CPU per trial: two trials reporting at once means one on each node
         wait_for(lambda: (c := curves_of(out)).height and c["trial_id"].n_unique() >= 2, timeout=300)
         cluster.remove_node(worker)

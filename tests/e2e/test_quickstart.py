@@ -16,8 +16,12 @@ from tests.search.test_search import assert_results_agree_with_study
 @needs_chromium
 def test_quickstart_small(tmp_path: Path) -> None:
     out = tmp_path / "qs"
-    r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "quickstart", "--small", "--out", str(out), "--json"],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "archscale.search.cli", "quickstart", "--small", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     findings = json.loads(r.stdout)
     assert findings["best"] and findings["exponents"] and findings["winner_holds_at_largest"] in (True, False)

@@ -21,18 +21,34 @@ pytestmark = pytest.mark.slow
 
 
 def write_space(tmp_path: Path) -> Path:
-    space = {"name": "faults", "arch": {"vocab_size": 256, "seq_len": 32, "n_layers": 1, "n_heads": 2, "norm": "rmsnorm",
-                                        "ffn_activation": {"choices": ["relu", "swiglu"]}, "position": "rope"},
-             "train": {"batch_size": 8, "lr": 3.0e-3},
-             "budget": {"kind": "params", "value": 30000, "tolerance": 0.02}}
+    space = {
+        "name": "faults",
+        "arch": {
+            "vocab_size": 256,
+            "seq_len": 32,
+            "n_layers": 1,
+            "n_heads": 2,
+            "norm": "rmsnorm",
+            "ffn_activation": {"choices": ["relu", "swiglu"]},
+            "position": "rope",
+        },
+        "train": {"batch_size": 8, "lr": 3.0e-3},
+        "budget": {"kind": "params", "value": 30000, "tolerance": 0.02},
+    }
     p = tmp_path / "space.yaml"
     p.write_text(yaml.safe_dump(space))
     return p
 
 
 def cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "archscale.search.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "archscale.search.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 240, every: float = 0.5):
@@ -54,12 +70,32 @@ def curves_of(out: Path) -> pl.DataFrame:
 
 def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     out = tmp_path / "kill-worker"
-    proc = cli("search", "run", str(write_space(tmp_path)), "--out", str(out), "--trials", "2", "--tokens", "200000",
-               "--eval-every-tokens", "20000", "--scheduler", "none", "--concurrency", "2", "--json")
+    proc = cli(
+        "search",
+        "run",
+        str(write_space(tmp_path)),
+        "--out",
+        str(out),
+        "--trials",
+        "2",
+        "--tokens",
+        "200000",
+        "--eval-every-tokens",
+        "20000",
+        "--scheduler",
+        "none",
+        "--concurrency",
+        "2",
+        "--json",
+    )
     # wait until trial 0 has reported (and checkpointed) at least twice, then SIGKILL its worker
     wait_for(lambda: (c := curves_of(out)).height and c.filter(pl.col("trial_id") == 0).height >= 2)
-    results = [json.loads(line) for p in (out / "ray" / "search").glob("*/result.json")
-               for line in p.read_text().splitlines() if line.strip()]
+    results = [
+        json.loads(line)
+        for p in (out / "ray" / "search").glob("*/result.json")
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
     pid = next(r["pid"] for r in results if r.get("trial_number") == 0)
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=600)
@@ -67,8 +103,12 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
 
     trials, curves, _ = assert_results_agree_with_study(out)
     assert trials.height == 2 and (trials["status"] == "completed").all()  # one trial, not two
-    restarted = [r for p in (out / "ray" / "search").glob("*/result.json")
-                 for r in map(json.loads, p.read_text().splitlines()) if r.get("trial_number") == 0]
+    restarted = [
+        r
+        for p in (out / "ray" / "search").glob("*/result.json")
+        for r in map(json.loads, p.read_text().splitlines())
+        if r.get("trial_number") == 0
+    ]
     assert len({r["pid"] for r in restarted}) >= 2  # it ran in a new worker...
     first_after = min(r["tokens"] for r in restarted if r["pid"] != pid)
     assert first_after > 20000  # ...which resumed from the checkpoint, not from zero
@@ -79,15 +119,35 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
 def test_killed_driver_then_resume_and_extend(tmp_path):
     out = tmp_path / "kill-driver"
     space = write_space(tmp_path)
-    proc = cli("search", "run", str(space), "--out", str(out), "--trials", "4", "--tokens", "120000",
-               "--eval-every-tokens", "20000", "--scheduler", "none", "--concurrency", "2", "--json")
+    proc = cli(
+        "search",
+        "run",
+        str(space),
+        "--out",
+        str(out),
+        "--trials",
+        "4",
+        "--tokens",
+        "120000",
+        "--eval-every-tokens",
+        "20000",
+        "--scheduler",
+        "none",
+        "--concurrency",
+        "2",
+        "--json",
+    )
     wait_for(lambda: (c := curves_of(out)).height and c["trial_id"].n_unique() >= 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.communicate(timeout=60)
     time.sleep(2)
 
-    r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "search", "resume", str(out), "--json"],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "archscale.search.cli", "search", "resume", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     trials, _, study = assert_results_agree_with_study(out)
     assert trials.height == 4 and trials["trial_id"].n_unique() == 4
@@ -95,8 +155,12 @@ def test_killed_driver_then_resume_and_extend(tmp_path):
     assert (trials["status"] == "completed").sum() >= 3
     assert len(study.trials) == 4
 
-    r = subprocess.run([sys.executable, "-m", "archscale.search.cli", "search", "resume", str(out), "--trials", "6",
-                        "--json"], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "archscale.search.cli", "search", "resume", str(out), "--trials", "6", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     trials, _, study = assert_results_agree_with_study(out)
     assert trials.height == 6 and len(study.trials) == 6

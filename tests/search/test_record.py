@@ -31,13 +31,38 @@ from archscale.spaces.training import SEARCHABLE_TRAIN_FIELDS, TrainConfig
 
 # Every ArchConfig field set to a value other than its default (where the combination allows),
 # and every searchable training field, one of them sampled from a range.
-ARCH = {"vocab_size": 264, "seq_len": 32, "n_layers": 3, "n_heads": {"choices": [2]}, "n_kv_heads": 1,
-        "head_dim": 16, "ffn_activation": "swiglu", "norm": "rmsnorm", "norm_position": "sandwich", "qk_norm": True,
-        "position": "rope", "rope_theta": 50000.0, "t5_num_buckets": 16, "t5_max_distance": 64,
-        "block": "sequential", "ffn_per_block": 2, "tie_embeddings": False, "bias": True, "init": "normal"}
-TRAIN = {"lr": {"low": 1.0e-3, "high": 2.0e-3, "log": True}, "warmup_tokens": 512, "weight_decay": 0.05,
-         "batch_size": 4, "tokens": 4096, "schedule": "wsd", "tokens_per_step": 256, "grad_clip": 0.5,
-         "min_lr_ratio": 0.2}
+ARCH = {
+    "vocab_size": 264,
+    "seq_len": 32,
+    "n_layers": 3,
+    "n_heads": {"choices": [2]},
+    "n_kv_heads": 1,
+    "head_dim": 16,
+    "ffn_activation": "swiglu",
+    "norm": "rmsnorm",
+    "norm_position": "sandwich",
+    "qk_norm": True,
+    "position": "rope",
+    "rope_theta": 50000.0,
+    "t5_num_buckets": 16,
+    "t5_max_distance": 64,
+    "block": "sequential",
+    "ffn_per_block": 2,
+    "tie_embeddings": False,
+    "bias": True,
+    "init": "normal",
+}
+TRAIN = {
+    "lr": {"low": 1.0e-3, "high": 2.0e-3, "log": True},
+    "warmup_tokens": 512,
+    "weight_decay": 0.05,
+    "batch_size": 4,
+    "tokens": 4096,
+    "schedule": "wsd",
+    "tokens_per_step": 256,
+    "grad_clip": 0.5,
+    "min_lr_ratio": 0.2,
+}
 SOLVED = {"d_model", "d_ff"}  # the budget's free dimensions: solved again at every study size
 
 
@@ -52,8 +77,9 @@ def test_trial_columns_are_derived_from_the_configs():
     assert {f.name for f in dataclasses.fields(Counts)} <= set(TRIAL_COLUMNS)
     assert set(trial_schema()) == set(TRIAL_COLUMNS) == set(TRIAL_SCHEMA)  # writer and reader: one definition
     assert STATUSES == tuple(s.value for s in TrialStatus)
-    assert trial_schema()["eval_loss_by_length"] == pl.List(pl.Struct({"context_length": pl.Int64,
-                                                                       "eval_loss": pl.Float64}))
+    assert trial_schema()["eval_loss_by_length"] == pl.List(
+        pl.Struct({"context_length": pl.Int64, "eval_loss": pl.Float64})
+    )
 
 
 def test_a_new_row_has_every_column_and_records_training_defaults():
@@ -69,11 +95,27 @@ def test_a_new_row_has_every_column_and_records_training_defaults():
 @pytest.mark.slow
 def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_cluster):
     space = tmp_path / "every.yaml"
-    space.write_text(yaml.safe_dump({"name": "every-field", "arch": ARCH, "train": TRAIN,
-                                     "budget": {"kind": "params", "value": 40000, "tolerance": 0.05}}))
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "name": "every-field",
+                "arch": ARCH,
+                "train": TRAIN,
+                "budget": {"kind": "params", "value": 40000, "tolerance": 0.05},
+            }
+        )
+    )
     search = tmp_path / "search"
-    run_search(SearchOptions(space=str(space), out=str(search), trials=1, scheduler="none", progress=False,
-                             train={"eval_every_tokens": 2048, "eval_tokens": 1024}))
+    run_search(
+        SearchOptions(
+            space=str(space),
+            out=str(search),
+            trials=1,
+            scheduler="none",
+            progress=False,
+            train={"eval_every_tokens": 2048, "eval_tokens": 1024},
+        )
+    )
     row = load_trials(search).collect().row(0, named=True)
     assert row["status"] == "completed", row["error"]
     for name, value in ARCH.items():
@@ -91,9 +133,13 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
     assert [r["context_length"] for r in lengths] == [32, 64, 128]
     assert lengths[0]["eval_loss"] == pytest.approx(row["eval_loss"]) and math.isfinite(lengths[1]["eval_loss"])
 
-    study = {"name": "from-search", "from_search": {"dir": str(search), "top_k": 1},
-             "sizes": {"kind": "params", "values": [40000], "tolerance": 0.05}, "tokens": [2048],
-             "train": {"eval_every_tokens": 2048, "eval_tokens": 1024}}
+    study = {
+        "name": "from-search",
+        "from_search": {"dir": str(search), "top_k": 1},
+        "sizes": {"kind": "params", "values": [40000], "tolerance": 0.05},
+        "tokens": [2048],
+        "train": {"eval_every_tokens": 2048, "eval_tokens": 1024},
+    }
     (point,) = plan_grid(load_study_file(study))
     for name in set(ARCH) | {"n_heads"}:
         assert point.arch[name] == row[name], name

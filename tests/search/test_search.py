@@ -19,9 +19,15 @@ TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}
 def small_space(tmp_path, **budget):
     space = {
         "name": "t",
-        "arch": {"vocab_size": 256, "seq_len": 32, "n_layers": {"choices": [1, 6]}, "n_heads": 2,
-                 "ffn_activation": {"choices": ["relu", "swiglu"]}, "position": {"choices": ["rope", "alibi"]},
-                 "norm": "rmsnorm"},
+        "arch": {
+            "vocab_size": 256,
+            "seq_len": 32,
+            "n_layers": {"choices": [1, 6]},
+            "n_heads": 2,
+            "ffn_activation": {"choices": ["relu", "swiglu"]},
+            "position": {"choices": ["rope", "alibi"]},
+            "norm": "rmsnorm",
+        },
         "budget": {"kind": "params", "value": 30000, "tolerance": 0.02, **budget},
     }
     p = tmp_path / "space.yaml"
@@ -59,8 +65,18 @@ def assert_results_agree_with_study(out):
 @pytest.mark.slow
 def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
     out = tmp_path / "out"
-    run_search(SearchOptions(space=str(small_space(tmp_path)), out=str(out), trials=6, tokens=32768, train=TRAIN,
-                             scheduler="asha", seeds=1, progress=False))
+    run_search(
+        SearchOptions(
+            space=str(small_space(tmp_path)),
+            out=str(out),
+            trials=6,
+            tokens=32768,
+            train=TRAIN,
+            scheduler="asha",
+            seeds=1,
+            progress=False,
+        )
+    )
     trials, curves, study = assert_results_agree_with_study(out)
     assert trials.height == 6
     assert set(trials["status"]) <= {"completed", "pruned", "failed"}
@@ -91,9 +107,20 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
 def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
     out = tmp_path / "mo"
     space = small_space(tmp_path)
-    run_search(SearchOptions(space=str(space), out=str(out), trials=2, tokens=16384, train=TRAIN, scheduler="none",
-                             seeds=2, sampler="nsga2", objectives=["eval_loss", "kv_cache_bytes_per_token"],
-                             progress=False))
+    run_search(
+        SearchOptions(
+            space=str(space),
+            out=str(out),
+            trials=2,
+            tokens=16384,
+            train=TRAIN,
+            scheduler="none",
+            seeds=2,
+            sampler="nsga2",
+            objectives=["eval_loss", "kv_cache_bytes_per_token"],
+            progress=False,
+        )
+    )
     trials, _, study = assert_results_agree_with_study(out)
     assert trials.height == 4
     feasible = trials.filter(pl.col("status") == "completed")
@@ -110,11 +137,22 @@ def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
 @pytest.mark.slow
 def test_study_grid(tmp_path, ray_cluster):
     out = tmp_path / "study"
-    spec = {"name": "g", "base": {"vocab_size": 256, "seq_len": 32, "n_layers": 1, "n_heads": 2},
-            "architectures": {"baseline": {"ffn_activation": "relu", "position": "sinusoidal", "norm": "layernorm",
-                                           "norm_position": "post"},
-                              "modern": {"ffn_activation": "swiglu", "position": "rope", "norm": "rmsnorm"}},
-            "sizes": {"kind": "params", "values": [20000, 40000]}, "tokens": [8192], "train": TRAIN}
+    spec = {
+        "name": "g",
+        "base": {"vocab_size": 256, "seq_len": 32, "n_layers": 1, "n_heads": 2},
+        "architectures": {
+            "baseline": {
+                "ffn_activation": "relu",
+                "position": "sinusoidal",
+                "norm": "layernorm",
+                "norm_position": "post",
+            },
+            "modern": {"ffn_activation": "swiglu", "position": "rope", "norm": "rmsnorm"},
+        },
+        "sizes": {"kind": "params", "values": [20000, 40000]},
+        "tokens": [8192],
+        "train": TRAIN,
+    }
     p = tmp_path / "study.yaml"
     p.write_text(yaml.safe_dump(spec))
     run_study(p, out, SearchOptions(space="", out=str(out), scheduler="none", progress=False))
@@ -130,8 +168,9 @@ def test_bad_input_fails_before_ray(tmp_path):
     import sys
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "archscale.search.cli", *args], capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "archscale.search.cli", *args], capture_output=True, text=True, timeout=60
+        )
 
     space = small_space(tmp_path)
     cases = [
@@ -156,11 +195,22 @@ def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path, ray_cluste
     p = small_space(tmp_path)
     space = yaml.safe_load(p.read_text())
     space["arch"]["n_layers"] = 1
-    space["train"] = {"lr": {"choices": [1.0e+3, 3.0e-3]}}  # 1e3 diverges, 3e-3 trains
+    space["train"] = {"lr": {"choices": [1.0e3, 3.0e-3]}}  # 1e3 diverges, 3e-3 trains
     p.write_text(yaml.safe_dump(space))
     out = tmp_path / "div"
-    run_search(SearchOptions(space=str(p), out=str(out), trials=4, tokens=16384, train=TRAIN, scheduler="none",
-                             sampler="random", seed=3, progress=False))
+    run_search(
+        SearchOptions(
+            space=str(p),
+            out=str(out),
+            trials=4,
+            tokens=16384,
+            train=TRAIN,
+            scheduler="none",
+            sampler="random",
+            seed=3,
+            progress=False,
+        )
+    )
     trials, _, _ = assert_results_agree_with_study(out)
     assert trials.height == 4 and trials["lr"].n_unique() == 2  # both kinds of trial happened
     for row in trials.iter_rows(named=True):

@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 
 from archscale.trainers.commands import register
 
-TINY = "d_model: 32\nn_layers: 1\nn_heads: 2\nd_ff: 64\nseq_len: 32\nposition: rope\nnorm: rmsnorm\nffn_activation: swiglu\n"
+TINY = (
+    "d_model: 32\nn_layers: 1\nn_heads: 2\nd_ff: 64\nseq_len: 32\n"
+    "position: rope\nnorm: rmsnorm\nffn_activation: swiglu\n"
+)
 
 
 @pytest.fixture
@@ -28,20 +31,36 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture
-def arch_file(tmp_path):  # noqa: ANN001, ANN201
+def arch_file(tmp_path):
     p = tmp_path / "arch.yaml"
     p.write_text(TINY)
     return p
 
 
-def run(app, *args):  # noqa: ANN001, ANN002, ANN201
+def run(app, *args):
     return CliRunner().invoke(app, ["train", *map(str, args)])
 
 
 def test_train_json(app, arch_file, tmp_path):
     out = tmp_path / "run"
-    r = run(app, "--arch", arch_file, "--data", "pystdlib", "--tokens", 2048, "--out", out, "--seed", 1,
-            "--batch-size", 8, "--lr", 0.002, "--json")
+    r = run(
+        app,
+        "--arch",
+        arch_file,
+        "--data",
+        "pystdlib",
+        "--tokens",
+        2048,
+        "--out",
+        out,
+        "--seed",
+        1,
+        "--batch-size",
+        8,
+        "--lr",
+        0.002,
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["tokens"] == 2048 and summary["seed"] == 1

@@ -13,20 +13,52 @@ from archscale.spaces import ArchConfig, count
 from archscale.trainers import TrainConfig, train
 from archscale.trainers.loop import Schedule
 
-METRIC_KEYS = {"tokens", "compute", "step", "train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "wall_s",
-               "ffn_zero_frac", "ffn_dead_frac", "grad_norm_by_layer", "checkpoint", "final"}
-SUMMARY_KEYS = {"status", "eval_loss", "eval_loss_by_length", "tokens", "compute", "tokens_per_s", "wall_s", "params",
-                "non_embedding_params", "flops_per_token", "kv_cache_bytes_per_token", "arch", "train_config",
-                "versions", "git_revision", "hardware", "data", "reason"}
+METRIC_KEYS = {
+    "tokens",
+    "compute",
+    "step",
+    "train_loss",
+    "eval_loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "wall_s",
+    "ffn_zero_frac",
+    "ffn_dead_frac",
+    "grad_norm_by_layer",
+    "checkpoint",
+    "final",
+}
+SUMMARY_KEYS = {
+    "status",
+    "eval_loss",
+    "eval_loss_by_length",
+    "tokens",
+    "compute",
+    "tokens_per_s",
+    "wall_s",
+    "params",
+    "non_embedding_params",
+    "flops_per_token",
+    "kv_cache_bytes_per_token",
+    "arch",
+    "train_config",
+    "versions",
+    "git_revision",
+    "hardware",
+    "data",
+    "reason",
+}
 
 # The cheapest configuration found that reliably beats the bigram baseline (2.43 nats/byte) on
 # pystdlib: ~148K params, 400K tokens, ~20 s on 2 idle CPU cores (see docs/training.md).
-CI_ARCH = dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, seq_len=128, position="rope", norm="rmsnorm",
-               ffn_activation="swiglu")
+CI_ARCH = dict(
+    d_model=64, n_layers=2, n_heads=4, d_ff=256, seq_len=128, position="rope", norm="rmsnorm", ffn_activation="swiglu"
+)
 CI_TRAIN = dict(tokens=400_000, batch_size=16, lr=3e-3)
 
 
-def quick(**kw) -> TrainConfig:  # noqa: ANN003
+def quick(**kw) -> TrainConfig:
     base = dict(tokens=8192, batch_size=8, lr=3e-3, eval_every_tokens=2048, eval_tokens=1024, threads=2)
     return TrainConfig(**{**base, **kw})
 
@@ -77,7 +109,7 @@ def test_relu_ffn_reports_sparsity(tiny_arch):
 
 def test_deterministic_for_a_seed(tiny_arch):
     runs = [[], [], []]
-    for seen, seed in zip(runs, (0, 0, 1)):
+    for seen, seed in zip(runs, (0, 0, 1), strict=True):
         train(tiny_arch, quick(seed=seed), "pystdlib", report=seen.append)
     losses = [[(m["train_loss"], m["eval_loss"], m["grad_norm"]) for m in seen] for seen in runs]
     assert losses[0] == losses[1]
@@ -90,7 +122,9 @@ def test_resume_continues_exactly(tmp_path, tiny_arch):
     train(tiny_arch, cfg, "pystdlib", report=full.append, out=tmp_path / "full")
 
     first = []
-    s1 = train(tiny_arch, cfg, "pystdlib", report=lambda m: first.append(m) or m["tokens"] >= 6144, out=tmp_path / "cut")
+    s1 = train(
+        tiny_arch, cfg, "pystdlib", report=lambda m: first.append(m) or m["tokens"] >= 6144, out=tmp_path / "cut"
+    )
     assert s1["status"] == "stopped" and s1["tokens"] == 6144
     assert [m["checkpoint"] is not None for m in first] == [False, True, False]
     ckpt = first[1]["checkpoint"]  # written at 4096; the run went on to 6144 before it stopped
@@ -135,7 +169,7 @@ def test_report_true_stops(tiny_arch):
 def test_model_errors_propagate_and_are_recorded(tmp_path, tiny_arch, monkeypatch):
     from archscale.trainers import loop
 
-    def broken(arch):  # noqa: ANN001, ANN202
+    def broken(arch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(loop, "build_model", broken)
@@ -170,7 +204,9 @@ def test_out_none_writes_checkpoints_to_a_temp_dir(tiny_arch):
 
 def test_gradient_accumulation_counts_tokens(tiny_arch):
     seen = []
-    s = train(tiny_arch, quick(tokens=4096, tokens_per_step=1024, eval_every_tokens=4096), "pystdlib", report=seen.append)
+    s = train(
+        tiny_arch, quick(tokens=4096, tokens_per_step=1024, eval_every_tokens=4096), "pystdlib", report=seen.append
+    )
     assert s["steps"] == 4 and seen[-1]["step"] == 4  # 1024 tokens per step = 4 micro-batches of 8 x 32
 
 
@@ -185,8 +221,9 @@ def test_vocab_too_small_for_data(tiny_arch):
         train(tiny_arch.model_copy(update={"vocab_size": 100}), quick(tokens=2048), "pystdlib")
 
 
-@pytest.mark.parametrize("bad", [dict(schedule="linear"), dict(device="tpu"), dict(tokens=0), dict(lr=0.0),
-                                 dict(batch_size=-1)])
+@pytest.mark.parametrize(
+    "bad", [dict(schedule="linear"), dict(device="tpu"), dict(tokens=0), dict(lr=0.0), dict(batch_size=-1)]
+)
 def test_train_config_validates(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainConfig(**bad)
