@@ -3,7 +3,7 @@
     open_data("pystdlib")             the running Python's standard library, bytes (the default)
     open_data("text:PATH")            a text file or a folder of text files; tokenizer="bytes"|"bpe"
     open_data("bin:DIR")              nanoGPT token files train.bin / val.bin (uint16 or uint32)
-    open_data("copy"|"addition"|"brackets")   synthetic tasks, loss on answer tokens only
+    open_data("copy"|"addition"|"brackets")   synthetic tasks (trainers/synthetic.py), loss on answer tokens only
     open_data("text:PATH?tokenizer=bpe&vocab_size=8192")   options may ride in the spec string
 
 Corpora live in memory maps under the cache directory (`$XDG_CACHE_HOME/archscale`, else
@@ -345,115 +345,6 @@ class TokenFiles(TokenStream):
 
 
 # --------------------------------------------------------------------------------------------
-# Synthetic tasks: character-level, examples packed back to back into each row; the loss is
-# taken only on answer characters (every other target is -100).
-
-SYMBOLS = "\n0123456789abcdefghijklmnopqrstuvwxyz+=|;()[]{}YN"  # token i is SYMBOLS[i]; "\n" = padding
-_ID = {c: i for i, c in enumerate(SYMBOLS)}
-
-
-def encode_symbols(text: str) -> list[int]:
-    return [_ID[c] for c in text]
-
-
-def decode_symbols(ids) -> str:  # noqa: ANN001
-    return "".join(SYMBOLS[int(i)] for i in ids)
-
-
-def _randint(g: torch.Generator, low: int, high: int) -> int:
-    """Uniform integer in [low, high]."""
-    return int(torch.randint(low, high + 1, (1,), generator=g))
-
-
-def _copy_example(g: torch.Generator, max_len: int) -> tuple[str, str]:
-    n = _randint(g, 1, max_len)
-    s = "".join(SYMBOLS[11 + int(i)] for i in torch.randint(0, 26, (n,), generator=g))
-    return f"{s}|", f"{s};"
-
-
-def _addition_example(g: torch.Generator, digits: int) -> tuple[str, str]:
-    a = _randint(g, 0, 10 ** _randint(g, 1, digits) - 1)
-    b = _randint(g, 0, 10 ** _randint(g, 1, digits) - 1)
-    return f"{a}+{b}=", f"{a + b};"
-
-
-def _balanced(s: str) -> bool:
-    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
-    for c in s:
-        if c in "([{":
-            stack.append(c)
-        elif not stack or stack.pop() != pairs[c]:
-            return False
-    return not stack
-
-
-def _brackets_example(g: torch.Generator, max_pairs: int) -> tuple[str, str]:
-    n = _randint(g, 1, max_pairs)
-    out, stack, opened = [], [], 0
-    close = {"(": ")", "[": "]", "{": "}"}
-    for _ in range(2 * n):  # a random balanced string of n pairs over three bracket kinds
-        if opened < n and (not stack or _randint(g, 0, 1)):
-            c = "([{"[_randint(g, 0, 2)]
-            stack.append(c)
-            out.append(c)
-            opened += 1
-        else:
-            out.append(close[stack.pop()])
-    s = "".join(out)
-    if _randint(g, 0, 1):  # corrupt half of them: change one character to a different bracket
-        i = _randint(g, 0, len(s) - 1)
-        choices = [c for c in "()[]{}" if c != s[i]]
-        s = s[:i] + choices[_randint(g, 0, len(choices) - 1)] + s[i + 1:]
-    return f"{s}=", "Y;" if _balanced(s) else "N;"
-
-
-class SyntheticTask(DataSource):
-    """copy: `abc|abc;`  addition: `12+345=357;`  brackets: `([)]=N;` (Y if balanced).
-    Each row is examples packed back to back (the last one cut at the row's end); targets are the
-    answer characters (after `|` or `=`, terminator `;` included), -100 elsewhere. Options: the
-    size of the problems (`max_len` for copy, `digits` for addition, `max_pairs` for brackets)."""
-
-    TASKS = {"copy": (_copy_example, "max_len", 16), "addition": (_addition_example, "digits", 3),
-             "brackets": (_brackets_example, "max_pairs", 8)}
-
-    def __init__(self, task: str, **options):
-        fn, option, default = self.TASKS[task]
-        unknown = set(options) - {option}
-        if unknown:
-            raise ValueError(f"{task}: unknown option(s) {sorted(unknown)}; allowed: {option}")
-        self.size = int(options.get(option, default))
-        if self.size < 1:
-            raise ValueError(f"{task}: {option} must be >= 1, got {self.size}")
-        self._example = fn
-        self.name, self.vocab_size, self.bytes_per_token = task, len(SYMBOLS), None
-        self.fingerprint = f"{task}-{option}{self.size}-v1"
-
-    def _row(self, g: torch.Generator, length: int) -> tuple[list[int], list[bool]]:
-        ids: list[int] = []
-        answer: list[bool] = []
-        while len(ids) < length:
-            prompt, ans = self._example(g, self.size)
-            ids += encode_symbols(prompt + ans)
-            answer += [False] * len(prompt) + [True] * len(ans)
-        return ids[:length], answer[:length]
-
-    def _batch(self, g: torch.Generator, batch_size: int, seq_len: int) -> Batch:
-        rows = [self._row(g, seq_len + 1) for _ in range(batch_size)]
-        ids = torch.tensor([r[0] for r in rows], dtype=torch.int64)  # (B, T+1)
-        is_answer = torch.tensor([r[1] for r in rows], dtype=torch.bool)
-        y = ids[:, 1:].masked_fill(~is_answer[:, 1:], IGNORE)
-        return ids[:, :-1].contiguous(), y.contiguous()
-
-    def train_batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
-        return self._batch(generator, batch_size, seq_len)
-
-    def val_batches(self, seq_len: int, tokens: int, batch_size: int, seed: int = 0) -> list[Batch]:
-        g = torch.Generator().manual_seed(1_000_003 + seed)  # distinct from any training seed's stream
-        n_rows = max(1, -(-tokens // seq_len))
-        return [self._batch(g, min(batch_size, n_rows - i), seq_len) for i in range(0, n_rows, batch_size)]
-
-
-# --------------------------------------------------------------------------------------------
 # The registry
 
 SPECS = "pystdlib, text:PATH, bin:DIR, copy, addition, brackets (options after '?', e.g. text:PATH?tokenizer=bpe)"
@@ -485,6 +376,8 @@ def open_data(spec: str, **options) -> DataSource:
     if kind == "bin" and arg:
         _no_options(spec, options, {"vocab_size", "dtype"})
         return TokenFiles(arg, **options)
+    from archscale.trainers.synthetic import SyntheticTask  # imports this module: import here, not at the top
+
     if kind in SyntheticTask.TASKS and not arg:
         return SyntheticTask(kind, **options)
     raise ValueError(f"data spec {spec!r}: unknown; allowed: {SPECS}")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from archscale.trainers.data import (IGNORE, SYMBOLS, DataSource, _balanced, cache_dir, decode_symbols, open_data,
-                                     stdlib_files)
+from archscale.trainers.data import IGNORE, DataSource, cache_dir, open_data, stdlib_files
+from archscale.trainers.synthetic import SYMBOLS, _balanced, decode_symbols, is_validation_example
 
 
 def _check_contract(src: DataSource, seq_len: int = 16) -> None:
@@ -158,22 +158,14 @@ def test_bad_options():
 # --- synthetic tasks ----------------------------------------------------------------------
 
 
-def _examples(x: torch.Tensor, y: torch.Tensor):
-    """Reassemble the packed rows, yielding (prompt, answer, answer_was_masked_correctly)."""
-    for row_x, row_y in zip(x, y):
-        text = decode_symbols(row_x.tolist()) + SYMBOLS[int(row_y[-1])] if row_y[-1] != IGNORE else decode_symbols(row_x.tolist())
-        # targets: position i predicts text[i+1]; answer characters are exactly the unmasked ones
-        for i in range(len(row_y)):
-            if row_y[i] != IGNORE:
-                assert int(row_y[i]) == int(row_x[i + 1]) if i + 1 < len(row_x) else True
-        yield text, row_y
-
-
 @pytest.mark.parametrize("task", ["copy", "addition", "brackets"])
 def test_synthetic_contract(task):
     src = open_data(task)
     assert src.vocab_size == len(SYMBOLS) and src.bytes_per_token is None
     _check_contract(src, seq_len=48)
+    for x, y in [src.train_batch(8, 48, torch.Generator().manual_seed(0)), *src.val_batches(48, 8 * 48, 8)]:
+        scored = y[:, :-1] != IGNORE  # each scored target is the next input token
+        assert bool(scored.any()) and torch.equal(y[:, :-1][scored], x[:, 1:][scored])
 
 
 def _full_examples(task: str, n_rows: int = 16, seq_len: int = 96):
@@ -226,6 +218,56 @@ def test_synthetic_validation_differs_from_training_stream():
     assert not torch.equal(vx, tx)
 
 
+def _prompts(x: torch.Tensor) -> set[str]:
+    """The complete prompts (ending in `|` or `=`) in packed rows; every row starts at an example."""
+    prompts = set()
+    for row in x.tolist():
+        text, start = decode_symbols(row), 0
+        for i, c in enumerate(text):
+            if c in "|=":
+                prompts.add(text[start:i + 1])
+            elif c == ";":
+                start = i + 1
+    return prompts
+
+
+@pytest.mark.parametrize("task", ["copy", "addition", "brackets"])
+def test_synthetic_validation_never_overlaps_training(task):
+    """0 overlap between the validation rows and the first 10,000 training rows for seeds 0-4, with the
+    batch generator seeded as training seeds it (seed + 1_000_003, trainers/loop.py) and directly.
+    Overlap is checked on whole rows and on examples (a prompt determines its answer)."""
+    src = open_data(task)
+    val = src.val_batches(40, 32_768, 64)  # the default eval_tokens
+    val_rows = {tuple(row) for x, _ in val for row in x.tolist()}
+    val_prompts = set().union(*(_prompts(x) for x, _ in val))
+    assert len(val_prompts) > 300 and all(is_validation_example(p) for p in val_prompts)
+    for seed in [s + 1_000_003 for s in range(5)] + list(range(5)):
+        x, _ = src.train_batch(10_000, 40, torch.Generator().manual_seed(seed))
+        train_prompts = _prompts(x)
+        assert len(train_prompts) > 1000 and not any(is_validation_example(p) for p in train_prompts)
+        assert not val_prompts & train_prompts, seed
+        assert not val_rows & {tuple(row) for row in x.tolist()}, seed
+
+
+@pytest.mark.parametrize("task", ["copy", "addition", "brackets"])
+def test_synthetic_batches_resume_exactly(task):
+    """The generator's state between batches is all a resumed run needs."""
+    src = open_data(task)
+    g = torch.Generator().manual_seed(1_000_003)
+    src.train_batch(4, 32, g)
+    state = g.get_state()
+    x, y = src.train_batch(4, 32, g)
+    resumed = torch.Generator()
+    resumed.set_state(state)
+    x2, y2 = src.train_batch(4, 32, resumed)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_synthetic_task_too_small_to_hold_out_is_an_error():
+    with pytest.raises(ValueError, match="too small to hold out validation examples.*raise max_pairs"):
+        open_data("brackets?max_pairs=1")
+
+
 def test_sources_pickle_without_memmaps():
     import pickle
 
@@ -241,7 +283,7 @@ def test_options_inside_the_spec_string(tmp_path):
     f.write_text("".join(f"the quick brown fox {i % 7} jumps over the lazy dog\n" for i in range(400)))
     src = open_data(f"text:{f}?tokenizer=bpe&vocab_size=300")
     assert src.fingerprint == open_data(f"text:{f}", tokenizer="bpe", vocab_size=300).fingerprint
-    assert open_data("addition?digits=5").fingerprint == "addition-digits5-v1"
+    assert open_data("addition?digits=5").fingerprint == "addition-digits5-v2"  # v2: held-out partition
     with pytest.raises(ValueError, match="key=value"):
         open_data("addition?digits")
     with pytest.raises(ValueError, match="unknown option"):
