@@ -3,13 +3,32 @@
     open_data("pystdlib")             the running Python's standard library, bytes (the default)
     open_data("text:PATH")            a text file or a folder of text files; tokenizer="bytes"|"bpe"
     open_data("bin:DIR")              nanoGPT token files train.bin / val.bin (uint16 or uint32)
-    open_data("copy"|"addition"|"brackets")   synthetic tasks, loss on answer tokens only
+    open_data("copy"|"addition"|"brackets")   synthetic tasks (trainers/synthetic.py), loss on answer tokens only
     open_data("text:PATH?tokenizer=bpe&vocab_size=8192")   options may ride in the spec string
 
 Corpora live in memory maps under the cache directory (`$XDG_CACHE_HOME/archscale`, else
 `~/.cache/archscale`); batches are random crops read from the map, so a corpus is never held as
 Python objects. Caches are built atomically (a private temp dir renamed into place), so several
 processes (Ray trials) may build the same cache at once: one rename wins, the others discard theirs.
+
+How text is split (pystdlib, text:PATH), so that validation text is never training text:
+1. Files are split whole: a file whose relative path's SHA-1 is 0 mod `VAL_EVERY` is validation
+   (a folder with no such file gives its last file; a single file gives its last `VAL_FRACTION`,
+   cut at a line break).
+2. Near-identical lines are then removed from validation: a validation line is dropped when its
+   normalised form (runs of whitespace collapsed to one space, ends stripped, so re-indented copies
+   match) is at least `DEDUP_MIN_CHARS` long and is also a normalised line of the training split.
+   Splitting by file alone leaks: the standard library repeats license headers, boilerplate and
+   vendored or copied code across files, and 19% of pystdlib's validation lines of >= 20 characters
+   occurred in training. Matching exact normalised lines (a set of bytes, no hash collisions) makes
+   the check provable: after the build, no validation line of >= 20 characters has a normalised
+   form that occurs in training (tested). Shorter lines (`else:`, `return None`, `)`, blank lines)
+   stay: they are the language's common idioms rather than copied text, carry little information,
+   and removing them would shred the code's structure. Lines that differ by more than whitespace
+   (a renamed identifier) are not matched; that is new text to predict, not a copy.
+   The training split is never changed, and the validation split stays ~4% of the corpus.
+`SPLIT_VERSION` is part of every text fingerprint and cache name, so caches built under older split
+rules are never reused.
 """
 
 from __future__ import annotations
@@ -21,6 +40,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +50,8 @@ from torch import Tensor
 IGNORE = -100  # target value excluded from the loss (F.cross_entropy's ignore_index)
 VAL_EVERY = 20  # pystdlib / text folders: a file whose path hash is 0 mod 20 is validation (~5%)
 VAL_FRACTION = 0.05  # a single text file: its last 5% of bytes are validation
+DEDUP_MIN_CHARS = 20  # a validation line this long (normalised) is dropped if training has it too
+SPLIT_VERSION = 2  # in text fingerprints and cache names; 2: near-duplicate lines dropped from validation
 
 Batch = tuple[Tensor, Tensor]
 
@@ -155,15 +177,47 @@ def _build_atomically(final: Path, build) -> Path:  # noqa: ANN001
     return final
 
 
-def _concat_files(files: list[Path], out: Path) -> int:
-    """Concatenate files' bytes into `out`; returns the byte count."""
-    n = 0
-    with open(out, "wb") as f:
-        for p in files:
-            data = p.read_bytes()
+def _normalised(line: bytes) -> bytes:
+    """A line with runs of whitespace collapsed to one space and its ends stripped."""
+    return b" ".join(line.split())
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """`data` cut after each b"\n" (the newline stays with its line; "".join gives `data` back)."""
+    parts = data.split(b"\n")
+    return [line + b"\n" for line in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _write_split(train_parts: Iterable[bytes], val_parts: Iterable[bytes], train_out: Path, val_out: Path) -> dict:
+    """Write the training parts (byte strings, e.g. files) to `train_out` unchanged, and the
+    validation parts to `val_out` minus every line whose normalised form is at least
+    `DEDUP_MIN_CHARS` long and occurs in training (rule 2 of the module docstring).
+    Parts are handled one by one, so a file's last line never merges with the next file's first.
+    Returns byte and line counts for meta.json."""
+    seen: set[bytes] = set()
+    train_bytes = 0
+    with open(train_out, "wb") as f:
+        for data in train_parts:
             f.write(data)
-            n += len(data)
-    return n
+            train_bytes += len(data)
+            seen.update(key for line in _lines(data) if len(key := _normalised(line)) >= DEDUP_MIN_CHARS)
+    val_bytes = dropped_bytes = dropped_lines = 0
+    with open(val_out, "wb") as f:
+        for data in val_parts:
+            for line in _lines(data):
+                key = _normalised(line)
+                if len(key) >= DEDUP_MIN_CHARS and key in seen:
+                    dropped_bytes += len(line)
+                    dropped_lines += 1
+                else:
+                    f.write(line)
+                    val_bytes += len(line)
+    return {"train_bytes": train_bytes, "val_bytes": val_bytes, "val_dropped_bytes": dropped_bytes,
+            "val_dropped_lines": dropped_lines}
+
+
+def _read_files(files: list[Path]) -> Iterator[bytes]:
+    return (p.read_bytes() for p in files)
 
 
 def _is_val_file(relpath: str) -> bool:
@@ -197,20 +251,24 @@ def stdlib_files() -> tuple[Path, list[Path]]:
 
 
 class PyStdlib(TokenStream):
+    """The standard library's sources as bytes, split by the rules in the module docstring.
+    Fingerprint: `py<version>-<hash of the relative paths and sizes>-v<SPLIT_VERSION>`."""
+
     def __init__(self):
         root, files = stdlib_files()
         if not files:
             raise ValueError(f"pystdlib: no .py files found under {root}")
-        h = hashlib.sha1("\n".join(p.relative_to(root).as_posix() for p in files).encode()).hexdigest()[:12]
-        fingerprint = f"py{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}-{h}"
+        listing = "\n".join(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}" for p in files)
+        h = hashlib.sha1(listing.encode()).hexdigest()[:12]
+        version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+        fingerprint = f"py{version}-{h}-v{SPLIT_VERSION}"
 
         def build(tmp: Path) -> None:
             val = [p for p in files if _is_val_file(p.relative_to(root).as_posix())]
             train = [p for p in files if not _is_val_file(p.relative_to(root).as_posix())]
-            _concat_files(train, tmp / "train.u8")
-            _concat_files(val, tmp / "val.u8")
+            counts = _write_split(_read_files(train), _read_files(val), tmp / "train.u8", tmp / "val.u8")
             (tmp / "meta.json").write_text(json.dumps({"root": str(root), "fingerprint": fingerprint,
-                                                       "train_files": len(train), "val_files": len(val)}))
+                                                       "train_files": len(train), "val_files": len(val), **counts}))
 
         d = _build_atomically(cache_dir() / f"pystdlib-{fingerprint}", build)
         super().__init__("pystdlib", d / "train.u8", d / "val.u8", np.uint8, 256, fingerprint, 1.0)
@@ -229,8 +287,9 @@ def _text_files(path: Path) -> list[Path]:
 
 
 class TextFiles(TokenStream):
-    """A text file (last 5% is validation) or a folder (split by file, ~5% of files validation).
-    tokenizer="bytes": vocab 256. tokenizer="bpe": a byte-level BPE of `vocab_size` tokens trained
+    """A text file (last 5% is validation) or a folder (split by file, ~5% of files validation), with
+    near-duplicate lines dropped from validation (module docstring); a text with nothing left to
+    hold out is an error. tokenizer="bytes": vocab 256. tokenizer="bpe": a byte-level BPE of `vocab_size` tokens trained
     locally with `tokenizers` on the training split, saved as tokenizer.json beside the cache."""
 
     def __init__(self, path: str, tokenizer: str = "bytes", vocab_size: int = 4096):
@@ -244,7 +303,7 @@ class TextFiles(TokenStream):
             raise ValueError(f"text:{path}: no text files found")
         if tokenizer == "bpe" and not 257 <= vocab_size <= 2**32 - 1:
             raise ValueError(f"text:{path}: bpe vocab_size must be > 256, got {vocab_size}")
-        key = f"{'bytes' if tokenizer == 'bytes' else f'bpe{vocab_size}'}-{_file_list_hash(p, files)}"
+        key = f"{'bytes' if tokenizer == 'bytes' else f'bpe{vocab_size}'}-{_file_list_hash(p, files)}-v{SPLIT_VERSION}"
         path_tag = hashlib.sha1(str(p).encode()).hexdigest()[:8]
         if len(files) == 1:
             val_files, train_files = [], files
@@ -253,16 +312,16 @@ class TextFiles(TokenStream):
             train_files = [f for f in files if f not in val_files]
 
         def build(tmp: Path) -> None:
-            _concat_files(train_files, tmp / "train.raw")
             if val_files:
-                _concat_files(val_files, tmp / "val.raw")
+                counts = _write_split(_read_files(train_files), _read_files(val_files), tmp / "train.raw", tmp / "val.raw")
             else:  # one file: the last VAL_FRACTION of its bytes, cut at a line break
-                raw = (tmp / "train.raw").read_bytes()
+                raw = files[0].read_bytes()
                 cut = raw.rfind(b"\n", 0, int(len(raw) * (1 - VAL_FRACTION))) + 1 or int(len(raw) * (1 - VAL_FRACTION))
-                (tmp / "train.raw").write_bytes(raw[:cut])
-                (tmp / "val.raw").write_bytes(raw[cut:])
-            meta = {"path": str(p), "tokenizer": tokenizer, "files": len(files),
-                    "val_bytes": (tmp / "val.raw").stat().st_size}
+                counts = _write_split([raw[:cut]], [raw[cut:]], tmp / "train.raw", tmp / "val.raw")
+            if not counts["val_bytes"]:
+                raise ValueError(f"text:{path}: every validation line also occurs in the training split (after "
+                                 f"normalising whitespace), so nothing is held out; give more distinct text")
+            meta = {"path": str(p), "tokenizer": tokenizer, "files": len(files), **counts}
             if tokenizer == "bytes":
                 os.rename(tmp / "train.raw", tmp / "train.bin")
                 os.rename(tmp / "val.raw", tmp / "val.bin")
@@ -345,115 +404,6 @@ class TokenFiles(TokenStream):
 
 
 # --------------------------------------------------------------------------------------------
-# Synthetic tasks: character-level, examples packed back to back into each row; the loss is
-# taken only on answer characters (every other target is -100).
-
-SYMBOLS = "\n0123456789abcdefghijklmnopqrstuvwxyz+=|;()[]{}YN"  # token i is SYMBOLS[i]; "\n" = padding
-_ID = {c: i for i, c in enumerate(SYMBOLS)}
-
-
-def encode_symbols(text: str) -> list[int]:
-    return [_ID[c] for c in text]
-
-
-def decode_symbols(ids) -> str:  # noqa: ANN001
-    return "".join(SYMBOLS[int(i)] for i in ids)
-
-
-def _randint(g: torch.Generator, low: int, high: int) -> int:
-    """Uniform integer in [low, high]."""
-    return int(torch.randint(low, high + 1, (1,), generator=g))
-
-
-def _copy_example(g: torch.Generator, max_len: int) -> tuple[str, str]:
-    n = _randint(g, 1, max_len)
-    s = "".join(SYMBOLS[11 + int(i)] for i in torch.randint(0, 26, (n,), generator=g))
-    return f"{s}|", f"{s};"
-
-
-def _addition_example(g: torch.Generator, digits: int) -> tuple[str, str]:
-    a = _randint(g, 0, 10 ** _randint(g, 1, digits) - 1)
-    b = _randint(g, 0, 10 ** _randint(g, 1, digits) - 1)
-    return f"{a}+{b}=", f"{a + b};"
-
-
-def _balanced(s: str) -> bool:
-    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
-    for c in s:
-        if c in "([{":
-            stack.append(c)
-        elif not stack or stack.pop() != pairs[c]:
-            return False
-    return not stack
-
-
-def _brackets_example(g: torch.Generator, max_pairs: int) -> tuple[str, str]:
-    n = _randint(g, 1, max_pairs)
-    out, stack, opened = [], [], 0
-    close = {"(": ")", "[": "]", "{": "}"}
-    for _ in range(2 * n):  # a random balanced string of n pairs over three bracket kinds
-        if opened < n and (not stack or _randint(g, 0, 1)):
-            c = "([{"[_randint(g, 0, 2)]
-            stack.append(c)
-            out.append(c)
-            opened += 1
-        else:
-            out.append(close[stack.pop()])
-    s = "".join(out)
-    if _randint(g, 0, 1):  # corrupt half of them: change one character to a different bracket
-        i = _randint(g, 0, len(s) - 1)
-        choices = [c for c in "()[]{}" if c != s[i]]
-        s = s[:i] + choices[_randint(g, 0, len(choices) - 1)] + s[i + 1:]
-    return f"{s}=", "Y;" if _balanced(s) else "N;"
-
-
-class SyntheticTask(DataSource):
-    """copy: `abc|abc;`  addition: `12+345=357;`  brackets: `([)]=N;` (Y if balanced).
-    Each row is examples packed back to back (the last one cut at the row's end); targets are the
-    answer characters (after `|` or `=`, terminator `;` included), -100 elsewhere. Options: the
-    size of the problems (`max_len` for copy, `digits` for addition, `max_pairs` for brackets)."""
-
-    TASKS = {"copy": (_copy_example, "max_len", 16), "addition": (_addition_example, "digits", 3),
-             "brackets": (_brackets_example, "max_pairs", 8)}
-
-    def __init__(self, task: str, **options):
-        fn, option, default = self.TASKS[task]
-        unknown = set(options) - {option}
-        if unknown:
-            raise ValueError(f"{task}: unknown option(s) {sorted(unknown)}; allowed: {option}")
-        self.size = int(options.get(option, default))
-        if self.size < 1:
-            raise ValueError(f"{task}: {option} must be >= 1, got {self.size}")
-        self._example = fn
-        self.name, self.vocab_size, self.bytes_per_token = task, len(SYMBOLS), None
-        self.fingerprint = f"{task}-{option}{self.size}-v1"
-
-    def _row(self, g: torch.Generator, length: int) -> tuple[list[int], list[bool]]:
-        ids: list[int] = []
-        answer: list[bool] = []
-        while len(ids) < length:
-            prompt, ans = self._example(g, self.size)
-            ids += encode_symbols(prompt + ans)
-            answer += [False] * len(prompt) + [True] * len(ans)
-        return ids[:length], answer[:length]
-
-    def _batch(self, g: torch.Generator, batch_size: int, seq_len: int) -> Batch:
-        rows = [self._row(g, seq_len + 1) for _ in range(batch_size)]
-        ids = torch.tensor([r[0] for r in rows], dtype=torch.int64)  # (B, T+1)
-        is_answer = torch.tensor([r[1] for r in rows], dtype=torch.bool)
-        y = ids[:, 1:].masked_fill(~is_answer[:, 1:], IGNORE)
-        return ids[:, :-1].contiguous(), y.contiguous()
-
-    def train_batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
-        return self._batch(generator, batch_size, seq_len)
-
-    def val_batches(self, seq_len: int, tokens: int, batch_size: int, seed: int = 0) -> list[Batch]:
-        g = torch.Generator().manual_seed(1_000_003 + seed)  # distinct from any training seed's stream
-        n_rows = max(1, -(-tokens // seq_len))
-        return [self._batch(g, min(batch_size, n_rows - i), seq_len) for i in range(0, n_rows, batch_size)]
-
-
-# --------------------------------------------------------------------------------------------
 # The registry
 
 SPECS = "pystdlib, text:PATH, bin:DIR, copy, addition, brackets (options after '?', e.g. text:PATH?tokenizer=bpe)"
@@ -485,6 +435,8 @@ def open_data(spec: str, **options) -> DataSource:
     if kind == "bin" and arg:
         _no_options(spec, options, {"vocab_size", "dtype"})
         return TokenFiles(arg, **options)
+    from archscale.trainers.synthetic import SyntheticTask  # imports this module: import here, not at the top
+
     if kind in SyntheticTask.TASKS and not arg:
         return SyntheticTask(kind, **options)
     raise ValueError(f"data spec {spec!r}: unknown; allowed: {SPECS}")
