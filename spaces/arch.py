@@ -96,9 +96,8 @@ class ArchConfig(BaseModel):
             raise ValueError(problem)
         if self.qk_norm and not variants.NORMS[self.norm].normalises:
             normalising = ", ".join(name for name, n in variants.NORMS.items() if n.normalises)
-            raise ValueError(
-                f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, got norm={self.norm}"
-            )
+            raise ValueError(f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
+                             f"got norm={self.norm}")
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
             raise ValueError(
@@ -172,7 +171,8 @@ def value_problem(name: str, value: Any) -> str | None:
 
 @functools.cache
 def _numeric_fields() -> tuple[str, ...]:
-    return tuple(name for name in ArchConfig.model_fields if field_kind(name)[0] in ("positive integer", "positive number"))
+    numeric = ("positive integer", "positive number")
+    return tuple(name for name in ArchConfig.model_fields if field_kind(name)[0] in numeric)
 
 
 @functools.cache
