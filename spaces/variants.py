@@ -21,8 +21,9 @@ the same attributes: they may read fields, not `ArchConfig` properties.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # --------------------------------------------------------------------------------------------
 # FFN activations

@@ -17,7 +17,7 @@ a `fused` flag, and then use it for CUDA tensors (plain torch on CPU, always).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

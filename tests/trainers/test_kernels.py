@@ -124,7 +124,7 @@ else:
         fused = loss_and_grads(model)
         assert set(calls) == {"fused_gated_activation", "fused_rms_norm"}
         torch.testing.assert_close(fused[0], plain[0], rtol=1e-5, atol=1e-5)
-        for a, b in zip(fused[1], plain[1]):
+        for a, b in zip(fused[1], plain[1], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(unfused[0], plain[0], rtol=0, atol=0)
 
