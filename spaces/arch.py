@@ -7,23 +7,26 @@ from it and `archscale.spaces.count` counts it. The config is frozen and round-t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-FFNActivation = Literal[
-    "relu", "gelu", "gelu_tanh", "silu", "relu2", "glu", "bilinear", "reglu", "geglu", "swiglu"
-]
-Norm = Literal["layernorm", "rmsnorm", "none"]
-NormPosition = Literal["pre", "post", "sandwich"]
-Position = Literal["none", "sinusoidal", "learned", "rope", "alibi", "t5_bias"]
-Block = Literal["sequential", "parallel"]
+from archscale.spaces import variants
+
+# The variant axes' allowed values are the keys of the tables in `variants.py` (one definition):
+# `Literal[tuple]` is `Literal[*keys]` at runtime, which is what pydantic validates against.
+FFNActivation = Literal[tuple(variants.ACTIVATIONS)]
+Norm = Literal[tuple(variants.NORMS)]
+NormPosition = Literal[tuple(variants.NORM_POSITIONS)]
+Position = Literal[tuple(variants.POSITIONS)]
+Block = Literal[tuple(variants.BLOCKS)]
 Init = Literal["normal", "depth_scaled"]
 
 FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
-GATED_ACTIVATIONS: frozenset[str] = frozenset({"glu", "bilinear", "reglu", "geglu", "swiglu"})
+GATED_ACTIVATIONS: frozenset[str] = frozenset(name for name, a in variants.ACTIVATIONS.items() if a.gated)
 NORMS: tuple[str, ...] = get_args(Norm)
 NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
 POSITIONS: tuple[str, ...] = get_args(Position)
@@ -79,37 +82,39 @@ class ArchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ArchConfig:
-        positive = ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff",
-                    "ffn_per_block", "t5_num_buckets", "t5_max_distance")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)}")
+        for name in _numeric_fields():  # pydantic checked literals and bools; numbers must be positive
+            problem = value_problem(name, getattr(self, name))
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
         if self.n_heads % self.n_kv_heads:
             allowed = [k for k in range(1, self.n_heads + 1) if self.n_heads % k == 0]
             raise ValueError(
                 f"n_kv_heads: must divide n_heads={self.n_heads}; allowed values are {allowed}, got {self.n_kv_heads}"
             )
-        if self.position == "rope" and self.head_dim % 2:
-            raise ValueError(f"head_dim: rope needs an even head_dim, got {self.head_dim}")
-        if self.rope_theta <= 0:
-            raise ValueError(f"rope_theta: must be > 0, got {self.rope_theta}")
-        if self.qk_norm and self.norm == "none":
-            raise ValueError("qk_norm: needs a norm kind to normalise with; allowed with norm in {layernorm, rmsnorm}")
-        if self.block == "parallel" and self.ffn_per_block != 1:
-            raise ValueError(f"ffn_per_block: a parallel block has exactly one FFN; allowed value is 1, got {self.ffn_per_block}")
-        if self.position == "t5_bias" and self.t5_num_buckets < 2:
-            raise ValueError("t5_num_buckets: must be >= 2")
+        problem = variants.POSITIONS[self.position].check(self)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.qk_norm and not variants.NORMS[self.norm].normalises:
+            normalising = ", ".join(name for name, n in variants.NORMS.items() if n.normalises)
+            raise ValueError(f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
+                             f"got norm={self.norm}")
+        most = variants.BLOCKS[self.block].max_ffn_per_block
+        if most is not None and self.ffn_per_block > most:
+            raise ValueError(
+                f"ffn_per_block: a {self.block} block holds at most {most} FFN sublayer(s); "
+                f"allowed values are {list(range(1, most + 1))}, got {self.ffn_per_block}"
+            )
         return self
 
     # --- derived facts -------------------------------------------------------------------
     @property
     def gated(self) -> bool:
-        return self.ffn_activation in GATED_ACTIVATIONS
+        return variants.ACTIVATIONS[self.ffn_activation].gated
 
     @property
     def has_final_norm(self) -> bool:
         """Pre and sandwich stacks end with a norm before the LM head; post-norm output is already normed."""
-        return self.norm != "none" and self.norm_position in ("pre", "sandwich")
+        return variants.NORMS[self.norm].normalises and variants.NORM_POSITIONS[self.norm_position].final_norm
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -140,6 +145,54 @@ class ArchConfig(BaseModel):
             return cls(**data)
         except ValueError as e:
             raise SpaceError(path, "", _first_error(e)) from None
+
+
+def value_problem(name: str, value: Any) -> str | None:
+    """Why `value` can never be ArchConfig field `name`, whatever the other fields are; None if it can.
+
+    The kind of value comes from the field's annotation (`field_kind`): one of a `Literal`'s values
+    (the variant tables' keys), a bool, a positive integer, or a positive number. Every numeric
+    field is positive today; a field that may be zero needs its own kind here. The message lists
+    what is allowed. Space files check their values with this too.
+    """
+    kind, allowed = field_kind(name)
+    if kind == "literal":
+        ok = value in allowed
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "positive integer":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    elif kind == "positive number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    else:
+        return None
+    return None if ok else f"got {value!r}; allowed: {', '.join(map(str, allowed))}"
+
+
+@functools.cache
+def _numeric_fields() -> tuple[str, ...]:
+    numeric = ("positive integer", "positive number")
+    return tuple(name for name in ArchConfig.model_fields if field_kind(name)[0] in numeric)
+
+
+@functools.cache
+def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
+    """The kind of value ArchConfig field `name` holds, from its annotation, and what to list as allowed:
+    ("literal", values), ("bool", ...), ("positive integer", ...) for `int` and `int | None` (None is
+    filled in before validation), ("positive number", ...) for `float`, or ("any", ()) otherwise."""
+    annotation = ArchConfig.model_fields[name].annotation
+    if get_origin(annotation) is Literal:
+        return "literal", get_args(annotation)
+    args = tuple(a for a in get_args(annotation) if a is not type(None))
+    if len(args) == 1:  # X | None
+        annotation = args[0]
+    if annotation is bool:
+        return "bool", ("true", "false")
+    if annotation is int:
+        return "positive integer", ("a positive integer",)
+    if annotation is float:
+        return "positive number", ("a positive number",)
+    return "any", ()
 
 
 def _first_error(e: ValueError) -> str:

@@ -2,9 +2,9 @@
 
 Conventions (tested against torch for every variant the spaces can produce):
 - `params`: every trainable parameter (Chinchilla's convention).
-- `non_embedding_params`: `params` minus the token embedding, any learned position table (the
-  learned absolute table, the T5 relative-bias table) and an untied output head (Kaplan's
-  convention, extended to untied heads).
+- `non_embedding_params`: `params` minus the token embedding, any learned position table
+  (`variants.Position.table_params`: the learned absolute table, the T5 relative-bias table) and an
+  untied output head (Kaplan's convention, extended to untied heads).
 - `flops_per_token`: training FLOPs per token at `seq_len`, = 3 x forward matmul FLOPs
   (2 per multiply-accumulate; backward = 2 x forward): Q/K/V/output projections, attention scores
   and weighted values over the full T x T (no causal halving), FFN, LM head. Norms, softmax,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 
 KV_CACHE_BYTES_PER_VALUE = 2  # bf16
@@ -35,48 +36,38 @@ class Counts:
         return getattr(self, key)
 
 
-def _norm_params(arch: ArchConfig, width: int) -> int:
-    if arch.norm == "layernorm":
-        return width * (2 if arch.bias else 1)
-    if arch.norm == "rmsnorm":
-        return width
-    return 0
-
-
 def norms_per_block(arch: ArchConfig) -> int:
     """How many d_model-wide norms one block holds (attention + its FFN sublayers)."""
-    if arch.norm == "none":
-        return 0
-    sublayers = 1 + arch.ffn_per_block
-    if arch.block == "parallel":
-        # pre/post: one shared norm; sandwich: one shared input norm + one output norm per branch
-        return 3 if arch.norm_position == "sandwich" else 1
-    return 2 * sublayers if arch.norm_position == "sandwich" else sublayers
+    out_norm = variants.NORM_POSITIONS[arch.norm_position].out_norm
+    return variants.BLOCKS[arch.block].norms(arch.ffn_per_block, out_norm)
 
 
 def count(arch: ArchConfig) -> Counts:
-    """Count parameters, training FLOPs per token, and KV-cache bytes per token, analytically."""
+    """Count parameters, training FLOPs per token, and KV-cache bytes per token, analytically.
+
+    Every per-variant number comes from the tables in `variants.py`; `arch` may also be a plain
+    namespace with ArchConfig's fields (the solver's hot loop), so only fields are read here.
+    """
     d, L, T = arch.d_model, arch.n_layers, arch.seq_len
     q_width = arch.n_heads * arch.head_dim
     kv_width = arch.n_kv_heads * arch.head_dim
     b = 1 if arch.bias else 0
+    norm = variants.NORMS[arch.norm]
+    norm_params = norm.params(d, arch.bias)  # one d_model-wide norm (0 for none)
 
     # attention: Q, K, V, O projections (+ biases) and optional QK-norm over head_dim
     attn = d * (q_width + 2 * kv_width) + q_width * d + b * (q_width + 2 * kv_width + d)
     if arch.qk_norm:
-        attn += 2 * _norm_params(arch, arch.head_dim)
+        attn += 2 * norm.params(arch.head_dim, arch.bias)
     # FFN: up (and gate) d -> d_ff, down d_ff -> d
-    n_in = 2 if arch.gated else 1
+    n_in = 2 if variants.ACTIVATIONS[arch.ffn_activation].gated else 1
     ffn = n_in * d * arch.d_ff + arch.d_ff * d + b * (n_in * arch.d_ff + d)
-    block = attn + arch.ffn_per_block * ffn + norms_per_block(arch) * _norm_params(arch, d)
-    body = L * block + (_norm_params(arch, d) if arch.has_final_norm else 0)
+    block = attn + arch.ffn_per_block * ffn + norms_per_block(arch) * norm_params
+    final_norm = norm_params if variants.NORM_POSITIONS[arch.norm_position].final_norm else 0
+    body = L * block + final_norm
 
     embedding = arch.vocab_size * d
-    position_table = 0
-    if arch.position == "learned":
-        position_table = T * d
-    elif arch.position == "t5_bias":
-        position_table = arch.t5_num_buckets * arch.n_heads
+    position_table = variants.POSITIONS[arch.position].table_params(arch)
     head = 0 if arch.tie_embeddings else d * arch.vocab_size
     params = body + embedding + position_table + head
 

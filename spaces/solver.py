@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from archscale.spaces.arch import GATED_ACTIVATIONS, ArchConfig
+from archscale.spaces import variants
+from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts, count
 from archscale.spaces.errors import BudgetError
 
@@ -47,10 +48,7 @@ def _arch_defaults() -> dict[str, Any]:
 
 def _fast_count(fields: dict[str, Any]) -> Counts:
     """`count` on a plain namespace: the same arithmetic without pydantic validation (hot loop)."""
-    ns = SimpleNamespace(**fields)
-    ns.gated = fields["ffn_activation"] in GATED_ACTIVATIONS
-    ns.has_final_norm = fields["norm"] != "none" and fields["norm_position"] in ("pre", "sandwich")
-    return count(ns)  # type: ignore[arg-type]
+    return count(SimpleNamespace(**fields))  # type: ignore[arg-type]
 
 
 def solve(
@@ -73,7 +71,7 @@ def solve(
     feasible range when nothing fits.
     """
     fields = {**_arch_defaults(), **{k: v for k, v in choices.items() if v is not None}}
-    gated = fields["ffn_activation"] in GATED_ACTIVATIONS
+    gated = variants.ACTIVATIONS[fields["ffn_activation"]].gated
     ratio = ffn_ratio * (2 / 3 if gated and match_gated else 1.0)
     solve_d_model, solve_d_ff, solve_layers = ("d_model" in free), ("d_ff" in free), ("n_layers" in free)
     if solve_layers and not aspect_ratio:

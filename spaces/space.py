@@ -27,11 +27,11 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Union, get_args
+from typing import Any, Literal, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from archscale.spaces.arch import ArchConfig
+from archscale.spaces.arch import ArchConfig, value_problem
 from archscale.spaces.counting import Counts
 from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
 from archscale.spaces.solver import BUDGET_KINDS, Budget, solve
@@ -402,27 +402,11 @@ def _check_axis_values(path, key: str, name: str, axis: Axis) -> None:
 
 
 def _check_values(path, key: str, name: str, values: list[Any]) -> None:
-    annotation = ArchConfig.model_fields[name].annotation
-    allowed = _literal_values(annotation)
+    """Each value must be one ArchConfig field `name` could hold (its kind comes from the field's type)."""
     for v in values:
-        if allowed is not None:
-            if v not in allowed:
-                raise SpaceError(path, key, f"got {v!r}; allowed: {', '.join(map(str, allowed))}")
-        elif annotation is bool:
-            if not isinstance(v, bool):
-                raise SpaceError(path, key, f"got {v!r}; allowed: true, false")
-        elif name == "rope_theta":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise SpaceError(path, key, f"got {v!r}; allowed: a positive number")
-        elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise SpaceError(path, key, f"got {v!r}; allowed: a positive integer")
-
-
-def _literal_values(annotation: Any) -> tuple[Any, ...] | None:
-    args = get_args(annotation)
-    if args and all(isinstance(a, str) for a in args):
-        return args
-    return None
+        problem = value_problem(name, v)
+        if problem is not None:
+            raise SpaceError(path, key, problem)
 
 
 def _check_when(path, key: str, axis: Axis, seen: list[str]) -> None:

@@ -172,7 +172,6 @@ def train(
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    kernels.set_enabled(cfg.kernels)
     counts = count(arch)
     summary: dict[str, Any] = {
         "status": None, "reason": None, "eval_loss": None, "eval_bpb": None, "eval_loss_by_length": {},
@@ -212,7 +211,7 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
     ckpt_every = eval_every if cfg.checkpoint_every_tokens is None else cfg.checkpoint_every_tokens
 
     torch.manual_seed(cfg.seed)
-    model = build_model(arch).to(device)
+    model = build_model(arch, fused_kernels=cfg.kernels).to(device)
     optimizer = make_optimizer(model, cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # batch order, independent of init
     forward = torch.compile(model) if cfg.compile else model

@@ -2,104 +2,106 @@
 
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
-Variants are data: `NORMS`, `ACTIVATIONS` and `POSITIONS` are small registries; adding one is a
-function or class plus one table entry plus its case in the contract tests. Model code is
-single-device: devices, dtypes and compilation are applied by the trainer, outside.
-On CPU, attention goes through `F.scaled_dot_product_attention`; ALiBi and T5 bias enter as
-additive float masks. On CUDA tensors, gated activations and RMSNorm use the fused Triton kernels
-of `archscale.trainers.kernels` when those are enabled (plain torch otherwise, and always on CPU).
+Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
+its embedding scale) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS` and
+`POSITIONS` are the torch implementations keyed by the same names (a test asserts the keys agree).
+Adding a variant is one entry in that table plus one implementation and registry entry here; the
+contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
+applied by the trainer, outside.
+Attention goes through `F.scaled_dot_product_attention`; ALiBi and T5 bias enter as additive float
+masks. Fused Triton kernels (`archscale.trainers.kernels`) are chosen when the model is built
+(`build_model(arch, fused_kernels=...)`): RMSNorm and the gated activations that have a kernel get
+a `fused` flag, and then use it for CUDA tensors (plain torch on CPU, always).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archscale.spaces import ArchConfig
+from archscale.spaces import ArchConfig, variants
 from archscale.trainers import kernels
 
 # --------------------------------------------------------------------------------------------
-# Norms: name -> constructor(width, arch). "none" is the identity.
+# Norms: name -> constructor(width, arch, fused). "none" is the identity.
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, width: int, eps: float = 1e-6):
+    def __init__(self, width: int, eps: float = 1e-6, fused: bool = False):
         super().__init__()
         self.eps = eps
+        self.fused = fused  # use the fused kernel for CUDA tensors (decided when the model is built)
         self.weight = nn.Parameter(torch.ones(width))
 
     def forward(self, x: Tensor) -> Tensor:
-        if kernels.enabled_for(x):
+        if self.fused and kernels.runs_on(x):
             return kernels.fused_rms_norm(x, self.weight, self.eps)
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-NORMS: dict[str, Callable[[int, ArchConfig], nn.Module]] = {
-    "layernorm": lambda width, arch: nn.LayerNorm(width, bias=arch.bias),
-    "rmsnorm": lambda width, arch: RMSNorm(width),
-    "none": lambda width, arch: nn.Identity(),
+NORMS: dict[str, Callable[[int, ArchConfig, bool], nn.Module]] = {
+    "layernorm": lambda width, arch, fused: nn.LayerNorm(width, bias=arch.bias),
+    "rmsnorm": lambda width, arch, fused: RMSNorm(width, fused=fused),
+    "none": lambda width, arch, fused: nn.Identity(),
 }
 
 # --------------------------------------------------------------------------------------------
-# FFN activations: name -> (function, gated). A gated function takes (gate, up), both (..., d_ff).
+# FFN activations: name -> function. Whether it is gated is in the table (`variants.ACTIVATIONS`);
+# a gated function takes (gate, up), both (..., d_ff).
 
-
-@dataclass(frozen=True)
-class ActivationSpec:
-    fn: Callable[..., Tensor]
-    gated: bool
-
-
-ACTIVATIONS: dict[str, ActivationSpec] = {
-    "relu": ActivationSpec(F.relu, False),
-    "gelu": ActivationSpec(F.gelu, False),
-    "gelu_tanh": ActivationSpec(lambda h: F.gelu(h, approximate="tanh"), False),
-    "silu": ActivationSpec(F.silu, False),
-    "relu2": ActivationSpec(lambda h: F.relu(h).square(), False),  # So et al. 2021 (Primer)
-    "glu": ActivationSpec(lambda g, u: torch.sigmoid(g) * u, True),  # Dauphin et al. 2017
-    "bilinear": ActivationSpec(lambda g, u: g * u, True),
-    "reglu": ActivationSpec(lambda g, u: F.relu(g) * u, True),  # Shazeer 2020
-    "geglu": ActivationSpec(lambda g, u: F.gelu(g) * u, True),
-    "swiglu": ActivationSpec(lambda g, u: F.silu(g) * u, True),
+ACTIVATIONS: dict[str, Callable[..., Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+    "silu": F.silu,
+    "relu2": lambda h: F.relu(h).square(),
+    "glu": lambda g, u: torch.sigmoid(g) * u,
+    "bilinear": lambda g, u: g * u,
+    "reglu": lambda g, u: F.relu(g) * u,
+    "geglu": lambda g, u: F.gelu(g) * u,
+    "swiglu": lambda g, u: F.silu(g) * u,
 }
-FUSED_GATED = frozenset({"swiglu", "geglu", "reglu"})
 
 
 class Activation(nn.Module):
     """The FFN nonlinearity as a module, so a forward hook can read the hidden activations."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, fused: bool = False):
         super().__init__()
         self.name = name
-        self.spec = ACTIVATIONS[name]
+        self.fn = ACTIVATIONS[name]
+        self.gated = variants.ACTIVATIONS[name].gated
+        # use the fused kernel for CUDA tensors, when there is one for this activation
+        self.fused = fused and name in kernels.FUSED_GATED_ACTIVATIONS
 
     def forward(self, h: Tensor, up: Tensor | None = None) -> Tensor:
-        if not self.spec.gated:
-            return self.spec.fn(h)
-        if self.name in FUSED_GATED and kernels.enabled_for(h):
+        if not self.gated:
+            return self.fn(h)
+        if self.fused and kernels.runs_on(h):
             return kernels.fused_gated_activation(self.name, h, up)
-        return self.spec.fn(h, up)
+        return self.fn(h, up)
 
 
 # --------------------------------------------------------------------------------------------
-# Position codings. The contract, written once:
-#   - `embed(T, device)` returns a (T, d_model) tensor added to the token embeddings, or None.
+# Position codings. Their facts (learned table size, absolute or not, embedding scale, sub-fields,
+# longest sequence, validity rule) are in `variants.POSITIONS`; here is the contract, written once:
+#   - `embed(T, device)` returns a (T, d_model) tensor added to the token embeddings; the decoder
+#     calls it only for codings the table marks `absolute` (and then it must not return None).
 #   - `rotate(q, k)` takes q (B, T, H, hd) and k (B, T, KV, hd) and returns them position-coded.
 #   - `attn_bias(T, device)` returns an additive (H, T, T) score bias (causal part excluded), or None.
 # All three see only positions 0..T-1 of one causal sequence; none may look at token values, so a
 # coding can never leak a future token into a past output. Buffers are caches, never parameters
-# unless the coding is learned (then they count as position tables).
+# unless the coding is learned; its parameters are then exactly the table's `table_params(arch)`.
 
 
 class PositionCoding(nn.Module):
     def __init__(self, arch: ArchConfig):
         super().__init__()
-        self.max_len = None  # longest T this coding supports; None = any
+        self.max_len = variants.POSITIONS[arch.position].max_len(arch)  # longest T it supports; None = any
 
     def embed(self, T: int, device: torch.device) -> Tensor | None:
         return None
@@ -116,7 +118,8 @@ class NoPosition(PositionCoding):
 
 
 class Sinusoidal(PositionCoding):
-    """Vaswani et al. 2017; token embeddings are scaled by sqrt(d_model) as in the original."""
+    """Vaswani et al. 2017; token embeddings are scaled by sqrt(d_model) as in the original (the
+    table's `emb_scale`)."""
 
     def __init__(self, arch: ArchConfig):
         super().__init__(arch)
@@ -137,7 +140,6 @@ class Learned(PositionCoding):
 
     def __init__(self, arch: ArchConfig):
         super().__init__(arch)
-        self.max_len = arch.seq_len
         self.table = nn.Embedding(arch.seq_len, arch.d_model)
 
     def embed(self, T: int, device: torch.device) -> Tensor:
@@ -236,7 +238,7 @@ POSITIONS: dict[str, type[PositionCoding]] = {
 
 
 class Attention(nn.Module):
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, fused: bool = False):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
         q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
@@ -244,8 +246,8 @@ class Attention(nn.Module):
         self.k = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
         self.v = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
         self.o = nn.Linear(q_width, arch.d_model, bias=arch.bias)
-        self.q_norm = NORMS[arch.norm](arch.head_dim, arch) if arch.qk_norm else nn.Identity()
-        self.k_norm = NORMS[arch.norm](arch.head_dim, arch) if arch.qk_norm else nn.Identity()
+        self.q_norm = NORMS[arch.norm](arch.head_dim, arch, fused) if arch.qk_norm else nn.Identity()
+        self.k_norm = NORMS[arch.norm](arch.head_dim, arch, fused) if arch.qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
         B, T, _ = x.shape
@@ -265,12 +267,12 @@ class Attention(nn.Module):
 class FFN(nn.Module):
     """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model."""
 
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, fused: bool = False):
         super().__init__()
-        self.gated = ACTIVATIONS[arch.ffn_activation].gated
+        self.gated = variants.ACTIVATIONS[arch.ffn_activation].gated
         self.up = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias)
         self.gate = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias) if self.gated else None
-        self.act = Activation(arch.ffn_activation)
+        self.act = Activation(arch.ffn_activation, fused)
         self.down = nn.Linear(arch.d_ff, arch.d_model, bias=arch.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -290,13 +292,16 @@ class Block(nn.Module):
     parallel sandwich:   h = n(x); x += n'(attn(h)) + n''(ffn(h))
     """
 
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, fused: bool = False):
         super().__init__()
         self.parallel = arch.block == "parallel"
         self.position = arch.norm_position
-        make_norm = lambda: NORMS[arch.norm](arch.d_model, arch)  # noqa: E731
-        self.attn = Attention(arch)
-        self.ffns = nn.ModuleList(FFN(arch) for _ in range(arch.ffn_per_block))
+
+        def make_norm() -> nn.Module:
+            return NORMS[arch.norm](arch.d_model, arch, fused)
+
+        self.attn = Attention(arch, fused)
+        self.ffns = nn.ModuleList(FFN(arch, fused) for _ in range(arch.ffn_per_block))
         n_in = 1 if self.parallel else 1 + arch.ffn_per_block
         self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
         n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0
@@ -330,14 +335,16 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, fused_kernels: bool = False):
         super().__init__()
         self.arch = arch
+        position = variants.POSITIONS[arch.position]
         self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
-        self.emb_scale = math.sqrt(arch.d_model) if arch.position == "sinusoidal" else 1.0
+        self.emb_scale = position.emb_scale(arch)  # 1 except sinusoidal's sqrt(d_model); from the table
         self.pos = POSITIONS[arch.position](arch)
-        self.blocks = nn.ModuleList(Block(arch) for _ in range(arch.n_layers))
-        self.final_norm = NORMS[arch.norm](arch.d_model, arch) if arch.has_final_norm else nn.Identity()
+        self.absolute_position = position.absolute
+        self.blocks = nn.ModuleList(Block(arch, fused_kernels) for _ in range(arch.n_layers))
+        self.final_norm = NORMS[arch.norm](arch.d_model, arch, fused_kernels) if arch.has_final_norm else nn.Identity()
         self.head = None if arch.tie_embeddings else nn.Linear(arch.d_model, arch.vocab_size, bias=False)
         self._init_weights()
 
@@ -357,9 +364,8 @@ class Decoder(nn.Module):
     def forward(self, idx: Tensor) -> Tensor:
         B, T = idx.shape
         x = self.tok_emb(idx) * self.emb_scale  # (B, T, d_model)
-        absolute = self.pos.embed(T, idx.device)
-        if absolute is not None:
-            x = x + absolute
+        if self.absolute_position:
+            x = x + self.pos.embed(T, idx.device)  # (T, d_model), broadcast over the batch
         bias = self.pos.attn_bias(T, idx.device)  # (H, T, T) or None
         if bias is not None:
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
@@ -372,6 +378,11 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
-def build_model(arch: ArchConfig) -> Decoder:
-    """The decoder for `arch`, on CPU in float32; the trainer moves and casts it."""
-    return Decoder(arch)
+def build_model(arch: ArchConfig, fused_kernels: bool = True) -> Decoder:
+    """The decoder for `arch`, on CPU in float32; the trainer moves and casts it.
+
+    `fused_kernels`: RMSNorm and the gated activations with a Triton kernel use it for CUDA tensors
+    (plain torch elsewhere). Decided here, per module, once; `ARCHSCALE_KERNELS=0` in the
+    environment when the model is built turns them off too (`kernels.allowed`).
+    """
+    return Decoder(arch, fused_kernels=kernels.allowed(fused_kernels))

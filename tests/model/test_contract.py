@@ -1,6 +1,8 @@
 """The contract every variant must keep: shapes, causality, gradients everywhere, exact counts.
 
-Parametrised over every FFN activation x norm x norm position x position coding x block layout.
+Parametrised over every FFN activation x norm x norm position x position coding x block layout,
+read from the variant tables (`archscale.spaces.variants`): a new variant is tested here with no
+change to this file.
 """
 
 import itertools
@@ -10,7 +12,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from archscale.spaces import ArchConfig, count
+from archscale.spaces import ArchConfig, count, variants
 from archscale.spaces.arch import BLOCKS, FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
 from archscale.trainers.model import ACTIVATIONS, POSITIONS as POSITION_REGISTRY, NORMS as NORM_REGISTRY, build_model
 
@@ -21,14 +23,19 @@ def test_registries_cover_every_config_value():
     assert set(ACTIVATIONS) == set(FFN_ACTIVATIONS)
     assert set(NORM_REGISTRY) == set(NORMS)
     assert set(POSITION_REGISTRY) == set(POSITIONS)
+    # the torch registries are keyed by exactly the names of the torch-free table
+    assert list(ACTIVATIONS) == list(variants.ACTIVATIONS)
+    assert list(NORM_REGISTRY) == list(variants.NORMS)
+    assert list(POSITION_REGISTRY) == list(variants.POSITIONS)
 
 
 def make_arch(act, norm, norm_pos, pos, block, i):
     # vary the secondary knobs deterministically so every one is exercised across the grid
+    most_ffns = variants.BLOCKS[block].max_ffn_per_block or 2
     return ArchConfig(
         vocab_size=37, seq_len=12, d_model=24, n_layers=2, n_heads=4, n_kv_heads=(4, 2, 1)[i % 3],
         ffn_activation=act, d_ff=20, norm=norm, norm_position=norm_pos, position=pos, block=block,
-        qk_norm=(norm != "none" and i % 4 == 0), ffn_per_block=1 if block == "parallel" else 1 + i % 2,
+        qk_norm=(variants.NORMS[norm].normalises and i % 4 == 0), ffn_per_block=1 + i % min(2, most_ffns),
         tie_embeddings=i % 2 == 0, bias=i % 5 < 2, init=("normal", "depth_scaled")[i % 2],
     )
 
@@ -48,8 +55,13 @@ def test_variant_contract(act, norm, norm_pos, pos, block):
     model = build_model(arch)
     counts = count(arch)
 
-    # counts equal torch's
+    # counts equal torch's; the position table is the coding's own parameters, as the table says
     assert counts.params == sum(p.numel() for p in model.parameters())
+    position_params = sum(p.numel() for p in model.pos.parameters())
+    assert position_params == variants.POSITIONS[pos].table_params(arch)
+    head_params = 0 if model.head is None else model.head.weight.numel()
+    embedding_params = model.tok_emb.weight.numel() + position_params + head_params
+    assert counts.non_embedding_params == counts.params - embedding_params
     assert 3 * forward_flops(model, arch) / arch.seq_len == pytest.approx(counts.flops_per_token, rel=0.01)
 
     # shapes (T shorter than seq_len too)
@@ -82,11 +94,30 @@ def test_longer_than_training_context(pos):
     arch = ArchConfig(vocab_size=17, seq_len=8, d_model=16, n_heads=2, d_ff=32, position=pos)
     model = build_model(arch)
     idx = torch.randint(0, 17, (1, 32))
-    if pos == "learned":
+    max_len = variants.POSITIONS[pos].max_len(arch)
+    assert model.pos.max_len == max_len
+    if max_len is not None and max_len < 32:
         with pytest.raises(ValueError, match="seq_len"):
             model(idx)
     else:
         assert model(idx).shape == (1, 32, 17)
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+def test_position_facts_match_the_implementation(pos):
+    """The table's embedding scale and absolute flag are what the model does; its sub-fields exist."""
+    arch = ArchConfig(vocab_size=17, seq_len=8, d_model=16, n_heads=2, d_ff=32, position=pos)
+    model = build_model(arch)
+    facts = variants.POSITIONS[pos]
+    assert model.emb_scale == facts.emb_scale(arch)
+    table = model.pos.embed(5, torch.device("cpu"))
+    if facts.absolute:
+        assert table is not None and table.shape == (5, arch.d_model)
+    else:
+        assert table is None  # the base class's: a non-absolute coding must not override embed
+    assert set(facts.fields) <= set(ArchConfig.model_fields)
+    others = [f for name, p in variants.POSITIONS.items() if name != pos for f in p.fields]
+    assert not set(facts.fields) & set(others)  # each sub-field belongs to one coding
 
 
 def test_gqa_matches_repeated_kv_heads():

@@ -69,3 +69,78 @@ def test_fuzz_valid_or_clean_value_error(d_model, n_heads, n_kv_heads, act, norm
     c = count(arch)
     assert c.params > c.non_embedding_params > 0
     assert arch.n_heads % arch.n_kv_heads == 0
+
+
+# --- the variant table is the one definition -------------------------------------------------
+
+
+def test_variant_literals_are_the_table_keys():
+    from typing import get_args
+
+    from archscale.spaces import variants
+    from archscale.spaces.arch import GATED_ACTIVATIONS, field_kind
+
+    assert variants.BY_FIELD["ffn_activation"] is variants.ACTIVATIONS
+    for name, table in variants.BY_FIELD.items():
+        assert get_args(ArchConfig.model_fields[name].annotation) == tuple(table)
+        assert field_kind(name) == ("literal", tuple(table))
+    assert (FFN_ACTIVATIONS, NORMS, NORM_POSITIONS, POSITIONS) == tuple(
+        tuple(variants.BY_FIELD[f]) for f in ("ffn_activation", "norm", "norm_position", "position"))
+    assert {"glu", "bilinear", "reglu", "geglu", "swiglu"} <= GATED_ACTIVATIONS
+    assert GATED_ACTIVATIONS.isdisjoint({"relu", "gelu", "gelu_tanh", "silu", "relu2"})
+    assert {a for a in FFN_ACTIVATIONS if ArchConfig(ffn_activation=a).gated} == GATED_ACTIVATIONS
+
+
+def test_value_kinds_come_from_the_annotations():
+    from archscale.spaces.arch import field_kind, value_problem
+
+    kinds = {name: field_kind(name)[0] for name in ArchConfig.model_fields}
+    assert kinds["rope_theta"] == "positive number"
+    assert kinds["n_kv_heads"] == kinds["head_dim"] == kinds["t5_max_distance"] == "positive integer"
+    assert kinds["qk_norm"] == kinds["bias"] == "bool"
+    assert kinds["init"] == kinds["position"] == "literal"
+    assert "any" not in kinds.values()  # every field's values are checked
+    bad = {"positive number": [0, -1.5, True, "1e4"], "positive integer": [0, 2.5, True, "3"],
+           "bool": [1, "yes"], "literal": ["bogus", 3]}
+    for name, kind in kinds.items():
+        assert value_problem(name, getattr(ArchConfig(), name)) is None, name
+        for v in bad[kind]:
+            problem = value_problem(name, v)
+            assert problem is not None and "allowed: " in problem, (name, v)
+    assert value_problem("rope_theta", 5e5) is None and value_problem("rope_theta", 3) is None
+    assert value_problem("position", "xpos") == f"got 'xpos'; allowed: {', '.join(POSITIONS)}"
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"qk_norm": True, "norm": "none"}, "allowed with norm in {layernorm, rmsnorm}"),
+        ({"block": "parallel", "ffn_per_block": 2}, r"allowed values are \[1\], got 2"),
+        ({"d_model": 60, "n_heads": 4, "head_dim": 15, "position": "rope"}, "rope needs an even head_dim, got 15"),
+        ({"position": "t5_bias", "t5_num_buckets": 1}, "t5_num_buckets: must be >= 2"),
+        ({"rope_theta": 0.0}, "rope_theta: got 0.0; allowed: a positive number"),
+        ({"n_kv_heads": 0}, "n_kv_heads: got 0; allowed: a positive integer"),
+    ],
+)
+def test_table_rules_give_the_errors(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ArchConfig(**fields)
+
+
+def test_variant_rules_apply_only_to_their_variant():
+    ArchConfig(d_model=60, n_heads=4, head_dim=15, position="alibi")  # odd head_dim is fine without rope
+    ArchConfig(position="rope", t5_num_buckets=1)  # t5 bucket rule only for t5_bias
+    ArchConfig(block="sequential", ffn_per_block=3)
+
+
+def test_embedding_scale_and_final_norm_unchanged():
+    """Behaviour this refactor keeps: sqrt(d_model) for sinusoidal only; a final norm for pre and sandwich."""
+    from archscale.spaces import variants
+
+    arch = ArchConfig(d_model=64)
+    for name in ("none", "learned", "rope", "alibi", "t5_bias"):  # the codings there were; a new one may scale
+        assert variants.POSITIONS[name].emb_scale(arch) == 1.0
+    assert variants.POSITIONS["sinusoidal"].emb_scale(arch) == 8.0
+    old_norms, old_positions = ("layernorm", "rmsnorm", "none"), ("pre", "post", "sandwich")
+    finals = {(n, p) for n in old_norms for p in old_positions if ArchConfig(norm=n, norm_position=p).has_final_norm}
+    assert finals == {(n, p) for n in ("layernorm", "rmsnorm") for p in ("pre", "sandwich")}

@@ -102,6 +102,11 @@ BAD = [
     ({"constraints": [{"forbid": {"norm": "group"}}]}, "constraints.0.forbid.norm", "allowed"),
     ({"extra": 1}, "extra", "unknown key"),
     ({"arch": {"qk_norm": {"choices": [1, "yes"]}}}, "arch.qk_norm", "true, false"),
+    ({"arch": {"rope_theta": {"choices": [1.0e4, 0]}}}, "arch.rope_theta", "allowed: a positive number"),
+    ({"arch": {"rope_theta": {"low": -1.0, "high": 1.0}}}, "arch.rope_theta", "allowed: a positive number"),
+    ({"arch": {"n_kv_heads": {"choices": [1, 2.5]}}}, "arch.n_kv_heads", "allowed: a positive integer"),
+    ({"arch": {"position": "xpos"}}, "arch.position", "allowed: none, sinusoidal, learned, rope, alibi, t5_bias"),
+    ({"arch": {"norm": {"value": "rmsnorm", "default": "group"}}}, "arch.norm", "allowed: layernorm, rmsnorm, none"),
 ]
 
 

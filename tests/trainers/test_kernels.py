@@ -93,8 +93,9 @@ else:
 
 
     def test_model_uses_kernels_when_enabled(monkeypatch):
-        """Layer 3: with `enabled_for` forced on (as for CUDA tensors), the model's RMSNorm and SwiGLU
-        go through the fused functions and give the same loss and gradients as plain torch."""
+        """Layer 3: with `runs_on` forced on (as for CUDA tensors), a model built with fused kernels sends
+        its RMSNorm and SwiGLU through the fused functions and gives the same loss and gradients as plain
+        torch; a model built with `fused_kernels=False` never calls them."""
         from archscale.spaces import ArchConfig
         from archscale.trainers.model import build_model
 
@@ -102,44 +103,64 @@ else:
                           ffn_activation="swiglu", vocab_size=32)
         torch.manual_seed(0)
         model = build_model(arch)
+        plain_model = build_model(arch, fused_kernels=False)
+        plain_model.load_state_dict(model.state_dict())
         idx = torch.randint(0, 32, (2, 8))
 
-        def loss_and_grads():  # noqa: ANN202
-            model.zero_grad()
-            loss = model(idx).logsumexp(-1).mean()
+        def loss_and_grads(m):  # noqa: ANN001, ANN202
+            m.zero_grad()
+            loss = m(idx).logsumexp(-1).mean()
             loss.backward()
-            return loss.detach(), [p.grad.clone() for p in model.parameters()]
+            return loss.detach(), [p.grad.clone() for p in m.parameters()]
 
-        plain = loss_and_grads()
+        plain = loss_and_grads(model)  # CPU tensors: plain torch even though the modules are fused
         calls = []
-        monkeypatch.setattr(kernels, "enabled_for", lambda x: True)
+        monkeypatch.setattr(kernels, "runs_on", lambda x: True)
         for fn in ("fused_gated_activation", "fused_rms_norm"):
             original = getattr(kernels, fn)
             monkeypatch.setattr(kernels, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
-        fused = loss_and_grads()
+        unfused = loss_and_grads(plain_model)
+        assert calls == []  # chosen at build time: no process-wide switch needed
+        fused = loss_and_grads(model)
         assert set(calls) == {"fused_gated_activation", "fused_rms_norm"}
         torch.testing.assert_close(fused[0], plain[0], rtol=1e-5, atol=1e-5)
-        for a, b in zip(fused[1], plain[1]):
+        for a, b in zip(fused[1], plain[1], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(unfused[0], plain[0], rtol=0, atol=0)
 
 
-    def test_enabled_for_rules(monkeypatch):
+    def test_kernel_choice_rules(monkeypatch):
+        """Kernels run on CUDA tensors with Triton present, in modules built with them: `fused_kernels`
+        and `ARCHSCALE_KERNELS=0` decide at build time, `runs_on` per tensor."""
+        from archscale.spaces import ArchConfig
+        from archscale.trainers.model import Activation, RMSNorm, build_model
+
         cpu = torch.zeros(2)
-        assert not kernels.enabled_for(cpu)  # CPU tensors always take plain torch
+        assert not kernels.runs_on(cpu)  # CPU tensors always take plain torch
 
         class FakeCuda:
             is_cuda = True
 
+        def fused_flags(**kw):  # noqa: ANN003, ANN202
+            arch = ArchConfig(d_model=16, n_layers=1, n_heads=2, d_ff=24, norm="rmsnorm", ffn_activation="geglu",
+                              qk_norm=True)
+            flags = [m.fused for m in build_model(arch, **kw).modules() if isinstance(m, (RMSNorm, Activation))]
+            assert len(flags) == 1 + 2 + 2 + 1  # FFN activation, qk norms, two block norms, final norm
+            return set(flags)
+
         monkeypatch.setattr(kernels, "triton_available", lambda: True)
         monkeypatch.delenv("ARCHSCALE_KERNELS", raising=False)
-        assert kernels.enabled_for(FakeCuda())
+        assert kernels.runs_on(FakeCuda())
+        assert kernels.allowed(True) and fused_flags() == {True}
         monkeypatch.setenv("ARCHSCALE_KERNELS", "0")
-        assert not kernels.enabled_for(FakeCuda())
+        assert not kernels.allowed(True) and fused_flags() == {False}
         monkeypatch.delenv("ARCHSCALE_KERNELS")
-        kernels.set_enabled(False)
-        try:
-            assert not kernels.enabled_for(FakeCuda())
-        finally:
-            kernels.set_enabled(True)
+        assert not kernels.allowed(False) and fused_flags(fused_kernels=False) == {False}
         monkeypatch.setattr(kernels, "triton_available", lambda: False)
-        assert not kernels.enabled_for(FakeCuda())
+        assert not kernels.runs_on(FakeCuda())
+        # activations without a kernel are never marked fused
+        assert not Activation("glu", fused=True).fused and Activation("swiglu", fused=True).fused
+
+
+    def test_fused_activation_names_match_the_kernels():
+        assert set(kernels.FUSED_GATED_ACTIVATIONS) == set(gated.ACTS)

@@ -2,25 +2,32 @@
 
 Three layers, each tested against plain torch (tests/trainers/test_kernels.py, on CPU under
 TRITON_INTERPRET=1): Triton kernels (`gated.py`, `rmsnorm.py`) -> `torch.autograd.Function`s ->
-the two functions below, which the model calls when `enabled_for(x)` is true.
+the two functions below.
 
-Enabled for a tensor when: it is a CUDA tensor, Triton imports, the environment does not say
-`ARCHSCALE_KERNELS=0`, and the trainer has not switched them off (`set_enabled(False)`, from
-`TrainConfig.kernels`).
+Whether a module uses them is decided when the model is built, not per process:
+`build_model(arch, fused_kernels=...)` (from `TrainConfig.kernels`) gives RMSNorm and the gated
+activations in `FUSED_GATED_ACTIVATIONS` a `fused` flag, after `allowed(...)` applies the
+`ARCHSCALE_KERNELS=0` escape. In `forward`, a fused module then calls the kernel only when
+`runs_on(x)`: a CUDA tensor, with Triton importable.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
-_enabled = True
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Gated activations with a fused kernel: the keys of `gated.ACTS` (a test asserts they agree),
+# repeated here so that building a model does not import Triton.
+FUSED_GATED_ACTIVATIONS: tuple[str, ...] = ("swiglu", "geglu", "reglu")
 
 
-def set_enabled(flag: bool) -> None:
-    """Switch the fused kernels on or off for this process (the trainer sets it from TrainConfig.kernels)."""
-    global _enabled
-    _enabled = bool(flag)
+def allowed(requested: bool) -> bool:
+    """Whether a model built now may use fused kernels: requested, and not `ARCHSCALE_KERNELS=0`."""
+    return bool(requested) and os.environ.get("ARCHSCALE_KERNELS", "1") != "0"
 
 
 @functools.cache
@@ -33,14 +40,9 @@ def triton_available() -> bool:
     return True
 
 
-def enabled_for(x) -> bool:  # noqa: ANN001
-    """True when `x` should go through a fused kernel (CUDA tensor, Triton present, not disabled)."""
-    return (
-        _enabled
-        and getattr(x, "is_cuda", False)
-        and os.environ.get("ARCHSCALE_KERNELS", "1") != "0"
-        and triton_available()
-    )
+def runs_on(x: Tensor) -> bool:
+    """True when the kernels can run on `x`: a CUDA tensor, with Triton importable (checked once)."""
+    return getattr(x, "is_cuda", False) and triton_available()
 
 
 def fused_gated_activation(name: str, gate, up):  # noqa: ANN001
