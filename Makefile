@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 OUT ?= results/quickstart
 
-.PHONY: setup quickstart test test-fast bench clean-venv
+.PHONY: setup quickstart test test-fast lint bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,9 +21,14 @@ quickstart: setup
 	$(VENV)/bin/archscale quickstart --out $(OUT)
 
 # The whole suite, slow end-to-end tests included (CI runs exactly this through .ci/run).
-test: setup
+test: setup lint
 	bash scripts/install-chromium
 	$(PY) -m pytest -q
+
+# ruff: lint and formatting, configured in pyproject.toml (part of `make test`, so CI enforces it)
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -112,7 +112,10 @@ def main() -> int:
         n = rows * width
         fns = {"fused": fused, "eager": eager, "compile": compiled}
         report(
-            f"rmsnorm fwd {rows}x{width}", 2 * n * es, {k: bench(lambda f=f, x=x, w=w: f(x, w)) for k, f in fns.items()}, copy_bps
+            f"rmsnorm fwd {rows}x{width}",
+            2 * n * es,
+            {k: bench(lambda f=f, x=x, w=w: f(x, w)) for k, f in fns.items()},
+            copy_bps,
         )
         report(
             f"rmsnorm fwd+bwd {rows}x{width}",

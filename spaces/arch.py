@@ -96,8 +96,10 @@ class ArchConfig(BaseModel):
             raise ValueError(problem)
         if self.qk_norm and not variants.NORMS[self.norm].normalises:
             normalising = ", ".join(name for name, n in variants.NORMS.items() if n.normalises)
-            raise ValueError(f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
-                             f"got norm={self.norm}")
+            raise ValueError(
+                f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
+                f"got norm={self.norm}"
+            )
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
             raise ValueError(

@@ -369,7 +369,9 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
     if spec.budget is not None:
         for name in spec.budget.free:
             if name in spec.arch:
-                raise SpaceError(path, f"arch.{name}", "is solved by the budget (budget.free); remove it from arch or from free")
+                raise SpaceError(
+                    path, f"arch.{name}", "is solved by the budget (budget.free); remove it from arch or from free"
+                )
         for name in BUDGET_AXES:
             axis = getattr(spec.budget, name)
             if axis is not None:
@@ -380,12 +382,16 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
     for name, axis in spec.train.items():
         key = f"train.{name}"
         if name not in SEARCHABLE_TRAIN_FIELDS:
-            raise SpaceError(path, key, f"not a searchable training setting; allowed: {', '.join(SEARCHABLE_TRAIN_FIELDS)}")
+            raise SpaceError(
+                path, key, f"not a searchable training setting; allowed: {', '.join(SEARCHABLE_TRAIN_FIELDS)}"
+            )
         _check_when(path, key, axis, seen)
     for i, c in enumerate(spec.constraints):
         for name, v in c.forbid.items():
             if name not in fields:
-                raise SpaceError(path, f"constraints.{i}.forbid.{name}", f"not an ArchConfig field; allowed: {', '.join(fields)}")
+                raise SpaceError(
+                    path, f"constraints.{i}.forbid.{name}", f"not an ArchConfig field; allowed: {', '.join(fields)}"
+                )
             _check_values(path, f"constraints.{i}.forbid.{name}", name, _as_list(v))
 
 
@@ -413,7 +419,8 @@ def _check_when(path, key: str, axis: Axis, seen: list[str]) -> None:
     for cond in axis.when or {}:
         if cond not in seen:
             raise SpaceError(
-                path, f"{key}.when.{cond}",
+                path,
+                f"{key}.when.{cond}",
                 f"conditions may only name arch fields listed before this axis; allowed: {', '.join(seen) or '(none)'}",
             )
 

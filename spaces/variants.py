@@ -145,12 +145,16 @@ def _t5_check(arch: Any) -> str | None:
 POSITIONS: dict[str, Position] = {
     "none": Position(),  # NoPE
     "sinusoidal": Position(absolute=True, emb_scale=lambda arch: math.sqrt(arch.d_model)),
-    "learned": Position(absolute=True, table_params=lambda arch: arch.seq_len * arch.d_model,
-                        max_len=lambda arch: arch.seq_len),
+    "learned": Position(
+        absolute=True, table_params=lambda arch: arch.seq_len * arch.d_model, max_len=lambda arch: arch.seq_len
+    ),
     "rope": Position(fields=("rope_theta",), check=_rope_check),
     "alibi": Position(),
-    "t5_bias": Position(table_params=lambda arch: arch.t5_num_buckets * arch.n_heads,
-                        fields=("t5_num_buckets", "t5_max_distance"), check=_t5_check),
+    "t5_bias": Position(
+        table_params=lambda arch: arch.t5_num_buckets * arch.n_heads,
+        fields=("t5_num_buckets", "t5_max_distance"),
+        check=_t5_check,
+    ),
 }
 
 # The tables by the ArchConfig field whose values they key.

@@ -88,11 +88,17 @@ class DataSource:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        return {"name": self.name, "fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
-                "bytes_per_token": self.bytes_per_token}
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "vocab_size": self.vocab_size,
+            "bytes_per_token": self.bytes_per_token,
+        }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint!r})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint!r})"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,8 +108,16 @@ class DataSource:
 class TokenStream(DataSource):
     """A train and a validation token array (memory maps); batches are uniform random crops."""
 
-    def __init__(self, name: str, train_path: Path, val_path: Path, dtype: np.dtype, vocab_size: int,
-                 fingerprint: str, bytes_per_token: float | None):
+    def __init__(
+        self,
+        name: str,
+        train_path: Path,
+        val_path: Path,
+        dtype: np.dtype,
+        vocab_size: int,
+        fingerprint: str,
+        bytes_per_token: float | None,
+    ):
         self.name, self.vocab_size, self.fingerprint = name, vocab_size, fingerprint
         self.bytes_per_token = bytes_per_token
         self._paths, self._dtype = (train_path, val_path), np.dtype(dtype)
@@ -147,7 +161,7 @@ class TokenStream(DataSource):
         last = len(arr) - seq_len - 1
         offset = (seed * 7919) % max(1, last // n_rows) if seed else 0
         starts = np.linspace(0, last - offset, n_rows).astype(np.int64) + offset
-        return [self._crops(arr, starts[i:i + batch_size], seq_len) for i in range(0, n_rows, batch_size)]
+        return [self._crops(arr, starts[i : i + batch_size], seq_len) for i in range(0, n_rows, batch_size)]
 
 
 def cache_dir() -> Path:
@@ -156,7 +170,7 @@ def cache_dir() -> Path:
     return Path(base) / "archscale"
 
 
-def _build_atomically(final: Path, build) -> Path:  # noqa: ANN001
+def _build_atomically(final: Path, build) -> Path:
     """Run `build(tmp_dir)` in a private temp dir next to `final`, then rename it into place.
     If another process got there first, keep theirs (identical content) and discard ours."""
     if (final / "done").exists():
@@ -212,8 +226,12 @@ def _write_split(train_parts: Iterable[bytes], val_parts: Iterable[bytes], train
                 else:
                     f.write(line)
                     val_bytes += len(line)
-    return {"train_bytes": train_bytes, "val_bytes": val_bytes, "val_dropped_bytes": dropped_bytes,
-            "val_dropped_lines": dropped_lines}
+    return {
+        "train_bytes": train_bytes,
+        "val_bytes": val_bytes,
+        "val_dropped_bytes": dropped_bytes,
+        "val_dropped_lines": dropped_lines,
+    }
 
 
 def _read_files(files: list[Path]) -> Iterator[bytes]:
@@ -227,7 +245,9 @@ def _is_val_file(relpath: str) -> bool:
 def _file_list_hash(root: Path, files: list[Path]) -> str:
     h = hashlib.sha1()
     for p in files:
-        h.update(f"{p.relative_to(root) if p != root else p.name}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}\n".encode())
+        h.update(
+            f"{p.relative_to(root) if p != root else p.name}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}\n".encode()
+        )
     return h.hexdigest()[:12]
 
 
@@ -267,8 +287,17 @@ class PyStdlib(TokenStream):
             val = [p for p in files if _is_val_file(p.relative_to(root).as_posix())]
             train = [p for p in files if not _is_val_file(p.relative_to(root).as_posix())]
             counts = _write_split(_read_files(train), _read_files(val), tmp / "train.u8", tmp / "val.u8")
-            (tmp / "meta.json").write_text(json.dumps({"root": str(root), "fingerprint": fingerprint,
-                                                       "train_files": len(train), "val_files": len(val), **counts}))
+            (tmp / "meta.json").write_text(
+                json.dumps(
+                    {
+                        "root": str(root),
+                        "fingerprint": fingerprint,
+                        "train_files": len(train),
+                        "val_files": len(val),
+                        **counts,
+                    }
+                )
+            )
 
         d = _build_atomically(cache_dir() / f"pystdlib-{fingerprint}", build)
         super().__init__("pystdlib", d / "train.u8", d / "val.u8", np.uint8, 256, fingerprint, 1.0)
@@ -281,8 +310,14 @@ class PyStdlib(TokenStream):
 def _text_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    files = sorted((p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)),
-                   key=lambda p: p.relative_to(path).as_posix())
+    files = sorted(
+        (
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
     return [p for p in files if b"\0" not in p.read_bytes()[:8192]]  # skip binary files
 
 
@@ -313,14 +348,18 @@ class TextFiles(TokenStream):
 
         def build(tmp: Path) -> None:
             if val_files:
-                counts = _write_split(_read_files(train_files), _read_files(val_files), tmp / "train.raw", tmp / "val.raw")
+                counts = _write_split(
+                    _read_files(train_files), _read_files(val_files), tmp / "train.raw", tmp / "val.raw"
+                )
             else:  # one file: the last VAL_FRACTION of its bytes, cut at a line break
                 raw = files[0].read_bytes()
                 cut = raw.rfind(b"\n", 0, int(len(raw) * (1 - VAL_FRACTION))) + 1 or int(len(raw) * (1 - VAL_FRACTION))
                 counts = _write_split([raw[:cut]], [raw[cut:]], tmp / "train.raw", tmp / "val.raw")
             if not counts["val_bytes"]:
-                raise ValueError(f"text:{path}: every validation line also occurs in the training split (after "
-                                 f"normalising whitespace), so nothing is held out; give more distinct text")
+                raise ValueError(
+                    f"text:{path}: every validation line also occurs in the training split (after "
+                    f"normalising whitespace), so nothing is held out; give more distinct text"
+                )
             meta = {"path": str(p), "tokenizer": tokenizer, "files": len(files), **counts}
             if tokenizer == "bytes":
                 os.rename(tmp / "train.raw", tmp / "train.bin")
@@ -332,8 +371,15 @@ class TextFiles(TokenStream):
 
         d = _build_atomically(cache_dir() / f"text-{path_tag}-{key}", build)
         meta = json.loads((d / "meta.json").read_text())
-        super().__init__(f"text:{p}", d / "train.bin", d / "val.bin", np.dtype(meta["dtype"]), meta["vocab_size"],
-                         f"{tokenizer}-{key}", meta["val_bytes"] / max(1, meta["val_tokens"]))
+        super().__init__(
+            f"text:{p}",
+            d / "train.bin",
+            d / "val.bin",
+            np.dtype(meta["dtype"]),
+            meta["vocab_size"],
+            f"{tokenizer}-{key}",
+            meta["val_bytes"] / max(1, meta["val_tokens"]),
+        )
         self.tokenizer_path = d / "tokenizer.json" if tokenizer == "bpe" else None
 
 
@@ -343,8 +389,9 @@ def _bpe_encode(tmp: Path, vocab_size: int) -> dict:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
 
     def lines(path: Path, chunk: int = 1 << 20):
         with open(path, "rb") as f:
@@ -381,7 +428,9 @@ class TokenFiles(TokenStream):
         d = Path(path).expanduser().resolve()
         missing = [n for n in ("train.bin", "val.bin") if not (d / n).is_file()]
         if missing:
-            raise ValueError(f"bin:{path}: missing {', '.join(missing)} (expected nanoGPT token files train.bin and val.bin)")
+            raise ValueError(
+                f"bin:{path}: missing {', '.join(missing)} (expected nanoGPT token files train.bin and val.bin)"
+            )
         meta = {}
         if (d / "meta.json").is_file():
             meta = json.loads((d / "meta.json").read_text())
@@ -392,15 +441,24 @@ class TokenFiles(TokenStream):
                 meta = pickle.load(f)  # nanoGPT's own format; a local file the user pointed us at
         vocab_size = vocab_size or meta.get("vocab_size")
         if not vocab_size:
-            raise ValueError(f"bin:{path}: vocab size unknown; pass vocab_size=V or put meta.json with "
-                             '{"vocab_size": V} in the folder')
+            raise ValueError(
+                f"bin:{path}: vocab size unknown; pass vocab_size=V or put meta.json with "
+                '{"vocab_size": V} in the folder'
+            )
         dtype = dtype or meta.get("dtype") or ("uint16" if vocab_size <= 2**16 else "uint32")
         if dtype not in ("uint16", "uint32"):
             raise ValueError(f"bin:{path}: dtype={dtype!r}; allowed: 'uint16', 'uint32'")
         st = [(d / n).stat() for n in ("train.bin", "val.bin")]
         h = hashlib.sha1(f"{d}|{st[0].st_size}|{st[0].st_mtime_ns}|{st[1].st_size}|{st[1].st_mtime_ns}".encode())
-        super().__init__(f"bin:{d}", d / "train.bin", d / "val.bin", np.dtype(dtype), int(vocab_size),
-                         f"bin-{dtype}-{h.hexdigest()[:12]}", meta.get("bytes_per_token"))
+        super().__init__(
+            f"bin:{d}",
+            d / "train.bin",
+            d / "val.bin",
+            np.dtype(dtype),
+            int(vocab_size),
+            f"bin-{dtype}-{h.hexdigest()[:12]}",
+            meta.get("bytes_per_token"),
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,4 +503,6 @@ def open_data(spec: str, **options) -> DataSource:
 def _no_options(spec: str, options: dict, allowed: set[str]) -> None:
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"data spec {spec!r}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed) or 'none'}")
+        raise ValueError(
+            f"data spec {spec!r}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed) or 'none'}"
+        )

@@ -17,9 +17,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,6 @@ from torch import nn
 
 from archscale.spaces import ArchConfig, count
 from archscale.spaces.training import TrainConfig
-from archscale.trainers import kernels
 from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import IGNORE, DataSource, open_data
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
@@ -93,17 +93,25 @@ class Schedule:
         decay_start = max(self.warmup_steps, self.total_steps - decay_steps)
         if step < decay_start:
             return self.peak
-        return self.peak - (self.peak - lo) * min(1.0, (step - decay_start + 1) / max(1, self.total_steps - decay_start))
+        return self.peak - (self.peak - lo) * min(
+            1.0, (step - decay_start + 1) / max(1, self.total_steps - decay_start)
+        )
 
 
 def eval_rows(batch_size: int, seq_len: int, vocab_size: int) -> int:
     """Rows per evaluation batch: no gradients are kept, so use batches of up to 2^22 logits
     (16 MB in float32) when that is more than the training batch; fewer Python steps per eval."""
-    return max(1, min(batch_size, 2**22 // (seq_len * vocab_size)) if batch_size * seq_len * vocab_size > 2**22
-               else max(batch_size, 2**22 // (seq_len * vocab_size)))
+    return max(
+        1,
+        min(batch_size, 2**22 // (seq_len * vocab_size))
+        if batch_size * seq_len * vocab_size > 2**22
+        else max(batch_size, 2**22 // (seq_len * vocab_size)),
+    )
 
 
-def evaluate(model: nn.Module, batches: list, device: torch.device, autocast, stats: ActivationStats | None = None) -> float:  # noqa: ANN001
+def evaluate(
+    model: nn.Module, batches: list, device: torch.device, autocast, stats: ActivationStats | None = None
+) -> float:
     """Mean loss in nats per target token over fixed batches."""
     was_training = model.training
     model.eval()
@@ -158,8 +166,10 @@ def train(
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
     source = open_data(data) if isinstance(data, str) else data
     if source.vocab_size > arch.vocab_size:
-        raise ValueError(f"vocab_size: data {source.name!r} has {source.vocab_size} tokens but the architecture's "
-                         f"vocab_size is {arch.vocab_size}; set vocab_size >= {source.vocab_size}")
+        raise ValueError(
+            f"vocab_size: data {source.name!r} has {source.vocab_size} tokens but the architecture's "
+            f"vocab_size is {arch.vocab_size}; set vocab_size >= {source.vocab_size}"
+        )
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         if (out_dir / "summary.json").exists() and resume_from is None:
@@ -174,12 +184,28 @@ def train(
         torch.set_num_threads(threads)
     counts = count(arch)
     summary: dict[str, Any] = {
-        "status": None, "reason": None, "eval_loss": None, "eval_bpb": None, "eval_loss_by_length": {},
-        "train_loss": None, "tokens": 0, "compute": 0.0, "steps": 0, "tokens_per_s": None, "wall_s": 0.0,
-        **counts.to_dict(), "arch": arch.to_dict(), "arch_id": arch.arch_id, "train_config": cfg.to_dict(),
-        "seed": cfg.seed, "versions": versions(), "git_revision": git_revision(),
+        "status": None,
+        "reason": None,
+        "eval_loss": None,
+        "eval_bpb": None,
+        "eval_loss_by_length": {},
+        "train_loss": None,
+        "tokens": 0,
+        "compute": 0.0,
+        "steps": 0,
+        "tokens_per_s": None,
+        "wall_s": 0.0,
+        **counts.to_dict(),
+        "arch": arch.to_dict(),
+        "arch_id": arch.arch_id,
+        "train_config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "git_revision": git_revision(),
         "hardware": hardware(device, threads if device.type == "cpu" else torch.get_num_threads()),
-        "data": source.describe(), "checkpoint": None, "resumed_from": str(resume_from) if resume_from else None,
+        "data": source.describe(),
+        "checkpoint": None,
+        "resumed_from": str(resume_from) if resume_from else None,
     }
     try:
         _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, counts.flops_per_token, summary)
@@ -195,8 +221,18 @@ def train(
     return summary
 
 
-def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir: Path | None, ckpt_dir: Path | None,  # noqa: ANN001, C901
-         resume_from, device: torch.device, flops_per_token: float, summary: dict) -> None:  # noqa: ANN001
+def _run(
+    arch: ArchConfig,
+    cfg: TrainConfig,
+    source: DataSource,
+    report,
+    out_dir: Path | None,
+    ckpt_dir: Path | None,
+    resume_from,
+    device: torch.device,
+    flops_per_token: float,
+    summary: dict,
+) -> None:
     T = arch.seq_len
     micro_tokens = cfg.batch_size * T
     accum = max(1, round((cfg.tokens_per_step or micro_tokens) / micro_tokens))
@@ -231,7 +267,9 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
     if resume_from is not None:
         state, meta = load_checkpoint(resume_from)
         if meta["arch"] != arch.to_dict():
-            raise ValueError(f"{resume_from}: checkpoint is of a different architecture ({meta.get('arch_id')}) than {arch.arch_id}")
+            raise ValueError(
+                f"{resume_from}: checkpoint is of a different architecture ({meta.get('arch_id')}) than {arch.arch_id}"
+            )
         if meta["data"]["fingerprint"] != source.fingerprint:
             raise ValueError(f"{resume_from}: checkpoint was trained on {meta['data']} but data is {data_id}")
         model.load_state_dict(state["model"])
@@ -244,17 +282,35 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
         initial_loss, next_eval, next_ckpt = state["initial_loss"], state["next_eval"], state["next_ckpt"]
         rows = meta["curves"]
         if rows:
-            summary.update(eval_loss=rows[-1]["eval_loss"], eval_bpb=rows[-1].get("eval_bpb"),
-                           train_loss=rows[-1]["train_loss"])
+            summary.update(
+                eval_loss=rows[-1]["eval_loss"], eval_bpb=rows[-1].get("eval_bpb"), train_loss=rows[-1]["train_loss"]
+            )
 
     def checkpoint(wall_s: float) -> str:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
-                 "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "train_s": train_s,
-                 "wall_s": wall_s, "initial_loss": initial_loss, "next_eval": next_eval, "next_ckpt": next_ckpt}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "data_rng": data_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "tokens": tokens,
+            "train_s": train_s,
+            "wall_s": wall_s,
+            "initial_loss": initial_loss,
+            "next_eval": next_eval,
+            "next_ckpt": next_ckpt,
+        }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        meta = {"arch": arch.to_dict(), "arch_id": arch.arch_id, "train_config": cfg.to_dict(), "data": data_id,
-                "step": step, "tokens": tokens, "curves": rows}
+        meta = {
+            "arch": arch.to_dict(),
+            "arch_id": arch.arch_id,
+            "train_config": cfg.to_dict(),
+            "data": data_id,
+            "step": step,
+            "tokens": tokens,
+            "curves": rows,
+        }
         return str(save_checkpoint(ckpt_dir, state, meta))
 
     t0 = time.perf_counter()
@@ -286,11 +342,20 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
         if initial_loss is None:
             initial_loss = loss_value
         if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
-            status, reason = "diverged", f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} at step {step} ({tokens} tokens)"
+            status, reason = (
+                "diverged",
+                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
+                f"at step {step} ({tokens} tokens)",
+            )
             break
         if step > warmup_steps and loss_value > DIVERGENCE_FACTOR * initial_loss:
-            status, reason = "diverged", (f"training loss {loss_value:.3g} > {DIVERGENCE_FACTOR:g}x the first step's "
-                                          f"{initial_loss:.3g} after warmup, at step {step} ({tokens} tokens)")
+            status, reason = (
+                "diverged",
+                (
+                    f"training loss {loss_value:.3g} > {DIVERGENCE_FACTOR:g}x the first step's "
+                    f"{initial_loss:.3g} after warmup, at step {step} ({tokens} tokens)"
+                ),
+            )
             break
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -307,12 +372,21 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
         path = None
         wall_s = wall_offset + time.perf_counter() - t0
         metrics = {
-            "tokens": tokens, "compute": flops_per_token * tokens, "step": step,
-            "train_loss": loss_sum / max(1, loss_steps), "eval_loss": eval_loss,
-            "eval_bpb": eval_loss / bpt / math.log(2) if bpt else None, "lr": lr, "grad_norm": grad_norm,
-            "tokens_per_s": tokens / train_s if train_s > 0 else None, "wall_s": wall_s,
-            "ffn_zero_frac": stats.zero_frac, "ffn_dead_frac": stats.dead_frac,
-            "grad_norm_by_layer": block_norms, "checkpoint": None, "final": final,
+            "tokens": tokens,
+            "compute": flops_per_token * tokens,
+            "step": step,
+            "train_loss": loss_sum / max(1, loss_steps),
+            "eval_loss": eval_loss,
+            "eval_bpb": eval_loss / bpt / math.log(2) if bpt else None,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_per_s": tokens / train_s if train_s > 0 else None,
+            "wall_s": wall_s,
+            "ffn_zero_frac": stats.zero_frac,
+            "ffn_dead_frac": stats.dead_frac,
+            "grad_norm_by_layer": block_norms,
+            "checkpoint": None,
+            "final": final,
         }
         loss_sum, loss_steps = 0.0, 0
         if ckpt_every and (tokens >= next_ckpt or final):
@@ -334,8 +408,15 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
             break
 
     wall_s = wall_offset + time.perf_counter() - t0
-    summary.update(status=status, reason=reason, tokens=tokens, compute=flops_per_token * tokens, steps=step,
-                   tokens_per_s=tokens / train_s if train_s > 0 else None, wall_s=wall_s)
+    summary.update(
+        status=status,
+        reason=reason,
+        tokens=tokens,
+        compute=flops_per_token * tokens,
+        steps=step,
+        tokens_per_s=tokens / train_s if train_s > 0 else None,
+        wall_s=wall_s,
+    )
     if status == "completed":
         by_length = {}
         for factor in LENGTH_FACTORS:
@@ -346,7 +427,9 @@ def _run(arch: ArchConfig, cfg: TrainConfig, source: DataSource, report, out_dir
                 by_length[str(length)] = None
             else:
                 try:
-                    batches = source.val_batches(length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0)
+                    batches = source.val_batches(
+                        length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0
+                    )
                 except ValueError:  # validation split shorter than this context: not measurable
                     by_length[str(length)] = None
                     continue

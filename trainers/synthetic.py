@@ -44,7 +44,7 @@ def encode_symbols(text: str) -> list[int]:
     return [_ID[c] for c in text]
 
 
-def decode_symbols(ids) -> str:  # noqa: ANN001
+def decode_symbols(ids) -> str:
     return "".join(SYMBOLS[int(i)] for i in ids)
 
 
@@ -116,7 +116,7 @@ def _brackets_example(r: _Draws, max_pairs: int) -> tuple[str, str]:
     if r.below(2):  # corrupt half of them: change one character to a different bracket
         i = r.below(len(s))
         choices = [c for c in "()[]{}" if c != s[i]]
-        s = s[:i] + choices[r.below(len(choices))] + s[i + 1:]
+        s = s[:i] + choices[r.below(len(choices))] + s[i + 1 :]
     return f"{s}=", "Y;" if _balanced(s) else "N;"
 
 
@@ -127,8 +127,11 @@ class SyntheticTask(DataSource):
     size of the problems (`max_len` for copy, `digits` for addition, `max_pairs` for brackets).
     Training and validation examples come from disjoint parts of the example space (module docstring)."""
 
-    TASKS = {"copy": (_copy_example, "max_len", 16), "addition": (_addition_example, "digits", 3),
-             "brackets": (_brackets_example, "max_pairs", 8)}
+    TASKS = {
+        "copy": (_copy_example, "max_len", 16),
+        "addition": (_addition_example, "digits", 3),
+        "brackets": (_brackets_example, "max_pairs", 8),
+    }
 
     def __init__(self, task: str, **options):
         fn, option, default = self.TASKS[task]
@@ -150,8 +153,10 @@ class SyntheticTask(DataSource):
             if is_validation_example(prompt) == validation:
                 return prompt, answer
         split = "validation" if validation else "training"
-        raise ValueError(f"{self.name}: {self._option}={self.size} is too small to hold out validation examples "
-                         f"(no {split} example in {MAX_DRAWS} draws); raise {self._option}")
+        raise ValueError(
+            f"{self.name}: {self._option}={self.size} is too small to hold out validation examples "
+            f"(no {split} example in {MAX_DRAWS} draws); raise {self._option}"
+        )
 
     def _row(self, r: _Draws, length: int, validation: bool) -> tuple[list[int], list[bool]]:
         ids: list[int] = []
@@ -176,4 +181,6 @@ class SyntheticTask(DataSource):
     def val_batches(self, seq_len: int, tokens: int, batch_size: int, seed: int = 0) -> list[Batch]:
         g = torch.Generator().manual_seed(VAL_SEED + seed)
         n_rows = max(1, -(-tokens // seq_len))
-        return [self._batch(g, min(batch_size, n_rows - i), seq_len, validation=True) for i in range(0, n_rows, batch_size)]
+        return [
+            self._batch(g, min(batch_size, n_rows - i), seq_len, validation=True) for i in range(0, n_rows, batch_size)
+        ]

@@ -14,7 +14,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archscale.spaces import ArchConfig, count, variants
 from archscale.spaces.arch import BLOCKS, FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
-from archscale.trainers.model import ACTIVATIONS, POSITIONS as POSITION_REGISTRY, NORMS as NORM_REGISTRY, build_model
+from archscale.trainers.model import ACTIVATIONS, build_model
+from archscale.trainers.model import NORMS as NORM_REGISTRY
+from archscale.trainers.model import POSITIONS as POSITION_REGISTRY
 
 COMBOS = list(itertools.product(FFN_ACTIVATIONS, NORMS, NORM_POSITIONS, POSITIONS, BLOCKS))
 
@@ -33,10 +35,23 @@ def make_arch(act, norm, norm_pos, pos, block, i):
     # vary the secondary knobs deterministically so every one is exercised across the grid
     most_ffns = variants.BLOCKS[block].max_ffn_per_block or 2
     return ArchConfig(
-        vocab_size=37, seq_len=12, d_model=24, n_layers=2, n_heads=4, n_kv_heads=(4, 2, 1)[i % 3],
-        ffn_activation=act, d_ff=20, norm=norm, norm_position=norm_pos, position=pos, block=block,
-        qk_norm=(variants.NORMS[norm].normalises and i % 4 == 0), ffn_per_block=1 + i % min(2, most_ffns),
-        tie_embeddings=i % 2 == 0, bias=i % 5 < 2, init=("normal", "depth_scaled")[i % 2],
+        vocab_size=37,
+        seq_len=12,
+        d_model=24,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=(4, 2, 1)[i % 3],
+        ffn_activation=act,
+        d_ff=20,
+        norm=norm,
+        norm_position=norm_pos,
+        position=pos,
+        block=block,
+        qk_norm=(variants.NORMS[norm].normalises and i % 4 == 0),
+        ffn_per_block=1 + i % min(2, most_ffns),
+        tie_embeddings=i % 2 == 0,
+        bias=i % 5 < 2,
+        init=("normal", "depth_scaled")[i % 2],
     )
 
 
@@ -123,8 +138,12 @@ def test_position_facts_match_the_implementation(pos):
 def test_gqa_matches_repeated_kv_heads():
     """GQA through SDPA's enable_gqa equals MHA with each KV head repeated: an independent reference."""
     torch.manual_seed(0)
-    gqa = build_model(ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=2, d_ff=16, position="rope"))
-    mha = build_model(ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=4, d_ff=16, position="rope"))
+    gqa = build_model(
+        ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=2, d_ff=16, position="rope")
+    )
+    mha = build_model(
+        ArchConfig(vocab_size=11, seq_len=8, d_model=32, n_heads=4, n_kv_heads=4, d_ff=16, position="rope")
+    )
     state = gqa.state_dict()
     for key in list(state):
         if key.endswith(("attn.k.weight", "attn.v.weight")):

@@ -1,7 +1,8 @@
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archscale.spaces import ArchConfig, count
 from archscale.spaces.arch import FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
@@ -55,14 +56,29 @@ def test_from_file_errors_name_the_file(tmp_path):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    d_model=st.integers(-4, 300), n_heads=st.integers(-1, 20), n_kv_heads=st.one_of(st.none(), st.integers(-1, 20)),
-    act=st.sampled_from(FFN_ACTIVATIONS + ("bogus",)), norm=st.sampled_from(NORMS), pos=st.sampled_from(POSITIONS),
-    norm_pos=st.sampled_from(NORM_POSITIONS), d_ff=st.integers(-3, 400), qk=st.booleans(),
+    d_model=st.integers(-4, 300),
+    n_heads=st.integers(-1, 20),
+    n_kv_heads=st.one_of(st.none(), st.integers(-1, 20)),
+    act=st.sampled_from(FFN_ACTIVATIONS + ("bogus",)),
+    norm=st.sampled_from(NORMS),
+    pos=st.sampled_from(POSITIONS),
+    norm_pos=st.sampled_from(NORM_POSITIONS),
+    d_ff=st.integers(-3, 400),
+    qk=st.booleans(),
 )
 def test_fuzz_valid_or_clean_value_error(d_model, n_heads, n_kv_heads, act, norm, pos, norm_pos, d_ff, qk):
     try:
-        arch = ArchConfig(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, ffn_activation=act, norm=norm,
-                          position=pos, norm_position=norm_pos, d_ff=d_ff, qk_norm=qk)
+        arch = ArchConfig(
+            d_model=d_model,
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads,
+            ffn_activation=act,
+            norm=norm,
+            position=pos,
+            norm_position=norm_pos,
+            d_ff=d_ff,
+            qk_norm=qk,
+        )
     except ValueError as e:
         assert str(e)
         return
@@ -85,7 +101,8 @@ def test_variant_literals_are_the_table_keys():
         assert get_args(ArchConfig.model_fields[name].annotation) == tuple(table)
         assert field_kind(name) == ("literal", tuple(table))
     assert (FFN_ACTIVATIONS, NORMS, NORM_POSITIONS, POSITIONS) == tuple(
-        tuple(variants.BY_FIELD[f]) for f in ("ffn_activation", "norm", "norm_position", "position"))
+        tuple(variants.BY_FIELD[f]) for f in ("ffn_activation", "norm", "norm_position", "position")
+    )
     assert {"glu", "bilinear", "reglu", "geglu", "swiglu"} <= GATED_ACTIVATIONS
     assert GATED_ACTIVATIONS.isdisjoint({"relu", "gelu", "gelu_tanh", "silu", "relu2"})
     assert {a for a in FFN_ACTIVATIONS if ArchConfig(ffn_activation=a).gated} == GATED_ACTIVATIONS
@@ -100,8 +117,12 @@ def test_value_kinds_come_from_the_annotations():
     assert kinds["qk_norm"] == kinds["bias"] == "bool"
     assert kinds["init"] == kinds["position"] == "literal"
     assert "any" not in kinds.values()  # every field's values are checked
-    bad = {"positive number": [0, -1.5, True, "1e4"], "positive integer": [0, 2.5, True, "3"],
-           "bool": [1, "yes"], "literal": ["bogus", 3]}
+    bad = {
+        "positive number": [0, -1.5, True, "1e4"],
+        "positive integer": [0, 2.5, True, "3"],
+        "bool": [1, "yes"],
+        "literal": ["bogus", 3],
+    }
     for name, kind in kinds.items():
         assert value_problem(name, getattr(ArchConfig(), name)) is None, name
         for v in bad[kind]:

@@ -10,7 +10,9 @@ runner = CliRunner()
 
 
 def test_space_show_json():
-    r = runner.invoke(app, ["space", "show", "tiny", "--budget-params", "200000", "--samples", "4", "--seed", "1", "--json"])
+    r = runner.invoke(
+        app, ["space", "show", "tiny", "--budget-params", "200000", "--samples", "4", "--seed", "1", "--json"]
+    )
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert len(rows) == 4
@@ -22,7 +24,9 @@ def test_space_show_json():
 def test_space_show_other_budgets_and_table():
     r = runner.invoke(app, ["space", "show", "tiny", "--budget-flops-per-token", "2e6", "--samples", "2", "--json"])
     assert r.exit_code == 0 and all(abs(x["flops_per_token"] / 2e6 - 1) <= 0.01 for x in json.loads(r.stdout))
-    r = runner.invoke(app, ["space", "show", "tiny", "--budget-non-embedding-params", "1e5", "--samples", "2", "--json"])
+    r = runner.invoke(
+        app, ["space", "show", "tiny", "--budget-non-embedding-params", "1e5", "--samples", "2", "--json"]
+    )
     assert r.exit_code == 0 and all(abs(x["non_embedding_params"] / 1e5 - 1) <= 0.01 for x in json.loads(r.stdout))
     r = runner.invoke(app, ["space", "show", "tiny", "--samples", "2"])
     assert r.exit_code == 0 and "params" in r.stdout
@@ -54,8 +58,10 @@ def test_bad_input_is_one_clean_line(tmp_path):
 
 
 def test_help_imports_neither_torch_nor_ray():
-    code = ("import sys; from archscale.search.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
-            "bad = [m for m in ('torch', 'ray', 'triton', 'optuna', 'polars') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys; from archscale.search.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+        "bad = [m for m in ('torch', 'ray', 'triton', 'optuna', 'polars') if m in sys.modules]; assert not bad, bad"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -4,7 +4,8 @@ import optuna
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from archscale.spaces import BudgetError, SpaceError, count
 from archscale.spaces.space import load_space, shipped_spaces, space_from_dict
@@ -131,13 +132,49 @@ def test_yaml_syntax_error_and_non_mapping(tmp_path):
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 1000), st.floats(allow_nan=True), st.text(max_size=6))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.sampled_from(["value", "choices", "low", "high", "log", "when", "kind", "free", "forbid", "n_heads", "position", "d_model"]), inner, max_size=4)), max_leaves=12)
-space_like = st.fixed_dictionaries({}, optional={
-    "name": scalars, "arch": st.dictionaries(st.sampled_from(["n_heads", "d_model", "position", "ffn_activation", "n_kv_heads", "bogus", "qk_norm", "seq_len"]), values, max_size=4),
-    "train": st.dictionaries(st.sampled_from(["lr", "batch_size", "nope"]), values, max_size=2),
-    "budget": values, "constraints": values,
-})
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "value",
+                    "choices",
+                    "low",
+                    "high",
+                    "log",
+                    "when",
+                    "kind",
+                    "free",
+                    "forbid",
+                    "n_heads",
+                    "position",
+                    "d_model",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+space_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": scalars,
+        "arch": st.dictionaries(
+            st.sampled_from(
+                ["n_heads", "d_model", "position", "ffn_activation", "n_kv_heads", "bogus", "qk_norm", "seq_len"]
+            ),
+            values,
+            max_size=4,
+        ),
+        "train": st.dictionaries(st.sampled_from(["lr", "batch_size", "nope"]), values, max_size=2),
+        "budget": values,
+        "constraints": values,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

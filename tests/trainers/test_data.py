@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -13,8 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from archscale.trainers.data import (DEDUP_MIN_CHARS, IGNORE, SPLIT_VERSION, DataSource, _is_val_file, cache_dir,
-                                     open_data, stdlib_files)
+from archscale.trainers.data import (
+    DEDUP_MIN_CHARS,
+    IGNORE,
+    SPLIT_VERSION,
+    DataSource,
+    _is_val_file,
+    cache_dir,
+    open_data,
+    stdlib_files,
+)
 from archscale.trainers.synthetic import SYMBOLS, _balanced, decode_symbols, is_validation_example
 
 
@@ -30,7 +37,7 @@ def _check_contract(src: DataSource, seq_len: int = 16) -> None:
     v1 = src.val_batches(seq_len, 200, batch_size=3)
     v2 = src.val_batches(seq_len, 200, batch_size=3)
     assert sum(b[0].shape[0] for b in v1) * seq_len >= 200
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(v1, v2))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(v1, v2, strict=True))
 
 
 def test_pystdlib_contract_and_cache_location():
@@ -51,7 +58,7 @@ def test_pystdlib_excludes_tests_and_site_packages_and_splits_by_file():
     assert not any(part in ("site-packages", "test", "tests") for r in rel for part in r.split("/"))
     src = open_data("pystdlib")
     n_train, n_val = len(src._train), len(src._val)
-    val_files = [f for f, r in zip(files, rel) if _is_val_file(r)]
+    val_files = [f for f, r in zip(files, rel, strict=True) if _is_val_file(r)]
     meta = json.loads((cache_dir() / f"pystdlib-{src.fingerprint}" / "meta.json").read_text())
     assert n_train == sum(f.stat().st_size for f in files) - sum(f.stat().st_size for f in val_files)  # training whole
     assert n_val + meta["val_dropped_bytes"] == sum(f.stat().st_size for f in val_files)  # validation minus duplicates
@@ -94,10 +101,14 @@ def test_pystdlib_unigram_and_bigram_entropy_match_reference():
 
 def test_concurrent_builders_agree(tmp_path):
     """Several processes building the same cache at once (Ray trials) all succeed, one copy remains."""
-    code = ("from archscale.trainers.data import open_data; s = open_data('pystdlib'); "
-            "print(s.fingerprint, len(s._train), len(s._val))")
+    code = (
+        "from archscale.trainers.data import open_data; s = open_data('pystdlib'); "
+        "print(s.fingerprint, len(s._train), len(s._val))"
+    )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs) and len(set(outs)) == 1
     assert len(list((tmp_path / "archscale").glob("pystdlib-*"))) == 1
@@ -221,13 +232,13 @@ def test_synthetic_contract(task):
 def _full_examples(task: str, n_rows: int = 16, seq_len: int = 96):
     src = open_data(task)
     x, y = src.train_batch(n_rows, seq_len, torch.Generator().manual_seed(3))
-    for row_x, row_y in zip(x.tolist(), y.tolist()):
+    for row_x, row_y in zip(x.tolist(), y.tolist(), strict=True):
         text = decode_symbols(row_x)
         masked = [t == IGNORE for t in row_y]
         # complete examples: end with ';' and start after the previous ';' (skip the cut last one)
         start = 0
         for end in [i for i, c in enumerate(text) if c == ";"]:
-            yield text[start:end + 1], masked[max(0, start - 1):end]  # targets predicting text[start..end]
+            yield text[start : end + 1], masked[max(0, start - 1) : end]  # targets predicting text[start..end]
             start = end + 1
 
 
@@ -263,7 +274,7 @@ def test_brackets_are_half_balanced():
 
 def test_synthetic_validation_differs_from_training_stream():
     src = open_data("addition")
-    (vx, _), = src.val_batches(32, 32, 1)
+    ((vx, _),) = src.val_batches(32, 32, 1)
     tx, _ = src.train_batch(1, 32, torch.Generator().manual_seed(0))
     assert not torch.equal(vx, tx)
 
@@ -275,7 +286,7 @@ def _prompts(x: torch.Tensor) -> set[str]:
         text, start = decode_symbols(row), 0
         for i, c in enumerate(text):
             if c in "|=":
-                prompts.add(text[start:i + 1])
+                prompts.add(text[start : i + 1])
             elif c == ";":
                 start = i + 1
     return prompts

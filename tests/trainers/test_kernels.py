@@ -25,8 +25,13 @@ if not INTERPRETED:
     # again in a fresh process with TRITON_INTERPRET=1 from the start.
     def test_kernels_under_triton_interpreter():
         env = {**os.environ, "TRITON_INTERPRET": "1"}
-        r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-x"],
-                           env=env, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-x"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
         assert " passed" in r.stdout.splitlines()[-1], r.stdout[-500:]
 
@@ -40,15 +45,12 @@ else:
     TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
     DTYPES = [torch.float32, torch.bfloat16]
 
-
-    def _grads(fn, inputs, dout):  # noqa: ANN001, ANN202
+    def _grads(fn, inputs, dout):
         out = fn(*inputs)
         return (out, *torch.autograd.grad(out, inputs, dout))
 
-
     def _leaf(t: torch.Tensor) -> torch.Tensor:
         return t.detach().clone().requires_grad_(True)
-
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("name", ["swiglu", "geglu", "reglu"])
@@ -59,10 +61,9 @@ else:
         dout = torch.randn(shape, generator=g).to(dtype)
         got = _grads(lambda a, b: gated.GatedActivation.apply(name, a, b), (_leaf(gate), _leaf(up)), dout)
         want = _grads(lambda a, b: gated.reference(name, a, b), (_leaf(gate.float()), _leaf(up.float())), dout.float())
-        for a, b, what in zip(got, want, ("out", "d_gate", "d_up")):
+        for a, b, what in zip(got, want, ("out", "d_gate", "d_up"), strict=True):
             assert a.dtype == dtype and a.shape == torch.Size(shape), what
             torch.testing.assert_close(a.float(), b, **TOL[dtype], msg=lambda m: f"{name} {what}: {m}")  # noqa: B023
-
 
     def test_gated_activation_non_contiguous_and_bad_name():
         base = torch.randn(4, 38)
@@ -70,7 +71,6 @@ else:
         torch.testing.assert_close(gated.gated_activation("swiglu", gate, up), gated.reference("swiglu", gate, up))
         with pytest.raises(ValueError, match="allowed"):
             gated.gated_activation("glu", gate, up)
-
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("shape", [(3, 37), (2, 9, 64), (17, 5), (1, 1)])
@@ -81,16 +81,14 @@ else:
         dout = torch.randn(shape, generator=g).to(dtype)
         got = _grads(lambda a, b: rmsnorm.RMSNormFunction.apply(a, b, 1e-6), (_leaf(x), _leaf(w)), dout)
         want = _grads(lambda a, b: rmsnorm.reference(a, b, 1e-6), (_leaf(x.float()), _leaf(w.float())), dout.float())
-        for a, b, what in zip(got, want, ("out", "d_x", "d_weight")):
+        for a, b, what in zip(got, want, ("out", "d_x", "d_weight"), strict=True):
             assert a.dtype == dtype, what
             tol = TOL[dtype] if what != "d_weight" or dtype == torch.float32 else dict(rtol=3e-2, atol=5e-2)
             torch.testing.assert_close(a.float(), b, **tol, msg=lambda m: f"{what}: {m}")  # noqa: B023
 
-
     def test_rms_norm_mixed_dtypes_promote_like_torch():
         x, w = torch.randn(3, 37).to(torch.bfloat16), torch.randn(37)
         assert rmsnorm.rms_norm(x, w).dtype == rmsnorm.reference(x, w).dtype == torch.float32
-
 
     def test_model_uses_kernels_when_enabled(monkeypatch):
         """Layer 3: with `runs_on` forced on (as for CUDA tensors), a model built with fused kernels sends
@@ -99,15 +97,24 @@ else:
         from archscale.spaces import ArchConfig
         from archscale.trainers.model import build_model
 
-        arch = ArchConfig(d_model=16, n_layers=1, n_heads=2, d_ff=24, seq_len=8, position="rope", norm="rmsnorm",
-                          ffn_activation="swiglu", vocab_size=32)
+        arch = ArchConfig(
+            d_model=16,
+            n_layers=1,
+            n_heads=2,
+            d_ff=24,
+            seq_len=8,
+            position="rope",
+            norm="rmsnorm",
+            ffn_activation="swiglu",
+            vocab_size=32,
+        )
         torch.manual_seed(0)
         model = build_model(arch)
         plain_model = build_model(arch, fused_kernels=False)
         plain_model.load_state_dict(model.state_dict())
         idx = torch.randint(0, 32, (2, 8))
 
-        def loss_and_grads(m):  # noqa: ANN001, ANN202
+        def loss_and_grads(m):
             m.zero_grad()
             loss = m(idx).logsumexp(-1).mean()
             loss.backward()
@@ -128,7 +135,6 @@ else:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(unfused[0], plain[0], rtol=0, atol=0)
 
-
     def test_kernel_choice_rules(monkeypatch):
         """Kernels run on CUDA tensors with Triton present, in modules built with them: `fused_kernels`
         and `ARCHSCALE_KERNELS=0` decide at build time, `runs_on` per tensor."""
@@ -141,9 +147,10 @@ else:
         class FakeCuda:
             is_cuda = True
 
-        def fused_flags(**kw):  # noqa: ANN003, ANN202
-            arch = ArchConfig(d_model=16, n_layers=1, n_heads=2, d_ff=24, norm="rmsnorm", ffn_activation="geglu",
-                              qk_norm=True)
+        def fused_flags(**kw):
+            arch = ArchConfig(
+                d_model=16, n_layers=1, n_heads=2, d_ff=24, norm="rmsnorm", ffn_activation="geglu", qk_norm=True
+            )
             flags = [m.fused for m in build_model(arch, **kw).modules() if isinstance(m, (RMSNorm, Activation))]
             assert len(flags) == 1 + 2 + 2 + 1  # FFN activation, qk norms, two block norms, final norm
             return set(flags)
@@ -160,7 +167,6 @@ else:
         assert not kernels.runs_on(FakeCuda())
         # activations without a kernel are never marked fused
         assert not Activation("glu", fused=True).fused and Activation("swiglu", fused=True).fused
-
 
     def test_fused_activation_names_match_the_kernels():
         assert set(kernels.FUSED_GATED_ACTIVATIONS) == set(gated.ACTS)

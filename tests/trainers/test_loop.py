@@ -51,7 +51,8 @@ SUMMARY_KEYS = {
 }
 
 # The cheapest configuration found that reliably beats the bigram baseline on pystdlib (2.48 nats/byte
-# since validation drops lines seen in training; the threshold below keeps the older, stricter 2.43): ~148K params, 400K tokens, ~20 s on 2 idle CPU cores (see docs/training.md).
+# since validation drops lines seen in training; the threshold below keeps the older, stricter 2.43):
+# ~148K params, 400K tokens, ~20 s on 2 idle CPU cores (see docs/training.md).
 CI_ARCH = dict(
     d_model=64, n_layers=2, n_heads=4, d_ff=256, seq_len=128, position="rope", norm="rmsnorm", ffn_activation="swiglu"
 )

@@ -33,7 +33,7 @@ def allowed(requested: bool) -> bool:
 @functools.cache
 def triton_available() -> bool:
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except Exception:  # ImportError, or a broken install on an unsupported platform
         return False
@@ -45,14 +45,14 @@ def runs_on(x: Tensor) -> bool:
     return getattr(x, "is_cuda", False) and triton_available()
 
 
-def fused_gated_activation(name: str, gate, up):  # noqa: ANN001
+def fused_gated_activation(name: str, gate, up):
     """act(gate) * up for name in swiglu | geglu | reglu, one pass forward and one backward."""
     from archscale.trainers.kernels.gated import gated_activation
 
     return gated_activation(name, gate, up)
 
 
-def fused_rms_norm(x, weight, eps: float):  # noqa: ANN001
+def fused_rms_norm(x, weight, eps: float):
     """x / rms(x) * weight over the last dimension, one pass forward and one backward."""
     from archscale.trainers.kernels.rmsnorm import rms_norm
 

@@ -64,7 +64,7 @@ def _gated_bwd(dout_ptr, gate_ptr, up_ptr, dgate_ptr, dup_ptr, n, ACT: tl.conste
 
 class GatedActivation(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, name: str, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, name: str, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         if name not in ACTS:
             raise ValueError(f"fused gated activation {name!r}; allowed: {sorted(ACTS)}")
         if gate.shape != up.shape:
@@ -78,12 +78,14 @@ class GatedActivation(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, dout: torch.Tensor):
         gate, up = ctx.saved_tensors
         dout = dout.contiguous()
         dgate, dup = torch.empty_like(gate), torch.empty_like(up)
         n = gate.numel()
-        _gated_bwd[(triton.cdiv(n, BLOCK),)](dout, gate, up, dgate, dup, n, ACT=ctx.act, BLOCK=BLOCK, num_warps=NUM_WARPS)
+        _gated_bwd[(triton.cdiv(n, BLOCK),)](
+            dout, gate, up, dgate, dup, n, ACT=ctx.act, BLOCK=BLOCK, num_warps=NUM_WARPS
+        )
         return None, dgate, dup
 
 

@@ -38,8 +38,9 @@ def _rms_fwd(x_ptr, w_ptr, y_ptr, rstd_ptr, n_cols, eps, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _rms_bwd(dy_ptr, x_ptr, w_ptr, rstd_ptr, dx_ptr, dw_partial_ptr, n_rows, n_cols, rows_per_program,
-             BLOCK_N: tl.constexpr):
+def _rms_bwd(
+    dy_ptr, x_ptr, w_ptr, rstd_ptr, dx_ptr, dw_partial_ptr, n_rows, n_cols, rows_per_program, BLOCK_N: tl.constexpr
+):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
     mask = cols < n_cols
@@ -63,7 +64,7 @@ def _rms_bwd(dy_ptr, x_ptr, w_ptr, rstd_ptr, dx_ptr, dw_partial_ptr, n_rows, n_c
 
 class RMSNormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         shape, n = x.shape, x.shape[-1]
         if weight.shape != (n,):
             raise ValueError(f"weight {tuple(weight.shape)} must be ({n},) for input {tuple(shape)}")
@@ -79,7 +80,7 @@ class RMSNormFunction(torch.autograd.Function):
         return y.reshape(shape)
 
     @staticmethod
-    def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, dy: torch.Tensor):
         x2, weight, rstd = ctx.saved_tensors
         m, n = x2.shape
         dy2 = dy.reshape(m, n).contiguous()
@@ -93,8 +94,19 @@ class RMSNormFunction(torch.autograd.Function):
         dw_partial = torch.zeros((programs, n), dtype=torch.float32, device=x2.device)
         block_n = triton.next_power_of_2(n)
         if m:
-            _rms_bwd[(programs,)](dy2, x2, weight, rstd, dx, dw_partial, m, n, rows_per_program,
-                                  BLOCK_N=block_n, num_warps=_num_warps(block_n))
+            _rms_bwd[(programs,)](
+                dy2,
+                x2,
+                weight,
+                rstd,
+                dx,
+                dw_partial,
+                m,
+                n,
+                rows_per_program,
+                BLOCK_N=block_n,
+                num_warps=_num_warps(block_n),
+            )
         return dx.reshape(ctx.shape), dw_partial.sum(0).to(weight.dtype), None
 
 
