@@ -23,13 +23,7 @@ def redact(url: str | None) -> str | None:
     return _PASSWORD.sub(lambda m: f"{m['scheme']}***{m['at']}", url)
 
 
-def connect(
-    address: str | None = None,
-    *,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    runtime_env: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def connect(address: str | None = None) -> dict[str, Any]:
     """Initialise Ray once per process; return a description of the cluster (address, resources)."""
     import ray
 
@@ -41,12 +35,7 @@ def connect(
             "configure_logging": True,
             "logging_level": "ERROR",
         }
-        if runtime_env:
-            kwargs["runtime_env"] = runtime_env
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+        ray.init(address=address, **kwargs)  # None: an embedded Ray with this machine's resources
     resources = ray.cluster_resources()
     return {
         "address": address or "embedded",
