@@ -33,6 +33,9 @@ def test_quickstart_small(tmp_path: Path) -> None:
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = out / "report.html"
+    from archscale.analysis.report import section_errors
+
+    assert section_errors(report) == {}  # every section rendered; none raised
     dom = chromium("--dump-dom", report.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     figures = re.findall(r'<figure class="chart">(.*?)</figure>', dom.stdout, flags=re.S)
