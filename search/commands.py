@@ -67,8 +67,40 @@ def _emit(summary: dict, as_json: bool) -> None:
                 f"{b['tokens']:,}",
             )
         console.print(table)
-    if summary.get("pareto"):
+    if "ladder" in summary:
+        _emit_ladders(console, summary)
+    elif summary.get("pareto"):
         console.print(f"Pareto front: trials {', '.join(str(p['trial_id']) for p in summary['pareto'])}")
+
+
+def _emit_ladders(console, summary: dict) -> None:
+    """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
+    from rich.table import Table
+
+    ladder = summary["ladder"]
+    target = ladder.get("target_compute") or ladder.get("target_params")
+    unit = "FLOPs" if ladder.get("target_compute") else "params"
+    small = {r["ladder_id"]: i + 1 for i, r in enumerate(summary["small_scale"])}
+    table = Table(title=f"predicted at the target ({target:.3g} {unit}; risk {ladder.get('risk')})")
+    for col in ("rank", "architecture", "predicted loss", "95% interval", "alpha", "rung-0 loss", "small-scale rank"):
+        table.add_column(col)
+    for i, r in enumerate(summary["predicted"]):
+        table.add_row(
+            str(i + 1),
+            r["label"],
+            f"{r['predicted_loss']:.4f}",
+            f"{r['lo']:.4f} to {r['hi']:.4f}",
+            f"{r['alpha']:.3f}",
+            f"{r['rung0_loss']:.4f}",
+            str(small.get(r["ladder_id"], "-")),
+        )
+    console.print(table)
+    for r in summary["predicted"]:
+        for c in r.get("crossings") or []:
+            if c["overtakes"]:
+                console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
+    for r in summary["not_predicted"]:
+        console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
 
 
 @search_app.command("run")
@@ -117,6 +149,33 @@ def search_run(
         Optional[int], typer.Option("--eval-every-tokens", help="Evaluation interval (default: 10 per run).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
+    target_compute: Annotated[
+        Optional[float],
+        typer.Option(
+            "--target-compute",
+            help="Ladder search: rank architectures by the loss predicted at this training compute (FLOPs).",
+        ),
+    ] = None,
+    target_params: Annotated[
+        Optional[float],
+        typer.Option(
+            "--target-params",
+            help="Ladder search: the target named by its size, trained by the search's tokens rule.",
+        ),
+    ] = None,
+    ladder: Annotated[int, typer.Option("--ladder", help="Ladder search: sizes (rungs) per architecture.")] = 3,
+    ladder_ratio: Annotated[
+        float, typer.Option("--ladder-ratio", help="Ladder search: each rung's budget over the one below.")
+    ] = 2.0,
+    risk: Annotated[
+        str, typer.Option("--risk", help="Ladder search: tell Optuna the mean prediction, or its 95% upper end (ucb).")
+    ] = "mean",
+    ladder_prune_margin: Annotated[
+        float,
+        typer.Option(
+            "--ladder-prune-margin", help="Ladder search: stop a ladder whose rung 0 is this many nats behind."
+        ),
+    ] = 0.05,
     as_json: JsonFlag = False,
 ) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
@@ -219,6 +278,12 @@ def _options_from_run_params(p: dict, validate: bool = True):
         storage=p["storage"],
         seed=p["seed"],
         study_name=p["study_name"],
+        target_compute=p["target_compute"],
+        target_params=p["target_params"],
+        ladder=p["ladder"],
+        ladder_ratio=p["ladder_ratio"],
+        risk=p["risk"],
+        ladder_prune_margin=p["ladder_prune_margin"],
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
     )

@@ -11,6 +11,7 @@ setup (resources, scheduler, fault tolerance, progress) and the same results dir
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -19,8 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from archscale.search.options import SearchOptions, prepare
+from archscale.search.options import SearchOptions, ladder_plan, ladder_study, prepare
 from archscale.search.results import summarize, write_json
+from archscale.spaces.errors import UserError
 
 __all__ = ["SearchOptions", "prepare", "run_search", "run_trials", "describe_environment", "trial_resources"]
 
@@ -88,10 +90,51 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **describe_environment(),
     }
+    ladder = ladder_plan(opts)
+    if ladder is not None:
+        return _run_ladder_search(opts, space, study, plan, ladder, out, run_info)
     write_json(out / "run.json", run_info)
     searcher = ProposalSearcher(SpaceProposals(space, plan), study, out)
     max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
     return run_trials(searcher, study, opts, out, total=opts.trials * opts.seeds, max_tokens=max_tokens)
+
+
+def _run_ladder_search(opts, space, study, plan, ladder, out: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    """A ladder search (search/ladder.py): every rung a trial of `study`, every architecture a
+    trial of the ladder study, told its predicted loss at the target."""
+    from archscale.search.ladder import LadderProposals
+    from archscale.search.searcher import ProposalSearcher
+
+    if opts.seeds != 1:
+        raise UserError(
+            "--seeds: a ladder search trains each rung once (the joint fit pools noise across ladders); give --seeds 1"
+        )
+    ladders = ladder_study(opts, study)
+    run_info.update(
+        kind="ladder-search",
+        ladder={
+            "rungs": ladder.rungs,
+            "ratio": ladder.ratio,
+            "risk": ladder.risk,
+            "target_compute": ladder.target_compute,
+            "target_params": ladder.target_params,
+            "prune_margin": ladder.prune_margin,
+        },
+        ladder_study=ladders.study_name,
+        objectives=[{"name": o, "direction": d} for o, d in zip(ladders.objectives, ladders.directions, strict=True)],
+    )
+    write_json(out / "run.json", run_info)
+    ladders.open()
+    proposals = LadderProposals(space, plan, ladder, ladders, opts.trials, out)
+    searcher = ProposalSearcher(proposals, study, out)
+    top = space.budget.value * ladder.ratio ** (ladder.rungs - 1)
+    max_tokens = plan.target_tokens or int(plan.tokens_per_param * top)
+    opts = dataclasses.replace(opts, scheduler="none")  # rungs of different sizes: no early stopping across them
+    try:
+        summary = run_trials(searcher, study, opts, out, total=opts.trials * ladder.rungs, max_tokens=max_tokens)
+    finally:
+        proposals.close()
+    return summary
 
 
 def run_trials(

@@ -28,7 +28,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from archscale.search.proposals import Proposal, Proposals
+from archscale.search.proposals import WAIT, Proposal, Proposals
 from archscale.search.results import ResultsWriter
 from archscale.search.storage import COST_OBJECTIVES, StudySpec
 from archscale.search.trial import TrialReport, ended_as
@@ -78,6 +78,8 @@ class ProposalSearcher(Searcher):
         proposal = self.proposals.propose(self.study)
         if proposal is None:
             return Searcher.FINISHED
+        if proposal == WAIT:
+            return None  # Ray asks again later
         self.ray_to_optuna[trial_id] = proposal.number
         self.writer.add_trial(_row(proposal))
         return proposal.to_config()
@@ -127,6 +129,7 @@ class ProposalSearcher(Searcher):
         else:
             state = optuna.trial.TrialState.PRUNED if status == TrialStatus.PRUNED else optuna.trial.TrialState.FAIL
             self.study.tell(number, state=state)
+        self.proposals.finished(number, status, last)
 
 
 def _row(proposal: Proposal) -> dict[str, Any]:
@@ -139,6 +142,7 @@ def _row(proposal: Proposal) -> dict[str, Any]:
         target_tokens=proposal.target_tokens,
         group=proposal.group,
         planned=proposal.planned,
+        ladder=proposal.ladder,
         status=TrialStatus.FAILED if proposal.error else TrialStatus.RUNNING,
         error=proposal.error,
     )

@@ -31,6 +31,11 @@ def status(out: str | Path) -> dict[str, Any]:
     directions = [o.get("direction", "minimize") for o in run.get("objectives", [])] or ["minimize"]
     summary["objectives"] = objectives
     summary["pareto"] = []
+    if run.get("kind") == "ladder-search":
+        summary["requested"] = int(args.get("trials", 0)) * int(run.get("ladder", {}).get("rungs", 1))
+        summary.update(ladder_summary(out, run, objectives, directions))
+        summary["best"] = []  # rungs of different sizes: their losses do not rank architectures
+        return summary
     if summary["trials"] and len(objectives) > 1:
         done = pl.read_parquet(out / "trials.parquet").filter(pl.col("status") == "completed")
         if done.height:
@@ -38,3 +43,38 @@ def status(out: str | Path) -> dict[str, Any]:
             mask = pareto_mask(points, maximize=[d == "maximize" for d in directions])
             summary["pareto"] = done.filter(pl.Series(mask)).select("trial_id", "label", *objectives).to_dicts()
     return summary
+
+
+def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], directions: list[str]) -> dict[str, Any]:
+    """A ladder search's predictions: the ranking at the target with intervals, the crossings, and
+    the small-scale (rung 0) ranking beside it, from DIR/predictions.parquet."""
+    import polars as pl
+
+    from archscale.analysis.pareto import pareto_mask
+
+    path = out / "predictions.parquet"
+    ladder = run.get("ladder", {})
+    info: dict[str, Any] = {"ladder": ladder, "predicted": [], "not_predicted": [], "small_scale": []}
+    if not path.exists():
+        return info
+    pred = pl.read_parquet(path)
+    ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+    info["predicted"] = ok.select(
+        "ladder_id", "label", "predicted_loss", "lo", "hi", "alpha", "rung0_loss", "target_compute", "crossings"
+    ).to_dicts()
+    info["not_predicted"] = (
+        pred.filter(pl.col("status") != "predicted").select("ladder_id", "label", "status", "reason").to_dicts()
+    )
+    info["small_scale"] = (
+        pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss").select("ladder_id", "label", "rung0_loss")
+    ).to_dicts()
+    costs = {
+        "params": "target_params",
+        "flops_per_token": "target_flops_per_token",
+        "kv_cache_bytes_per_token": "target_kv_cache_bytes_per_token",
+    }
+    columns = [("predicted_loss" if o == "predicted_loss" else costs.get(o)) for o in objectives]
+    if len(objectives) > 1 and ok.height and all(columns):
+        mask = pareto_mask(ok.select(columns).to_numpy().astype(float), maximize=[d == "maximize" for d in directions])
+        info["pareto"] = ok.filter(pl.Series(mask)).select("ladder_id", "label", *columns).to_dicts()
+    return info
