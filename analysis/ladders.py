@@ -135,7 +135,7 @@ def _fit_once(
     return float(x[0]), [(float(x[1 + 2 * i]), float(x[2 + 2 * i])) for i in range(len(groups))], float(2 * res.cost)
 
 
-def _jacobian_condition(e: float, params: list[tuple[float, float]], groups) -> float:  # noqa: ANN001
+def _jacobian_condition(e: float, params: list[tuple[float, float]], groups) -> float:
     """Condition number of J^T J at the fit, columns scaled to unit norm."""
     n = sum(len(y) for _, y in groups)
     rows = []
@@ -207,7 +207,7 @@ def fit_ladders(
     return fit
 
 
-def _bootstrap(groups, keys, e, params, sse, dof, e_hi, n_boot, seed):  # noqa: ANN001, ANN202
+def _bootstrap(groups, keys, e, params, sse, dof, e_hi, n_boot, seed):
     rng = np.random.default_rng(seed)
     means = [e + np.exp(log_a - alpha * logc) for (logc, _), (log_a, alpha) in zip(groups, params, strict=True)]
     start = np.array([e, *[v for pair in params for v in pair]])
