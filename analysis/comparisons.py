@@ -167,6 +167,41 @@ def at_equal_tokens(
     return pl.concat([keep.with_columns(compared_at_tokens=pl.lit(None, pl.Int64)), at], how="diagonal_relaxed")
 
 
+def comparable_trials(
+    trials: pl.DataFrame, curves: pl.DataFrame | pl.LazyFrame | None, *, metric: str = "eval_loss"
+) -> tuple[pl.DataFrame, list[str]]:
+    """The trials to compare, and what to say about it: runs with early-stopped trials at equal
+    tokens (``at_equal_tokens``; without curves, only their survivors), others unchanged."""
+    notes: list[str] = []
+    pruned = trials.filter(pl.col("status") == "pruned")
+    if pruned.height == 0:
+        return trials, notes
+    if curves is not None and metric not in curves.collect_schema():
+        curves = None
+    equal = at_equal_tokens(trials, curves, metric=metric) if curves is not None else trials.clear()
+    for (run,), part in trials.group_by("run", maintain_order=True):
+        stopped = part.filter(pl.col("status") == "pruned").height
+        if stopped == 0:
+            continue
+        survivors = part.filter(pl.col("status") == "completed").height
+        at = equal.filter((pl.col("run") == run) & pl.col("compared_at_tokens").is_not_null())
+        if at.height:
+            notes.append(
+                f"{run}: early stopping ended {stopped} of {part.height} trials early; axis effects and LR "
+                f"sensitivity compare all {at.height} trials with curves at {at['compared_at_tokens'][0]:,} tokens "
+                f"(the most every one reached); rankings count only the {survivors} that finished."
+            )
+        else:
+            notes.append(
+                f"{run}: early stopping ended {stopped} of {part.height} trials early and there are no curves to "
+                f"compare them at equal tokens: only the {survivors} survivors are counted (they were selected for "
+                "doing well early)."
+            )
+    if equal.height == 0:
+        return trials, notes
+    return equal, notes
+
+
 # ------------------------------------------------------------------------------------------------
 # Architectures at one budget cell
 # ------------------------------------------------------------------------------------------------

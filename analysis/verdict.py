@@ -1,5 +1,8 @@
 """What the data supports, and how strongly: the verdicts the report and the quickstart lead with.
 
+(The module is ``verdict``, singular: a module named like its main function, ``verdicts``, would
+replace that function on the lazily-loading ``archscale.analysis`` once imported.)
+
     >>> import archscale.analysis as an
     >>> v = an.verdicts(["results/search", "results/seeds", "results/scaling"])
     >>> v.best                 # the best architecture, its interval and n, LR sensitivity
@@ -44,7 +47,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .comparisons import ALPHA, at_equal_tokens, compare_to_best, holm, lr_sensitivity, rank_configurations
+from .comparisons import ALPHA, comparable_trials, compare_to_best, holm, lr_sensitivity, rank_configurations
 from .effects import ARCH_AXES, axis_effects
 from .loaders import PathLike, load_curves, load_trials
 from .runs import NoData
@@ -103,36 +106,6 @@ def _with_lr_sensitivity(ranking: pl.DataFrame, sens: pl.DataFrame) -> pl.DataFr
         )
         .drop("s_id", "l_id", "s_lab", "l_lab", "_label")
     )
-
-
-def _asha(trials: pl.DataFrame, curves: pl.LazyFrame | None) -> tuple[pl.DataFrame, list[str]]:
-    """Trials for effects and LR sensitivity (ASHA runs at equal tokens) and what to say about it."""
-    notes: list[str] = []
-    pruned = trials.filter(pl.col("status") == "pruned")
-    if pruned.height == 0:
-        return trials, notes
-    equal = at_equal_tokens(trials, curves) if curves is not None else trials.clear()
-    for (run,), part in trials.group_by("run", maintain_order=True):
-        stopped = part.filter(pl.col("status") == "pruned").height
-        if stopped == 0:
-            continue
-        survivors = part.filter(pl.col("status") == "completed").height
-        at = equal.filter((pl.col("run") == run) & pl.col("compared_at_tokens").is_not_null())
-        if at.height:
-            notes.append(
-                f"{run}: early stopping ended {stopped} of {part.height} trials early; axis effects and LR "
-                f"sensitivity compare all {at.height} trials with curves at {at['compared_at_tokens'][0]:,} tokens "
-                f"(the most every one reached); rankings count only the {survivors} that finished."
-            )
-        else:
-            notes.append(
-                f"{run}: early stopping ended {stopped} of {part.height} trials early and there are no curves to "
-                f"compare them at equal tokens: only the {survivors} survivors are counted (they were selected for "
-                "doing well early)."
-            )
-    if equal.height == 0:
-        return trials, notes
-    return equal, notes
 
 
 def _fit_rows(s: Any) -> pl.DataFrame:
@@ -203,7 +176,7 @@ def verdicts(
         runs = list(dict.fromkeys(trials["run"].to_list()))
     curves_lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
     notes: list[str] = []
-    comparable, asha_notes = _asha(trials, curves_lf)
+    comparable, asha_notes = comparable_trials(trials, curves_lf)
     notes += asha_notes
 
     ranking = _with_lr_sensitivity(rank_configurations(trials, level=level), _sensitivity(comparable))
