@@ -34,18 +34,23 @@ DEFAULT_BASELINES: dict[str, str] = {
 }
 
 
-#: Token counts (or, without a planned size, parameter counts) whose sorted log10 values are closer
+#: Parameter counts (when a study recorded no planned size) whose sorted log10 values are closer
 #: than this (0.05 decades, ~12%) belong to one budget cell. A gap split, not rounding, so values
 #: either side of a rounding boundary are never separated.
 CELL_GAP_DECADES = 0.05
+#: The same for training tokens at one planned size: families at one grid point get different
+#: tokens when a study sets tokens per parameter (their counts differ within the tolerance) or an
+#: isoFLOP compute (their FLOPs per token differ), by well under 0.1 decades (~26%); a study's
+#: own token levels are further apart than that.
+TOKENS_GAP_DECADES = 0.1
 
 
-def _gap_clusters(value: pl.Expr, keys: list[str]) -> pl.Expr:
+def _gap_clusters(value: pl.Expr, keys: list[str], gap: float) -> pl.Expr:
     """Cluster index of ``log10(value)`` within ``keys``: a new cluster wherever the sorted values
-    jump by more than ``CELL_GAP_DECADES`` (nulls get their own cluster, -1)."""
+    jump by more than ``gap`` decades (nulls get their own cluster, -1)."""
     log = value.cast(pl.Float64).log10()
     sorted_log = log.sort(nulls_last=True)
-    breaks = (sorted_log.diff() > CELL_GAP_DECADES).fill_null(False).cast(pl.Int32).cum_sum()
+    breaks = (sorted_log.diff() > gap).fill_null(False).cast(pl.Int32).cum_sum()
     # the cluster of each row: the number of breaks among the sorted values up to its own
     position = log.rank("min").cast(pl.Int64) - 1
     return pl.when(log.is_null()).then(pl.lit(-1)).otherwise(breaks.gather(position.fill_null(0))).over(keys)
@@ -61,8 +66,9 @@ def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] 
 
     A search (null ``group``) has one budget: its trials are in the cell ``search``. In a scaling
     study (``group`` set) a cell is a planned grid point: the same ``planned_kind`` and
-    ``planned_size`` and a training length within ``CELL_GAP_DECADES`` (a study that sets
-    tokens per parameter gives each family slightly different tokens at one planned size), so
+    ``planned_size`` and a training length within ``TOKENS_GAP_DECADES`` of each other (a study
+    that sets tokens per parameter or isoFLOP budgets gives each family slightly different tokens
+    at one planned point), so
     families are compared at the size the study asked for, never at whatever size each achieved.
     Studies written before the planned size was recorded fall back to the achieved ``params``
     (clustered the same way). Seeds are not part of the cell: a cell holds a grid point's seeds.
@@ -78,10 +84,12 @@ def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] 
     size_key = pl.when(planned).then(
         pl.format("{}={}", pl.col("planned_kind").fill_null("size"), _whole(pl.col("planned_size"), 4))
     )
-    size_cluster = pl.when(planned).then(pl.lit(0)).otherwise(_gap_clusters(pl.col("params"), [*by, "_study"]))
+    size_cluster = (
+        pl.when(planned).then(pl.lit(0)).otherwise(_gap_clusters(pl.col("params"), [*by, "_study"], CELL_GAP_DECADES))
+    )
     lf = lf.with_columns(_study=pl.col("group").is_not_null())
     lf = lf.with_columns(_size=pl.coalesce(size_key, pl.format("params#{}", size_cluster)))
-    lf = lf.with_columns(_tok=_gap_clusters(pl.col("target_tokens"), [*by, "_study", "_size"]))
+    lf = lf.with_columns(_tok=_gap_clusters(pl.col("target_tokens"), [*by, "_study", "_size"], TOKENS_GAP_DECADES))
     tokens = pl.col("target_tokens").min().over([*by, "_study", "_size", "_tok"]).cast(pl.Float64)
     size_shown = (
         pl.when(planned)

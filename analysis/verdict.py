@@ -179,18 +179,21 @@ def verdicts(
     comparable, asha_notes = comparable_trials(trials, curves_lf)
     notes += asha_notes
 
-    ranking = _with_lr_sensitivity(rank_configurations(trials, level=level), _sensitivity(comparable))
-    cell = _headline_cell(ranking, runs)
-    differences = compare_to_best(trials, level=level)
+    every = _with_lr_sensitivity(rank_configurations(trials, level=level), _sensitivity(comparable))
+    cell = _headline_cell(every, runs)
+    ranking, differences = every, compare_to_best(trials, level=level)
     if cell is not None:
         in_cell = (pl.col("run") == cell[0]) & (pl.col("cell") == cell[1])
-        ranking, differences = ranking.filter(in_cell), differences.filter(in_cell)
+        ranking, differences = every.filter(in_cell), differences.filter(in_cell)
     axes = [*ARCH_AXES, "group"]
     effects = axis_effects(comparable, axes=axes, baselines={"group": "baseline"}, level=level)
     # in a study the families differ in several axes at once: compare the families, not the axes
     studies = trials.filter(pl.col("group").is_not_null())["run"].unique().implode()
     in_study = pl.col("run").is_in(studies)
     effects = effects.filter((pl.col("method") != "baseline") & (in_study == (pl.col("axis") == "group")))
+    if cell is not None and every.filter(pl.col("run") == cell[0])["cell"].n_unique() == 1:
+        # a one-cell study's family effects are the differences from the best, already compared
+        effects = effects.filter(~((pl.col("run") == cell[0]) & (pl.col("axis") == "group")))
 
     # one family of comparisons: Holm over the differences and the effects together
     p = np.concatenate([differences["p"].fill_null(np.nan).to_numpy(), effects["p"].fill_null(np.nan).to_numpy()])
