@@ -49,7 +49,7 @@ import polars as pl
 
 from .comparisons import ALPHA, comparable_trials, compare_to_best, holm, lr_sensitivity, rank_configurations
 from .effects import ARCH_AXES, axis_effects
-from .loaders import PathLike, load_curves, load_trials
+from .loaders import PathLike, load_curves, load_run, load_trials, run_names
 from .runs import NoData
 
 
@@ -89,6 +89,18 @@ def _headline_cell(ranking: pl.DataFrame, runs: list[str]) -> tuple[str, str] | 
         .sort(["multi", "seeds", "budget", "order"], descending=True)
     )
     return (cells["run"][0], cells["cell"][0]) if cells.height else None
+
+
+def searched_axes(dir: PathLike) -> set[str]:
+    """The architecture axes a search in ``dir`` sampled (``run.json``'s space: an ``arch`` axis
+    with ``choices``, or a mapping of axis to its values); empty when unknown or not a search."""
+    space = load_run(dir).get("space")
+    if not isinstance(space, dict):
+        return set()
+    arch = space.get("arch")
+    if isinstance(arch, dict):
+        return {k for k, v in arch.items() if isinstance(v, dict) and v.get("choices") and k in ARCH_AXES}
+    return {k for k, v in space.items() if k in ARCH_AXES and isinstance(v, list) and len(v) > 1}
 
 
 def _with_lr_sensitivity(ranking: pl.DataFrame, sens: pl.DataFrame) -> pl.DataFrame:
@@ -151,6 +163,11 @@ def _fit_rows(s: Any) -> pl.DataFrame:
     for name, reason in (getattr(s, "refusals", None) or {}).items():
         rows.append({"law": "refused", "series": str(name), "identified": False, "quantity": "not fitted",
                      "reason": str(reason)})  # fmt: skip
+    for row in rows:  # a zero-width interval comes from degenerate resamples: it is no interval
+        lo, hi = row.get("lo"), row.get("hi")
+        if lo is not None and hi is not None and math.isfinite(lo) and abs(hi - lo) <= 1e-9 * max(abs(hi), 1.0):
+            row["lo"] = row["hi"] = None
+            row["reason"] = "; ".join(filter(None, [row.get("reason"), "zero-width bootstrap interval: not shown"]))
     return pl.DataFrame(rows, schema=FIT_SCHEMA) if rows else pl.DataFrame(schema=FIT_SCHEMA)
 
 
@@ -167,13 +184,15 @@ def verdicts(
 
     ``scaling``: an already computed ``ScalingAnalysis`` (else ``scaling_analysis(source,
     bootstrap=bootstrap, target=target)`` is called; a search without a study has no fits)."""
+    searched: dict[str, set[str]] = {}
     if isinstance(source, pl.DataFrame):
         trials, runs = source, list(dict.fromkeys(source["run"].to_list())) if "run" in source.columns else []
     else:
-        dirs = [source] if isinstance(source, (str, Path)) else list(source)
+        dirs = [Path(source)] if isinstance(source, (str, Path)) else [Path(d) for d in source]
         trials = load_trials(dirs).collect()
         curves = load_curves(dirs) if curves is None else curves
         runs = list(dict.fromkeys(trials["run"].to_list()))
+        searched = {name: axes for name, d in zip(run_names(dirs), dirs, strict=True) if (axes := searched_axes(d))}
     curves_lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
     notes: list[str] = []
     comparable, asha_notes = comparable_trials(trials, curves_lf)
@@ -191,6 +210,20 @@ def verdicts(
     studies = trials.filter(pl.col("group").is_not_null())["run"].unique().implode()
     in_study = pl.col("run").is_in(studies)
     effects = effects.filter((pl.col("method") != "baseline") & (in_study == (pl.col("axis") == "group")))
+    # in a search, the axes it was asked about (not the dimensions its budget solved for)
+    asked = pl.DataFrame(
+        [(run, axis) for run, axes in searched.items() for axis in axes],
+        schema={"run": pl.String, "axis": pl.String},
+        orient="row",
+    ).with_columns(asked=pl.lit(True))
+    effects = (
+        effects.join(asked, on=["run", "axis"], how="left")
+        .filter(
+            in_study
+            | pl.col("asked").fill_null(~pl.col("run").is_in(pl.Series(list(searched), dtype=pl.String).implode()))
+        )
+        .drop("asked")
+    )
     if cell is not None and every.filter(pl.col("run") == cell[0])["cell"].n_unique() == 1:
         # a one-cell study's family effects are the differences from the best, already compared
         effects = effects.filter(~((pl.col("run") == cell[0]) & (pl.col("axis") == "group")))
@@ -325,9 +358,10 @@ def verdict_lines(v: Verdicts) -> dict[str, list[str]]:
     for row in v.fits.iter_rows(named=True):
         head = f"{row['law']}, {row['series']}"
         if row["identified"] and row["estimate"] is not None:
+            caveat = f" ({row['reason']})" if row["reason"] else ""
             out["fits"].append(
                 f"{head}: identified; {row['quantity']} {_num(row['estimate'])} {_interval(row['lo'], row['hi'])} "
-                f"at C = {row['at']:.3g} FLOPs (n={row['n_runs']} runs)."
+                f"at C = {row['at']:.3g} FLOPs (n={row['n_runs']} runs){caveat}."
             )
         elif row["identified"]:
             out["fits"].append(f"{head}: identified (n={row['n_runs']} runs).")

@@ -283,4 +283,6 @@ def test_verdicts_on_the_synthetic_fixtures(search_dir: Path, study_dir: Path) -
     family = v.effects.filter(pl.col("axis") == "group").row(0, named=True)
     assert family["method"] == "paired" and family["verdict"] == "resolved" and family["effect"] < 0
     assert any("early stopping" in n for n in v.notes)
+    searched = set(v.effects.filter(pl.col("run") == search_dir.name)["axis"])  # not the dims the budget solved
+    assert searched and searched <= set(synthetic.SEARCH_EFFECTS)
     assert set(v.fits["identified"]) <= {True, False} and v.fits.height >= 2
