@@ -73,22 +73,34 @@ def seeds_needed(
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     ratio = (z * sd[ok] / effect[ok]) ** 2
     factor = np.where(paired[ok], 1.0, 2.0)
-    start = np.maximum(2, np.floor(factor * ratio) - 1)  # the normal approximation, slightly low
-    n = start[:, None] + np.arange(64)[None, :]  # the t correction adds a few at most
-    dof = np.where(paired[ok, None], n - 1, 2 * n - 2)
-    se = sd[ok, None] * np.sqrt(factor[:, None] / n)
-    ncp = effect[ok, None] / se
+    start = np.maximum(2.0, np.floor(factor * ratio) - 1)  # the normal approximation, slightly low
+    found = np.full(start.shape, np.inf)
+    todo = np.arange(start.size)
+    for _ in range(16):  # windows of 4: the t correction adds a few at most (power rises with n)
+        if todo.size == 0 or start[todo].min() > MAX_SEEDS:
+            break
+        n = start[todo, None] + np.arange(4)[None, :]
+        achieved = _power(stats, effect[ok][todo, None], sd[ok][todo, None], factor[todo, None], n, alpha)
+        hit = achieved >= power
+        first = np.argmax(hit, axis=1)
+        done = hit.any(axis=1)
+        found[todo[done]] = n[done, first[done]]
+        start[todo] += 4
+        todo = todo[~done]
+    out[ok] = np.where(found > MAX_SEEDS, np.inf, found)
+    return out
+
+
+def _power(stats, effect: np.ndarray, sd: np.ndarray, factor: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
+    """Power of the two-sided t-test with n per side (``factor`` 2) or n pairs (``factor`` 1)."""
+    dof = np.where(factor == 1.0, n - 1, 2 * n - 2)
+    ncp = effect / (sd * np.sqrt(factor / n))
     crit = stats.t.ppf(1 - alpha / 2, dof)
     # scipy's noncentral t returns NaN far in its tails; there the normal approximation is exact enough
     upper = stats.nct.sf(crit, dof, ncp)
     upper = np.where(np.isfinite(upper), upper, stats.norm.sf(crit - ncp))
     lower = np.nan_to_num(stats.nct.cdf(-crit, dof, ncp), nan=0.0)  # the wrong-sign tail: ~0 here
-    achieved = upper + lower
-    first = np.argmax(achieved >= power, axis=1)
-    found = achieved[np.arange(first.size), first] >= power
-    result = np.where(found, n[np.arange(first.size), first], np.inf)
-    out[ok] = np.where(result > MAX_SEEDS, np.inf, result)
-    return out
+    return upper + lower
 
 
 def t_test(
