@@ -286,3 +286,15 @@ def test_verdicts_on_the_synthetic_fixtures(search_dir: Path, study_dir: Path) -
     searched = set(v.effects.filter(pl.col("run") == search_dir.name)["axis"])  # not the dims the budget solved
     assert searched and searched <= set(synthetic.SEARCH_EFFECTS)
     assert set(v.fits["identified"]) <= {True, False} and v.fits.height >= 2
+
+
+def test_quickstart_closing_lines_say_the_verdicts(tmp_path: Path) -> None:
+    from archscale.search.quickstart import describe
+
+    synthetic.write_search(tmp_path / "search", n_archs=8, seeds=1, with_study=False)
+    synthetic.write_study(tmp_path / "seeds", budgets=(1e18,), sizes_per_budget=1, seeds=2)
+    findings = {"out": str(tmp_path), "wall_s": 1.0, "report": str(tmp_path / "report.html"), "plots": []}
+    text = describe(findings)
+    assert text.splitlines()[1].startswith("Best architecture (seeds")  # the re-run finalists lead
+    assert text == describe({**findings, "verdicts_text": None}) and "report:" in text
+    assert verdicts_text(verdicts([tmp_path / "search", tmp_path / "seeds"])) in text
