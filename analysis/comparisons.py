@@ -233,12 +233,20 @@ def _name() -> pl.Expr:
     return pl.coalesce(pl.col("group"), pl.format("{} [{}, lr {}]", label, pl.col("arch_id").fill_null("?"), lr))
 
 
+def with_identity_columns(trials: pl.DataFrame) -> pl.DataFrame:
+    """``trials`` with the columns comparisons key on, added when a hand-made frame lacks them:
+    ``run`` (one run, ``"run"``), and ``group, arch_id, lr, seed, label`` as typed nulls."""
+    if "run" not in trials.columns:
+        trials = trials.with_columns(run=pl.lit("run"))
+    optional = {"group": pl.String, "arch_id": pl.String, "lr": pl.Float64, "seed": pl.Int64, "label": pl.String}
+    missing = [pl.lit(None, dtype).alias(name) for name, dtype in optional.items() if name not in trials.columns]
+    return trials.with_columns(missing) if missing else trials
+
+
 def _prepare(trials: pl.DataFrame, metric: str) -> pl.DataFrame:
     from .effects import with_budget_cells
 
-    for name, dtype in (("group", pl.String), ("lr", pl.Float64), ("seed", pl.Int64), ("label", pl.String)):
-        if name not in trials.columns:
-            trials = trials.with_columns(pl.lit(None, dtype).alias(name))
+    trials = with_identity_columns(trials)
     done = trials.filter((pl.col("status") == "completed") & pl.col(metric).is_finite())
     return with_budget_cells(done).with_columns(config=configuration(), name=_name()).collect()
 
@@ -264,28 +272,30 @@ def rank_configurations(trials: pl.DataFrame, *, metric: str = "eval_loss", leve
     run, none (``interval = "none"``, lo/hi null): a single draw says nothing about its noise."""
     done = _prepare(trials, metric)
     by = ["run"]
-    per = (
-        done.group_by("run", "cell", "config")
-        .agg(
-            name=pl.col("name").first(),
-            arch_id=pl.col("arch_id").first(),
-            lr=pl.col("lr").first(),
-            n=pl.len(),
-            mean=pl.col(metric).mean(),
-            std=pl.col(metric).std(),
-            budget=pl.col("compute").mean() if "compute" in done.columns else pl.lit(None, pl.Float64),
-        )
-        .join(_pooled(done.group_by("run", "cell", "config").agg(n=pl.len(), std=pl.col(metric).std()), by), on=by)
+    per = done.group_by("run", "cell", "config").agg(
+        name=pl.col("name").first(),
+        arch_id=pl.col("arch_id").first(),
+        lr=pl.col("lr").first(),
+        n=pl.len(),
+        mean=pl.col(metric).mean(),
+        std=pl.col(metric).std(),
+        budget=pl.col("compute").mean() if "compute" in done.columns else pl.lit(None, pl.Float64),
     )
+    per = per.join(_pooled(per, by), on=by)
     own = per["n"] >= 2
     sd = np.where(own, per["std"].fill_null(np.nan).to_numpy(), np.sqrt(per["pooled_var"].fill_null(np.nan).to_numpy()))
     dof = np.where(own, per["n"].to_numpy() - 1, per["pooled_dof"].to_numpy())
     lo, hi, _ = t_test(per["mean"].to_numpy(), sd / np.sqrt(per["n"].to_numpy()), dof, level)
-    kind = np.where(own, "own seeds", np.where(np.isfinite(lo), [f"pooled, dof {d}" for d in dof], "none"))
+    kind = (
+        pl.when(pl.col("n") >= 2)
+        .then(pl.lit("own seeds"))
+        .when(pl.col("lo").is_not_null())
+        .then(pl.format("pooled, dof {}", pl.col("pooled_dof")))
+        .otherwise(pl.lit("none"))
+    )
     return (
-        per.with_columns(
-            lo=pl.Series(lo).fill_nan(None), hi=pl.Series(hi).fill_nan(None), interval=pl.Series(kind, dtype=pl.String)
-        )
+        per.with_columns(lo=pl.Series(lo).fill_nan(None), hi=pl.Series(hi).fill_nan(None))
+        .with_columns(interval=kind)
         .sort("run", "cell", "mean", "config")
         .with_columns(rank=pl.col("mean").rank("ordinal").over("run", "cell").cast(pl.UInt32))
         .select(

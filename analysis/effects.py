@@ -97,7 +97,8 @@ def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] 
         .otherwise(pl.format("params≈{}", _whole(pl.col("params").min().over([*by, "_study", "_size"]), 3)))
     )
     tokens_shown = pl.format("tokens≈{}", _whole(tokens, 3)).fill_null("tokens?")
-    cell = pl.when(pl.col("_study")).then(pl.concat_str([size_shown, tokens_shown], separator=", "))
+    shown = pl.concat_str([size_shown.fill_null("size?"), tokens_shown], separator=", ")
+    cell = pl.when(pl.col("_study")).then(shown)
     return lf.with_columns(cell=cell.otherwise(pl.lit("search"))).drop("_study", "_size", "_tok")
 
 

@@ -357,7 +357,8 @@ class _Report:
         ranking = v.ranking.select("rank", "name", "n", "mean", "lo", "hi", "interval", "lr_sensitivity", "lrs")
         out = [f'<p class="verdict">{html.escape(lines["best"][0])}</p>', html_table(ranking)]
         if lines["differences"]:
-            out.append(f"<h3>Differences from the best ({v.comparisons} comparisons in all, Holm-adjusted)</h3>")
+            plural = "" if v.comparisons == 1 else "s"
+            out.append(f"<h3>Differences from the best ({v.comparisons} comparison{plural} in all, Holm-adjusted)</h3>")
             out.append(bullets(lines["differences"]))
             cols = ["name", "n", "n_best", "n_pairs", "method", "diff", "lo", "hi", "p_holm", "verdict", "seeds_needed"]
             out.append(html_table(v.differences.select(cols)))

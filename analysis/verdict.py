@@ -47,7 +47,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .comparisons import ALPHA, comparable_trials, compare_to_best, holm, lr_sensitivity, rank_configurations
+from .comparisons import (
+    ALPHA,
+    comparable_trials,
+    compare_to_best,
+    holm,
+    lr_sensitivity,
+    rank_configurations,
+    with_identity_columns,
+)
 from .effects import ARCH_AXES, axis_effects
 from .loaders import PathLike, load_curves, load_run, load_trials, run_names
 from .runs import NoData
@@ -193,6 +201,8 @@ def verdicts(
         curves = load_curves(dirs) if curves is None else curves
         runs = list(dict.fromkeys(trials["run"].to_list()))
         searched = {name: axes for name, d in zip(run_names(dirs), dirs, strict=True) if (axes := searched_axes(d))}
+    trials = with_identity_columns(trials)
+    runs = runs or list(dict.fromkeys(trials["run"].to_list()))
     curves_lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
     notes: list[str] = []
     comparable, asha_notes = comparable_trials(trials, curves_lf)
@@ -249,7 +259,7 @@ def verdicts(
                 "The best was chosen from the same trials that rank it, so its lead is optimistic: re-run the "
                 "finalists with fresh seeds (a study with from_search) to confirm it."
             )
-    fits, fit_notes = _fits(source if scaling is None else None, scaling, bootstrap, target)
+    fits, fit_notes = _fits(trials if isinstance(source, pl.DataFrame) else source, scaling, bootstrap, target)
     return Verdicts(best, ranking, differences, effects, fits, comparisons, notes + fit_notes)
 
 
@@ -374,7 +384,7 @@ def verdicts_text(v: Verdicts, *, max_lines: int = 6) -> str:
     """The verdicts as plain text: at most ``max_lines`` comparisons per part (resolved first)."""
     parts = verdict_lines(v)
     lines = list(parts["best"])
-    holm_note = f"{v.comparisons} comparisons in all, Holm-adjusted"
+    holm_note = f"{v.comparisons} comparison{'' if v.comparisons == 1 else 's'} in all, Holm-adjusted"
     titles = (("differences", f"Differences from the best ({holm_note})"), ("effects", "Effects at equal budget"))
     for key, title in titles:
         items = parts[key]
