@@ -438,8 +438,8 @@ def lr_sensitivity(trials: pl.DataFrame, *, metric: str = "eval_loss") -> pl.Dat
     instabilities", section 2.2: ``E_lr[min(L(lr), L0) - L*]``, where ``L(lr)`` is the final loss at
     learning rate ``lr`` (here the mean over its seeds), ``L* = min_lr L(lr)`` and ``L0`` the loss at
     initialisation, which caps a run that diverged. ``L0`` is taken as ``ln(vocab_size)`` (the loss
-    of the uniform prediction a freshly initialised decoder makes); a trial that failed with a
-    non-finite loss or an error mentioning divergence counts as ``L0``. The expectation is the mean
+    of the uniform prediction a freshly initialised decoder makes); a failed trial whose error
+    says it diverged (the trainer's non-finite loss or 3x-loss checks) counts as ``L0``. The expectation is the mean
     over the distinct learning rates tried (a search samples them log-uniformly, as the paper's grid
     is log-spaced). Columns: ``run, arch_id, lrs, lr_min, lr_max, best_lr, best_loss,
     lr_sensitivity`` (null with fewer than 2 learning rates: nothing to compare).
@@ -451,7 +451,8 @@ def lr_sensitivity(trials: pl.DataFrame, *, metric: str = "eval_loss") -> pl.Dat
                                     "lr_sensitivity": pl.Float64})  # fmt: skip
     vocab = pl.col("vocab_size").cast(pl.Float64) if "vocab_size" in trials.columns else pl.lit(None, pl.Float64)
     error = pl.col("error").cast(pl.String).str.to_lowercase() if "error" in trials.columns else pl.lit(None, pl.String)
-    diverged = (pl.col("status") == "failed") & (error.str.contains("diverg|nan|inf").fill_null(False))
+    # the trainer records a divergence as "diverged: <reason>" (search/trial.py); "infeasible" is not one
+    diverged = (pl.col("status") == "failed") & error.str.contains("diverg").fill_null(False)
     init_loss = vocab.log()
     usable = trials.filter(pl.col("arch_id").is_not_null() & pl.col("lr").is_not_null()).with_columns(
         l0=init_loss, y=pl.when(diverged).then(init_loss).otherwise(pl.col(metric))
