@@ -101,6 +101,26 @@ def _emit_ladders(console, summary: dict) -> None:
                 console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
     for r in summary["not_predicted"]:
         console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
+    check = summary.get("validation")
+    if check:
+        table = Table(title="checked against real training at a held-out scale")
+        for col in ("architecture", "compute", "predicted", "95% interval", "actual", "covered"):
+            table.add_column(col)
+        for r in check["rows"]:
+            actual = "-" if r["actual_loss"] is None else f"{r['actual_loss']:.4f}"
+            table.add_row(
+                r["label"],
+                f"{r['compute']:.3g}",
+                f"{r['predicted_loss']:.4f}",
+                f"{r['lo']:.4f} to {r['hi']:.4f}",
+                actual,
+                str(r["covered"]),
+            )
+        console.print(table)
+        console.print(
+            f"predicted winner {check['predicted_winner']}; actual winner {check['actual_winner']}; "
+            f"small-scale search would have chosen {check['small_scale_winner']}"
+        )
 
 
 @search_app.command("run")
@@ -176,6 +196,14 @@ def search_run(
             "--ladder-prune-margin", help="Ladder search: stop a ladder whose rung 0 is this many nats behind."
         ),
     ] = 0.05,
+    validate_top: Annotated[
+        int,
+        typer.Option("--validate-top", help="Ladder search: then train the top K for real at a held-out larger scale."),
+    ] = 0,
+    validate_compute: Annotated[
+        Optional[float],
+        typer.Option("--validate-compute", help="That scale in FLOPs (default: 4x the largest rung's compute)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
@@ -284,6 +312,8 @@ def _options_from_run_params(p: dict, validate: bool = True):
         ladder_ratio=p["ladder_ratio"],
         risk=p["risk"],
         ladder_prune_margin=p["ladder_prune_margin"],
+        validate_top=p["validate_top"],
+        validate_compute=p["validate_compute"],
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
     )

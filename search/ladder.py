@@ -122,6 +122,7 @@ class LadderProposals:
         self.ladders: dict[int, dict[str, Any]] = {}
         self.rung_of: dict[int, tuple[int, int]] = {}  # record-study number -> (ladder, rung)
         self._study = None
+        self.fit = None  # the latest joint fit (analysis.ladders.LadderFit)
 
     @property
     def study(self):
@@ -171,6 +172,7 @@ class LadderProposals:
             target_compute=target_compute,
             target_counts=target.counts.to_dict(),
             target_arch=target.arch.to_dict(),
+            params=params,
         )
         for key, value in (
             ("arch", lad["arch"]),
@@ -264,6 +266,7 @@ class LadderProposals:
 
         done = {i: lad for i, lad in self.ladders.items() if lad["state"] == "done"}
         fit = fit_ladders({i: tuple(zip(*lad["rungs"].values(), strict=True)) for i, lad in done.items()})
+        self.fit = fit
         for i, lad in done.items():
             if lad["told"]:
                 continue

@@ -54,6 +54,8 @@ class SearchOptions:
     ladder_ratio: float = 2.0
     risk: str = "mean"
     ladder_prune_margin: float = 0.05
+    validate_top: int = 0  # after a ladder search: train the top K at a held-out larger scale
+    validate_compute: float | None = None  # that scale (default: 4x the largest rung's compute)
 
     @property
     def is_ladder(self) -> bool:
@@ -99,6 +101,12 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
             f"--objectives: got {','.join(opts.objectives)}; {where} must include {loss}, allowed: "
             f"{', '.join(o for o in OBJECTIVES if o not in ('eval_loss', 'predicted_loss') or o == loss)}"
         )
+    if opts.validate_top and not opts.is_ladder:
+        raise UserError(
+            "--validate-top: checks a ladder search's predictions; give --target-compute or --target-params"
+        )
+    if opts.validate_top < 0:
+        raise UserError(f"--validate-top: must be >= 0, got {opts.validate_top}")
     if opts.is_ladder:
         ladder_plan(opts)
         if "tokens_per_s" in opts.objectives:

@@ -134,6 +134,10 @@ def _run_ladder_search(opts, space, study, plan, ladder, out: Path, run_info: di
         summary = run_trials(searcher, study, opts, out, total=opts.trials * ladder.rungs, max_tokens=max_tokens)
     finally:
         proposals.close()
+    if opts.validate_top:
+        from archscale.search.validate import validate_top
+
+        summary["validation"] = validate_top(proposals, opts, opts.validate_top, opts.validate_compute)
     return summary
 
 
