@@ -244,3 +244,46 @@ def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:
                 steeper, flatter = (a, b) if a.alpha > b.alpha else (b, a)
                 out.append({"winner": steeper.ladder, "loser": flatter.ladder, "compute": c_star})
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a ladder search's predictions (DIR/predictions.parquet, written by the search)
+
+
+def load_predictions(dirs: Sequence[Any]) -> Any:
+    """predictions.parquet of every ladder search among `dirs`, with a `run` column (polars)."""
+    from pathlib import Path
+
+    import polars as pl
+
+    frames = [
+        pl.read_parquet(Path(d) / "predictions.parquet").with_columns(run=pl.lit(Path(d).resolve().name))
+        for d in dirs
+        if (Path(d) / "predictions.parquet").exists()
+    ]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+
+def ladder_chart(predictions: Any, trials: Any) -> Any:
+    """Each predicted architecture's fitted law with its 95% band from its ladder to the target,
+    over the rungs it was fitted to (Altair)."""
+    import altair as alt
+    import polars as pl
+
+    ok = predictions.filter(pl.col("status") == "predicted")
+    curves = ok.select("label", "curve").explode("curve").unnest("curve")
+    rungs = trials.filter(pl.col("ladder_id").is_in(ok["ladder_id"].to_list()) & (pl.col("status") == "completed"))
+    rungs = rungs.select("label", "compute", "eval_loss")
+    x = alt.X("compute:Q", scale=alt.Scale(type="log"), title="training compute (FLOPs)")
+    band = (
+        alt.Chart(curves)
+        .mark_area(opacity=0.2)
+        .encode(x=x, y=alt.Y("lo:Q", title="loss (nats/token)"), y2="hi:Q", color="label:N")
+    )
+    line = alt.Chart(curves).mark_line().encode(x=x, y=alt.Y("loss:Q", scale=alt.Scale(zero=False)), color="label:N")
+    points = (
+        alt.Chart(rungs)
+        .mark_point(filled=True)
+        .encode(x=x, y="eval_loss:Q", color="label:N", tooltip=["label", "compute", "eval_loss"])
+    )
+    return (band + line + points).properties(width=560, height=320, title="fitted laws from the ladders to the target")

@@ -382,6 +382,47 @@ class _Report:
             raise NoData("no completed trials with varying parameters: nothing to rank")
         return "\n".join(_figure(c) for c in charts)
 
+    def predicted(self) -> str:
+        """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
+        from .ladders import ladder_chart, load_predictions
+
+        pred = load_predictions(self.dirs)
+        if pred is None:
+            raise NoData("no ladder search among these results (run `archscale search run ... --target-compute C`)")
+        ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+        small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
+        small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+        table = ok.select(
+            "run",
+            "label",
+            "predicted_loss",
+            "lo",
+            "hi",
+            "alpha",
+            "rungs",
+            "rung0_loss",
+            pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
+            "target_compute",
+        ).with_row_index("rank", offset=1)
+        lines = [
+            f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+            for r in ok.iter_rows(named=True)
+            for c in (r["crossings"] or [])
+            if c["overtakes"]
+        ]
+        missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
+        note = _note(
+            "Each architecture's law in compute, fitted on its ladder with E shared by all ladders; 95% "
+            "intervals from a parametric bootstrap (n = rungs per ladder). The small-scale rank is the "
+            "ranking plain search at the first rung would give."
+        )
+        parts = [note, html_table(table), _figure(ladder_chart(pred, self.trials))] if ok.height else [note]
+        if lines:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+        if missing.height:
+            parts.append("<h3>No prediction</h3>" + html_table(missing))
+        return "\n".join(parts)
+
     def curves(self) -> str:
         note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'
         return note + _figure(ch.build_chart(self.dirs, "curves"))
@@ -392,6 +433,7 @@ class _Report:
     def render(self) -> str:
         sections = [
             ("Verdicts", self.verdicts),  # what the data supports first; metadata last
+            ("Predicted at the target", self.predicted),
             ("Best architectures", self.best),
             ("Pareto front", self.pareto),
             ("Scaling fits", self.scaling),

@@ -6,7 +6,8 @@ running), `reason`, `target_compute`, the counts at the target size (`target_par
 interval (`lo`, `hi`), the law (`E`, `log_A`, `alpha`, `c0`), the joint fit's `sigma` and `dof`,
 the small-scale result it started from (`rung0_compute`, `rung0_loss`) and `crossings`: a list of
 {other, compute, overtakes} saying at which compute this architecture overtakes (or is
-overtaken by) each other predicted architecture between its top rung and 10x the target.
+overtaken by) each other predicted architecture between its top rung and 10x the target; and
+`curve`: the fitted law with its 95% band at 24 compute values from rung 0 to the target.
 Rewritten whole (temp file, rename) after every refit.
 """
 
@@ -51,11 +52,13 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
             "rung0_loss": rung0[1] if rung0 else None,
             "top_compute": max((c for c, _ in lad.get("rungs", {}).values()), default=None),
             "crossings": [],
+            "curve": [],
         }
         state = lad["state"]
         law = fit.laws.get(i) if fit is not None else None
         pred = fit.predict(i, lad["target_compute"]) if law is not None and lad.get("target_compute") else None
         if pred is not None and math.isfinite(pred[1]):
+            row["curve"] = _curve(fit, i, row["rung0_compute"], lad["target_compute"])
             row.update(
                 status="predicted",
                 predicted_loss=pred[0],
@@ -89,6 +92,18 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
     return rows
 
 
+def _curve(fit: Any, ladder: int, start: float, stop: float, points: int = 24) -> list[dict[str, float]]:
+    """The fitted law with its 95% band from the first rung to the target, for the report's chart."""
+    import numpy as np
+
+    out = []
+    for c in np.geomspace(start, stop, points):
+        p = fit.predict(ladder, float(c))
+        if p is not None and math.isfinite(p[1]):
+            out.append({"compute": float(c), "loss": p[0], "lo": p[1], "hi": p[2]})
+    return out
+
+
 def write_predictions(out: Path, ladders: dict[int, dict[str, Any]], fit: Any, plan: Any) -> None:
     import polars as pl
 
@@ -96,6 +111,9 @@ def write_predictions(out: Path, ladders: dict[int, dict[str, Any]], fit: Any, p
     if not rows:
         return
     crossing = pl.List(pl.Struct({"other": pl.String, "compute": pl.Float64, "overtakes": pl.Boolean}))
-    frame = pl.DataFrame(rows, schema_overrides={"crossings": crossing}, infer_schema_length=None, strict=False)
+    curve = pl.List(pl.Struct({"compute": pl.Float64, "loss": pl.Float64, "lo": pl.Float64, "hi": pl.Float64}))
+    frame = pl.DataFrame(
+        rows, schema_overrides={"crossings": crossing, "curve": curve}, infer_schema_length=None, strict=False
+    )
     frame = frame.with_columns(pl.lit(plan.risk).alias("risk"))
     write_atomically(out / "predictions.parquet", frame.write_parquet)
