@@ -39,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "at_equal_tokens": "comparisons", "comparable_trials": "comparisons", "holm": "comparisons",
     "seeds_needed": "comparisons", "verdicts": "verdict", "Verdicts": "verdict", "verdicts_text": "verdict",
     "verdict_lines": "verdict",
+    # a ladder search's laws (the predicted-at-target search)
+    "fit_ladders": "ladders", "LadderFit": "ladders", "crossings": "ladders", "load_predictions": "ladders",
+    "ladder_chart": "ladders",
     # charts and report
     "build_chart": "charts", "save_chart": "charts", "chart_svg": "charts",
     "scaling_chart": "charts", "isoflop_chart": "charts", "pareto_chart": "charts", "curves_chart": "charts",
@@ -68,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .comparisons import *  # noqa: F403
     from .dashboard import *  # noqa: F403
     from .effects import *  # noqa: F403
+    from .ladders import *  # noqa: F403
     from .fit_table import *  # noqa: F403
     from .fits import *  # noqa: F403
     from .loaders import *  # noqa: F403
