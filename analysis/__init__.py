@@ -71,9 +71,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .comparisons import *  # noqa: F403
     from .dashboard import *  # noqa: F403
     from .effects import *  # noqa: F403
-    from .ladders import *  # noqa: F403
     from .fit_table import *  # noqa: F403
     from .fits import *  # noqa: F403
+    from .ladders import *  # noqa: F403
     from .loaders import *  # noqa: F403
     from .pareto import *  # noqa: F403
     from .report import *  # noqa: F403
