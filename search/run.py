@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,19 @@ from archscale.search.results import summarize, write_json
 __all__ = ["SearchOptions", "prepare", "run_search", "run_trials", "describe_environment", "trial_resources"]
 
 EXPERIMENT = "search"
+
+#: Ray Tune's console output, set before `Tuner.fit`: archscale prints its own progress
+#: (`search/callbacks.py`). Ray 2.60's default reporter prints the "Configuration for experiment"
+#: box, "View detailed results here" and the TensorBoard hint even at `verbose=0`; its legacy
+#: reporter prints nothing at `verbose=0`. (The TensorBoard event files are still written: see
+#: `archscale dashboard`.)
+TUNE_CONSOLE_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
+
+
+def quiet_tune() -> None:
+    """Keep Ray Tune's banners out of archscale's output (an explicit user setting wins)."""
+    for key, value in TUNE_CONSOLE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def describe_environment() -> dict[str, Any]:
@@ -75,8 +89,10 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
             "to continue or extend it, or choose a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:12]
     run_info = {
         "kind": "search",
+        "run_id": run_id,  # tags this directory's trials in a study several drivers share
         "space": space.spec.model_dump(mode="json"),
         "space_file": space.path,
         "budget": asdict(space.budget),
@@ -89,7 +105,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         **describe_environment(),
     }
     write_json(out / "run.json", run_info)
-    searcher = ProposalSearcher(SpaceProposals(space, plan), study, out)
+    searcher = ProposalSearcher(SpaceProposals(space, plan), study, out, run_id=run_id)
     max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
     return run_trials(searcher, study, opts, out, total=opts.trials * opts.seeds, max_tokens=max_tokens)
 
@@ -116,6 +132,7 @@ def run_trials(
     from archscale.search.trial import run_trial
 
     study.open()  # create the study (fails early on a bad storage URL)
+    quiet_tune()
     cluster = connect(opts.address)
     scheduler = make_scheduler(opts.scheduler, study.objectives, max_tokens)
     trainable = tune.with_resources(run_trial, trial_resources(opts.cpus_per_trial, opts.gpus_per_trial))
@@ -124,6 +141,8 @@ def run_trials(
         name=experiment,
         storage_path=str(out / "ray"),
         verbose=0,
+        # the trainer's files live outside the synced trial folder (search/trial.py): keep it so
+        sync_config=tune.SyncConfig(sync_artifacts=False),
         callbacks=[ProgressCallback(total, enabled=opts.progress)],
         failure_config=tune.FailureConfig(max_failures=2),  # dead workers: retried from the last checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

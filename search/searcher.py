@@ -17,6 +17,11 @@ that ties results files to the study. Here:
 
 The searcher is the only writer of the results directory during a run; its `ResultsWriter` is
 passed in (or reopened from `out` after Ray restores a pickled searcher).
+
+User attributes it puts on each Optuna trial (what optuna-dashboard shows): `label` (the
+architecture, as in the report), `status` and `status_reason` (why it ended: completed at N tokens,
+pruned at N of M tokens, or the error), and `run_id` (the results directory that asked for it: with
+several drivers sharing one study, each resumes and reconciles only its own trials).
 """
 
 from __future__ import annotations
@@ -38,11 +43,21 @@ WORKER_DIED = "the trial's worker died and Ray's retries were used up (see the R
 
 
 class ProposalSearcher(Searcher):
-    def __init__(self, proposals: Proposals, study: StudySpec, out: str | Path, writer: ResultsWriter | None = None):
+    run_id: str | None = None  # searchers pickled before run ids existed
+
+    def __init__(
+        self,
+        proposals: Proposals,
+        study: StudySpec,
+        out: str | Path,
+        writer: ResultsWriter | None = None,
+        run_id: str | None = None,
+    ):
         super().__init__(metric="eval_loss", mode="min")
         self.proposals = proposals
         self.study_spec = study
         self.out = str(out)
+        self.run_id = run_id
         self.ray_to_optuna: dict[str, int] = {}
         self._writer = writer
         self._study = None
@@ -75,12 +90,20 @@ class ProposalSearcher(Searcher):
 
     # ---- Ray Searcher interface ------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        proposal = self.proposals.propose(self.study)
+        proposal = self.proposals.propose(_Tagged(self.study, self.run_id) if self.run_id else self.study)
         if proposal is None:
             return Searcher.FINISHED
         self.ray_to_optuna[trial_id] = proposal.number
         self.writer.add_trial(_row(proposal))
+        arch = proposal.arch_config
+        self._set_attr(proposal.number, "label", arch.label if arch else "(infeasible)")
         return proposal.to_config()
+
+    def _set_attr(self, number: int, key: str, value: Any) -> None:
+        storage = self.study._storage
+        storage.set_trial_user_attr(
+            storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number), key, value
+        )
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         number = self.ray_to_optuna.get(trial_id)
@@ -122,11 +145,39 @@ class ProposalSearcher(Searcher):
         storage.set_trial_user_attr(optuna_id, "tokens", int(last.tokens) if last else 0)
         if fields.get("error"):
             storage.set_trial_user_attr(optuna_id, "error", str(fields["error"])[:2000])
+        storage.set_trial_user_attr(optuna_id, "status", status.value)
+        storage.set_trial_user_attr(optuna_id, "status_reason", status_reason(status, last, fields.get("error")))
         if values is not None:
             self.study.tell(number, values)
         else:
             state = optuna.trial.TrialState.PRUNED if status == TrialStatus.PRUNED else optuna.trial.TrialState.FAIL
             self.study.tell(number, state=state)
+
+
+class _Tagged:
+    """The study as a proposal strategy sees it: each trial it asks is tagged with the run that asked."""
+
+    def __init__(self, study, run_id: str):
+        self._study, self._run_id = study, run_id
+
+    def ask(self, *args, **kwargs):
+        trial = self._study.ask(*args, **kwargs)
+        trial.set_user_attr("run_id", self._run_id)
+        return trial
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+
+def status_reason(status: TrialStatus, last: TrialReport | None, error: str | None) -> str:
+    """One line on why a trial ended, for the dashboard (trials.parquet has the same facts in columns)."""
+    tokens = int(last.tokens) if last else 0
+    if status == TrialStatus.COMPLETED:
+        return f"completed: trained {tokens:,} tokens"
+    if status == TrialStatus.PRUNED:
+        target = f" of {last.target_tokens:,}" if last else ""
+        return f"pruned: stopped early by the scheduler at {tokens:,}{target} tokens"
+    return f"failed: {error}" if error else "failed"
 
 
 def _row(proposal: Proposal) -> dict[str, Any]:
