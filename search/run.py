@@ -37,8 +37,13 @@ TUNE_CONSOLE_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
 
 def quiet_tune() -> None:
     """Keep Ray Tune's banners out of archscale's output (an explicit user setting wins)."""
+    import logging
+
     for key, value in TUNE_CONSOLE_ENV.items():
         os.environ.setdefault(key, value)
+    # a failed trial reports eval_loss=inf on purpose (trial.TrialReport); TensorBoard's logger
+    # warns "NaN or Inf found in input tensor." for each such value
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 
 def describe_environment() -> dict[str, Any]:
@@ -129,6 +134,7 @@ def run_trials(
     from archscale.clusters.connect import connect
     from archscale.search.callbacks import ProgressCallback
     from archscale.search.schedulers import make_scheduler
+    from archscale.search.searcher import WRITE_FAILURES, stop_on_write_failure
     from archscale.search.trial import run_trial
 
     study.open()  # create the study (fails early on a bad storage URL)
@@ -141,9 +147,10 @@ def run_trials(
         name=experiment,
         storage_path=str(out / "ray"),
         verbose=0,
+        stop=stop_on_write_failure(searcher.out),
         # the trainer's files live outside the synced trial folder (search/trial.py): keep it so
         sync_config=tune.SyncConfig(sync_artifacts=False),
-        callbacks=[ProgressCallback(total, enabled=opts.progress)],
+        callbacks=[ProgressCallback(total, enabled=opts.progress, out=searcher.out)],
         failure_config=tune.FailureConfig(max_failures=2),  # dead workers: retried from the last checkpoint
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
@@ -159,11 +166,19 @@ def run_trials(
         run_config=run_config,
     )
     started = time.monotonic()
+    WRITE_FAILURES.pop(searcher.out, None)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Ray Tune's banners must not mix with --json output
             tuner.fit()
+        if searcher.out not in WRITE_FAILURES:
+            searcher.writer.flush()
     finally:
-        searcher.writer.flush()
+        failure = WRITE_FAILURES.pop(searcher.out, None)
+        if failure is not None:
+            import logging
+
+            logging.getLogger("ray").setLevel(logging.ERROR)
+            raise failure
     return summarize(out, wall_s=time.monotonic() - started)
 
 

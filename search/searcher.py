@@ -26,6 +26,7 @@ several drivers sharing one study, each resumes and reconciles only its own tria
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from archscale.search.proposals import Proposal, Proposals
-from archscale.search.results import ResultsWriter
+from archscale.search.results import DiskFullError, ResultsWriter, disk_nearly_full, no_space
 from archscale.search.storage import COST_OBJECTIVES, StudySpec
 from archscale.search.trial import TrialReport, ended_as
 from archscale.spaces.record import TrialStatus, new_trial_row
@@ -89,7 +90,34 @@ class ProposalSearcher(Searcher):
         self.proposals.restore(state.get("proposals", {}))
 
     # ---- Ray Searcher interface ------------------------------------------------------------------
+    # Each callback runs under `_guard`: a full disk (results files or a journal study on it) stops
+    # the search with one DiskFullError (raised by `run_trials` after Ray has wound down, see
+    # `stop_on_write_failure`), never a traceback from inside Ray per trial.
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.out in WRITE_FAILURES:
+            return Searcher.FINISHED
+        return self._guard(self._suggest, trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._guard(self._on_trial_result, trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        self._guard(self._on_trial_complete, trial_id, result, error)
+
+    def _guard(self, callback, *args):
+        if self.out in WRITE_FAILURES:
+            return None
+        try:
+            return callback(*args)
+        except Exception as e:
+            if not (no_space(e) or disk_nearly_full(Path(self.out))):
+                raise
+            path = e.path if isinstance(e, DiskFullError) else Path(self.out) / "trials.parquet"
+            WRITE_FAILURES[self.out] = e if isinstance(e, DiskFullError) else DiskFullError(path)
+            logging.getLogger("ray").setLevel(logging.CRITICAL)  # Ray's own writes fail next: one error is enough
+            return Searcher.FINISHED if callback == self._suggest else None
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         proposal = self.proposals.propose(_Tagged(self.study, self.run_id) if self.run_id else self.study)
         if proposal is None:
             return Searcher.FINISHED
@@ -105,7 +133,7 @@ class ProposalSearcher(Searcher):
             storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number), key, value
         )
 
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+    def _on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         number = self.ray_to_optuna.get(trial_id)
         if number is None:
             return
@@ -119,7 +147,7 @@ class ProposalSearcher(Searcher):
             optuna_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
             storage.set_trial_intermediate_value(optuna_id, int(report.tokens), float(loss))
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def _on_trial_complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         import optuna
 
         number = self.ray_to_optuna.get(trial_id)
@@ -132,7 +160,7 @@ class ProposalSearcher(Searcher):
         if storage.get_trial(optuna_id).state.is_finished():
             return  # already told (e.g. a restored driver replaying a completion)
         if status == TrialStatus.PRUNED:  # Ray skips on_trial_result for the result that stopped the trial
-            self.on_trial_result(trial_id, result)
+            self._on_trial_result(trial_id, result)
         values = None
         if status == TrialStatus.COMPLETED:
             values = [_objective_value(o, last) for o in self.study_spec.objectives]
@@ -141,7 +169,10 @@ class ProposalSearcher(Searcher):
         fields = _final_fields(last, error)
         if status == TrialStatus.FAILED and not fields.get("error"):
             fields["error"] = "no finite objective value at the end of training"
-        self.writer.finish_trial(number, status, **fields)
+        if status == TrialStatus.FAILED and no_space(OSError(str(fields.get("error")))):
+            # the trial could not save its checkpoint: not its own fault, so not told failed
+            raise DiskFullError(Path(self.out) / "ray", out=Path(self.out))
+        # the study first: it is the source of truth `resume` rebuilds trials.parquet from
         storage.set_trial_user_attr(optuna_id, "tokens", int(last.tokens) if last else 0)
         if fields.get("error"):
             storage.set_trial_user_attr(optuna_id, "error", str(fields["error"])[:2000])
@@ -152,6 +183,27 @@ class ProposalSearcher(Searcher):
         else:
             state = optuna.trial.TrialState.PRUNED if status == TrialStatus.PRUNED else optuna.trial.TrialState.FAIL
             self.study.tell(number, state=state)
+        self.writer.finish_trial(number, status, **fields)
+
+
+#: results directory -> the write failure that stopped its search (read by `stop_on_write_failure`)
+WRITE_FAILURES: dict[str, DiskFullError] = {}
+
+
+def stop_on_write_failure(out: str | Path):
+    """A Ray Tune stopper that ends the whole run once the results of `out` cannot be written."""
+    from ray import tune
+
+    key = str(out)
+
+    class _Stop(tune.Stopper):
+        def __call__(self, trial_id, result):
+            return key in WRITE_FAILURES
+
+        def stop_all(self):
+            return key in WRITE_FAILURES
+
+    return _Stop()
 
 
 class _Tagged:
