@@ -100,15 +100,25 @@ def open_storage(storage: str):
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
-    except ModuleNotFoundError as e:
+        return optuna.storages.RDBStorage(_with_driver(storage), engine_kwargs={"pool_pre_ping": True})
+    except ImportError as e:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
         extra = " (pip install 'archscale[postgres]')" if storage.startswith("postgres") else ""
-        raise UserError(f"--storage {_redact(storage)}: the database driver {e.name} is not installed{extra}") from None
+        raise UserError(f"--storage {_redact(storage)}: its database driver is not installed{extra}: {e}") from None
     except Exception as e:  # SQLAlchemy and the driver may quote the URL: never show its password
         raise UserError(
             f"--storage {_redact(storage)}: cannot open the study storage: {type(e).__name__}: "
             f"{_scrub(str(e), storage).strip().splitlines()[0] if str(e).strip() else ''}"
         ) from None
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` with the driver the `postgres` extra installs (psycopg 3): SQLAlchemy before
+    2.1 would pick psycopg2 for a URL that names no driver."""
+    import importlib.util
+
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
 def _redact(url: str) -> str:
