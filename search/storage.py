@@ -100,7 +100,7 @@ def open_storage(storage: str):
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     try:
-        return optuna.storages.RDBStorage(_with_driver(storage), engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(storage)
     except ImportError as e:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
         extra = " (pip install 'archscale[postgres]')" if storage.startswith("postgres") else ""
         raise UserError(f"--storage {_redact(storage)}: its database driver is not installed{extra}: {e}") from None
@@ -109,6 +109,21 @@ def open_storage(storage: str):
             f"--storage {_redact(storage)}: cannot open the study storage: {type(e).__name__}: "
             f"{_scrub(str(e), storage).strip().splitlines()[0] if str(e).strip() else ''}"
         ) from None
+
+
+def _rdb_storage(url: str):
+    """Optuna's RDBStorage. Two drivers starting on a new database race to create its tables (one
+    gets a unique-constraint error from PostgreSQL's catalog): the loser retries, and finds them made."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(_with_driver(url), engine_kwargs={"pool_pre_ping": True})
+        except (IntegrityError, ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _with_driver(url: str) -> str:

@@ -13,10 +13,10 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     """A real PostgreSQL server for this module (see tests/search/postgres.py)."""
     from tests.search.postgres import start_postgres
 
-    pg = start_postgres(tmp_path_factory.mktemp("postgres"))
+    pg = start_postgres()
     yield pg
     pg.stop()

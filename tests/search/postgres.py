@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,10 +68,14 @@ class Postgres:
         return r
 
     def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        try:
+            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(root: Path) -> Postgres:
+def start_postgres() -> Postgres:
+    """A server on a fresh directory under the system temp dir (pytest's own is private to root)."""
     bin = server_bin()
     if bin is None:
         message = "PostgreSQL server not installed: run `bash scripts/install-postgres` (make test does)"
@@ -78,17 +83,12 @@ def start_postgres(root: Path) -> Postgres:
             pytest.fail(message)
         pytest.skip(message)
     run_as = None
+    root = Path(tempfile.mkdtemp(prefix="archscale-postgres-"))
     if os.geteuid() == 0:  # initdb and postgres refuse root
         run_as = next((u for u in ("postgres", "nobody") if _user_exists(u)), None)
         if run_as is None:
             pytest.fail("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
-        uid = pwd.getpwnam(run_as).pw_uid
-        root.mkdir(parents=True, exist_ok=True)
-        for p in (root, *root.parents):  # the server user must reach its directory
-            if str(p) in ("/", "/tmp"):
-                break
-            os.chmod(p, os.stat(p).st_mode | 0o711)
-        os.chown(root, uid, -1)
+        os.chown(root, pwd.getpwnam(run_as).pw_uid, -1)
     pg = Postgres(bin=bin, root=root, port=_free_port(), password=f"pw-{secrets.token_hex(8)}", run_as=run_as)
     pwfile = root / "pwfile"
     pwfile.write_text(pg.password + "\n")
