@@ -37,6 +37,7 @@ from archscale.spaces.errors import BudgetError, UserError
 from archscale.spaces.record import TrialStatus
 
 INTERRUPTED = "interrupted: the driver stopped before this trial's proposal was recorded"
+FROM_STUDY = "resuming from the Optuna study and the results files"
 
 
 def _say(msg: str) -> None:
@@ -95,7 +96,7 @@ def resume_search(
     if experiments:
         _restore(experiments[-1], opts, say)
     elif (out / "trials.parquet").exists():
-        say(f"{out / 'ray'}: no Ray experiment folder; resuming from the Optuna study and the results files")
+        say(f"{out / 'ray'}: no Ray experiment folder; {FROM_STUDY}")
 
     study = study_spec.open()
     unfinished = sync_with_study(out, study, space, plan, run_id)
@@ -123,7 +124,11 @@ def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
     from archscale.search.trial import run_trial
 
     if not (experiment / "tuner.pkl").exists():
-        say(f"{experiment}: Ray's experiment state is missing; resuming from the Optuna study and the results files")
+        say(f"{experiment}: Ray's experiment state is missing; {FROM_STUDY}")
+        return False
+    problem = ray_state_problem(experiment)
+    if problem:
+        say(f"{experiment}: Ray's experiment state is unreadable ({problem}); {FROM_STUDY}")
         return False
     quiet_tune()
     connect(opts.address)
@@ -134,12 +139,30 @@ def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
             tuner.fit()
     except Exception as e:  # a truncated tuner.pkl (ray#58179), a corrupt experiment state, ...
         what = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
-        say(
-            f"{experiment}: Ray's experiment state is unreadable ({what}); "
-            "resuming from the Optuna study and the results files"
-        )
+        say(f"{experiment}: Ray's experiment state is unreadable ({what}); {FROM_STUDY}")
         return False
     return True
+
+
+def ray_state_problem(experiment: Path) -> str | None:
+    """What is wrong with Ray's saved experiment state, or None. Checked before `Tuner.restore`
+    because Ray, on an unreadable experiment or searcher state, logs a traceback and silently
+    starts the whole experiment again (new trials up to the full count): never what resume wants."""
+    from ray import cloudpickle
+
+    newest = [
+        max(experiment.glob(pattern), key=lambda p: p.stat().st_mtime, default=None)
+        for pattern in ("experiment_state-*.json", "searcher-state-*.pkl")
+    ]
+    for path in [experiment / "tuner.pkl", *newest]:
+        if path is None:
+            return "no experiment state file"
+        try:
+            with open(path, "rb") as f:
+                json.load(f) if path.suffix == ".json" else cloudpickle.load(f)
+        except Exception as e:  # truncated (ray#58179), zero-filled, half-written on a full disk, ...
+            return f"{path.name}: {type(e).__name__}: {e}".strip()[:300]
+    return None
 
 
 def own_trials(study, run_id: str | None, out: Path) -> dict[int, Any]:

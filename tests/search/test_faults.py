@@ -245,3 +245,70 @@ def test_resume_without_the_ray_folder(tmp_path):
     r = resume(out)
     assert "no Ray experiment folder" in r.stderr
     assert_finished_without_duplicates(out, before)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of its own (a 64 MiB tmpfs) that a test can fill up; root only."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        message = f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros until the filesystem is full (ENOSPC), as a runaway process would."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 14, 512, 1):  # unbuffered, down to the last byte
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_disk_full_while_writing_results(small_disk):
+    out = small_disk / "search"
+    space = write_space(small_disk.parent)
+    proc = cli(
+        "search", "run", str(space), "--out", str(out), "--trials", "4", "--tokens", "100000",
+        "--eval-every-tokens", "20000", "--scheduler", "none", "--concurrency", "2",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: statuses(out).get("completed", 0) >= 1, timeout=600)
+        filler = fill(small_disk)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "search resume" in errors[0], stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+    # the last good files are in place, readable, and nothing half-written is left beside them
+    kept = pl.read_parquet(out / "trials.parquet")
+    assert kept.filter(pl.col("status") == "completed").height >= 1
+    pl.read_parquet(out / "curves.parquet")
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    done_before = {r["trial_id"]: r["eval_loss"] for r in kept.filter(pl.col("status") == "completed").to_dicts()}
+
+    filler.unlink()  # space freed: resume finishes the search, losing nothing
+    resume(out)
+    trials, _, _ = assert_results_agree_with_study(out)
+    assert trials.height == 4 and set(trials["status"]) == {"completed"}
+    for number, loss in done_before.items():
+        assert trials.filter(pl.col("trial_id") == number)["eval_loss"][0] == pytest.approx(loss)
