@@ -134,7 +134,7 @@ def run_trials(
     from archscale.clusters.connect import connect
     from archscale.search.callbacks import ProgressCallback
     from archscale.search.schedulers import make_scheduler
-    from archscale.search.searcher import WRITE_FAILURES, stop_on_write_failure
+    from archscale.search.searcher import WRITE_FAILURES, StopOnWriteFailure
     from archscale.search.trial import run_trial
 
     study.open()  # create the study (fails early on a bad storage URL)
@@ -147,7 +147,7 @@ def run_trials(
         name=experiment,
         storage_path=str(out / "ray"),
         verbose=0,
-        stop=stop_on_write_failure(searcher.out),
+        stop=StopOnWriteFailure(searcher.out),
         # the trainer's files live outside the synced trial folder (search/trial.py): keep it so
         sync_config=tune.SyncConfig(sync_artifacts=False),
         callbacks=[ProgressCallback(total, enabled=opts.progress, out=searcher.out)],

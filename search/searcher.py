@@ -32,6 +32,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Stopper
 from ray.tune.search import Searcher
 
 from archscale.search.proposals import Proposal, Proposals
@@ -92,7 +93,7 @@ class ProposalSearcher(Searcher):
     # ---- Ray Searcher interface ------------------------------------------------------------------
     # Each callback runs under `_guard`: a full disk (results files or a journal study on it) stops
     # the search with one DiskFullError (raised by `run_trials` after Ray has wound down, see
-    # `stop_on_write_failure`), never a traceback from inside Ray per trial.
+    # `StopOnWriteFailure`), never a traceback from inside Ray per trial.
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.out in WRITE_FAILURES:
             return Searcher.FINISHED
@@ -186,24 +187,22 @@ class ProposalSearcher(Searcher):
         self.writer.finish_trial(number, status, **fields)
 
 
-#: results directory -> the write failure that stopped its search (read by `stop_on_write_failure`)
+#: results directory -> the write failure that stopped its search (read by `StopOnWriteFailure`)
 WRITE_FAILURES: dict[str, DiskFullError] = {}
 
 
-def stop_on_write_failure(out: str | Path):
-    """A Ray Tune stopper that ends the whole run once the results of `out` cannot be written."""
-    from ray import tune
+class StopOnWriteFailure(Stopper):
+    """Ends the whole Ray Tune run once the results of `out` cannot be written (module level, so a
+    restored run's unpickled stopper reads the live `WRITE_FAILURES`)."""
 
-    key = str(out)
+    def __init__(self, out: str | Path):
+        self.out = str(out)
 
-    class _Stop(tune.Stopper):
-        def __call__(self, trial_id, result):
-            return key in WRITE_FAILURES
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.out in WRITE_FAILURES
 
-        def stop_all(self):
-            return key in WRITE_FAILURES
-
-    return _Stop()
+    def stop_all(self) -> bool:
+        return self.out in WRITE_FAILURES
 
 
 class _Tagged:
