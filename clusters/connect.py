@@ -23,6 +23,14 @@ def redact(url: str | None) -> str | None:
     return _PASSWORD.sub(lambda m: f"{m['scheme']}***{m['at']}", url)
 
 
+def scrub(text: str, url: str | None) -> str:
+    """`text` (an error message, a log line) with the password of `url`, and any URL password, hidden."""
+    match = _PASSWORD.search(url or "")
+    if match and match["password"]:
+        text = text.replace(match["password"], "***")
+    return redact(text)
+
+
 def connect(address: str | None = None) -> dict[str, Any]:
     """Initialise Ray once per process; return a description of the cluster (address, resources)."""
     import ray

@@ -71,6 +71,12 @@ def _emit(summary: dict, as_json: bool) -> None:
         _emit_ladders(console, summary)
     elif summary.get("pareto"):
         console.print(f"Pareto front: trials {', '.join(str(p['trial_id']) for p in summary['pareto'])}")
+    if summary.get("study"):
+        study = summary["study"]
+        console.print(
+            f"study {summary['study_name']}: {study['trials']} trials from {study['drivers']} driver(s): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(study["by_state"].items()))
+        )
 
 
 def _emit_ladders(console, summary: dict) -> None:
@@ -225,7 +231,8 @@ def search_resume(
     ] = None,
     address: Address = None,
     storage: Annotated[
-        Optional[str], typer.Option("--storage", help="The study storage URL, if it had a password.")
+        Optional[str],
+        typer.Option("--storage", help="The study storage URL, if run.json holds it without its password."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -269,7 +276,10 @@ def search_submit(
     _options_from_run_params(run_ctx.params)
     from archscale.clusters.jobs import submit
 
-    info = submit(address, space_file, list(ctx.args), ship=not no_ship, pip=pip, wait=wait)
+    try:
+        info = submit(address, space_file, list(ctx.args), ship=not no_ship, pip=pip, wait=wait)
+    except ValueError as e:  # not a source checkout to ship; a password that cannot travel safely
+        raise UserError(f"search submit: {e}") from None
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -325,13 +335,19 @@ def _options_from_run_params(p: dict, validate: bool = True):
 @search_app.command("status")
 @user_errors
 def search_status(
-    out: Annotated[str, typer.Argument(help="A results directory.")],
+    out: Annotated[
+        list[str], typer.Argument(help="One or more results directories (drivers sharing a study: their union).")
+    ],
+    storage: Annotated[
+        Optional[str],
+        typer.Option("--storage", help="The study storage URL: adds the study's counts over every driver."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Counts by state, best trials, Pareto front and progress of a search (running or finished)."""
     from archscale.search.status import status
 
-    _emit(status(out), as_json)
+    _emit(status(out, storage=storage), as_json)
 
 
 @study_app.command("run")

@@ -43,11 +43,15 @@ def study_of(out):
 STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
-def assert_results_agree_with_study(out):
+def assert_results_agree_with_study(out, study=None, own_only=False):
+    """trials.parquet and curves.parquet agree with the Optuna study, trial by trial. `own_only`: the
+    study is shared by several drivers; compare only the trials this directory asked for (run_id)."""
     trials = pl.read_parquet(out / "trials.parquet")
     curves = pl.read_parquet(out / "curves.parquet")
-    study = study_of(out)
-    by_number = {t.number: t for t in study.trials}
+    study = study or study_of(out)
+    run_id = json.loads((out / "run.json").read_text())["run_id"] if own_only else None
+    by_number = {t.number: t for t in study.trials if not own_only or t.user_attrs.get("run_id") == run_id}
+    assert by_number  # a comparison that compares nothing proves nothing
     assert sorted(by_number) == sorted(trials["trial_id"].to_list())  # one row per Optuna trial, same ids
     for row in trials.iter_rows(named=True):
         t = by_number[row["trial_id"]]
