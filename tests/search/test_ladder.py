@@ -178,3 +178,12 @@ def test_ladder_search_end_to_end(tmp_path, ray_cluster):
     assert r.exit_code == 0, r.output
     status = json.loads(r.stdout)
     assert len(status["predicted"]) + len(status["not_predicted"]) == 3 and len(status["small_scale"]) == 3
+
+
+def test_multi_objective_ladders_are_told_costs_at_the_target_size(tmp_path):
+    _, ladders, _ = _drive(tmp_path, ladder_prune_margin=10.0, objectives=["predicted_loss", "params"])
+    told = [t for t in ladders.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    assert told and all(len(t.values) == 2 for t in told)
+    for t in told:  # the cost is the architecture's size at the target, far above its rungs' budgets
+        assert t.values[1] == t.user_attrs["target_counts"]["params"] > 12000 * 4
+    assert ladders.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
