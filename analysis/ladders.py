@@ -196,8 +196,17 @@ def fit_ladders(
     reason = None
     if dof < 1:
         reason = f"{n} rungs for {p} parameters: no residual degrees of freedom (add ladders or rungs)"
-    elif e <= 1e-3 * e_hi or e >= e_hi * (1 - 1e-3):
-        reason = f"the shared irreducible loss E = {e:.4g} is at the edge of its range [0, {e_hi:.4g}] (not identified)"
+    elif e <= 1e-3 * e_hi:
+        reason = (
+            f"the shared irreducible loss E = {e:.3g} is at the lower edge of its range [0, {e_hi:.4g}]: "
+            "the ladders show no flattening to fit it from (train larger rungs, more tokens per parameter, "
+            "or more ladders)"
+        )
+    elif e >= e_hi * (1 - 1e-3):
+        reason = (
+            f"the shared irreducible loss E = {e:.4g} is at the upper edge of its range (the smallest loss "
+            "seen): the losses do not fall like a power law (check the rungs train long enough)"
+        )
     elif _jacobian_condition(e, params, groups) > MAX_CONDITION:
         reason = "the joint fit is ill-conditioned (its Jacobian is nearly singular)"
     for k, (log_a, alpha) in zip(keys, params, strict=True):

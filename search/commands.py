@@ -107,6 +107,8 @@ def _emit_ladders(console, summary: dict) -> None:
                 console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
     for r in summary["not_predicted"]:
         console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
+    if summary.get("validation_skipped"):
+        console.print(f"--validate-top: skipped: {summary['validation_skipped']}")
     check = summary.get("validation")
     if check:
         table = Table(title="checked against real training at a held-out scale")

@@ -91,6 +91,8 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
         pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss").select("ladder_id", "label", "rung0_loss")
     ).to_dicts()
     validation = out / "validation.parquet"
+    if run.get("validation", {}).get("skipped"):
+        info["validation_skipped"] = run["validation"]["skipped"]
     if validation.exists():
         rows = pl.read_parquet(validation).to_dicts()
         done = [r for r in rows if r["actual_loss"] is not None]

@@ -39,7 +39,16 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
         ),
     )
     if not ranked:
-        return {"validated": [], "reason": "no architecture has an identified prediction to check"}
+        import json
+
+        reason = "no architecture has an identified prediction to check (see search status)"
+        run_json = Path(opts.out).resolve() / "run.json"
+        run = json.loads(run_json.read_text())
+        run["validation"] = {"skipped": reason}
+        from archscale.search.results import write_json
+
+        write_json(run_json, run)
+        return {"validated": [], "reason": reason}
     top_rung = max(c for lad in proposals.ladders.values() for c, _ in lad.get("rungs", {}).values())
     compute = compute or 4 * top_rung
     if compute <= top_rung:
