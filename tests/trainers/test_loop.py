@@ -170,7 +170,7 @@ def test_report_true_stops(tiny_arch):
 def test_model_errors_propagate_and_are_recorded(tmp_path, tiny_arch, monkeypatch):
     from archscale.trainers import loop
 
-    def broken(arch):
+    def broken(arch, **kwargs):  # build_model(arch, fused_kernels=...)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(loop, "build_model", broken)
