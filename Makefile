@@ -23,6 +23,7 @@ quickstart: setup
 # The whole suite, slow end-to-end tests included (CI runs exactly this through .ci/run).
 test: setup lint
 	bash scripts/install-chromium
+	bash scripts/install-postgres
 	$(PY) -m pytest -q
 
 # ruff: lint and formatting, configured in pyproject.toml (part of `make test`, so CI enforces it)

@@ -9,6 +9,7 @@ copied off a cluster; importing it never imports torch, Ray or Triton, and the h
     >>> trials = an.load_trials("results/my-search", status="completed").collect()
     >>> fit = an.fit_chinchilla(trials["params"], trials["tokens"], trials["eval_loss"], bootstrap=200)
     >>> study = an.scaling_analysis("results/my-study")   # everything the report's scaling section shows
+    >>> print(an.verdicts_text(an.verdicts(["results/my-search", "results/my-study"])))  # what the data supports
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ _EXPORTS: dict[str, str] = {
     # search analysis
     "pareto_mask": "pareto", "pareto_front": "pareto", "hypervolume": "pareto",
     "axis_effects": "effects", "best_architectures": "effects", "parameter_importance": "effects",
-    "learning_curves": "effects", "best_curves": "effects",
+    "learning_curves": "effects", "best_curves": "effects", "with_budget_cells": "effects",
+    # comparisons that respect sample size, pairing and selection; the verdicts built from them
+    "rank_configurations": "comparisons", "compare_to_best": "comparisons", "lr_sensitivity": "comparisons",
+    "at_equal_tokens": "comparisons", "comparable_trials": "comparisons", "holm": "comparisons",
+    "seeds_needed": "comparisons", "verdicts": "verdict", "Verdicts": "verdict", "verdicts_text": "verdict",
+    "verdict_lines": "verdict",
+    # a ladder search's laws (the predicted-at-target search)
+    "fit_ladders": "ladders", "LadderFit": "ladders", "crossings": "ladders", "load_predictions": "ladders",
+    "ladder_chart": "ladders",
     # charts and report
     "build_chart": "charts", "save_chart": "charts", "chart_svg": "charts",
     "scaling_chart": "charts", "isoflop_chart": "charts", "pareto_chart": "charts", "curves_chart": "charts",
@@ -59,12 +68,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .charts import *  # noqa: F403
+    from .comparisons import *  # noqa: F403
     from .dashboard import *  # noqa: F403
     from .effects import *  # noqa: F403
     from .fit_table import *  # noqa: F403
     from .fits import *  # noqa: F403
+    from .ladders import *  # noqa: F403
     from .loaders import *  # noqa: F403
     from .pareto import *  # noqa: F403
     from .report import *  # noqa: F403
     from .runs import *  # noqa: F403
     from .scaling import *  # noqa: F403
+    from .verdict import *  # noqa: F403

@@ -24,7 +24,7 @@ import polars as pl
 
 from . import effects as fx
 from .fits import ChinchillaFit, IsoFlopFit, LawFit, compute_budgets
-from .loaders import PathLike, length_losses, load_trials
+from .loaders import PathLike, length_losses, load_curves, load_trials
 from .pareto import pareto_front
 from .runs import NoData, completed, series_column
 from .scaling import isoflop_fit, scaling_fits
@@ -308,29 +308,45 @@ def curves_chart(curves: pl.DataFrame, *, y: str = "eval_loss", color: str = "la
     return alt.layer(_base(data, f"learning curves ({y})").mark_line(opacity=0.7).encode(**enc))
 
 
+#: How an effect reads, and its colour: only a resolved difference is coloured as better or worse.
+EFFECT_READINGS = {
+    "better (resolved)": "#2ca02c",
+    "worse (resolved)": "#d62728",
+    "within noise": "#9e9e9e",
+    "no interval": "#d0d0d0",
+    "baseline": "#607d8b",
+}
+
+
 def effects_chart(effects: pl.DataFrame) -> alt.FacetChart:
-    """Effect of each axis value against the axis's baseline, with intervals (one panel per axis)."""
+    """Effect of each axis value against the axis's baseline, with intervals (one panel per axis),
+    coloured by what it supports (``verdict`` from ``axis_effects``: grey when within noise)."""
     several_runs = "run" in effects.columns and effects["run"].n_unique() > 1
     label = (
         pl.format("{} (n={}) · {}", pl.col("value"), pl.col("n"), pl.col("run"))
         if several_runs
         else pl.format("{} (n={})", pl.col("value"), pl.col("n"))
     )
-    data = effects.with_columns(label=label)
+    verdict = pl.col("verdict") if "verdict" in effects.columns else pl.lit("within noise")
+    reading = (
+        pl.when(verdict == "resolved")
+        .then(pl.when(pl.col("effect") < 0).then(pl.lit("better (resolved)")).otherwise(pl.lit("worse (resolved)")))
+        .otherwise(verdict)
+    )
+    data = effects.with_columns(label=label, reading=reading)
     base = alt.Chart().properties(width=WIDTH - 120, height=alt.Step(18))
+    tooltip = ["axis:N", "value:N", "baseline:N", "n:Q", "reading:N"]
+    tooltip += [f"{c}:N" for c in ("method",) if c in effects.columns]
+    tooltip += [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("effect", "lo", "hi", "p_holm") if c in effects.columns]
     bars = base.mark_bar().encode(
         x=alt.X("effect:Q", title="Δ loss vs baseline (negative = better)"),
         y=alt.Y("label:N", title=None, sort="x"),
-        color=alt.condition("datum.effect < 0", alt.value("#2ca02c"), alt.value("#d62728")),
-        tooltip=[
-            "axis:N",
-            "value:N",
-            "baseline:N",
-            "n:Q",
-            alt.Tooltip("effect:Q", format=".4f"),
-            alt.Tooltip("lo:Q", format=".4f"),
-            alt.Tooltip("hi:Q", format=".4f"),
-        ],
+        color=alt.Color(
+            "reading:N",
+            title="reading",
+            scale=alt.Scale(domain=list(EFFECT_READINGS), range=list(EFFECT_READINGS.values())),
+        ),
+        tooltip=tooltip,
     )
     rules = base.mark_rule().encode(x="lo:Q", x2="hi:Q", y=alt.Y("label:N", sort="x"))
     return alt.layer(bars, rules, data=data).facet(row=alt.Row("axis:N", title=None)).resolve_scale(y="independent")
@@ -410,8 +426,10 @@ def build_chart(
         if column not in runs.columns and (flag == "--y" or kind in ("scaling", "pareto")):
             numeric = ", ".join(c for c, t in runs.schema.items() if t.is_numeric())
             raise NoData(f"{flag} {column!r} is not a column of trials.parquet (numeric columns: {numeric})")
-    if kind == "effects":
-        eff = fx.axis_effects(runs, metric=y)
+    if kind == "effects":  # an ASHA search at equal tokens seen, as the report compares it
+        from .comparisons import comparable_trials
+
+        eff = fx.axis_effects(comparable_trials(load_trials(dirs).collect(), load_curves(dirs), metric=y)[0], metric=y)
         if eff.height == 0:
             raise NoData("no architecture axis takes more than one value among completed trials")
         return effects_chart(eff)

@@ -197,6 +197,10 @@ def dashboard_command(
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 and tunnel over SSH.")
     ] = "127.0.0.1",
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="The study storage URL, if run.json holds it without its password."),
+    ] = None,
 ) -> None:
     """Serve optuna-dashboard on the search's study; print the Ray dashboard and TensorBoard hints."""
     _check_dirs([dir])
@@ -204,7 +208,7 @@ def dashboard_command(
     from .loaders import study_storage
 
     try:
-        study_storage(dir)
+        study_storage(dir, storage)
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     ray_url = ray_dashboard_address()
@@ -213,7 +217,7 @@ def dashboard_command(
     if logdir:
         print(f"TensorBoard: tensorboard --logdir {logdir}")
     print(f"optuna-dashboard: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    serve_dashboard(dir, host=host, port=port)
+    serve_dashboard(dir, host=host, port=port, storage=storage)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,8 +43,13 @@ def tensorboard_logdir(dir: PathLike) -> Path | None:
     return path if path.is_dir() else None
 
 
-def serve_dashboard(dir: PathLike, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve optuna-dashboard on the study storage of ``dir`` (blocks until interrupted)."""
+def serve_dashboard(dir: PathLike, *, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None) -> None:
+    """Serve optuna-dashboard on the study storage of ``dir`` (blocks until interrupted); ``storage``
+    overrides ``run.json``'s URL (a PostgreSQL URL recorded there without its password).
+
+    The study names its objectives (``eval_loss``, ``kv_cache_bytes_per_token``, ...) and each trial
+    carries ``label`` and ``status_reason`` user attributes (set by ``archscale search``), so the
+    dashboard reads like the report."""
     import optuna_dashboard
 
-    optuna_dashboard.run_server(study_storage(dir), host=host, port=port)
+    optuna_dashboard.run_server(study_storage(dir, storage), host=host, port=port)

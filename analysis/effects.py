@@ -1,11 +1,13 @@
 """Search analysis: per-axis effects, parameter importance, learning curves, best architectures.
 
 Effects convention: for each architecture axis (``ffn_activation``, ``position``, ...) and each of
-its values, ``effect = mean(metric | value) - mean(metric | baseline value)`` over completed trials
-at equal budget: within one search (one search has one budget), or within one grid point (size
-and tokens) of a scaling study. Seeds are replicas: the interval is Welch's t-interval on the two
-means (trials, including seed replicas, are the observations), combined over grid points with
-Welch-Satterthwaite degrees of freedom. Negative effects on a loss mean the value is better.
+its values, ``effect = metric | value - metric | baseline value`` over completed trials at equal
+budget: within one search (one search has one budget), or within one planned grid point (size and
+tokens) of a scaling study. Paired by seed where the design allows it, else Welch's interval; a
+single trial never gets an interval of its own; p-values are Holm-adjusted over the comparisons
+made, and every difference says how many seeds would resolve it (``axis_effects``). Negative
+effects on a loss mean the value is better. An ASHA search is compared at equal tokens seen with
+``comparisons.at_equal_tokens`` (the report does); otherwise only its survivors count.
 """
 
 from __future__ import annotations
@@ -32,18 +34,72 @@ DEFAULT_BASELINES: dict[str, str] = {
 }
 
 
-def budget_cell() -> pl.Expr:
-    """Which trials share a budget (within a run). A search has one budget, so a search trial
-    (null ``group``) is in the run's single cell. In a scaling study (``group`` set) a cell is a
-    grid point: ``params`` and ``target_tokens`` equal to within 0.05 decades (~12%), so
-    families are compared at the same size and training length, never across sizes."""
-    size = (pl.col("params").cast(pl.Float64).log10() * 20).round(0).cast(pl.Int64).cast(pl.String)
-    tokens = (pl.col("target_tokens").cast(pl.Float64).log10() * 20).round(0).cast(pl.Int64).cast(pl.String)
-    return (
-        pl.when(pl.col("group").is_null())
-        .then(pl.lit("search"))
-        .otherwise(pl.concat_str([pl.lit("N"), size.fill_null("?"), pl.lit("D"), tokens.fill_null("?")]))
+#: Parameter counts (when a study recorded no planned size) whose sorted log10 values are closer
+#: than this (0.05 decades, ~12%) belong to one budget cell. A gap split, not rounding, so values
+#: either side of a rounding boundary are never separated.
+CELL_GAP_DECADES = 0.05
+#: The same for training tokens at one planned size: families at one grid point get different
+#: tokens when a study sets tokens per parameter (their counts differ within the tolerance) or an
+#: isoFLOP compute (their FLOPs per token differ), by well under 0.1 decades (~26%); a study's
+#: own token levels are further apart than that.
+TOKENS_GAP_DECADES = 0.1
+
+
+def _gap_clusters(value: pl.Expr, keys: list[str], gap: float) -> pl.Expr:
+    """Cluster index of ``log10(value)`` within ``keys``: a new cluster wherever the sorted values
+    jump by more than ``gap`` decades (nulls get their own cluster, -1)."""
+    log = value.cast(pl.Float64).log10()
+    sorted_log = log.sort(nulls_last=True)
+    breaks = (sorted_log.diff() > gap).fill_null(False).cast(pl.Int32).cum_sum()
+    # the cluster of each row: the number of breaks among the sorted values up to its own
+    position = log.rank("min").cast(pl.Int64) - 1
+    return pl.when(log.is_null()).then(pl.lit(-1)).otherwise(breaks.gather(position.fill_null(0))).over(keys)
+
+
+def _whole(value: pl.Expr, digits: int) -> pl.Expr:
+    """A count as a whole number to ``digits`` significant figures (``120000``, not ``120000.0``)."""
+    return value.cast(pl.Float64).round_sig_figs(digits).cast(pl.Int64).cast(pl.String)
+
+
+def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] = ("run",)) -> pl.LazyFrame:
+    """``trials`` with a ``cell`` column naming which trials share a budget.
+
+    A search (null ``group``) has one budget: its trials are in the cell ``search``. In a scaling
+    study (``group`` set) a cell is a planned grid point: the same ``planned_kind`` and
+    ``planned_size`` and a training length within ``TOKENS_GAP_DECADES`` of each other (a study
+    that sets tokens per parameter or isoFLOP budgets gives each family slightly different tokens
+    at one planned point), so
+    families are compared at the size the study asked for, never at whatever size each achieved.
+    Studies written before the planned size was recorded fall back to the achieved ``params``
+    (clustered the same way). Seeds are not part of the cell: a cell holds a grid point's seeds.
+    """
+    lf = trials.lazy() if isinstance(trials, pl.DataFrame) else trials
+    schema = lf.collect_schema()
+    for name, dtype in (("group", pl.String), ("planned_kind", pl.String), ("planned_size", pl.Float64),
+                        ("params", pl.Int64), ("target_tokens", pl.Int64)):  # fmt: skip
+        if name not in schema:
+            lf = lf.with_columns(pl.lit(None, dtype).alias(name))
+    by = [c for c in by if c in schema]
+    planned = pl.col("planned_size").is_not_null()
+    size_key = pl.when(planned).then(
+        pl.format("{}={}", pl.col("planned_kind").fill_null("size"), _whole(pl.col("planned_size"), 4))
     )
+    size_cluster = (
+        pl.when(planned).then(pl.lit(0)).otherwise(_gap_clusters(pl.col("params"), [*by, "_study"], CELL_GAP_DECADES))
+    )
+    lf = lf.with_columns(_study=pl.col("group").is_not_null())
+    lf = lf.with_columns(_size=pl.coalesce(size_key, pl.format("params#{}", size_cluster)))
+    lf = lf.with_columns(_tok=_gap_clusters(pl.col("target_tokens"), [*by, "_study", "_size"], TOKENS_GAP_DECADES))
+    tokens = pl.col("target_tokens").min().over([*by, "_study", "_size", "_tok"]).cast(pl.Float64)
+    size_shown = (
+        pl.when(planned)
+        .then(pl.col("_size"))
+        .otherwise(pl.format("params≈{}", _whole(pl.col("params").min().over([*by, "_study", "_size"]), 3)))
+    )
+    tokens_shown = pl.format("tokens≈{}", _whole(tokens, 3)).fill_null("tokens?")
+    shown = pl.concat_str([size_shown.fill_null("size?"), tokens_shown], separator=", ")
+    cell = pl.when(pl.col("_study")).then(shown)
+    return lf.with_columns(cell=cell.otherwise(pl.lit("search"))).drop("_study", "_size", "_tok")
 
 
 def axis_effects(
@@ -57,52 +113,76 @@ def axis_effects(
 ) -> pl.DataFrame:
     """Difference of ``metric`` from the baseline value of every axis, at equal budget.
 
-    Within each budget cell (``budget_cell``) of each ``by`` group, ``d = mean(value) -
-    mean(baseline)``; cells are combined weighted by the value's trial count, and the interval is
-    a t-interval with Welch-Satterthwaite degrees of freedom (exactly Welch's interval when there
-    is one cell, as in a search). Seeds are replicas: every completed trial is an observation.
-    Without replicas (one run per grid point, common in studies) the interval is a paired
-    t-interval over the cells' differences instead.
-    Only completed trials with a finite metric count; an axis is compared only in cells where it
-    takes 2+ values and the baseline is present. Returns one row per (``by``..., axis, value):
-    ``n, mean, std, baseline, effect, lo, hi, cells`` (the baseline's own row has effect 0 and
-    shows its own noise). Values are compared as lower-case strings (``"true"``, ``"64"``).
-    """
-    from scipy import stats
+    Trials are compared only within a budget cell (``with_budget_cells``) of each ``by`` group.
+    The observations of a value in a cell are its architectures (configurations:
+    ``comparisons.configuration``), each the mean of its seeds, when it has several: seed replicas
+    of one architecture share every other axis, so counting them as independent draws would
+    overstate n. A value with a single architecture in a cell is observed through its seeds.
+    Two designs, chosen per (axis, value):
 
+    * ``paired``: where the value and the baseline each have at most one trial per (cell, seed),
+      and 2+ such units have both: the mean of the per-unit differences with a paired t-interval
+      (``n - 1`` dof over units). Equal seeds share the data order, so their difference cancels it;
+      a study with one seed per grid point is paired over grid points.
+    * ``welch``: otherwise, per cell ``mean(value) - mean(baseline)`` over those observations,
+      combined over cells weighted by the value's observation count, with Welch's interval
+      (Welch-Satterthwaite dof). A side with a single trial in a cell has no variance of its own:
+      it takes the axis's pooled within-group variance and that pool's dof (``welch (pooled sd)``);
+      with nothing to pool there is no interval (``none``), never a zero-width one.
+
+    ``p`` is the two-sided t-test p-value; ``p_holm`` is Holm-adjusted over every comparison this
+    call returns (``comparisons`` says how many); ``verdict`` is ``resolved`` when ``p_holm`` is
+    below 0.05, else ``within noise`` (or ``no interval``). ``sd`` is the spread of one observation
+    (one difference when paired) and ``n_needed`` the observations per side (pairs, when paired)
+    that would resolve the observed effect at that spread (``comparisons.seeds_needed``: alpha
+    0.05, power 0.8); ``more_needed`` is how many more than now. Only completed trials with a
+    finite metric count. ``n`` and ``n_base`` count observations (see above). One row per
+    (``by``..., axis, value): ``n, n_base, mean, std, baseline,
+    effect, lo, hi, cells, method, dof, p, p_holm, verdict, sd, n_needed, more_needed,
+    comparisons`` (the baseline's own row has effect 0 and method ``baseline``). Values are
+    compared as lower-case strings (``"true"``, ``"64"``).
+    """
     lf = trials.lazy() if isinstance(trials, pl.DataFrame) else trials
     schema = lf.collect_schema()
     axes = [a for a in (axes or ARCH_AXES) if a in schema]
     by = [c for c in by if c in schema]
     baselines = {**DEFAULT_BASELINES, **(baselines or {})}
-    empty = pl.DataFrame(
-        schema={**{c: pl.String for c in by}, "axis": pl.String, "value": pl.String, "n": pl.UInt32, "mean": pl.Float64,
-                "std": pl.Float64, "baseline": pl.String, "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
-                "cells": pl.UInt32}
-    )  # fmt: skip
     if not axes or metric not in schema:
-        return empty
-    for name, dtype in (("group", pl.String), ("params", pl.Int64), ("target_tokens", pl.Int64)):
+        return _empty_effects(by)
+    from .comparisons import configuration
+
+    for name, dtype in (("seed", pl.Int64), ("group", pl.String), ("arch_id", pl.String), ("lr", pl.Float64)):
         if name not in schema:
             lf = lf.with_columns(pl.lit(None, dtype).alias(name))
     keys = [*by, "cell", "axis"]
+    done = lf.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null() & pl.col(metric).is_finite())
     long = (
-        lf.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null() & pl.col(metric).is_finite())
-        .with_columns(cell=budget_cell())
-        .select(*by, "cell", metric, *[pl.col(a).cast(pl.String).str.to_lowercase() for a in axes])
-        .unpivot(index=[*by, "cell", metric], on=axes, variable_name="axis", value_name="value")
+        with_budget_cells(done, by=by)
+        .with_columns(config=configuration())
+        .select(*by, "cell", "seed", "config", metric, *[pl.col(a).cast(pl.String).str.to_lowercase() for a in axes])
+        .unpivot(index=[*by, "cell", "seed", "config", metric], on=axes, variable_name="axis", value_name="value")
         .drop_nulls("value")
-    )
-    per_cell = (
-        long.group_by(*keys, "value")
-        .agg(n=pl.len(), mean=pl.col(metric).mean(), var=pl.col(metric).var().fill_null(0.0))
         .filter(pl.col("value").n_unique().over(keys) > 1)
+    )
+    # the observations of a value in a cell: its architectures' seed means when it has several
+    # (seed replicas of one architecture share its other axes: they are not independent draws),
+    # else its one architecture's seed replicas
+    per_config = long.group_by(*keys, "value", "config").agg(
+        k=pl.len(), y=pl.col(metric).mean(), y_var=pl.col(metric).var()
+    )
+    several = pl.len() >= 2
+    per_cell = per_config.group_by(*keys, "value").agg(
+        n=pl.when(several).then(pl.len()).otherwise(pl.col("k").first()).cast(pl.UInt32),
+        mean=pl.col("y").mean(),
+        var=pl.when(several).then(pl.col("y").var()).otherwise(pl.col("y_var").first()),
+    )
+    pooled = per_cell.group_by(*by, "axis").agg(
+        pool_dof=(pl.col("n") - 1).sum(), pool_ss=(pl.col("var").fill_null(0.0) * (pl.col("n") - 1)).sum()
     )
     # the baseline of an axis: the preferred value when present, else the most common (ties: smallest)
     preferred = pl.col("axis").replace_strict(baselines, default=None)
     baseline_of = (
-        long.filter(pl.col("value").n_unique().over(keys) > 1)
-        .group_by(*by, "axis", "value")
+        long.group_by(*by, "axis", "value")
         .agg(count=pl.len())
         .with_columns(is_preferred=pl.col("value") == preferred)
         .sort(
@@ -113,51 +193,139 @@ def axis_effects(
         .select(*by, "axis", baseline="value")
     )
     base_stats = per_cell.join(baseline_of, on=[*by, "axis"]).filter(pl.col("value") == pl.col("baseline"))
-    cells = per_cell.join(
-        base_stats.select(*keys, "baseline", base_n="n", base_mean="mean", base_var="var"), on=keys, how="inner"
+    cells = (
+        per_cell.join(base_stats.select(*keys, "baseline", base_n="n", base_mean="mean", base_var="var"), on=keys)
+        .join(pooled, on=[*by, "axis"])
+        .with_columns(pool_var=pl.col("pool_ss") / pl.col("pool_dof").replace(0, None))
     )
+    welch = _welch_over_cells(cells, by)
+    paired = _paired_over_units(long, baseline_of, keys, by, metric)
+    df = welch.join(paired, on=[*by, "axis", "value"], how="left").collect()
+    if df.height == 0:
+        return _empty_effects(by)
+    return _finish_effects(df, by, level)
+
+
+def _empty_effects(by: Sequence[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={**{c: pl.String for c in by}, "axis": pl.String, "value": pl.String, "n": pl.UInt32,
+                "n_base": pl.UInt32, "mean": pl.Float64, "std": pl.Float64, "baseline": pl.String,
+                "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "cells": pl.UInt32, "method": pl.String,
+                "dof": pl.Float64, "p": pl.Float64, "p_holm": pl.Float64, "verdict": pl.String, "sd": pl.Float64,
+                "n_needed": pl.Float64, "more_needed": pl.Float64, "comparisons": pl.UInt32}
+    )  # fmt: skip
+
+
+def _welch_over_cells(cells: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """Per (axis, value): the count-weighted difference over cells and its Welch variance and
+    dof parts; a side with one trial in a cell uses the pooled variance and the pool's dof."""
     weight = pl.col("n") / pl.col("n").sum().over(*by, "axis", "value")
-    var_a = weight**2 * pl.col("var") / pl.col("n")  # variance components of the weighted difference
-    var_b = weight**2 * pl.col("base_var") / pl.col("base_n")
-    dof_part = pl.when(pl.col("n") > 1).then(var_a**2 / (pl.col("n") - 1)).otherwise(0.0) + pl.when(
-        pl.col("base_n") > 1
-    ).then(var_b**2 / (pl.col("base_n") - 1)).otherwise(0.0)
-    df = (
-        cells.with_columns(w=weight, va=var_a, vb=var_b, dof_part=dof_part, d=pl.col("mean") - pl.col("base_mean"))
+    var_a = pl.when(pl.col("n") > 1).then(pl.col("var")).otherwise(pl.col("pool_var"))
+    var_b = pl.when(pl.col("base_n") > 1).then(pl.col("base_var")).otherwise(pl.col("pool_var"))
+    dof_a = pl.when(pl.col("n") > 1).then(pl.col("n") - 1).otherwise(pl.col("pool_dof"))
+    dof_b = pl.when(pl.col("base_n") > 1).then(pl.col("base_n") - 1).otherwise(pl.col("pool_dof"))
+    va, vb = weight**2 * var_a / pl.col("n"), weight**2 * var_b / pl.col("base_n")
+    within = (pl.col("var").fill_null(0.0) * (pl.col("n") - 1)).sum() / (pl.col("n").sum() - pl.len()).replace(0, None)
+    return (
+        cells.with_columns(w=weight, va=va, vb=vb, da=dof_a, db=dof_b, d=pl.col("mean") - pl.col("base_mean"))
         .group_by(*by, "axis", "value", "baseline")
         .agg(
             n=pl.col("n").sum(),
+            n_base=pl.col("base_n").sum(),
             mean=(pl.col("w") * pl.col("mean")).sum(),
-            std=((pl.col("var") * (pl.col("n") - 1)).sum() / (pl.col("n").sum() - pl.len()).clip(lower_bound=1)).sqrt(),
+            std=within.sqrt(),
             effect=(pl.col("w") * pl.col("d")).sum(),
-            variance=(pl.col("va") + pl.col("vb")).sum(),
-            dof_denominator=pl.col("dof_part").sum(),
+            # a null part (a side with no variance to use) makes the sum null: no interval
+            variance=pl.when(pl.col("va").is_null().any() | pl.col("vb").is_null().any())
+            .then(None)
+            .otherwise((pl.col("va") + pl.col("vb")).sum()),
+            dof_denominator=(pl.col("va") ** 2 / pl.col("da") + pl.col("vb") ** 2 / pl.col("db")).sum(),
             cells=pl.len(),
-            d_var=pl.col("d").var(),
+            pooled=((pl.col("n") == 1) | (pl.col("base_n") == 1)).any(),
         )
-        .collect()
     )
-    if df.height == 0:
-        return empty
-    variance = df["variance"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dof = variance**2 / df["dof_denominator"].to_numpy()
-    # no replicas within cells (one run per grid point): a paired t-interval over the cells
-    cells_n = df["cells"].to_numpy().astype(float)
-    paired = (variance == 0) & (cells_n >= 2)
-    d_var = df["d_var"].fill_null(0.0).to_numpy()
-    variance = np.where(paired, d_var / cells_n, variance)
-    dof = np.where(paired, cells_n - 1, dof)
-    t = stats.t.ppf(0.5 + level / 2.0, np.where(np.isfinite(dof) & (dof > 0), dof, np.nan))
-    half = np.where(variance > 0, t * np.sqrt(variance), np.nan)
+
+
+def _paired_over_units(
+    long: pl.LazyFrame, baseline_of: pl.LazyFrame, keys: list[str], by: list[str], metric: str
+) -> pl.LazyFrame:
+    """Per (axis, value): differences from the baseline within each (cell, seed) unit both have."""
+    units = (
+        long.filter(pl.col("seed").is_not_null())
+        .group_by(*keys, "seed", "value")
+        .agg(u_n=pl.len(), y=pl.col(metric).mean())
+        .join(baseline_of, on=[*by, "axis"])
+    )
+    base = units.filter(pl.col("value") == pl.col("baseline")).select(*keys, "seed", b_n="u_n", y_b="y")
+    d = pl.col("y") - pl.col("y_b")
     return (
-        df.with_columns(half=pl.Series(half).fill_nan(None))
-        .with_columns(lo=pl.col("effect") - pl.col("half"), hi=pl.col("effect") + pl.col("half"))
+        units.filter(pl.col("value") != pl.col("baseline"))
+        .join(base, on=[*keys, "seed"])
+        .group_by(*by, "axis", "value")
+        .agg(
+            units=pl.len(),
+            max_n=pl.max_horizontal(pl.col("u_n").max(), pl.col("b_n").max()),
+            p_effect=d.mean(),
+            p_sd=d.std(),
+            p_cells=pl.col("cell").n_unique(),
+        )
+    )
+
+
+def _finish_effects(df: pl.DataFrame, by: list[str], level: float) -> pl.DataFrame:
+    """Choose paired or Welch per row, then intervals, Holm, verdicts and seeds needed."""
+    from .comparisons import holm, seeds_needed, t_test, verdict
+
+    is_base = (df["value"] == df["baseline"]).to_numpy()
+    n_units = df["units"].fill_null(0).to_numpy().astype(float)
+    use_paired = ~is_base & (n_units >= 2) & (df["max_n"].fill_null(9).to_numpy() == 1)
+    variance = df["variance"].fill_null(np.nan).to_numpy()
+    n_a, n_b = df["n"].to_numpy().astype(float), df["n_base"].to_numpy().astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        welch_dof = variance**2 / df["dof_denominator"].fill_null(np.nan).to_numpy()
+        p_sd = df["p_sd"].fill_null(np.nan).to_numpy()
+        effect = np.where(use_paired, df["p_effect"].fill_null(np.nan).to_numpy(), df["effect"].to_numpy())
+        se = np.where(is_base, np.nan, np.where(use_paired, p_sd / np.sqrt(n_units), np.sqrt(variance)))
+        dof = np.where(use_paired, n_units - 1, welch_dof)
+        sd = np.where(use_paired, p_sd, np.sqrt(variance / (1 / n_a + 1 / n_b)))  # one run's spread
+    lo, hi, p = t_test(effect, se, dof, level)
+    needed = seeds_needed(effect, sd, paired=use_paired)
+    have = np.where(use_paired, n_units, np.minimum(n_a, n_b))
+    method = np.select(
+        [is_base, use_paired, np.isfinite(lo) & df["pooled"].to_numpy(), np.isfinite(lo)],
+        ["baseline", "paired", "welch (pooled sd)", "welch"],
+        "none",
+    )
+
+    def column(values: np.ndarray) -> pl.Series:
+        return pl.Series(np.where(is_base, np.nan, values)).fill_nan(None)
+
+    return (
+        df.with_columns(
+            effect=pl.Series(np.where(is_base, 0.0, effect)),
+            lo=column(lo),
+            hi=column(hi),
+            method=pl.Series(method, dtype=pl.String),
+            dof=column(dof),
+            p=column(p),
+            p_holm=pl.Series(holm(p)).fill_nan(None),
+            sd=column(sd),
+            n_needed=column(needed),
+            more_needed=column(np.maximum(needed - have, 0)),
+            cells=pl.Series(np.where(use_paired, df["p_cells"].fill_null(0).to_numpy(), df["cells"].to_numpy())),
+            comparisons=pl.lit(int(np.isfinite(p).sum())),
+        )
+        .with_columns(
+            verdict=pl.when(pl.col("method") == "baseline")
+            .then(pl.lit("baseline"))
+            .otherwise(verdict(pl.col("p_holm"), pl.col("lo").is_not_null()))
+        )
         .select(
             *by,
             "axis",
             "value",
             pl.col("n").cast(pl.UInt32),
+            pl.col("n_base").cast(pl.UInt32),
             "mean",
             "std",
             "baseline",
@@ -165,7 +333,16 @@ def axis_effects(
             "lo",
             "hi",
             pl.col("cells").cast(pl.UInt32),
-        )
+            "method",
+            "dof",
+            "p",
+            "p_holm",
+            "verdict",
+            "sd",
+            "n_needed",
+            "more_needed",
+            pl.col("comparisons").cast(pl.UInt32),
+        )  # fmt: skip
         .sort([*by, "axis", "effect"])
     )
 

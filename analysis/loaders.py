@@ -197,15 +197,21 @@ def _relocated(path: Path, dir: Path) -> Path:
     return dir / path.name
 
 
-def study_storage(dir: PathLike) -> Any:
-    """The Optuna storage recorded in ``run.json`` (RDB URL or ``.journal`` file path).
+def study_storage(dir: PathLike, storage: str | None = None) -> Any:
+    """The Optuna storage recorded in ``run.json`` (RDB URL or ``.journal`` file path), or ``storage``
+    when given (a URL whose password ``run.json`` does not keep: ``postgresql://user:***@...``).
 
     Raises ``FileNotFoundError`` when there is no storage to open. Passwords are never shown.
     """
     import optuna
 
     dir = Path(dir)
-    storage = load_run(dir).get("storage")
+    storage = storage or load_run(dir).get("storage")
+    if storage and ":***@" in storage:
+        raise FileNotFoundError(
+            f"{dir / 'run.json'}: the study storage {storage} is recorded without its password; "
+            "pass the URL with --storage, or give the password through PGPASSWORD / ~/.pgpass"
+        )
     if not storage:
         raise FileNotFoundError(f"{dir / 'run.json'}: no 'storage' recorded (is this a results directory?)")
     if storage.endswith(".journal") and "://" not in storage:
@@ -224,7 +230,7 @@ def study_storage(dir: PathLike) -> Any:
         raise RuntimeError(f"cannot open storage {redact_url(storage)}: {type(exc).__name__}") from None
 
 
-def open_study(dir: PathLike) -> Any:
+def open_study(dir: PathLike, storage: str | None = None) -> Any:
     """Load the search's ``optuna.Study`` from the storage named in ``DIR/run.json``.
 
     ``storage`` is an Optuna RDB URL (``sqlite:///abs/path/study.db``, PostgreSQL, ...) or the
@@ -234,7 +240,7 @@ def open_study(dir: PathLike) -> Any:
     """
     import optuna
 
-    storage = study_storage(dir)
+    storage = study_storage(dir, storage)
     name = load_run(dir).get("study_name")
     if not name:
         names = optuna.get_all_study_names(storage)

@@ -3,12 +3,13 @@
 ``write_report(dirs, out)`` writes one page that works offline: every chart is rendered to an
 inline SVG with vl-convert (no JavaScript at all, so nothing is fetched from a CDN and the page
 opens from a file or an e-mail attachment; the price is that hover tooltips are only available in
-``archscale plot --out x.html``). Sections: what was run, best architectures, the Pareto front,
-scaling fits (power laws, Chinchilla Approach 3 and 2, leave-largest-out, ranking and effective
-compute multipliers), effects, parameter importance, learning curves, length generalisation.
+``archscale plot --out x.html``). Sections: verdicts (what the data supports, and how strongly),
+best architectures, the Pareto front, scaling fits (power laws, Chinchilla Approach 3 and 2,
+leave-largest-out, ranking and effective compute multipliers), effects, parameter importance,
+learning curves, length generalisation, and last what was run.
 
 The report computes nothing itself: each section calls the library function a notebook would
-(``scaling_analysis``, ``pareto_analysis``, ``axis_effects``, ...) and renders what it returns. A
+(``verdicts``, ``scaling_analysis``, ``pareto_analysis``, ``axis_effects``, ...) and renders what it returns. A
 section with nothing to show says why ("No data: ..."); a section that raises is shown as failed
 ("This section failed: ...", on a ``<section data-section-error="...">``), and
 ``section_errors(report)`` lists those, so a test or a script can insist there are none.
@@ -29,7 +30,9 @@ import polars as pl
 
 from . import charts as ch
 from . import effects as fx
-from .loaders import PathLike, load_run, load_trials, redact_url
+from . import verdict as vd
+from .comparisons import comparable_trials
+from .loaders import PathLike, load_curves, load_run, load_trials, redact_url
 from .pareto import cost_objectives, pareto_analysis
 from .runs import NoData
 from .scaling import ScalingAnalysis, parameter_table, scaling_analysis
@@ -46,6 +49,7 @@ padding: .5rem .8rem; border-radius: 4px; }
 pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
 .note { color: #555; font-size: 13px; }
 .section-error { color: #a94442; background: #f2dede; padding: .5rem .8rem; border-radius: 4px; }
+p.verdict { font-size: 15px; } ul.verdicts li { margin: .2rem 0; }
 """
 
 
@@ -62,6 +66,7 @@ def _fmt(col: str) -> pl.Expr:
     plain = x.round_sig_figs(4).cast(pl.String)
     return (
         pl.when(x.is_null() | x.is_nan()).then(pl.lit("–"))
+        .when(x.is_infinite()).then(pl.when(x > 0).then(pl.lit("∞")).otherwise(pl.lit("−∞")))
         .when((x.abs() >= 1e5) | ((x.abs() < 1e-3) & (x != 0))).then(sci)
         .otherwise(plain.str.replace(r"\.0$", ""))
         .alias(col)
@@ -319,14 +324,51 @@ class _Report:
         return figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(a2.exponents) + _warnings(a2.fits)
 
     def effects(self) -> str:
-        eff = fx.axis_effects(self.done)
+        frame, notes = comparable_trials(self.trials, load_curves(self.dirs))
+        eff = fx.axis_effects(frame)
         if eff.height == 0:
             raise NoData("no architecture axis takes more than one value among completed trials")
+        comparisons = int(eff["comparisons"].max() or 0)
         note = (
-            "Mean difference in final eval loss from each axis's baseline value at equal budget (within a search, or "
-            "within a grid point of a scaling study), 95% Welch interval across trials and seeds."
+            "Difference in final eval loss from each axis's baseline value at equal budget (within a search, or "
+            "within a planned grid point of a study): paired by seed where each side has one run per seed, else "
+            "Welch's interval over architectures (or one architecture's seeds); a value seen once takes the pooled "
+            f"spread, or gets no interval. 95% intervals; verdicts Holm-adjusted over the {comparisons} comparisons. "
+            "n counts architectures (seeds for a single one); n needed: to resolve the effect at the observed spread."
         )
-        return f'<p class="note">{html.escape(note)}</p>' + _figure(ch.effects_chart(eff))
+        table = eff.filter(pl.col("method") != "baseline").select(
+            *[c for c in ("run",) if c in eff.columns], "axis", "value", "baseline", "n", "n_base", "effect", "lo",
+            "hi", "method", "p_holm", "verdict", "n_needed",
+        )  # fmt: skip
+        extra = "".join(_note(html.escape(n)) for n in notes)
+        return _note(html.escape(note)) + extra + _figure(ch.effects_chart(eff)) + html_table(table, max_rows=200)
+
+    def verdicts(self) -> str:
+        v = vd.verdicts(self.dirs, bootstrap=self.bootstrap, target=self.target)
+        if v.best is None:
+            raise NoData("no completed trials with an eval_loss yet")
+        lines = vd.verdict_lines(v)
+
+        def bullets(items: list[str], limit: int = 12) -> str:
+            more = f"<li>... and {len(items) - limit} more in the table below</li>" if len(items) > limit else ""
+            body = "".join(f"<li>{html.escape(i)}</li>" for i in items[:limit])
+            return f'<ul class="verdicts">{body}{more}</ul>'
+
+        ranking = v.ranking.select("rank", "name", "n", "mean", "lo", "hi", "interval", "lr_sensitivity", "lrs")
+        out = [f'<p class="verdict">{html.escape(lines["best"][0])}</p>', html_table(ranking)]
+        if lines["differences"]:
+            plural = "" if v.comparisons == 1 else "s"
+            out.append(f"<h3>Differences from the best ({v.comparisons} comparison{plural} in all, Holm-adjusted)</h3>")
+            out.append(bullets(lines["differences"]))
+            cols = ["name", "n", "n_best", "n_pairs", "method", "diff", "lo", "hi", "p_holm", "verdict", "seeds_needed"]
+            out.append(html_table(v.differences.select(cols)))
+        if lines["effects"]:
+            out.append("<h3>Effects at equal budget</h3>" + bullets(lines["effects"]))
+        if lines["fits"]:
+            out.append("<h3>Scaling fits</h3>" + bullets(lines["fits"]))
+        if lines["notes"]:
+            out.append("".join(_note(html.escape(n)) for n in lines["notes"]))
+        return "\n".join(out)
 
     def importance(self) -> str:
         """One chart per search directory (each has its own study), from its Optuna study or, when
@@ -340,6 +382,47 @@ class _Report:
             raise NoData("no completed trials with varying parameters: nothing to rank")
         return "\n".join(_figure(c) for c in charts)
 
+    def predicted(self) -> str:
+        """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
+        from .ladders import ladder_chart, load_predictions
+
+        pred = load_predictions(self.dirs)
+        if pred is None:
+            raise NoData("no ladder search among these results (run `archscale search run ... --target-compute C`)")
+        ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+        small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
+        small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+        table = ok.select(
+            "run",
+            "label",
+            "predicted_loss",
+            "lo",
+            "hi",
+            "alpha",
+            "rungs",
+            "rung0_loss",
+            pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
+            "target_compute",
+        ).with_row_index("rank", offset=1)
+        lines = [
+            f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+            for r in ok.iter_rows(named=True)
+            for c in (r["crossings"] or [])
+            if c["overtakes"]
+        ]
+        missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
+        note = _note(
+            "Each architecture's law in compute, fitted on its ladder with E shared by all ladders; 95% "
+            "intervals from a parametric bootstrap (n = rungs per ladder). The small-scale rank is the "
+            "ranking plain search at the first rung would give."
+        )
+        parts = [note, html_table(table), _figure(ladder_chart(pred, self.trials))] if ok.height else [note]
+        if lines:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+        if missing.height:
+            parts.append("<h3>No prediction</h3>" + html_table(missing))
+        return "\n".join(parts)
+
     def curves(self) -> str:
         note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'
         return note + _figure(ch.build_chart(self.dirs, "curves"))
@@ -349,7 +432,8 @@ class _Report:
 
     def render(self) -> str:
         sections = [
-            ("What was run", self.what_was_run),
+            ("Verdicts", self.verdicts),  # what the data supports first; metadata last
+            ("Predicted at the target", self.predicted),
             ("Best architectures", self.best),
             ("Pareto front", self.pareto),
             ("Scaling fits", self.scaling),
@@ -357,6 +441,7 @@ class _Report:
             ("Parameter importance", self.importance),
             ("Learning curves", self.curves),
             ("Length generalisation", self.lengths),
+            ("What was run", self.what_was_run),
         ]
         with ch.rows_allowed():
             body = "\n".join(_section(title, fn) for title, fn in sections)

@@ -68,16 +68,25 @@ def _arch_columns(rng: np.random.Generator, n: int) -> dict[str, Any]:
     }
 
 
-def _curves(rng: np.random.Generator, trials: pl.DataFrame, evals_per_trial: int) -> pl.DataFrame:
-    """``evals_per_trial`` evaluations per trial (fewer for pruned/running), loss decaying to final."""
+def _curves(rng: np.random.Generator, trials: pl.DataFrame, evals_per_trial: int, final: np.ndarray) -> pl.DataFrame:
+    """``evals_per_trial`` evaluations on each trial's planned token budget (``target_tokens``), the
+    loss decaying to ``final`` (what the trial reaches at its full budget): so trials evaluated at
+    the same token count are comparable, as in a real run. Pruned trials stop at their ``tokens``,
+    running ones at half the budget, failed ones at a fifth."""
     n = trials.height
     frac = np.tile(np.arange(1, evals_per_trial + 1) / evals_per_trial, n)
     idx = np.repeat(np.arange(n), evals_per_trial)
-    tokens = trials["tokens"].to_numpy()[idx] * frac
-    final = trials["eval_loss"].fill_null(5.0).to_numpy()[idx]
-    eval_loss = final + 3.0 * (1.0 - frac) ** 2 + rng.normal(0, 0.01, idx.size)
+    planned = trials["target_tokens"].fill_null(trials["tokens"]).to_numpy()[idx]
+    tokens = planned * frac
+    eval_loss = final[idx] + 3.0 * (1.0 - frac) ** 2 + rng.normal(0, 0.01, idx.size)
     status = trials["status"].to_numpy()[idx]
-    keep = (status == "completed") | (frac <= 0.5) & (status != "failed") | (frac <= 0.2)
+    reached = trials["tokens"].to_numpy()[idx]
+    keep = (
+        (status == "completed")
+        | (status == "pruned") & (tokens <= reached)
+        | (status == "running") & (frac <= 0.5)
+        | (frac <= 0.2)
+    )
     fpt = trials["flops_per_token"].to_numpy()[idx]
     return pl.DataFrame(
         {
@@ -123,19 +132,18 @@ def write_search(
     rep = np.repeat(np.arange(n_archs), seeds)
     params = (12 * arch["n_layers"] * arch["d_model"] ** 2 + 256 * arch["d_model"]).astype(np.int64)[rep]
     flops = 6.0 * params + 12.0 * arch["n_layers"][rep] * arch["d_model"][rep] * 256
-    tokens = np.full(n, 2_000_000, np.int64)
+    planned = 2_000_000
+    tokens = np.full(n, planned, np.int64)
     status = np.full(n, "completed", dtype=object)
     status[rng.permutation(n)[: n // 8]] = "pruned"
     status[n - n_running - n_failed : n - n_running] = "failed"
     status[n - n_running :] = "running"
-    tokens = np.where(status == "pruned", tokens // 4, tokens)
+    # pruned at the last evaluation within the first quarter of the budget (an ASHA rung)
+    stop_frac = max(1, evals_per_trial // 4) / evals_per_trial
+    tokens = np.where(status == "pruned", int(planned * stop_frac), tokens)
     size_term = SIZE_LAW["A"] * params.astype(float) ** -SIZE_LAW["alpha"] - SIZE_LAW["A"] * 1e6 ** -SIZE_LAW["alpha"]
-    loss = (
-        arch_loss[rep]
-        + (size_term if size_effect else 0.0)
-        + rng.normal(0, 0.01, n)
-        + np.where(status == "pruned", 0.3, 0.0)
-    )
+    final = arch_loss[rep] + (size_term if size_effect else 0.0) + rng.normal(0, 0.01, n)  # at the full budget
+    loss = final + np.where(status == "pruned", 3.0 * (1.0 - stop_frac) ** 2, 0.0)  # where the curve stopped
     lengths = np.array([128, 256, 512])
     by_length = [
         json.dumps(
@@ -159,7 +167,7 @@ def write_search(
             ),
             **{k: v[rep] for k, v in arch.items()},
             **{k: v[rep] for k, v in choices.items()},
-            "lr": 10 ** rng.uniform(-4, -2, n),
+            "lr": (10 ** rng.uniform(-4, -2, n)).reshape(n_archs, seeds)[:, 0][rep],  # replicas share it
             "warmup_tokens": np.full(n, 10_000, np.int64),
             "weight_decay": np.full(n, 0.1),
             "batch_size": np.full(n, 32, np.int64),
@@ -196,7 +204,7 @@ def write_search(
         "study_name": "synthetic-search",
         "objectives": [{"name": "eval_loss", "direction": "minimize"}],
     }
-    _write(dir, trials, _curves(rng, trials, evals_per_trial), run)
+    _write(dir, trials, _curves(rng, trials, evals_per_trial, final), run)
     if with_study:
         _write_study(storage, trials)
     return dir
@@ -227,32 +235,45 @@ def write_study(
     laws: dict[str, dict[str, float]] | None = None,
     noise: float = 0.005,
     evals_per_trial: int = 5,
+    seeds: int = 1,
+    seed_noise: float = 0.0,
     seed: int = 0,
 ) -> Path:
     """Write a fake scaling study: per family and budget, ``sizes_per_budget`` model sizes spread
     over ±1 decade around ``sqrt(C/120)`` (≈ 20 tokens per parameter), ``C = 6ND`` exactly (so
-    ``flops_per_token = 6N``), loss = the family's Chinchilla law × lognormal noise."""
+    ``flops_per_token = 6N``), loss = the family's Chinchilla law × lognormal noise. The planned
+    grid point (``planned_kind = "params"``, ``planned_size``) is recorded as a real study does.
+
+    ``seeds`` trains every grid point with seeds 0..seeds-1; ``seed_noise`` adds to each loss a
+    normal term (that standard deviation, nats) shared by every family at the same grid point and
+    seed, as the shared data order does in real runs (so pairing by seed cancels it)."""
     rng = np.random.default_rng(seed)
     dir = Path(dir)
     laws = laws or STUDY_LAWS
     fams = list(laws)
-    c = np.repeat(np.tile(np.asarray(budgets, float), len(fams)), sizes_per_budget)
-    fam = np.repeat(np.arange(len(fams)), len(budgets) * sizes_per_budget)
-    spread = np.tile(np.linspace(-1.0, 1.0, sizes_per_budget), len(fams) * len(budgets))
-    n_params = np.round(np.sqrt(c / 120.0) * 10**spread).astype(np.int64)
+    grid = len(fams) * len(budgets) * sizes_per_budget
+    c = np.repeat(np.repeat(np.tile(np.asarray(budgets, float), len(fams)), sizes_per_budget), seeds)
+    fam = np.repeat(np.arange(len(fams)), len(budgets) * sizes_per_budget * seeds)
+    spread = np.repeat(np.tile(np.linspace(-1.0, 1.0, sizes_per_budget), len(fams) * len(budgets)), seeds)
+    seed_of = np.tile(np.arange(seeds), grid)
+    planned_size = np.sqrt(c / 120.0) * 10**spread
+    n_params = np.round(planned_size).astype(np.int64)
     tokens = np.round(c / (6.0 * n_params)).astype(np.int64)
     p = {k: np.array([laws[f][k] for f in fams])[fam] for k in ("E", "A", "B", "alpha", "beta")}
     loss = (p["E"] + p["A"] * n_params ** -p["alpha"] + p["B"] * tokens ** -p["beta"]) * np.exp(
         rng.normal(0, noise, c.size)
     )
     n = c.size
-    arch = _arch_columns(rng, n)
+    arch = {k: np.repeat(v, seeds) for k, v in _arch_columns(rng, grid).items()}  # seed replicas share it
+    if seed_noise > 0:  # one draw per (budget, size, seed), shared by the families
+        point = np.arange(n) % (len(budgets) * sizes_per_budget * seeds)
+        loss = loss + rng.normal(0, seed_noise, len(budgets) * sizes_per_budget * seeds)[point]
     trials = pl.DataFrame(
         {
             "trial_id": np.arange(n, dtype=np.int64),
             "status": np.full(n, "completed"),
-            "seed": np.zeros(n, np.int64),
-            "arch_id": np.char.add("s", np.arange(n).astype(str)),
+            "seed": seed_of.astype(np.int64),
+            "arch_id": np.char.add("s", (np.arange(n) // seeds).astype(str)),
             "label": np.array(fams)[fam],
             **arch,
             "ffn_activation": np.where(fam == 0, "gelu", "swiglu"),
@@ -272,6 +293,8 @@ def write_study(
             "error": [None] * n,
             "eval_loss_by_length": [None] * n,
             "group": np.array(fams)[fam],
+            "planned_kind": np.full(n, "params"),
+            "planned_size": planned_size,
             "target_tokens": tokens,
         }
     ).with_columns(pl.col("error", "eval_loss_by_length").cast(pl.String))
@@ -279,7 +302,7 @@ def write_study(
         "kind": "study",
         "space": {"families": fams},
         "budget": {"compute": list(budgets)},
-        "args": {"sizes_per_budget": sizes_per_budget},
+        "args": {"sizes_per_budget": sizes_per_budget, "seeds": seeds},
         "versions": {"archscale": "0.1.0"},
         "git_revision": "0000000",
         "hardware": {"cpu": "synthetic"},
@@ -287,5 +310,5 @@ def write_study(
         "study_name": "synthetic-study",
         "objectives": [{"name": "eval_loss", "direction": "minimize"}],
     }
-    _write(dir, trials, _curves(rng, trials, evals_per_trial), run)
+    _write(dir, trials, _curves(rng, trials, evals_per_trial, loss), run)
     return dir

@@ -23,13 +23,15 @@ def redact(url: str | None) -> str | None:
     return _PASSWORD.sub(lambda m: f"{m['scheme']}***{m['at']}", url)
 
 
-def connect(
-    address: str | None = None,
-    *,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    runtime_env: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def scrub(text: str, url: str | None) -> str:
+    """`text` (an error message, a log line) with the password of `url`, and any URL password, hidden."""
+    match = _PASSWORD.search(url or "")
+    if match and match["password"]:
+        text = text.replace(match["password"], "***")
+    return redact(text)
+
+
+def connect(address: str | None = None) -> dict[str, Any]:
     """Initialise Ray once per process; return a description of the cluster (address, resources)."""
     import ray
 
@@ -41,12 +43,7 @@ def connect(
             "configure_logging": True,
             "logging_level": "ERROR",
         }
-        if runtime_env:
-            kwargs["runtime_env"] = runtime_env
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+        ray.init(address=address, **kwargs)  # None: an embedded Ray with this machine's resources
     resources = ray.cluster_resources()
     return {
         "address": address or "embedded",

@@ -7,6 +7,10 @@ cluster's image must already have archscale's dependencies (torch, ray, optuna, 
 `--pip` adds packages. Token authentication: the client reads the token as Ray does
 (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or Ray's default token file ~/.ray/auth_token) and, when
 one is there, runs in RAY_AUTH_MODE=token so it is sent.
+
+A study storage URL with a password (`--storage postgresql://user:secret@db/optuna`) is not sent in
+the entrypoint, which Ray shows in its dashboard and job list and archscale prints: the job gets the
+URL without the password and the password as `PGPASSWORD` in its runtime_env (libpq reads it).
 """
 
 from __future__ import annotations
@@ -37,10 +41,37 @@ def build_wheel(dest: Path) -> Path:
     return next(dest.glob("archscale-*.whl"))
 
 
+def without_password(run_args: list[str]) -> tuple[list[str], str | None]:
+    """`run_args` with the password taken out of a `--storage` URL, and that password (or None)."""
+    from archscale.clusters.connect import _PASSWORD
+
+    args, password = list(run_args), None
+    for i, arg in enumerate(args):
+        if arg.startswith("--storage="):
+            prefix, url = "--storage=", arg.removeprefix("--storage=")
+        elif i > 0 and args[i - 1] == "--storage":
+            prefix, url = "", arg
+        else:
+            continue
+        match = _PASSWORD.search(url)
+        if match:
+            if not url.startswith("postgres"):
+                raise ValueError(
+                    "--storage: a password in a non-PostgreSQL URL cannot be passed safely to a job; "
+                    "configure it on the cluster (e.g. in the database client's config) instead"
+                )
+            password = match["password"]
+            args[i] = prefix + url[: match.start("password") - 1] + url[match.end("password") :]
+    return args, password
+
+
 def job_spec(space_file: str, run_args: list[str], *, wheel: Path | None, pip: list[str] | None) -> dict[str, Any]:
     """Entrypoint and runtime_env for a search job (pure: tested without a cluster)."""
     space = Path(space_file)
+    run_args, password = without_password(run_args)
     runtime_env: dict[str, Any] = {"working_dir": str(space.parent.resolve()) if space.exists() else None}
+    if password is not None:
+        runtime_env["env_vars"] = {"PGPASSWORD": password}
     if wheel is not None:
         runtime_env["py_modules"] = [str(wheel)]
     if pip:

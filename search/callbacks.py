@@ -33,8 +33,8 @@ def _label(trial) -> str:
 class ProgressCallback(Callback):
     """Running trials, tokens/s, best so far, ETA (rich live table on a TTY; plain lines otherwise)."""
 
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled = total, enabled
+    def __init__(self, total: int, enabled: bool = True, out: str | None = None):
+        self.total, self.enabled, self.out = total, enabled, out
         self.start = time.monotonic()
         self.running: dict[int, dict[str, Any]] = {}
         self.done = 0
@@ -69,6 +69,10 @@ class ProgressCallback(Callback):
         self._finished(trial, worker_error=True)
 
     def _finished(self, trial, worker_error: bool) -> None:
+        from archscale.search.searcher import WRITE_FAILURES
+
+        if self.out in WRITE_FAILURES:  # the search is stopping with one error; trials end as collateral
+            return
         report = _report(trial)
         number = int(trial.config["number"])
         self.running.pop(number, None)

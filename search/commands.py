@@ -67,8 +67,68 @@ def _emit(summary: dict, as_json: bool) -> None:
                 f"{b['tokens']:,}",
             )
         console.print(table)
-    if summary.get("pareto"):
+    if "ladder" in summary:
+        _emit_ladders(console, summary)
+    elif summary.get("pareto"):
         console.print(f"Pareto front: trials {', '.join(str(p['trial_id']) for p in summary['pareto'])}")
+    if summary.get("study"):
+        study = summary["study"]
+        console.print(
+            f"study {summary['study_name']}: {study['trials']} trials from {study['drivers']} driver(s): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(study["by_state"].items()))
+        )
+
+
+def _emit_ladders(console, summary: dict) -> None:
+    """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
+    from rich.table import Table
+
+    ladder = summary["ladder"]
+    target = ladder.get("target_compute") or ladder.get("target_params")
+    unit = "FLOPs" if ladder.get("target_compute") else "params"
+    small = {r["ladder_id"]: i + 1 for i, r in enumerate(summary["small_scale"])}
+    table = Table(title=f"predicted at the target ({target:.3g} {unit}; risk {ladder.get('risk')})")
+    for col in ("rank", "architecture", "predicted loss", "95% interval", "alpha", "rung-0 loss", "small-scale rank"):
+        table.add_column(col)
+    for i, r in enumerate(summary["predicted"]):
+        table.add_row(
+            str(i + 1),
+            r["label"],
+            f"{r['predicted_loss']:.4f}",
+            f"{r['lo']:.4f} to {r['hi']:.4f}",
+            f"{r['alpha']:.3f}",
+            f"{r['rung0_loss']:.4f}",
+            str(small.get(r["ladder_id"], "-")),
+        )
+    console.print(table)
+    for r in summary["predicted"]:
+        for c in r.get("crossings") or []:
+            if c["overtakes"]:
+                console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
+    for r in summary["not_predicted"]:
+        console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
+    if summary.get("validation_skipped"):
+        console.print(f"--validate-top: skipped: {summary['validation_skipped']}")
+    check = summary.get("validation")
+    if check:
+        table = Table(title="checked against real training at a held-out scale")
+        for col in ("architecture", "compute", "predicted", "95% interval", "actual", "covered"):
+            table.add_column(col)
+        for r in check["rows"]:
+            actual = "-" if r["actual_loss"] is None else f"{r['actual_loss']:.4f}"
+            table.add_row(
+                r["label"],
+                f"{r['compute']:.3g}",
+                f"{r['predicted_loss']:.4f}",
+                f"{r['lo']:.4f} to {r['hi']:.4f}",
+                actual,
+                str(r["covered"]),
+            )
+        console.print(table)
+        console.print(
+            f"predicted winner {check['predicted_winner']}; actual winner {check['actual_winner']}; "
+            f"small-scale search would have chosen {check['small_scale_winner']}"
+        )
 
 
 @search_app.command("run")
@@ -117,6 +177,41 @@ def search_run(
         Optional[int], typer.Option("--eval-every-tokens", help="Evaluation interval (default: 10 per run).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
+    target_compute: Annotated[
+        Optional[float],
+        typer.Option(
+            "--target-compute",
+            help="Ladder search: rank architectures by the loss predicted at this training compute (FLOPs).",
+        ),
+    ] = None,
+    target_params: Annotated[
+        Optional[float],
+        typer.Option(
+            "--target-params",
+            help="Ladder search: the target named by its size, trained by the search's tokens rule.",
+        ),
+    ] = None,
+    ladder: Annotated[int, typer.Option("--ladder", help="Ladder search: sizes (rungs) per architecture.")] = 3,
+    ladder_ratio: Annotated[
+        float, typer.Option("--ladder-ratio", help="Ladder search: each rung's budget over the one below.")
+    ] = 2.0,
+    risk: Annotated[
+        str, typer.Option("--risk", help="Ladder search: tell Optuna the mean prediction, or its 95% upper end (ucb).")
+    ] = "mean",
+    ladder_prune_margin: Annotated[
+        float,
+        typer.Option(
+            "--ladder-prune-margin", help="Ladder search: stop a ladder whose rung 0 is this many nats behind."
+        ),
+    ] = 0.05,
+    validate_top: Annotated[
+        int,
+        typer.Option("--validate-top", help="Ladder search: then train the top K for real at a held-out larger scale."),
+    ] = 0,
+    validate_compute: Annotated[
+        Optional[float],
+        typer.Option("--validate-compute", help="That scale in FLOPs (default: 4x the largest rung's compute)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
@@ -138,7 +233,8 @@ def search_resume(
     ] = None,
     address: Address = None,
     storage: Annotated[
-        Optional[str], typer.Option("--storage", help="The study storage URL, if it had a password.")
+        Optional[str],
+        typer.Option("--storage", help="The study storage URL, if run.json holds it without its password."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -182,7 +278,10 @@ def search_submit(
     _options_from_run_params(run_ctx.params)
     from archscale.clusters.jobs import submit
 
-    info = submit(address, space_file, list(ctx.args), ship=not no_ship, pip=pip, wait=wait)
+    try:
+        info = submit(address, space_file, list(ctx.args), ship=not no_ship, pip=pip, wait=wait)
+    except ValueError as e:  # not a source checkout to ship; a password that cannot travel safely
+        raise UserError(f"search submit: {e}") from None
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -219,6 +318,14 @@ def _options_from_run_params(p: dict, validate: bool = True):
         storage=p["storage"],
         seed=p["seed"],
         study_name=p["study_name"],
+        target_compute=p["target_compute"],
+        target_params=p["target_params"],
+        ladder=p["ladder"],
+        ladder_ratio=p["ladder_ratio"],
+        risk=p["risk"],
+        ladder_prune_margin=p["ladder_prune_margin"],
+        validate_top=p["validate_top"],
+        validate_compute=p["validate_compute"],
         train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
         progress=not p["as_json"],
     )
@@ -230,13 +337,19 @@ def _options_from_run_params(p: dict, validate: bool = True):
 @search_app.command("status")
 @user_errors
 def search_status(
-    out: Annotated[str, typer.Argument(help="A results directory.")],
+    out: Annotated[
+        list[str], typer.Argument(help="One or more results directories (drivers sharing a study: their union).")
+    ],
+    storage: Annotated[
+        Optional[str],
+        typer.Option("--storage", help="The study storage URL: adds the study's counts over every driver."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Counts by state, best trials, Pareto front and progress of a search (running or finished)."""
     from archscale.search.status import status
 
-    _emit(status(out), as_json)
+    _emit(status(out, storage=storage), as_json)
 
 
 @study_app.command("run")

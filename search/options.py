@@ -47,6 +47,37 @@ class SearchOptions:
     study_name: str | None = None  # several drivers may share one study (same storage and name)
     group: str | None = None
     progress: bool = True
+    # a ladder search (search/ladder.py): the target scale, and how each architecture is judged
+    target_compute: float | None = None
+    target_params: float | None = None
+    ladder: int = 3
+    ladder_ratio: float = 2.0
+    risk: str = "mean"
+    ladder_prune_margin: float = 0.05
+    validate_top: int = 0  # after a ladder search: train the top K at a held-out larger scale
+    validate_compute: float | None = None  # that scale (default: 4x the largest rung's compute)
+
+    @property
+    def is_ladder(self) -> bool:
+        return self.target_compute is not None or self.target_params is not None
+
+
+def ladder_plan(opts: SearchOptions):
+    """The ladder plan of a search with a target, checked; None for an ordinary search."""
+    if not opts.is_ladder:
+        return None
+    from archscale.search.ladder import LadderPlan
+
+    plan = LadderPlan(
+        rungs=opts.ladder,
+        ratio=opts.ladder_ratio,
+        risk=opts.risk,
+        target_compute=opts.target_compute,
+        target_params=opts.target_params,
+        prune_margin=opts.ladder_prune_margin,
+    )
+    plan.check()
+    return plan
 
 
 def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
@@ -60,11 +91,29 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
         raise UserError(f"--trials: must be >= 1, got {opts.trials}")
     if opts.seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {opts.seeds}")
-    bad = [o for o in opts.objectives if o not in OBJECTIVES]
-    if bad or "eval_loss" not in opts.objectives:
+    loss = "predicted_loss" if opts.is_ladder else "eval_loss"
+    if opts.is_ladder and opts.objectives == ["eval_loss"]:  # the default objective, for a ladder search
+        opts.objectives = ["predicted_loss"]
+    bad = [o for o in opts.objectives if o not in OBJECTIVES or o in ("eval_loss", "predicted_loss") and o != loss]
+    if bad or loss not in opts.objectives:
+        where = "a search with --target-compute/--target-params" if opts.is_ladder else "a search without a target"
         raise UserError(
-            f"--objectives: got {','.join(opts.objectives)}; must include eval_loss, allowed: {', '.join(OBJECTIVES)}"
+            f"--objectives: got {','.join(opts.objectives)}; {where} must include {loss}, allowed: "
+            f"{', '.join(o for o in OBJECTIVES if o not in ('eval_loss', 'predicted_loss') or o == loss)}"
         )
+    if opts.validate_top and not opts.is_ladder:
+        raise UserError(
+            "--validate-top: checks a ladder search's predictions; give --target-compute or --target-params"
+        )
+    if opts.validate_top < 0:
+        raise UserError(f"--validate-top: must be >= 0, got {opts.validate_top}")
+    if opts.is_ladder:
+        ladder_plan(opts)
+        if "tokens_per_s" in opts.objectives:
+            raise UserError(
+                "--objectives: tokens_per_s is measured at the rungs, not the target; "
+                "use a cost objective (params, flops_per_token, kv_cache_bytes_per_token)"
+            )
     if opts.sampler not in SAMPLERS:
         raise UserError(f"--sampler: got {opts.sampler!r}; allowed: {', '.join(SAMPLERS)}")
     check_execution(opts)
@@ -78,10 +127,10 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     _check_feasible(space)
     out = Path(opts.out).resolve()
     storage = opts.storage or str(out / "optuna.journal")
-    study = StudySpec(
+    study = StudySpec(  # a ladder search: this study records every rung; its ladders live in `ladder_study`
         storage=storage,
         study_name=opts.study_name or f"archscale-{space.name}",
-        objectives=list(opts.objectives),
+        objectives=["eval_loss"] if opts.is_ladder else list(opts.objectives),
         sampler=opts.sampler,
         seed=opts.seed,
     )
@@ -96,6 +145,17 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
         group=opts.group,
     )
     return space, study, plan
+
+
+def ladder_study(opts: SearchOptions, study: StudySpec) -> StudySpec:
+    """The study whose trials are a ladder search's architectures, told their predicted loss."""
+    return StudySpec(
+        storage=study.storage,
+        study_name=f"{study.study_name}-ladders",
+        objectives=list(opts.objectives),
+        sampler=opts.sampler,
+        seed=opts.seed,
+    )
 
 
 def check_execution(opts: SearchOptions) -> None:

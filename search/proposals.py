@@ -10,9 +10,13 @@ Two strategies, one contract:
   attributes), so trial numbers tie the results files to the study exactly as for a search.
 
 The contract (written once, here): `propose(study)` asks the study for one trial, records on it
-whatever identifies the proposal (user attributes), and returns a `Proposal`, or None when the
-strategy has nothing more to propose. It runs on the driver, one call at a time. `state()` and
-`restore(state)` carry what a restored driver needs to continue (plain, picklable data).
+whatever identifies the proposal (user attributes), and returns a `Proposal`; `WAIT` when it has
+nothing to run until running trials finish; or None when it has nothing more to propose.
+`finished(number, status, report)` is called once per trial after the searcher has recorded its
+outcome (the searcher's `TrialStatus` and last `TrialReport`, or None). Both run on the driver,
+one call at a time. `state()` and `restore(state)` carry what a restored driver needs to continue
+(plain, picklable data). A third strategy, `search/ladder.py::LadderProposals`, trains each
+proposed architecture as a ladder of sizes.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ class Proposal:
     group: str | None = None  # a study's architecture name
     planned: tuple[str, float] | None = None  # a study's (size kind, planned size)
     error: str | None = None  # infeasible: recorded failed, never trains
+    ladder: tuple[int, int] | None = None  # a ladder search's (ladder_id, rung); see search/ladder.py
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Proposal:
-        planned = config.get("planned")
-        return cls(**{**config, "planned": tuple(planned) if planned else None})
+        planned, ladder = config.get("planned"), config.get("ladder")
+        return cls(
+            **{**config, "planned": tuple(planned) if planned else None, "ladder": tuple(ladder) if ladder else None}
+        )
 
     @property
     def arch_config(self) -> ArchConfig | None:
@@ -76,8 +83,13 @@ class TrialPlan:
         return int(round(self.tokens_per_param * params))
 
 
+#: `propose` returns this when it has nothing to run now but will once running trials finish.
+WAIT = "wait"
+
+
 class Proposals(Protocol):
-    def propose(self, study: Any) -> Proposal | None: ...
+    def propose(self, study: Any) -> Proposal | str | None: ...
+    def finished(self, number: int, status: Any, report: Any) -> None: ...
     def state(self) -> dict[str, Any]: ...
     def restore(self, state: dict[str, Any]) -> None: ...
 
@@ -120,6 +132,9 @@ class SpaceProposals:
             group=self.plan.group,
             error=error,
         )
+
+    def finished(self, number: int, status: Any, report: Any) -> None:
+        pass
 
     def state(self) -> dict[str, Any]:
         return {}
@@ -178,6 +193,9 @@ class GridProposals:
             group=point.group,
             planned=(point.size_kind, point.size),
         )
+
+    def finished(self, number: int, status: Any, report: Any) -> None:
+        pass
 
     def state(self) -> dict[str, Any]:
         return {"next_index": self.next_index}

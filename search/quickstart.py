@@ -11,7 +11,6 @@ a real local Ray, a real Optuna study on disk.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,34 +180,20 @@ def analyse(out: Path) -> dict[str, Any]:
 
 
 def describe(findings: dict[str, Any]) -> str:
-    """What the quickstart found, in a few lines a person reads."""
+    """What the quickstart found, in a few lines a person reads: the same verdicts the report leads
+    with (``archscale.analysis.verdicts_text``: the best architecture with its interval and n, which
+    differences are resolved and which are within noise with the seeds that would resolve them,
+    which fits are identified and what they predict), then where the report and plots are."""
+    from archscale.analysis.verdict import verdicts, verdicts_text
+
+    out = Path(findings["out"])
     lines = [f"done in {findings['wall_s']:.0f} s"]
-    best = findings.get("best")
-    if best:
-        spread = f" ± {best['std']:.3f}" if best.get("std") is not None and not math.isnan(best["std"]) else ""
-        lines.append(
-            f"best architecture: {best['label']}  eval loss {best['mean']:.3f}{spread} nats/byte "
-            f"over {best['seeds']} seed(s)"
-        )
-    for name, e in findings.get("exponents", {}).items():
-        ci = e.get("ci")
-        ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
-        if e.get("n_runs", 0) < 6:  # a 3-parameter law on so few runs: resamples barely differ
-            ci_text += f", from only {e['n_runs']} runs: treat the interval as a lower bound on the uncertainty"
-        lines.append(f"fitted loss ∝ compute^-alpha for {name}: alpha = {e['alpha']:.3f}{ci_text}")
-    holds = findings.get("winner_holds_at_largest")
-    if holds is not None:
-        top = findings["largest_size"][0]
-        line = (
-            "the search winner holds" if holds else "the search winner does NOT hold"
-        ) + f" at the largest size: best there is {top['group']} ({top['eval_loss']:.3f} at {top['params']:,} params)"
-        gap, std = findings.get("winner_gap_at_largest"), findings.get("seed_std")
-        if not holds and gap is not None:
-            line += f"; the winner is {gap:.3f} behind"
-            if std is not None and not math.isnan(std):
-                line += (", within" if gap <= 2 * std else ", beyond") + f" twice its seed spread ({2 * std:.3f})"
-        lines.append(line + " (one seed per size in the scaling study)")
+    text = findings.get("verdicts_text")
+    if text is None:
+        dirs = [out / name for name in ("search", "seeds", "scaling") if (out / name).is_dir()]
+        text = verdicts_text(verdicts(dirs)) if dirs else "no results to judge"  # as the report computes them
+    lines.append(text)
     lines.append(f"report: {findings['report']}  (open it in a browser; it works offline)")
     lines.append(f"plots: {', '.join(findings['plots'])}")
-    lines.append(f"dashboard: archscale dashboard {Path(findings['out']) / 'search'}")
+    lines.append(f"dashboard: archscale dashboard {out / 'search'}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ existing directory loads what is there first: results already written are never 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -22,19 +23,65 @@ import time
 from pathlib import Path
 from typing import Any
 
+from archscale.spaces.errors import UserError
 from archscale.spaces.record import CURVE_COLUMNS, TrialStatus, curve_schema, trial_schema
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(UserError):
+    """The results directory's disk is full: the file being written keeps its last complete version."""
+
+    def __init__(self, path: Path, out: Path | None = None):
+        out = out or path.parent
+        kept = f"the last complete {path.name} is kept" if path.suffix else "every file already written is kept"
+        super().__init__(
+            f"{out}: no space left on the device while writing {path}; {kept}. "
+            f"Free some space, then run `archscale search resume {out}` to finish the search."
+        )
+        self.path = path
+
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether `error` (or what caused it) is a full disk or an exceeded quota. Polars and pyarrow
+    raise their own errors with the OS message inside ("... (os error 28)"), so the text counts too."""
+    while error is not None:
+        if isinstance(error, DiskFullError) or (isinstance(error, OSError) and error.errno in NO_SPACE):
+            return True
+        text = str(error)
+        if any(os.strerror(code) in text or f"os error {code}" in text for code in NO_SPACE):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_nearly_full(path: Path, min_free_bytes: int = 1 << 20) -> bool:
+    """Less than `min_free_bytes` free where `path` lives: some writers report a full disk vaguely
+    (polars: "Invalid thrift: transport error")."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free < min_free_bytes
+    except OSError:
+        return False
 
 
 def write_atomically(path: Path, write) -> None:
-    """Call `write(tmp_path)`, then rename the temp file over `path`."""
+    """Call `write(tmp_path)`, then rename the temp file over `path`. A full disk raises
+    DiskFullError and leaves `path` as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise (DiskFullError(path) if e.errno in NO_SPACE else e) from e
     os.close(fd)
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, Exception) and (no_space(e) or disk_nearly_full(path.parent)):
+            raise DiskFullError(path) from e
         raise
 
 

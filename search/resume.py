@@ -1,19 +1,25 @@
 """`archscale search resume DIR [--trials K2]`: finish an interrupted search, or extend a finished one.
 
-What is restored, and from where:
-1. `ray.tune.Tuner.restore(DIR/ray/<experiment>)` restores Ray Tune's experiment state as last
-   checkpointed by the driver: finished trials stay finished, unfinished ones restart from their
-   last checkpoint (the trainer resumes exactly), and the search algorithm keeps generating trials
-   up to the requested count. The searcher's own state (the Ray-to-Optuna trial map) is restored
-   from its saved file; the Optuna study reconnects from its storage, which holds every ask/tell;
-   seed replicas still waiting in the study are asked next.
-2. ASHA's rung records are restored with the experiment state; the Pareto-stopping scheduler's
-   curves of finished trials are not (it starts empty after a resume, so it stops less, never wrongly).
-3. Reconciliation: an Optuna trial still RUNNING after the restored run (asked by the killed
-   driver after Ray's last experiment checkpoint, so Ray never knew it) is told FAIL and recorded
-   as failed with "interrupted", never silently dropped nor counted twice.
-4. If the results hold fewer trials than requested (or `--trials K2` asks for more), a new Ray
-   experiment `search-2`, `search-3`, ... continues the same study until the count is reached.
+The source of truth is the Optuna study plus the results files, not Ray's experiment folder, which
+can be lost with a node or left unreadable by a crash (a truncated `tuner.pkl`: ray#58179).
+
+1. A journal-file study whose last record was torn by the crash is repaired first
+   (`storage.repair_journal`: every complete record kept, with a message).
+2. When the last Ray experiment folder is there and readable, `Tuner.restore` continues it:
+   unfinished trials restart from their last checkpoint (the trainer resumes exactly). When it is
+   missing or corrupt, archscale says so and goes on without it: nothing below depends on it.
+3. This directory's own trials (user attribute `run_id`; with several drivers on one study, the
+   others' trials are never touched) are read from the study:
+   - finished there (COMPLETE, PRUNED, FAIL): trials.parquet is brought in line (status, loss);
+   - still RUNNING (the driver died while they trained, or asked them after Ray's last
+     experiment checkpoint): they are trained again under the same Optuna trial number with the
+     same proposal, replayed from the trial's own parameters (`optuna.trial.FixedTrial`), so a
+     completed trial is never repeated and none is counted twice;
+   - a trial asked but killed before its parameters were recorded cannot be replayed: it is told
+     FAIL ("interrupted") and recorded so.
+4. If the study then holds fewer of this directory's trials than requested (or `--trials K2` asks
+   for more), new ones are proposed in the same study until the count is reached, in a new Ray
+   experiment `search-2`, `search-3`, ...
 """
 
 from __future__ import annotations
@@ -21,12 +27,21 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from archscale.search.proposals import Proposal, SpaceProposals, TrialPlan
 from archscale.search.results import ResultsWriter, write_json
-from archscale.spaces.errors import UserError
+from archscale.spaces.errors import BudgetError, UserError
 from archscale.spaces.record import TrialStatus
+
+INTERRUPTED = "interrupted: the driver stopped before this trial's proposal was recorded"
+FROM_STUDY = "resuming from the Optuna study and the results files"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _options(
@@ -41,7 +56,7 @@ def _options(
     elif args.get("storage") and "***" in args["storage"]:
         raise UserError(
             f"{out}: the study storage URL had a password, which run.json does not keep; "
-            "pass it again with --storage URL"
+            "pass it again with --storage URL (or give the password through PGPASSWORD / ~/.pgpass)"
         )
     if trials is not None:
         if trials < int(args["trials"]):
@@ -56,10 +71,13 @@ def resume_search(
     address: str | None = None,
     progress: bool = True,
     storage: str | None = None,
+    say: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
     from archscale.search.options import prepare
     from archscale.search.results import summarize
     from archscale.search.run import run_trials
+    from archscale.search.searcher import ProposalSearcher
+    from archscale.search.storage import is_journal, repair_journal
 
     out = Path(out).resolve()
     if not (out / "run.json").exists():
@@ -68,65 +86,201 @@ def resume_search(
     if run.get("kind") != "search":
         raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
     opts = _options(out, run, trials, address, storage, progress)
-    space, study, plan = prepare(opts)
+    space, study_spec, plan = prepare(opts)
+    if is_journal(study_spec.storage) and (message := repair_journal(study_spec.storage)):
+        say(message)
+    run_id = run.get("run_id")
     requested = opts.trials * opts.seeds
     experiments = sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
 
-    if experiments and (experiments[-1] / "tuner.pkl").exists():
-        _restore(experiments[-1], opts)
-    _reconcile(out, study)
+    if experiments:
+        _restore(experiments[-1], opts, say)
+    elif (out / "trials.parquet").exists():
+        say(f"{out / 'ray'}: no Ray experiment folder; {FROM_STUDY}")
 
-    done = len(ResultsWriter(out).trials)
-    if done < requested:
-        from archscale.search.proposals import SpaceProposals
-        from archscale.search.searcher import ProposalSearcher
-
+    study = study_spec.open()
+    unfinished = sync_with_study(out, study, space, plan, run_id)
+    owned = len(own_trials(study, run_id, out))
+    total = len(unfinished) + max(0, requested - owned)
+    if total:
         name = f"search-{len(experiments) + 1}" if experiments else "search"
-        searcher = ProposalSearcher(SpaceProposals(space, plan), study, out)
+        proposals = ReplayProposals(space, plan, unfinished, then=SpaceProposals(space, plan))
+        searcher = ProposalSearcher(proposals, study_spec, out, run_id=run_id)
         max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
-        run_trials(searcher, study, opts, out, total=requested - done, max_tokens=max_tokens, experiment=name)
-        _reconcile(out, study)
+        run_trials(searcher, study_spec, opts, out, total=total, max_tokens=max_tokens, experiment=name)
+        sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False)
     run["args"]["trials"] = opts.trials
     run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
     write_json(out / "run.json", run)
     return summarize(out)
 
 
-def _restore(experiment: Path, opts) -> None:
+def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
+    """Continue Ray's last experiment when its state is readable; say why not otherwise."""
     from ray import tune
 
     from archscale.clusters.connect import connect
-    from archscale.search.run import trial_resources
+    from archscale.search.run import quiet_tune, trial_resources
     from archscale.search.trial import run_trial
 
+    if not (experiment / "tuner.pkl").exists():
+        say(f"{experiment}: Ray's experiment state is missing; {FROM_STUDY}")
+        return False
+    problem = ray_state_problem(experiment)
+    if problem:
+        say(f"{experiment}: Ray's experiment state is unreadable ({problem}); {FROM_STUDY}")
+        return False
+    quiet_tune()
     connect(opts.address)
     trainable = tune.with_resources(run_trial, trial_resources(opts.cpus_per_trial, opts.gpus_per_trial))
-    tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        tuner.fit()
+    try:
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            tuner.fit()
+    except Exception as e:  # a truncated tuner.pkl (ray#58179), a corrupt experiment state, ...
+        what = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+        say(f"{experiment}: Ray's experiment state is unreadable ({what}); {FROM_STUDY}")
+        return False
+    return True
 
 
-def _reconcile(out: Path, study_spec) -> None:
-    """Make trials.parquet and the study agree after an interruption (see the module docstring)."""
+def ray_state_problem(experiment: Path) -> str | None:
+    """What is wrong with Ray's saved experiment state, or None. Checked before `Tuner.restore`
+    because Ray, on an unreadable experiment or searcher state, logs a traceback and silently
+    starts the whole experiment again (new trials up to the full count): never what resume wants."""
+    from ray import cloudpickle
+
+    newest = [
+        max(experiment.glob(pattern), key=lambda p: p.stat().st_mtime, default=None)
+        for pattern in ("experiment_state-*.json", "searcher-state-*.pkl")
+    ]
+    for path in [experiment / "tuner.pkl", *newest]:
+        if path is None:
+            return "no experiment state file"
+        try:
+            with open(path, "rb") as f:
+                json.load(f) if path.suffix == ".json" else cloudpickle.load(f)
+        except Exception as e:  # truncated (ray#58179), zero-filled, half-written on a full disk, ...
+            return f"{path.name}: {type(e).__name__}: {e}".strip()[:300]
+    return None
+
+
+def own_trials(study, run_id: str | None, out: Path) -> dict[int, Any]:
+    """This directory's trials in the study, by number: tagged with its run_id, or in its trials.parquet.
+    A directory written before run ids existed owns the whole study (one driver per study then)."""
     import optuna
 
-    study = study_spec.open()
-    writer = ResultsWriter(out)  # the run above has ended: this is the directory's only writer now
-    states = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for number, t in states.items():
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(number, state=optuna.trial.TrialState.FAIL)
-            writer.finish_trial(
-                number, TrialStatus.FAILED, error="interrupted: the driver stopped before Ray recorded this trial"
-            )
-    for number, row in list(writer.trials.items()):
-        t = states.get(number)
-        if row["status"] != TrialStatus.RUNNING or t is None:
+    rows = ResultsWriter(out).trials
+    trials = study.get_trials(deepcopy=False)
+    return {
+        t.number: t
+        for t in trials
+        if t.state != optuna.trial.TrialState.WAITING
+        and (run_id is None or t.user_attrs.get("run_id") == run_id or t.number in rows)
+    }
+
+
+def sync_with_study(out: Path, study, space, plan: TrialPlan, run_id: str | None, replay: bool = True) -> list[int]:
+    """Bring trials.parquet in line with the study for this directory's trials; return the numbers of
+    those still RUNNING that can be replayed (all of them told FAIL when `replay` is False)."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    writer = ResultsWriter(out)  # no run is going on: this is the directory's only writer now
+    unfinished: list[int] = []
+    for number, t in sorted(own_trials(study, run_id, out).items()):
+        row = writer.trials.get(number)
+        if t.state == states.RUNNING:
+            proposal = replay_proposal(space, plan, t) if replay else None
+            if proposal is not None:
+                unfinished.append(number)
+                continue
+            error = "interrupted: the trial did not finish" if "arch" in t.user_attrs else INTERRUPTED
+            study.tell(number, state=states.FAIL)
+            t = study._storage.get_trial(t._trial_id)
+            row = row or _recorded_row(space, plan, t)
+            writer.trials[number] = row
+            writer.finish_trial(number, TrialStatus.FAILED, error=row.get("error") or error)
             continue
-        if t.state == optuna.trial.TrialState.COMPLETE:
+        if row is None:  # finished in the study, never written here (the driver died in between)
+            row = writer.trials[number] = _recorded_row(space, plan, t)
+        if row["status"] != TrialStatus.RUNNING:
+            continue
+        if t.state == states.COMPLETE:
             writer.finish_trial(number, TrialStatus.COMPLETED, eval_loss=t.values[0])
-        elif t.state == optuna.trial.TrialState.PRUNED:
-            writer.finish_trial(number, TrialStatus.PRUNED)
+        elif t.state == states.PRUNED:
+            writer.finish_trial(number, TrialStatus.PRUNED, tokens=int(t.user_attrs.get("tokens", 0)))
         else:
-            writer.finish_trial(number, TrialStatus.FAILED, error=row.get("error") or "interrupted")
+            writer.finish_trial(number, TrialStatus.FAILED, error=t.user_attrs.get("error") or "interrupted")
     writer.flush()
+    return unfinished
+
+
+def _recorded_row(space, plan: TrialPlan, t) -> dict[str, Any]:
+    from archscale.search.searcher import _row
+
+    proposal = replay_proposal(space, plan, t)
+    if proposal is None:
+        seed = int(t.user_attrs.get("seed", plan.base_seed))
+        proposal = Proposal(t.number, seed, None, None, {}, plan.data, 0, plan.group, error=INTERRUPTED)
+    return _row(proposal)
+
+
+def replay_proposal(space, plan: TrialPlan, t) -> Proposal | None:
+    """The proposal an Optuna trial was asked with, rebuilt from its parameters (None if it has none yet)."""
+    import optuna
+
+    if "seed" not in t.user_attrs or ("arch" not in t.user_attrs and not t.params):
+        return None
+    seed = int(t.user_attrs["seed"])
+    try:
+        sample = space.sample(optuna.trial.FixedTrial(dict(t.params), number=t.number))
+    except (BudgetError, ValueError) as e:
+        error = f"infeasible: {e}"
+        return Proposal(t.number, seed, None, None, {}, plan.data, 0, plan.group, error=error)
+    arch, counts = sample.arch.to_dict(), sample.counts.to_dict()
+    if t.user_attrs.get("arch") not in (None, arch):
+        raise UserError(
+            f"trial {t.number}: its parameters no longer give the architecture it was asked with "
+            "(was the space file changed?); resume needs the same space"
+        )
+    tokens = plan.tokens_for(counts["params"])
+    return Proposal(
+        number=t.number,
+        seed=seed,
+        arch=arch,
+        counts=counts,
+        train={**plan.train_defaults, **sample.train, "tokens": tokens, "seed": seed},
+        data=plan.data,
+        target_tokens=tokens,
+        group=plan.group,
+    )
+
+
+class ReplayProposals:
+    """Trials to train again under their own numbers first (see the module docstring), then new ones."""
+
+    def __init__(self, space, plan: TrialPlan, numbers: list[int], then):
+        self.space, self.plan = space, plan
+        self.pending = list(numbers)
+        self.then = then
+
+    def propose(self, study: Any) -> Proposal | None:
+        base = getattr(study, "_study", study)  # the searcher may hand a wrapper that tags new trials
+        while self.pending:
+            number = self.pending.pop(0)
+            storage = base._storage
+            t = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(base._study_id, number))
+            if t.state.is_finished():
+                continue
+            proposal = replay_proposal(self.space, self.plan, t)
+            if proposal is not None:
+                return proposal
+        return self.then.propose(study)
+
+    def state(self) -> dict[str, Any]:
+        return {"pending": list(self.pending), "then": self.then.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.pending = list(state.get("pending", self.pending))
+        self.then.restore(state.get("then", {}))

@@ -3,13 +3,22 @@
 Runs inside a Ray worker. Python errors and divergence end the trial with a final report whose
 status is failed and whose `error` says why (retrying a deterministic error is pointless); only a
 dead worker (SIGKILL, a lost node) makes Ray retry the trial, from its last checkpoint.
+
+Where the trainer writes: `scratch_dir()`, the trial's working directory, which Ray never syncs
+(`SyncConfig.sync_artifacts` is off). Not `get_trial_dir()`: that folder is copied to the
+experiment folder by Ray's driver sync while the trainer renames checkpoint and curve files into
+place, and a file renamed away mid-copy made the sync print a traceback. Checkpoints reach the
+experiment folder through `tune.report(checkpoint=...)` (copied before `report` returns), curves
+and results through the report itself, so nothing of value stays behind in the scratch folder,
+which is removed when the trial ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
+import shutil
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +109,11 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from archscale.trainers import train
 
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    scratch = scratch_dir(proposal.number)
     checkpoint = tune.get_checkpoint()
     resume_from = None
     if checkpoint is not None:
-        resume_from = checkpoint.to_directory(str(trial_dir / f"restored-{os.getpid()}"))
+        resume_from = checkpoint.to_directory(str(scratch / "restored"))
     train_config = dict(proposal.train)
     cpus = _assigned_cpus()
     if cpus:
@@ -122,12 +131,14 @@ def run_trial(config: dict[str, Any]) -> None:
 
     try:
         summary = train(
-            proposal.arch, train_config, proposal.data, report=report, out=trial_dir / "run", resume_from=resume_from
+            proposal.arch, train_config, proposal.data, report=report, out=scratch / "run", resume_from=resume_from
         )
     except Exception as e:
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=last).to_result())
         return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     completed = summary["status"] == "completed"
     tune.report(
         TrialReport(
@@ -144,6 +155,18 @@ def run_trial(config: dict[str, Any]) -> None:
             error=None if completed else f"{summary['status']}: {summary.get('reason')}",
         ).to_result()
     )
+
+
+def scratch_dir(number: int) -> Path:
+    """A fresh folder for the trainer's files, outside everything Ray syncs (see the module docstring)."""
+    from ray import tune
+
+    try:
+        base = Path(tune.get_context().get_storage().trial_working_directory)
+    except Exception:  # outside a Tune session (or a Ray without the storage context)
+        base = Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"archscale-trial-{number}-", dir=base))
 
 
 def _assigned_cpus() -> int | None:

@@ -54,6 +54,8 @@ PLAN_COLUMNS: dict[str, Any] = {
     "planned_kind": str,  # what a study's size names (params, non_embedding_params, flops_per_token)
     "planned_size": float,  # the size a study asked for (the realised count is within its tolerance)
     "target_tokens": int,  # training tokens the trial was asked to reach
+    "ladder_id": int,  # a ladder search's architecture (its trial number in the ladder study)
+    "rung": int,  # the trial's rung in that ladder: 0 = the smallest size
 }
 TRANSFER_COLUMNS: dict[str, Any] = {  # derived from the architecture's parametrisation (`variants`)
     "parametrization_caveat": str,  # why its rules are not derived for this architecture; null when they are
@@ -140,6 +142,7 @@ def new_trial_row(
     target_tokens: int,
     group: str | None = None,
     planned: tuple[str, float] | None = None,
+    ladder: tuple[int, int] | None = None,
     status: TrialStatus = TrialStatus.RUNNING,
     error: str | None = None,
 ) -> dict[str, Any]:
@@ -162,6 +165,8 @@ def new_trial_row(
     )
     if planned is not None:
         row.update(planned_kind=planned[0], planned_size=float(planned[1]))
+    if ladder is not None:
+        row.update(ladder_id=int(ladder[0]), rung=int(ladder[1]))
     if arch is not None:
         row.update(arch.to_dict(), arch_id=arch.arch_id, label=arch.label)
     row.update({name: train.get(name, defaults[name]) for name in TRAIN_COLUMNS})

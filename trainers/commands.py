@@ -208,8 +208,45 @@ def coord_command(
 check_app.command("coord")(coord_command)
 
 
+@user_errors
+def export_command(
+    results_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Results directory of a search or study.")],
+    trial: Annotated[int, typer.Option("--trial", help="Trial to export: its trial_id in trials.parquet.")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="json: the architecture and training settings (any trial); "
+            "hf: also a transformers model (config.json, model.safetensors) from the trial's checkpoint.",
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Directory to write, new or empty (required for hf; json prints without it)."),
+    ] = None,
+) -> None:
+    """Export one trial: its architecture and training settings, or its trained weights for transformers."""
+    from archscale.trainers.export import DOCUMENT, export_trial
+
+    document = export_trial(results_dir, trial, format, out)
+    if format == "json" and out is None:
+        typer.echo(json.dumps(document, indent=2, default=str, ensure_ascii=False))
+        return
+    if format == "json":
+        typer.echo(f"trial {trial}: architecture and training settings written to {out / DOCUMENT}")
+        return
+    ckpt = document["checkpoint"]
+    typer.echo(
+        f"trial {trial} ({document['status']}, checkpoint at {ckpt['tokens']:,} tokens): "
+        f"{document['hf_architecture']} with {document['params']:,} parameters written to {out} "
+        f"(config.json, model.safetensors, {DOCUMENT})"
+    )
+    typer.echo(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `train` command and the `check` group to the root `archscale` app."""
+    """Add the `export` and `train` commands and the `check` group to the root `archscale` app."""
+    app.command("export")(export_command)
     app.command("train")(train_command)
     app.add_typer(check_app, name="check")
 

@@ -28,3 +28,17 @@ def test_cli_module_imports_only_typer_and_stdlib() -> None:
     loaded = _modules_after("import archscale.analysis.commands")
     for heavy in (*HEAVY, "polars", "altair", "scipy", "numpy", "optuna"):
         assert heavy not in loaded, f"archscale.analysis.commands imports {heavy} at module level"
+
+
+def test_analysis_imports_only_spaces_of_archscale() -> None:
+    """One-way imports: analysis reads result files and may use `archscale.spaces` (the trial
+    record), never `search`, `trainers` or `clusters`."""
+    from pathlib import Path
+
+    import archscale.analysis as an
+
+    modules = sorted(p.stem for p in Path(an.__file__).parent.glob("*.py") if p.stem != "__init__")
+    loaded = _modules_after("; ".join(f"import archscale.analysis.{m}" for m in modules))
+    assert len(modules) >= 10
+    bad = sorted(m for m in loaded if m.startswith(("archscale.search", "archscale.trainers", "archscale.clusters")))
+    assert not bad, bad

@@ -105,7 +105,31 @@ def test_no_section_of_a_realistic_report_errors(study_dir: Path, search_dir: Pa
     out = write_report([search_dir, study_dir], tmp_path / "report.html", bootstrap=10)
     text = out.read_text()
     assert section_errors(out) == {} and "data-section-error" not in text and "This section failed" not in text
-    assert text.count("<section ") == 8 and text.count("<svg") >= 8
+    assert text.count("<section ") == 9 and text.count("<svg") >= 8
+
+
+def test_verdicts_lead_the_report_and_what_was_run_follows(study_dir: Path, search_dir: Path) -> None:
+    """The first section says what the data supports (issue 10, section 5); metadata comes last."""
+    import re
+
+    html = build_report([search_dir, study_dir], bootstrap=10)
+    titles = re.findall(r'<section id="[^"]*"[^>]*><h2>(.*?)</h2>', html)
+    assert titles[0] == "Verdicts" and titles[-1] == "What was run", titles
+    verdicts = html[html.index('<section id="verdicts"') :].split("</section>")[0]
+    assert "Best architecture (" in verdicts and "n=" in verdicts  # the estimate comes with its n
+    assert "Holm-adjusted" in verdicts and "Scaling fits" in verdicts
+    assert "<th>n</th>" in verdicts  # the ranking table shows n
+    assert section_errors(html) == {}
+
+
+def test_a_failing_verdicts_section_is_reported(study_dir: Path, monkeypatch) -> None:
+    from archscale.analysis import verdict as vd
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(vd, "verdicts", broken)
+    assert section_errors(build_report(study_dir, bootstrap=0)) == {"Verdicts": "RuntimeError: boom"}
 
 
 def test_a_failing_section_is_shown_as_failed_not_as_no_data(study_dir: Path, monkeypatch) -> None:

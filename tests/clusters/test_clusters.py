@@ -55,6 +55,20 @@ def test_job_spec_ships_the_space_and_a_wheel(tmp_path):
     assert "working_dir" not in job_spec("tiny", [], wheel=None, pip=None)["runtime_env"]
 
 
+@pytest.mark.parametrize("form", ["separate", "equals"])
+def test_job_spec_never_carries_a_storage_password(form):
+    url = "postgresql://alice:s3cret-pw@db.internal:5432/optuna"
+    args = ["--storage", url] if form == "separate" else [f"--storage={url}"]
+    spec = job_spec("tiny", ["--out", "/r/x", *args], wheel=None, pip=None)
+    assert "s3cret-pw" not in spec["entrypoint"]
+    assert "postgresql://alice@db.internal:5432/optuna" in spec["entrypoint"]
+    assert spec["runtime_env"]["env_vars"] == {"PGPASSWORD": "s3cret-pw"}  # libpq reads it on the cluster
+    plain = job_spec("tiny", ["--storage", "postgresql://alice@db/optuna"], wheel=None, pip=None)
+    assert "env_vars" not in plain["runtime_env"]
+    with pytest.raises(ValueError, match="non-PostgreSQL"):
+        job_spec("tiny", ["--storage", "mysql://bob:pw@db/optuna"], wheel=None, pip=None)
+
+
 def test_submit_validates_before_sending(tmp_path):
     r = subprocess.run(
         [

@@ -11,6 +11,29 @@ import pytest
 from tests.analysis.test_report_browser import chromium, console_errors, needs_chromium
 from tests.search.test_search import assert_results_agree_with_study
 
+#: what Ray prints that a user of archscale must not see: its banners, and any warning or error line
+RAY_NOISE = re.compile(
+    r"Traceback|View detailed results here|Configuration for experiment|tensorboard --logdir|"
+    r"NaN or Inf found|\bWARNING\b|\bERROR\b|Warning:|\((raylet|pid=\d+|gcs_server)\)"
+)
+
+
+def assert_clean_console(console: str) -> None:
+    noise = [line for line in console.splitlines() if RAY_NOISE.search(line)]
+    assert not noise, "\n".join(noise[:20])
+
+
+def test_console_check_can_fail() -> None:
+    assert_clean_console("[1/4] searching ...\n[1/12] trial 0 completed eval_loss 2.9")
+    for line in (
+        "Traceback (most recent call last):",
+        "View detailed results here: /tmp/x/ray/search",
+        "2026-11-24 01:57:45,249\tWARNING experiment_state.py:206 -- Experiment state snapshotting ...",
+        "(raylet) Raylet is terminated.",
+    ):
+        with pytest.raises(AssertionError):
+            assert_clean_console(line)
+
 
 @pytest.mark.slow
 @needs_chromium
@@ -26,6 +49,10 @@ def test_quickstart_small(tmp_path: Path) -> None:
     findings = json.loads(r.stdout)
     assert findings["best"] and findings["exponents"] and findings["winner_holds_at_largest"] in (True, False)
     assert "[1/4]" in r.stderr and "[4/4]" in r.stderr  # progress was shown throughout
+    assert_clean_console(r.stdout + r.stderr)
+    for part in ("search", "seeds", "scaling"):  # the trainer's staging files never enter Ray's synced folders
+        synced = [p.name for p in (out / part / "ray").rglob("*")]
+        assert synced and not [n for n in synced if ".tmp" in n or n in ("run", "state.pt.tmp")], synced
 
     for part in ("search", "seeds", "scaling"):
         assert_results_agree_with_study(out / part)
@@ -33,6 +60,9 @@ def test_quickstart_small(tmp_path: Path) -> None:
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = out / "report.html"
+    from archscale.analysis.report import section_errors
+
+    assert section_errors(report) == {}  # every section rendered; none raised
     dom = chromium("--dump-dom", report.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     figures = re.findall(r'<figure class="chart">(.*?)</figure>', dom.stdout, flags=re.S)

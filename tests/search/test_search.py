@@ -43,11 +43,15 @@ def study_of(out):
 STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
-def assert_results_agree_with_study(out):
+def assert_results_agree_with_study(out, study=None, own_only=False):
+    """trials.parquet and curves.parquet agree with the Optuna study, trial by trial. `own_only`: the
+    study is shared by several drivers; compare only the trials this directory asked for (run_id)."""
     trials = pl.read_parquet(out / "trials.parquet")
     curves = pl.read_parquet(out / "curves.parquet")
-    study = study_of(out)
-    by_number = {t.number: t for t in study.trials}
+    study = study or study_of(out)
+    run_id = json.loads((out / "run.json").read_text())["run_id"] if own_only else None
+    by_number = {t.number: t for t in study.trials if not own_only or t.user_attrs.get("run_id") == run_id}
+    assert by_number  # a comparison that compares nothing proves nothing
     assert sorted(by_number) == sorted(trials["trial_id"].to_list())  # one row per Optuna trial, same ids
     for row in trials.iter_rows(named=True):
         t = by_number[row["trial_id"]]
@@ -89,9 +93,8 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
     run = json.loads((out / "run.json").read_text())
     assert {"space", "budget", "args", "versions", "git_revision", "hardware", "storage", "study_name"} <= set(run)
     # intermediate values reach Optuna at every evaluation
-    for t in study.trials:
-        if t.state.name == "COMPLETE":
-            assert len(t.intermediate_values) >= 3
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete and all(len(t.intermediate_values) >= 3 for t in complete)
 
     # the same directory is never silently overwritten
     with pytest.raises(FileExistsError, match="resume"):
@@ -130,8 +133,8 @@ def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
     assert len(study.directions) == 2
     r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
     assert r.exit_code == 0
-    if feasible.height:
-        assert json.loads(r.stdout)["pareto"]
+    assert feasible.height >= 1  # so the Pareto front below has points to hold
+    assert json.loads(r.stdout)["pareto"]
 
 
 @pytest.mark.slow

@@ -13,15 +13,13 @@ import pytest
 import torch
 
 from archscale.trainers.data import (
-    DEDUP_MIN_CHARS,
     IGNORE,
-    SPLIT_VERSION,
     DataSource,
-    _is_val_file,
     cache_dir,
     open_data,
     stdlib_files,
 )
+from archscale.trainers.splits import DEDUP_MIN_CHARS, SPLIT_VERSION, _is_val_file
 from archscale.trainers.synthetic import SYMBOLS, _balanced, decode_symbols, is_validation_example
 
 

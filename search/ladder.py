@@ -1,0 +1,323 @@
+"""Ladder search: choose the architecture by the loss it is predicted to reach at the target scale.
+
+    archscale search run SPACE --target-compute C [--ladder K] [--ladder-ratio R] [--risk mean|ucb]
+
+For each architecture Optuna proposes (a trial of the *ladder study*, whose objective is
+`predicted_loss`), `LadderProposals` derives K sizes from the space's budget (budget, budget x R,
+budget x R^2, ...; each solved by the budget solver with the same sampled choices; tokens by the
+search's rule) and runs each size (rung) as its own Ray Tune trial, recorded in the search's
+ordinary study and trials.parquet (with `ladder_id` and `rung`). Rung 0 runs first; a ladder whose
+rung 0 is behind the best rung 0 so far by more than `prune_margin` nats (equal budgets, so equal
+compute up to the solver's tolerance) is stopped there and told to Optuna as PRUNED. The others
+run their larger rungs in parallel.
+
+When a ladder completes, every complete ladder is refitted jointly (`archscale.analysis.ladders`:
+each architecture its own A and alpha in compute, one shared E), and each ladder whose law is
+identified is told its predicted loss at the target compute (`--risk ucb`: the upper end of its
+95% interval). A ladder whose law is not identified is told FAIL with the reason; ladders that
+finish before a second ladder exists wait (RUNNING) until the joint fit can identify them.
+Predictions go to DIR/predictions.parquet after every refit, from the latest joint fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archscale.search.proposals import WAIT, Proposal, TrialPlan
+from archscale.search.storage import COST_OBJECTIVES, StudySpec
+from archscale.spaces.errors import BudgetError, UserError
+from archscale.spaces.record import TrialStatus
+from archscale.spaces.space import Space
+
+RISKS = ("mean", "ucb")
+
+
+@dataclass(frozen=True)
+class LadderPlan:
+    rungs: int = 3
+    ratio: float = 2.0  # each rung's budget is `ratio` times the one below
+    risk: str = "mean"
+    target_compute: float | None = None
+    target_params: float | None = None
+    prune_margin: float = 0.05  # nats behind the best rung 0 at which a ladder stops
+
+    def check(self) -> None:
+        if self.rungs < 3:
+            raise UserError(f"--ladder: at least 3 rungs (a law in compute has 3 parameters), got {self.rungs}")
+        if not self.ratio > 1:
+            raise UserError(f"--ladder-ratio: must be > 1, got {self.ratio}")
+        if self.risk not in RISKS:
+            raise UserError(f"--risk: got {self.risk!r}; allowed: {', '.join(RISKS)}")
+        if (self.target_compute is None) == (self.target_params is None):
+            raise UserError("give exactly one of --target-compute C or --target-params N")
+        for name, value in (("--target-compute", self.target_compute), ("--target-params", self.target_params)):
+            if value is not None and not value > 0:
+                raise UserError(f"{name}: must be > 0, got {value}")
+
+
+class ReplayChooser:
+    """Answers a space's questions with the values an Optuna trial already chose (same names)."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def categorical(self, name: str, choices: list[Any]) -> Any:
+        return self.params[name]
+
+    def integer(self, name: str, low: int, high: int, log: bool, step: int) -> int:
+        return int(self.params[name])
+
+    def real(self, name: str, low: float, high: float, log: bool, step: float | None) -> float:
+        return float(self.params[name])
+
+
+def rung_space(space: Space, rung: int, ratio: float) -> Space:
+    budget = space.budget
+    return space.with_budget(budget.kind, budget.value * ratio**rung, budget.tolerance)
+
+
+def at_target(space: Space, plan: TrialPlan, ladder: LadderPlan, params: dict[str, Any]) -> tuple[Any, float]:
+    """The architecture at the target size (its sample) and the training compute there.
+
+    `--target-params N`: solved at N parameters, trained for the search's tokens rule.
+    `--target-compute C`: the budget scale whose solved size, trained by the tokens rule, spends C.
+    """
+    chooser = ReplayChooser(params)
+    if ladder.target_params is not None:
+        sample = space.with_budget("params", ladder.target_params, 0.05).sample_with(chooser)
+        return sample, sample.counts.flops_per_token * plan.tokens_for(sample.counts.params)
+    budget = space.budget
+
+    def solved(scale: float):
+        s = space.with_budget(budget.kind, budget.value * scale, max(budget.tolerance, 0.05)).sample_with(chooser)
+        return s, s.counts.flops_per_token * plan.tokens_for(s.counts.params)
+
+    lo, hi = 0.0, math.log(1e9)
+    for _ in range(40):  # bisection on log(scale): compute grows with size
+        mid = (lo + hi) / 2
+        try:
+            _, c = solved(math.exp(mid))
+        except BudgetError:
+            hi = mid
+            continue
+        lo, hi = (mid, hi) if c < ladder.target_compute else (lo, mid)
+    sample, _ = solved(math.exp((lo + hi) / 2))
+    return sample, float(ladder.target_compute)
+
+
+class LadderProposals:
+    """A ladder search (see the module docstring). `study` given to `propose` is the search's
+    record of trained models; `ladders` is the study Optuna samples architectures in."""
+
+    def __init__(
+        self, space: Space, plan: TrialPlan, ladder: LadderPlan, ladders: StudySpec, n_ladders: int, out: str | Path
+    ):
+        self.space, self.plan, self.ladder, self.ladders_spec = space, plan, ladder, ladders
+        self.n_ladders, self.out = n_ladders, str(out)
+        self.started = 0
+        self.queue: list[dict[str, Any]] = []  # rungs ready to run
+        self.ladders: dict[int, dict[str, Any]] = {}
+        self.rung_of: dict[int, tuple[int, int]] = {}  # record-study number -> (ladder, rung)
+        self._study = None
+        self.fit = None  # the latest joint fit (analysis.ladders.LadderFit)
+
+    @property
+    def study(self):
+        if self._study is None:
+            self._study = self.ladders_spec.open()
+        return self._study
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None}
+
+    # ---- proposals ---------------------------------------------------------------------------------
+    def propose(self, study: Any) -> Proposal | str | None:
+        if not self.queue and self.started < self.n_ladders:
+            self._start_ladder()
+        if self.queue:
+            return self._rung_proposal(study, self.queue.pop(0))
+        active = [lad for lad in self.ladders.values() if lad["state"] in ("first", "rest")]
+        return WAIT if active else None
+
+    def _start_ladder(self) -> None:
+        trial = self.study.ask()
+        self.started += 1
+        seed = self.plan.base_seed
+        lad = {"id": trial.number, "state": "first", "rungs": {}, "specs": [], "told": False, "error": None}
+        self.ladders[trial.number] = lad
+        try:
+            first = self.space.sample(trial)
+            params = dict(trial.params)
+            for rung in range(self.ladder.rungs):
+                sample = (
+                    first
+                    if rung == 0
+                    else rung_space(self.space, rung, self.ladder.ratio).sample_with(ReplayChooser(params))
+                )
+                lad["specs"].append(self._spec(lad["id"], rung, sample, seed))
+            target, target_compute = at_target(self.space, self.plan, self.ladder, params)
+        except (BudgetError, ValueError) as e:
+            lad.update(state="failed", error=f"infeasible: {e}")
+            self._tell(lad, None)
+            self.queue.append({"ladder": lad["id"], "rung": 0, "error": lad["error"], "seed": seed})
+            return
+        arch = first.arch
+        lad.update(
+            arch_id=arch.arch_id,
+            label=arch.label,
+            arch=arch.to_dict(),
+            target_compute=target_compute,
+            target_counts=target.counts.to_dict(),
+            target_arch=target.arch.to_dict(),
+            params=params,
+        )
+        for key, value in (
+            ("arch", lad["arch"]),
+            ("label", arch.label),
+            ("target_compute", target_compute),
+            ("target_counts", lad["target_counts"]),
+        ):
+            trial.set_user_attr(key, value)
+        self.queue.append(lad["specs"][0])
+
+    def _spec(self, ladder_id: int, rung: int, sample: Any, seed: int) -> dict[str, Any]:
+        arch = sample.arch.to_dict()
+        if rung > 0 and arch.get("parametrization", "standard") != "standard":
+            # transfer: every rung is parametrised against rung 0's shape, so its tuned lr carries over
+            base = self.ladders[ladder_id]["specs"][0]["arch"]
+            arch.update({k: base[k.removeprefix("base_")] for k in arch if k.startswith("base_")})
+        tokens = self.plan.tokens_for(sample.counts.params)
+        return {
+            "ladder": ladder_id,
+            "rung": rung,
+            "arch": arch,
+            "counts": sample.counts.to_dict(),
+            "train": dict(sample.train),
+            "tokens": tokens,
+            "seed": seed,
+            "error": None,
+        }
+
+    def _rung_proposal(self, study: Any, spec: dict[str, Any]) -> Proposal:
+        trial = study.ask()
+        for key in ("ladder", "rung", "seed"):
+            trial.set_user_attr(key, spec[key])
+        if spec.get("arch"):
+            trial.set_user_attr("arch", spec["arch"])
+        self.rung_of[trial.number] = (spec["ladder"], spec["rung"])
+        tokens = spec.get("tokens", 0)
+        return Proposal(
+            number=trial.number,
+            seed=spec["seed"],
+            arch=spec.get("arch"),
+            counts=spec.get("counts"),
+            train={**self.plan.train_defaults, **spec.get("train", {}), "tokens": tokens, "seed": spec["seed"]},
+            data=self.plan.data,
+            target_tokens=tokens,
+            group=self.plan.group,
+            ladder=(spec["ladder"], spec["rung"]),
+            error=spec.get("error"),
+        )
+
+    # ---- outcomes --------------------------------------------------------------------------------
+    def finished(self, number: int, status: TrialStatus, report: Any) -> None:
+        if number not in self.rung_of:
+            return
+        ladder_id, rung = self.rung_of[number]
+        lad = self.ladders[ladder_id]
+        if lad["state"] in ("failed", "pruned"):
+            return
+        if status != TrialStatus.COMPLETED or report is None or report.final_loss is None:
+            lad.update(state="failed", error=f"rung {rung} {status.value}: {getattr(report, 'error', None)}")
+            self._tell(lad, None)
+            return
+        lad["rungs"][rung] = (float(report.compute), float(report.final_loss))
+        if rung == 0:
+            best = min(
+                (
+                    other["rungs"][0][1]
+                    for other in self.ladders.values()
+                    if other is not lad and 0 in other.get("rungs", {})
+                ),
+                default=None,
+            )
+            if best is not None and report.final_loss > best + self.ladder.prune_margin:
+                lad.update(
+                    state="pruned",
+                    error=(
+                        f"rung 0 loss {report.final_loss:.4f} is more than "
+                        f"{self.ladder.prune_margin} nats behind the best rung 0 ({best:.4f})"
+                    ),
+                )
+                self._tell(lad, None, pruned=True)
+                self._write_predictions()
+                return
+            lad["state"] = "rest"
+            self.queue.extend(lad["specs"][1:])
+        if len(lad["rungs"]) == self.ladder.rungs:
+            lad["state"] = "done"
+            self._refit(final=False)
+
+    def _refit(self, final: bool) -> None:
+        from archscale.analysis.ladders import fit_ladders
+
+        done = {i: lad for i, lad in self.ladders.items() if lad["state"] == "done"}
+        fit = fit_ladders({i: tuple(zip(*lad["rungs"].values(), strict=True)) for i, lad in done.items()})
+        self.fit = fit
+        for i, lad in done.items():
+            if lad["told"]:
+                continue
+            law = fit.laws[i]
+            if law.identified:
+                pred = fit.predict(i, lad["target_compute"])
+                if pred is not None and math.isfinite(pred[2]):
+                    self._tell(lad, pred[2] if self.ladder.risk == "ucb" else pred[0])
+                    continue
+                law_reason = "too few bootstrap refits to form an interval"
+            else:
+                law_reason = law.reason
+            if final or fit.identified or len(done) >= 2:  # more ladders will not fix this one
+                lad["error"] = law_reason
+                self._tell(lad, None)
+        self._write_predictions(fit)
+
+    def close(self) -> None:
+        """At the end of the run: ladders still waiting for a joint fit are told why they failed."""
+        self._refit(final=True)
+
+    def _tell(self, lad: dict[str, Any], predicted: float | None, pruned: bool = False) -> None:
+        import optuna
+
+        if lad["told"]:
+            return
+        lad["told"] = True
+        number = lad["id"]
+        if lad.get("error"):
+            storage = self.study._storage
+            trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            storage.set_trial_user_attr(trial_id, "error", lad["error"][:2000])
+        if predicted is None:
+            state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL
+            self.study.tell(number, state=state)
+            return
+        counts = lad.get("target_counts") or {}
+        values = [
+            predicted if o == "predicted_loss" else float(counts[o])
+            for o in self.ladders_spec.objectives
+            if o == "predicted_loss" or o in COST_OBJECTIVES
+        ]
+        self.study.tell(number, values)
+
+    def _write_predictions(self, fit: Any = None) -> None:
+        from archscale.search.predictions import write_predictions
+
+        write_predictions(Path(self.out), self.ladders, fit, self.ladder)
+
+    def state(self) -> dict[str, Any]:
+        return {"started": self.started}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.started = int(state.get("started", self.started))

@@ -1,0 +1,75 @@
+"""Ladder fits: a law in compute per architecture with a shared E, checked against known truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from archscale.analysis.ladders import crossings, fit_ladders
+
+C = 1e12 * np.array([1.0, 4.0, 16.0])  # a ladder of ratio 2 in parameters, tokens proportional
+
+
+def _law(E, A, alpha):
+    return lambda c: E + A * (np.asarray(c) / 1e12) ** -alpha
+
+
+TRUTH = {"a": _law(1.5, 3.0, 0.30), "b": _law(1.5, 2.0, 0.20), "c": _law(1.5, 4.0, 0.35), "d": _law(1.5, 2.5, 0.25)}
+
+
+def _data(noise: float, rng: np.random.Generator, truth=TRUTH):
+    return {k: (C, f(C) + rng.normal(0, noise, len(C))) for k, f in truth.items()}
+
+
+def test_exact_data_is_recovered():
+    fit = fit_ladders(_data(0.0, np.random.default_rng(0)), bootstrap=0)
+    assert fit.identified and fit.E == pytest.approx(1.5, abs=1e-3)
+    assert fit.laws["a"].alpha == pytest.approx(0.30, abs=1e-3)
+    assert float(fit.laws["b"].loss_at(1e14)) == pytest.approx(float(TRUTH["b"](1e14)), abs=1e-3)
+
+
+def test_one_ladder_cannot_identify_its_law():
+    fit = fit_ladders({"a": (C, TRUTH["a"](C))})
+    assert not fit.identified and "at least 2" in fit.reason and fit.predict("a", 1e14) is None
+
+
+def test_a_ladder_with_two_rungs_is_refused_and_the_rest_still_fit():
+    data = _data(0.0, np.random.default_rng(0))
+    data["short"] = (C[:2], TRUTH["a"](C[:2]))
+    fit = fit_ladders(data, bootstrap=0)
+    assert fit.identified and not fit.laws["short"].identified and "3" in fit.laws["short"].reason
+
+
+def test_no_decrease_puts_e_at_its_edge_and_is_refused():
+    flat = {k: (C, np.array([2.0, 2.0, 2.0]) + 0.001 * i) for i, k in enumerate("abc")}
+    fit = fit_ladders(flat)
+    assert not fit.identified and "edge" in fit.reason
+
+
+def test_crossings_are_where_the_curves_meet():
+    fit = fit_ladders(_data(0.0, np.random.default_rng(0)), bootstrap=0)
+    found = {(x["winner"], x["loser"]): x["compute"] for x in crossings(fit, 1e10, 1e30)}
+    # b (flatter) is ahead at small compute; a (steeper) overtakes where 3 c^-0.3 = 2 c^-0.2
+    c_star = 1e12 * (3.0 / 2.0) ** (1 / 0.1)
+    assert found[("a", "b")] == pytest.approx(c_star, rel=1e-2)
+    assert TRUTH["a"](c_star * 2) < TRUTH["b"](c_star * 2)
+
+
+def test_interval_coverage_at_the_ladder_design():
+    """95% intervals at 10x the top rung cover the truth at close to their nominal rate
+    (4 ladders of 3 rungs, noise 0.02 nats; a smaller version of benchmarks/bench_predicted.py)."""
+    rng = np.random.default_rng(7)
+    hits = total = 0
+    target = C[-1] * 10
+    for r in range(25):
+        fit = fit_ladders(_data(0.02, rng), bootstrap=120, seed=r)
+        for k, f in TRUTH.items():
+            p = fit.predict(k, target)
+            if p is None or not math.isfinite(p[1]):
+                continue
+            total += 1
+            hits += p[1] <= float(f(target)) <= p[2]
+    assert total >= 80
+    assert 0.85 <= hits / total <= 1.0

@@ -1,0 +1,189 @@
+"""Ladder search: proposals, pruning, the joint fit told to Optuna, predictions.parquet.
+
+The strategy is driven the way the searcher drives it, with a real Optuna study on disk and
+training outcomes drawn from known laws (no Ray: training is not what is tested here); a slow test
+runs a small ladder search end to end with real Ray and real training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from archscale.search.cli import app
+from archscale.search.ladder import LadderPlan, LadderProposals
+from archscale.search.options import SearchOptions, ladder_study, prepare
+from archscale.search.proposals import WAIT
+from archscale.search.trial import TrialReport
+from archscale.spaces.errors import UserError
+from archscale.spaces.record import TrialStatus
+
+SPACE = {
+    "name": "ladder",
+    "arch": {
+        "vocab_size": 256,
+        "seq_len": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "norm": "rmsnorm",
+        "ffn_activation": {"choices": ["relu", "swiglu", "gelu", "geglu"]},
+        "position": "rope",
+    },
+    "train": {"lr": 3.0e-3, "batch_size": 8},
+    "budget": {"kind": "params", "value": 12000, "tolerance": 0.03},
+}
+# the truth each activation's rungs are drawn from: L = 1.5 + A (C / 1e9)^-alpha
+LAWS = {"relu": (3.0, 0.30), "swiglu": (2.0, 0.20), "gelu": (3.5, 0.35), "geglu": (2.6, 0.25)}
+
+
+def _options(tmp_path, **kw) -> SearchOptions:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    base = dict(
+        space=str(space),
+        out=str(tmp_path / "out"),
+        trials=4,
+        tokens_per_param=4,
+        sampler="random",
+        target_compute=1e12,
+        progress=False,
+    )
+    return SearchOptions(**{**base, **kw})
+
+
+def _drive(tmp_path, noise: float = 0.0, **kw):
+    opts = _options(tmp_path, **kw)
+    space, study_spec, plan = prepare(opts)
+    ladders = ladder_study(opts, study_spec)
+    ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=opts.target_compute, prune_margin=opts.ladder_prune_margin)
+    proposals = LadderProposals(space, plan, ladder, ladders, opts.trials, tmp_path / "out")
+    (tmp_path / "out").mkdir(exist_ok=True)
+    record = study_spec.open()
+    running, order, seen = [], [], 0
+    while True:
+        p = proposals.propose(record)
+        if p is None:
+            break
+        if p != WAIT:
+            running.append(p)
+            continue
+        assert running, "WAIT with nothing running would hang the search"
+        done = running.pop(0)
+        order.append(done.ladder)
+        act = done.arch["ffn_activation"]
+        A, alpha = LAWS[act]
+        compute = done.counts["flops_per_token"] * done.target_tokens
+        seen += 1
+        loss = 1.5 + A * (compute / 1e9) ** -alpha + noise * math.sin(seen)  # deterministic "noise"
+        record.tell(done.number, loss)
+        report = TrialReport(
+            trial_number=done.number,
+            seed=0,
+            status=TrialStatus.COMPLETED,
+            target_tokens=done.target_tokens,
+            tokens=done.target_tokens,
+            compute=compute,
+            eval_loss=loss,
+        )
+        proposals.finished(done.number, TrialStatus.COMPLETED, report)
+    for p in running:  # anything left once the strategy is finished
+        order.append(p.ladder)
+    proposals.close()
+    return proposals, ladders.open(), order
+
+
+def test_every_ladder_is_told_and_predictions_match_the_truth(tmp_path):
+    proposals, ladders, order = _drive(tmp_path, ladder_prune_margin=10.0)
+    trials = ladders.get_trials(deepcopy=False)
+    assert len(trials) == 4 and all(t.state.is_finished() for t in trials)
+    pred = pl.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert pred.height == 4
+    for row in pred.iter_rows(named=True):
+        if row["status"] != "predicted":
+            continue
+        act = row["label"].split("·")[0]
+        A, alpha = LAWS[act]
+        truth = 1.5 + A * (row["target_compute"] / 1e9) ** -alpha
+        assert row["predicted_loss"] == pytest.approx(truth, abs=2e-3)
+        told = next(t for t in trials if t.number == row["ladder_id"])
+        assert told.values[0] == pytest.approx(row["predicted_loss"])
+    assert (pred["status"] == "predicted").sum() >= 2
+    # rung 0 of a ladder always runs before its larger rungs
+    for ladder_id in {lid for lid, _ in order}:
+        rungs = [r for lid, r in order if lid == ladder_id]
+        assert rungs[0] == 0 and sorted(rungs) == rungs
+
+
+def test_a_ladder_clearly_behind_at_rung_0_is_pruned(tmp_path):
+    proposals, ladders, _ = _drive(tmp_path, ladder_prune_margin=0.01)
+    states = [t.state for t in ladders.get_trials(deepcopy=False)]
+    assert optuna.trial.TrialState.PRUNED in states
+    pruned = [lad for lad in proposals.ladders.values() if lad["state"] == "pruned"]
+    assert pruned and all(len(lad["rungs"]) == 1 for lad in pruned) and "behind" in pruned[0]["error"]
+    pred = pl.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert set(pred.filter(pl.col("status") == "pruned")["ladder_id"]) == {lad["id"] for lad in pruned}
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(ladder=2), "--ladder: at least 3"),
+        (dict(ladder_ratio=1.0), "--ladder-ratio"),
+        (dict(risk="max"), "--risk"),
+        (dict(target_params=1e6), "exactly one of --target-compute"),
+        (dict(objectives=["eval_loss", "params"]), "must include predicted_loss"),
+    ],
+)
+def test_bad_ladder_options_fail_before_any_work(tmp_path, kw, message):
+    with pytest.raises(UserError, match=message):
+        prepare(_options(tmp_path, **kw))
+
+
+@pytest.mark.slow
+def test_ladder_search_end_to_end(tmp_path, ray_cluster):
+    from archscale.search.run import run_search
+
+    opts = _options(
+        tmp_path, trials=3, train={"eval_every_tokens": 8192, "eval_tokens": 2048}, ladder_prune_margin=10.0
+    )
+    run_search(opts)
+    out = tmp_path / "out"
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert trials.height == 9 and trials["ladder_id"].n_unique() == 3
+    assert set(trials["status"]) == {"completed"}
+    for _, ladder in trials.group_by("ladder_id"):
+        ladder = ladder.sort("rung")
+        assert ladder["rung"].to_list() == [0, 1, 2] and ladder["params"].is_sorted()
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "ladder-search" and run["objectives"][0]["name"] == "predicted_loss"
+    study = optuna.load_study(
+        study_name=run["ladder_study"],
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal"))),
+    )
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    pred = pl.read_parquet(out / "predictions.parquet")
+    assert pred.height == 3 and set(pred["status"]) <= {"predicted", "not identified"}
+    for t in study.trials:  # told a value exactly when predicted; otherwise FAIL with the reason
+        row = pred.filter(pl.col("ladder_id") == t.number).row(0, named=True)
+        assert (t.state.name == "COMPLETE") == (row["status"] == "predicted")
+        if row["status"] != "predicted":
+            assert t.user_attrs["error"] and row["reason"]
+    r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    status = json.loads(r.stdout)
+    assert len(status["predicted"]) + len(status["not_predicted"]) == 3 and len(status["small_scale"]) == 3
+
+
+def test_multi_objective_ladders_are_told_costs_at_the_target_size(tmp_path):
+    _, ladders, _ = _drive(tmp_path, ladder_prune_margin=10.0, objectives=["predicted_loss", "params"])
+    told = [t for t in ladders.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    assert told and all(len(t.values) == 2 for t in told)
+    for t in told:  # the cost is the architecture's size at the target, far above its rungs' budgets
+        assert t.values[1] == t.user_attrs["target_counts"]["params"] > 12000 * 4
+    assert ladders.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
