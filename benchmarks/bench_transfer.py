@@ -23,6 +23,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 LRS = [1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]  # log-spaced, factor 2
 SEEDS = (0, 1)
@@ -116,6 +117,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                     by_lr[lr] = None if None in losses or not losses else sum(losses) / len(losses)
                 optimum[which] = optimal_lr(by_lr)
                 optimum[f"{which}_losses"] = by_lr
+                best = min((lr for lr in LRS if by_lr[lr] is not None), key=lambda lr: by_lr[lr], default=None)
+                optimum[f"{which}_at_edge"] = best in (LRS[0], LRS[-1])  # the true optimum may lie beyond
             ratio = optimum["small"] / optimum["large"]
             out.append(
                 dict(
@@ -124,6 +127,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                     lr_opt_small=optimum["small"],
                     lr_opt_large=optimum["large"],
                     shift=max(ratio, 1 / ratio),  # how far the optimum moved, as a factor >= 1
+                    at_edge=optimum["small_at_edge"] or optimum["large_at_edge"],  # then shift is a lower bound
                     ratio_small_over_large=ratio,
                     losses_small=optimum["small_losses"],
                     losses_large=optimum["large_losses"],
@@ -137,7 +141,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tokens", type=int, default=120_000)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--from-json", help="re-print the tables of a saved --json output instead of training")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        return report(saved["runs"], saved["tokens"], saved["wall_s"], args.json)
     jobs = [
         (axis, parametrization, which, lr, seed, args.tokens)
         for axis, (made_for, _, _) in AXES.items()
@@ -149,13 +157,16 @@ def main() -> None:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(run_one, jobs))
+    report(rows, args.tokens, time.perf_counter() - t0, args.json)
+
+
+def report(rows: list[dict], tokens: int, wall: float, as_json: bool) -> None:
     summary = summarise(rows)
-    wall = time.perf_counter() - t0
-    if args.json:
+    if as_json:
         print(
             json.dumps(
                 {
-                    "tokens": args.tokens,
+                    "tokens": tokens,
                     "lrs": LRS,
                     "seeds": len(SEEDS),
                     "wall_s": wall,
@@ -165,7 +176,7 @@ def main() -> None:
             )
         )
         return
-    print(f"{len(rows)} runs of {args.tokens:,} tokens in {wall:.0f}s; lrs {LRS}, {len(SEEDS)} seeds")
+    print(f"{len(rows)} runs of {tokens:,} tokens in {wall:.0f}s; lrs {LRS}, {len(SEEDS)} seeds")
     print(f"{'axis':<6} {'parametrization':<16} {'sizes':<16} {'lr* small':>10} {'lr* large':>10} {'moved':>7}")
     for s in summary:
         small, large = AXES[s["axis"]][1], AXES[s["axis"]][2]
@@ -174,6 +185,7 @@ def main() -> None:
         print(
             f"{s['axis']:<6} {s['parametrization']:<16} {sizes:<16} {s['lr_opt_small']:>10.2e} "
             f"{s['lr_opt_large']:>10.2e} {s['shift']:>6.2f}x"
+            + ("  (an optimum at the grid's edge: at least this)" if s["at_edge"] else "")
         )
     for s in summary:
         cells = "  ".join(
