@@ -155,6 +155,9 @@ class GridPoint:
     size_kind: str
     size: float
     train: dict[str, Any]
+    # where a transferred lr came from (`study.transferred_lr`): search dir, trial, base lr and shapes;
+    # recorded as the Optuna trial's user attributes. None when the lr was given.
+    transfer: dict[str, Any] | None = None
 
     def __getitem__(self, key: str) -> Any:  # point["tokens"], as plan_grid's dict rows read before
         return getattr(self, key)
@@ -177,6 +180,8 @@ class GridProposals:
         for key in ("group", "arch", "counts", "seed", "size"):
             trial.set_user_attr(key, getattr(point, key))
         trial.set_user_attr("target_tokens", point.tokens)
+        for key, value in (point.transfer or {}).items():
+            trial.set_user_attr(key, value)
         return Proposal(
             number=trial.number,
             seed=point.seed,

@@ -11,11 +11,20 @@ A study file (YAML; see docs/guide.md):
     sizes: {kind: params, values: [50000, 100000, 200000, 400000]}  # each solved like a search budget
     tokens: [200000]                    # token budgets (a grid), or tokens_per_param: 2,
     isoflop: [3.0e+11, 1.0e+12]         # or: for each compute C, every size with tokens = C / flops_per_token
-    train: {lr: 3.0e-3, batch_size: 16}
+    train: {lr: 3.0e-3, batch_size: 16}   # or lr: {from_search: results/search}, transferred (below)
     seeds: 1
 
 Each grid point is one Optuna trial (no sampled parameters; the architecture and `group` are its
 user attributes), so trial ids match between trials.parquet and the study, as for searches.
+
+Learning-rate transfer: `train: {lr: {from_search: DIR}}` (in the study's `train`, or one
+architecture's) takes, from the finished search in DIR, the completed trial of the same
+architecture (every field but the sizes: d_model, d_ff, n_layers, head_dim and the base shapes)
+and the same parametrisation with the lowest seed-averaged eval loss, and uses its lr at every
+size with the base shapes set to that trial's (`base_d_model`, and `base_n_layers` under
+completep). Under mup / completep that is the transfer: the optimizer scales each group's lr from
+the base shapes (`archscale.spaces.variants.PARAMETER_ROLES`). Under standard there is no rule and
+the lr is used unchanged at every size (the shared-rate problem; docs/transfer.md).
 """
 
 from __future__ import annotations
@@ -130,6 +139,70 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     return out
 
 
+# Fields that may differ between a search trial and the study's architecture it tunes the lr for:
+# the sizes a budget solves, and the base shapes (which the transfer sets).
+_SIZE_FIELDS = ("d_model", "d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
+
+
+def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """The best lr of the architecture `fixed` (ArchConfig fields; sizes may be missing) in a finished
+    search, as (lr, the base shapes to set, a description of where it came from).
+
+    The lr is the one with the lowest mean eval loss over seeds among the completed trials whose
+    every field but `_SIZE_FIELDS` equals `fixed`'s (ArchConfig's default where `fixed` is silent).
+    """
+    import polars as pl
+
+    from archscale.spaces import ArchConfig, variants
+
+    search_dir = Path(search_dir)
+    if not (search_dir / "trials.parquet").exists():
+        raise UserError(f"{search_dir}: lr.from_search: no trials.parquet there (is it a finished search's --out?)")
+    trials = pl.read_parquet(search_dir / "trials.parquet").filter(pl.col("status") == "completed")
+    defaults = {name: f.default for name, f in ArchConfig.model_fields.items()}
+    want = {name: fixed.get(name, defaults[name]) for name in ArchConfig.model_fields if name not in _SIZE_FIELDS}
+    if want.get("n_kv_heads") is None:
+        want["n_kv_heads"] = want["n_heads"]
+    same = trials.filter(*[pl.col(k) == v for k, v in want.items() if k in trials.columns])
+    if same.is_empty():
+        labels = sorted(set(trials["label"].to_list())) if "label" in trials.columns else []
+        raise UserError(
+            f"{search_dir}: lr.from_search: no completed trial of this architecture under parametrization="
+            f"{want['parametrization']} (the search has: {', '.join(labels) or 'no completed trials'}); "
+            "search it at the base size first, or give lr as a number"
+        )
+    best = (
+        same.group_by("arch_id", "lr")
+        .agg(pl.col("eval_loss").mean().alias("mean_loss"), pl.len().alias("seeds"), pl.col("trial_id").min())
+        .sort("mean_loss", "trial_id")
+        .row(0, named=True)
+    )
+    trial = same.filter(pl.col("trial_id") == best["trial_id"]).row(0, named=True)
+    p = variants.PARAMETRIZATIONS[want["parametrization"]]
+    base: dict[str, Any] = {}
+    if p.width:
+        base["base_d_model"] = trial.get("base_d_model") or trial["d_model"]
+    if p.depth:
+        base["base_n_layers"] = trial.get("base_n_layers") or trial["n_layers"]
+    source = {
+        "lr_from_search": str(search_dir),
+        "lr_trial": int(best["trial_id"]),
+        "lr_seeds": int(best["seeds"]),
+        "lr_base": float(best["lr"]),
+        **base,
+    }
+    return float(best["lr"]), base, source
+
+
+def _lr_from_search(train: dict[str, Any], path: str | Path | None, where: str) -> str | None:
+    lr = train.get("lr")
+    if not isinstance(lr, dict):
+        return None
+    if set(lr) != {"from_search"} or not isinstance(lr["from_search"], str):
+        raise SpaceError(path, f"{where}.lr", f"give a number or {{from_search: DIR}}, got {lr!r}")
+    return lr["from_search"]
+
+
 def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint]:
     """Every grid point (group, arch, counts, tokens, seed, planned size), solved and checked before anything runs."""
     architectures = dict(spec.architectures)
@@ -141,10 +214,17 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
     points = []
     for group, choices in architectures.items():
         choices = dict(choices)
-        train = {**spec.train, **choices.pop("train", {})}  # per-architecture training settings win
+        own_train = choices.pop("train", {})
+        train = {**spec.train, **own_train}  # per-architecture training settings win
         fixed = {**spec.base, **choices}
         for f in spec.sizes.free:
             fixed.pop(f, None)
+        transfer = None
+        search_dir = _lr_from_search(train, path, f"architectures.{group}.train" if "lr" in own_train else "train")
+        if search_dir is not None:
+            lr, base_shapes, transfer = transferred_lr(search_dir, fixed)
+            train = {**train, "lr": lr}
+            fixed.update(base_shapes)
         for size in spec.sizes.values:
             budget = {
                 "kind": spec.sizes.kind,
@@ -179,6 +259,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
                             size_kind=spec.sizes.kind,
                             size=size,
                             train=train,
+                            transfer=transfer,
                         )
                     )
     return points

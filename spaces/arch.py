@@ -23,6 +23,8 @@ Norm = Literal[tuple(variants.NORMS)]
 NormPosition = Literal[tuple(variants.NORM_POSITIONS)]
 Position = Literal[tuple(variants.POSITIONS)]
 Block = Literal[tuple(variants.BLOCKS)]
+EmbeddingScale = Literal[tuple(variants.EMBEDDING_SCALES)]
+Parametrization = Literal[tuple(variants.PARAMETRIZATIONS)]
 Init = Literal["normal", "depth_scaled"]
 
 FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
@@ -32,6 +34,8 @@ NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
 POSITIONS: tuple[str, ...] = get_args(Position)
 BLOCKS: tuple[str, ...] = get_args(Block)
 INITS: tuple[str, ...] = get_args(Init)
+EMBEDDING_SCALES: tuple[str, ...] = get_args(EmbeddingScale)
+PARAMETRIZATIONS: tuple[str, ...] = get_args(Parametrization)
 
 
 class ArchConfig(BaseModel):
@@ -59,7 +63,16 @@ class ArchConfig(BaseModel):
     ffn_per_block: int = 1  # FFN sublayers after each attention sublayer (sequential blocks)
     tie_embeddings: bool = True
     bias: bool = False  # biases in every linear layer and LayerNorm
-    init: Init = "depth_scaled"  # normal: N(0, 0.02); depth_scaled: residual outputs / sqrt(2 L)
+    init: Init = "depth_scaled"  # normal: N(0, 0.02); depth_scaled: residual outputs / sqrt(2 L) (not under completep)
+    # token embeddings x 1 or x sqrt(d_model) (the original transformer's, with its sinusoidal positions);
+    # a choice of its own for every position coding. Under mup / completep sqrt_d_model means sqrt(base_d_model).
+    embedding_scale: EmbeddingScale = "none"
+    # how init, multipliers and per-group lr / weight decay / Adam eps scale with width (mup) and also
+    # depth (completep), so hyperparameters tuned at the base shapes transfer; see docs/transfer.md
+    parametrization: Parametrization = "standard"
+    base_d_model: int | None = None  # mup / completep: the width hyperparameters were tuned at; None = d_model
+    base_n_layers: int | None = None  # completep: the depth they were tuned at; None = n_layers
+    zero_init: bool = False  # start the query projections and an untied readout at zero (μP's option)
 
     @model_validator(mode="before")
     @classmethod
@@ -78,6 +91,12 @@ class ArchConfig(BaseModel):
                         f"is not divisible by n_heads={n_heads}; give head_dim or make d_model a multiple of n_heads"
                     )
                 data["head_dim"] = d_model // n_heads
+        # base shapes mean something only under mup / completep; there, omitted = this model's own
+        width, depth = _transfers(data.get("parametrization", "standard"))
+        if width and data.get("base_d_model") is None:
+            data["base_d_model"] = data.get("d_model", 64)
+        if depth and data.get("base_n_layers") is None:
+            data["base_n_layers"] = data.get("n_layers", 2)
         return data
 
     @model_validator(mode="after")
@@ -100,6 +119,13 @@ class ArchConfig(BaseModel):
                 f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
                 f"got norm={self.norm}"
             )
+        for name, rule in (("base_d_model", "width"), ("base_n_layers", "depth")):
+            if getattr(self, name) is not None and not getattr(variants.PARAMETRIZATIONS[self.parametrization], rule):
+                users = ", ".join(k for k, p in variants.PARAMETRIZATIONS.items() if getattr(p, rule))
+                raise ValueError(
+                    f"{name}: only read under parametrization in {{{users}}}, got parametrization="
+                    f"{self.parametrization}; remove {name} or change parametrization"
+                )
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
             raise ValueError(
@@ -112,6 +138,11 @@ class ArchConfig(BaseModel):
     @property
     def gated(self) -> bool:
         return variants.ACTIVATIONS[self.ffn_activation].gated
+
+    @property
+    def parametrization_caveat(self) -> str | None:
+        """Why this parametrisation's rules are not derived for this architecture (it still trains), or None."""
+        return variants.parametrization_caveat(self)
 
     @property
     def has_final_norm(self) -> bool:
@@ -133,7 +164,8 @@ class ArchConfig(BaseModel):
     def label(self) -> str:
         """A short human name: the axes people compare most."""
         kv = "" if self.n_kv_heads == self.n_heads else f"·kv{self.n_kv_heads}"
-        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}"
+        p = "" if self.parametrization == "standard" else f"·{self.parametrization}"
+        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}{p}"
 
     @classmethod
     def from_file(cls, path: str) -> ArchConfig:
@@ -149,15 +181,24 @@ class ArchConfig(BaseModel):
             raise SpaceError(path, "", _first_error(e)) from None
 
 
+def _transfers(parametrization: Any) -> tuple[bool, bool]:
+    """(width rules, depth rules) of a parametrisation name; (False, False) for an unknown one (pydantic reports it)."""
+    p = variants.PARAMETRIZATIONS.get(parametrization) if isinstance(parametrization, str) else None
+    return (p.width, p.depth) if p else (False, False)
+
+
 def value_problem(name: str, value: Any) -> str | None:
     """Why `value` can never be ArchConfig field `name`, whatever the other fields are; None if it can.
 
     The kind of value comes from the field's annotation (`field_kind`): one of a `Literal`'s values
-    (the variant tables' keys), a bool, a positive integer, or a positive number. Every numeric
+    (the variant tables' keys), a bool, a positive integer, or a positive number (or None, where the
+    field is optional). Every numeric
     field is positive today; a field that may be zero needs its own kind here. The message lists
     what is allowed. Space files check their values with this too.
     """
     kind, allowed = field_kind(name)
+    if value is None and type(None) in get_args(ArchConfig.model_fields[name].annotation):
+        return None  # an optional field left unset (n_kv_heads and head_dim are filled in; base shapes may stay None)
     if kind == "literal":
         ok = value in allowed
     elif kind == "bool":

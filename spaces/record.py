@@ -3,7 +3,7 @@
 `search` writes these files and `analysis` reads them; both import the definitions here, so a
 column cannot exist on one side only. The trial columns are derived, not listed: every
 `ArchConfig` field, every recorded `TrainConfig` field, every `Counts` field, plus the identity,
-plan and result columns below. A new architecture or training field therefore reaches
+plan, transfer and result columns below. A new architecture or training field therefore reaches
 `trials.parquet` (and analysis) with no change here.
 
 Types are named with plain Python types so this module stays import-light; `polars_schema()`
@@ -18,6 +18,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
+from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts
 from archscale.spaces.training import RECORDED_TRAIN_FIELDS, TrainConfig
@@ -55,6 +56,10 @@ PLAN_COLUMNS: dict[str, Any] = {
     "target_tokens": int,  # training tokens the trial was asked to reach
     "ladder_id": int,  # a ladder search's architecture (its trial number in the ladder study)
     "rung": int,  # the trial's rung in that ladder: 0 = the smallest size
+}
+TRANSFER_COLUMNS: dict[str, Any] = {  # derived from the architecture's parametrisation (`variants`)
+    "parametrization_caveat": str,  # why its rules are not derived for this architecture; null when they are
+    "lr_hidden": float,  # peak lr of the d_model-fan-in matrices: lr x 1/m_d_model under mup / completep, else lr
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "tokens": int,  # training tokens seen so far (= target_tokens when completed)
@@ -115,12 +120,13 @@ COUNT_COLUMNS: dict[str, Any] = _count_columns()
 TRIAL_COLUMNS: dict[str, Any] = {
     **IDENTITY_COLUMNS,
     **PLAN_COLUMNS,
+    **TRANSFER_COLUMNS,
     **ARCH_COLUMNS,
     **TRAIN_COLUMNS,
     **COUNT_COLUMNS,
     **RESULT_COLUMNS,
 }
-_clash = (set(IDENTITY_COLUMNS) | set(PLAN_COLUMNS) | set(RESULT_COLUMNS)) & (
+_clash = (set(IDENTITY_COLUMNS) | set(PLAN_COLUMNS) | set(TRANSFER_COLUMNS) | set(RESULT_COLUMNS)) & (
     set(ARCH_COLUMNS) | set(TRAIN_COLUMNS) | set(COUNT_COLUMNS)
 )
 assert not _clash and not set(ARCH_COLUMNS) & set(TRAIN_COLUMNS), f"trial columns defined twice: {_clash}"
@@ -164,6 +170,12 @@ def new_trial_row(
     if arch is not None:
         row.update(arch.to_dict(), arch_id=arch.arch_id, label=arch.label)
     row.update({name: train.get(name, defaults[name]) for name in TRAIN_COLUMNS})
+    if arch is not None:
+        lr = train.get("lr", defaults["lr"])
+        row.update(
+            parametrization_caveat=variants.parametrization_caveat(arch),
+            lr_hidden=lr * variants.PARAMETER_ROLES["hidden_d_model"].lr(arch),
+        )
     if counts is not None:
         row.update(counts.to_dict())
     return row

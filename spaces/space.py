@@ -366,6 +366,7 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
         _check_axis_values(path, key, name, axis)
         _check_when(path, key, axis, seen)
         seen.append(name)
+    _check_base_shapes(spec, path)
     if spec.budget is not None:
         for name in spec.budget.free:
             if name in spec.arch:
@@ -393,6 +394,29 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
                     path, f"constraints.{i}.forbid.{name}", f"not an ArchConfig field; allowed: {', '.join(fields)}"
                 )
             _check_values(path, f"constraints.{i}.forbid.{name}", name, _as_list(v))
+
+
+def _check_base_shapes(spec: SpaceFile, path: str | Path | None) -> None:
+    """base_d_model / base_n_layers only mean something under the parametrisations that read them:
+    refuse a space where one is set for a parametrisation it could be sampled with that ignores it."""
+    from archscale.spaces import variants
+
+    p_axis = spec.arch.get("parametrization")
+    possible = _axis_values(p_axis) if p_axis is not None else ["standard"]
+    for name, rule in (("base_d_model", "width"), ("base_n_layers", "depth")):
+        axis = spec.arch.get(name)
+        if axis is None:
+            continue
+        when = _as_list((axis.when or {}).get("parametrization", possible))
+        ignoring = [p for p in possible if p in when and not getattr(variants.PARAMETRIZATIONS.get(p), rule, True)]
+        if ignoring:
+            readers = [k for k, v in variants.PARAMETRIZATIONS.items() if getattr(v, rule)]
+            raise SpaceError(
+                path,
+                f"arch.{name}",
+                f"only read under parametrization in {{{', '.join(readers)}}}, but this space can sample "
+                f"parametrization={ignoring[0]}; fix parametrization, or add when: {{parametrization: {readers}}}",
+            )
 
 
 def _axis_values(axis: Axis) -> list[Any]:

@@ -109,10 +109,6 @@ def _no_params(arch: Any) -> int:
     return 0
 
 
-def _unscaled(arch: Any) -> float:
-    return 1.0
-
-
 def _any_length(arch: Any) -> int | None:
     return None
 
@@ -126,9 +122,6 @@ class Position:
     # learned position parameters (a table): counted in `params`, excluded from `non_embedding_params`
     table_params: Callable[[Any], int] = _no_params
     absolute: bool = False  # adds a (T, d_model) embedding to the token embeddings
-    # multiplies the token embeddings. Today sqrt(d_model) for sinusoidal only (Vaswani et al.); the
-    # hook where an explicit embedding-scale choice would plug in.
-    emb_scale: Callable[[Any], float] = _unscaled
     fields: tuple[str, ...] = ()  # ArchConfig fields that only this coding reads
     max_len: Callable[[Any], int | None] = _any_length  # longest sequence it can code; None = any
     check: Callable[[Any], str | None] = _always_valid  # an extra validity rule: the error, naming the field, or None
@@ -144,7 +137,7 @@ def _t5_check(arch: Any) -> str | None:
 
 POSITIONS: dict[str, Position] = {
     "none": Position(),  # NoPE
-    "sinusoidal": Position(absolute=True, emb_scale=lambda arch: math.sqrt(arch.d_model)),
+    "sinusoidal": Position(absolute=True),
     "learned": Position(
         absolute=True, table_params=lambda arch: arch.seq_len * arch.d_model, max_len=lambda arch: arch.seq_len
     ),
@@ -157,6 +150,167 @@ POSITIONS: dict[str, Position] = {
     ),
 }
 
+# --------------------------------------------------------------------------------------------
+# Embedding scale: what the token embeddings are multiplied by, an explicit choice of its own
+# (not tied to a position coding). The original transformer (Vaswani et al. 2017, sec. 3.4) used
+# sqrt_d_model with its sinusoidal positions; GPT-2 and most decoders since use none.
+
+
+@dataclass(frozen=True)
+class EmbeddingScale:
+    # the multiplier; `width` is d_model under the standard parametrisation and base_d_model under
+    # mup / completep, so the embedding output does not grow with width (see `Parametrization`)
+    factor: Callable[[int], float]
+
+
+EMBEDDING_SCALES: dict[str, EmbeddingScale] = {
+    "none": EmbeddingScale(factor=lambda width: 1.0),
+    "sqrt_d_model": EmbeddingScale(factor=lambda width: math.sqrt(width)),
+}
+
+# --------------------------------------------------------------------------------------------
+# Parametrisations: how initialisation, forward multipliers and the optimizer's per-group
+# learning rate, weight decay and epsilon scale with width and depth, so hyperparameters tuned at
+# the base shapes (`base_d_model`, `base_n_layers`) transfer. The numbers are here (torch-free, so
+# the trial record and the study planner can read them); `archscale.trainers.parametrization`
+# assigns each parameter its role and applies them. docs/training.md ("Parametrisations") lists
+# every rule with the reference it comes from.
+#
+# Width multipliers, one per dimension that is a fan-in somewhere (`width_multipliers`):
+#   d_model: fan-in of q, k, v, FFN up and gate; the readout's 1/m and the residual blocks' epsilon
+#   attn:    n_heads x head_dim, fan-in of the attention output projection
+#   d_ff:    fan-in of the FFN down projection, measured against base_d_model x FFN_REFERENCE_RATIO
+#            (x 2/3 for gated FFNs, the parameter-matched ratio), so changing the FFN ratio or the
+#            gated correction at a fixed d_model moves d_ff's multiplier on its own
+# n_kv_heads x head_dim is the output width of k and v, never a fan-in (GQA repeats k and v to
+# n_heads groups before the output projection), and μP's Adam rules read only fan-in
+# (microsoft/mup `MuAdam`: lr /= p.infshape.width_mult(), the fan-in's); so it has no multiplier.
+
+FFN_REFERENCE_RATIO = 4.0  # d_ff / d_model at which d_ff's multiplier equals d_model's
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    width: bool  # μP width rules (Yang et al. 2022)
+    depth: bool  # CompleteP depth rules, alpha = 1 (Dey et al. 2025)
+
+
+PARAMETRIZATIONS: dict[str, Parametrization] = {
+    "standard": Parametrization(width=False, depth=False),
+    "mup": Parametrization(width=True, depth=False),
+    "completep": Parametrization(width=True, depth=True),
+}
+
+
+def width_multipliers(arch: Any) -> dict[str, float]:
+    """Each fan-in dimension over its base (all 1 under the standard parametrisation)."""
+    if not PARAMETRIZATIONS[arch.parametrization].width:
+        return {"d_model": 1.0, "attn": 1.0, "d_ff": 1.0}
+    base = arch.base_d_model
+    ratio = FFN_REFERENCE_RATIO * (2 / 3 if ACTIVATIONS[arch.ffn_activation].gated else 1)
+    return {
+        "d_model": arch.d_model / base,
+        "attn": arch.n_heads * arch.head_dim / base,
+        "d_ff": arch.d_ff / (base * ratio),
+    }
+
+
+def depth_multiplier(arch: Any) -> float:
+    """m_L = n_layers / base_n_layers under completep; 1 otherwise."""
+    return arch.n_layers / arch.base_n_layers if PARAMETRIZATIONS[arch.parametrization].depth else 1.0
+
+
+def residual_scale(arch: Any) -> float:
+    """Each residual branch is multiplied by m_L^-alpha = base_n_layers / n_layers (CompleteP, alpha = 1)."""
+    return 1.0 / depth_multiplier(arch)
+
+
+def embedding_scale(arch: Any) -> float:
+    """The token-embedding multiplier: the chosen scale at d_model, or at base_d_model under mup / completep."""
+    width = arch.base_d_model if PARAMETRIZATIONS[arch.parametrization].width else arch.d_model
+    return EMBEDDING_SCALES[arch.embedding_scale].factor(width)
+
+
+def output_multiplier(arch: Any) -> float:
+    """The readout's multiplier on the final hidden state: 1 / m_d_model under mup / completep."""
+    return 1.0 / width_multipliers(arch)["d_model"]
+
+
+def attention_scale(arch: Any) -> float:
+    """Attention logits' scale: 1/head_dim under mup / completep, 1/sqrt(head_dim) otherwise."""
+    if PARAMETRIZATIONS[arch.parametrization].width:
+        return 1.0 / arch.head_dim
+    return 1.0 / math.sqrt(arch.head_dim)
+
+
+# Combinations no derivation covers: the references derive the rules for pre-norm decoders with
+# a normalising norm and a position coding (CompleteP's Table 1: "a pre-LN transformer"). They
+# train, but `archscale.trainers.parametrization` warns once and the trial row's
+# `parametrization_caveat` column says why.
+def parametrization_caveat(arch: Any) -> str | None:
+    """Why the rules of `arch.parametrization` are not derived for `arch`, or None."""
+    if arch.parametrization == "standard":
+        return None
+    reasons = []
+    if arch.norm_position != "pre":
+        reasons.append(f"norm_position={arch.norm_position}")
+    if not NORMS[arch.norm].normalises:
+        reasons.append(f"norm={arch.norm}")
+    if arch.position == "none":
+        reasons.append("position=none")
+    if not reasons:
+        return None
+    return (
+        f"{arch.parametrization} is derived for pre-norm decoders with a norm and a position coding, "
+        f"not {', '.join(reasons)}"
+    )
+
+
+@dataclass(frozen=True)
+class Role:
+    """How one kind of parameter is initialised and optimised. Every callable takes the arch."""
+
+    init_std: Callable[[Any], float]  # multiplies the base std (0.02)
+    lr: Callable[[Any], float]  # multiplies the peak learning rate
+    weight_decay: Callable[[Any], float]  # multiplies the weight decay (0 where the role never decays)
+    eps: Callable[[Any], float]  # multiplies Adam's epsilon
+    decays: bool  # gets weight decay at all
+
+
+def _one(arch: Any) -> float:
+    return 1.0
+
+
+def _hidden(dim: str) -> Role:
+    # μP hidden matrices (CompleteP Table 1 "Hidden"; microsoft/mup init.normal_/constant_std_init_
+    # scales std by width_mult^-1/2, MuAdamW divides lr by width_mult and, with decoupled_wd=False,
+    # multiplies weight decay by it so lr x wd is width-independent). alpha = 1: no depth factor on lr.
+    return Role(
+        init_std=lambda arch: width_multipliers(arch)[dim] ** -0.5,
+        lr=lambda arch: 1.0 / width_multipliers(arch)[dim],
+        weight_decay=lambda arch: width_multipliers(arch)[dim],
+        eps=_block_eps,
+        decays=True,
+    )
+
+
+def _block_eps(arch: Any) -> float:
+    # CompleteP Table 1 "AdamW eps (residual blocks)": eps x m_N^-1 (μP), x m_N^-1 x m_L^-alpha (CompleteP)
+    return 1.0 / (width_multipliers(arch)["d_model"] * depth_multiplier(arch))
+
+
+PARAMETER_ROLES: dict[str, Role] = {
+    # token embedding, learned position table, T5 bias table, and a tied readout: constant init and lr
+    "embedding": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),
+    "hidden_d_model": _hidden("d_model"),  # q, k, v, FFN up and gate
+    "hidden_attn": _hidden("attn"),  # attention output projection (fan-in n_heads x head_dim)
+    "hidden_d_ff": _hidden("d_ff"),  # FFN down projection (fan-in d_ff)
+    # norms, QK-norms and biases inside the residual blocks
+    "block_vector": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_block_eps, decays=False),
+    "final_norm": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),
+    "readout": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),  # an untied head
+}
+
 # The tables by the ArchConfig field whose values they key.
 BY_FIELD: dict[str, dict[str, Any]] = {
     "ffn_activation": ACTIVATIONS,
@@ -164,4 +318,6 @@ BY_FIELD: dict[str, dict[str, Any]] = {
     "norm_position": NORM_POSITIONS,
     "position": POSITIONS,
     "block": BLOCKS,
+    "embedding_scale": EMBEDDING_SCALES,
+    "parametrization": PARAMETRIZATIONS,
 }

@@ -1,6 +1,7 @@
-"""`archscale train`: train one architecture from the command line.
+"""`archscale train` (train one architecture) and `archscale check coord` (the coordinate check).
 
     archscale train --arch arch.yaml --data pystdlib --tokens 500000 --out runs/a --seed 0
+    archscale check coord arch.yaml --parametrization mup --widths 64,128,256,512 --steps 5 --json
 
 A thin layer over `archscale.trainers.train`; only typer and the standard library are imported at
 module level (torch is imported when the command runs), so `archscale --help` stays fast.
@@ -15,7 +16,7 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from archscale.spaces.cli_options import Data, user_errors
+from archscale.spaces.cli_options import Data, JsonFlag, command_group, user_errors
 from archscale.spaces.errors import UserError
 
 
@@ -135,6 +136,78 @@ def _print_summary(s: dict, out: Path) -> None:
         console.print(line)
 
 
+check_app = command_group("Checks that a model behaves as its configuration promises.")
+
+
+def _sizes(option: str, text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{option}: expected comma-separated integers such as 64,128,256, got {text!r}")
+    if len(sizes) < 2 or min(sizes) < 1:
+        _fail(f"{option}: give at least two positive sizes to compare, got {text!r}")
+    return sizes
+
+
+@user_errors
+def coord_command(
+    arch: Annotated[Path, typer.Argument(help="Architecture file (YAML or JSON of ArchConfig fields): the base size.")],
+    parametrization: Annotated[
+        Optional[str],
+        typer.Option("--parametrization", help="standard, mup or completep [default: the file's]."),
+    ] = None,
+    widths: Annotated[
+        Optional[str], typer.Option("--widths", help="d_model values, e.g. 64,128,256,512 (head_dim stays fixed).")
+    ] = None,
+    depths: Annotated[Optional[str], typer.Option("--depths", help="n_layers values, e.g. 2,4,8.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps; RMS is measured after each.")] = 5,
+    lr: Annotated[float, typer.Option("--lr", min=0, help="Peak learning rate (constant; high on purpose).")] = 1e-2,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Plot: FILE.png or FILE.html.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train each width (or depth) a few steps and report activation RMS by role; flat lines mean the
+    parametrisation's rules hold. Prints the log-log slope per role at the last step."""
+    from archscale.spaces import ArchConfig, variants
+
+    if parametrization is not None and parametrization not in variants.PARAMETRIZATIONS:
+        _fail(f"--parametrization: got {parametrization!r}; allowed: {', '.join(variants.PARAMETRIZATIONS)}")
+    width_list, depth_list = _sizes("--widths", widths), _sizes("--depths", depths)
+    if width_list is None and depth_list is None:
+        _fail("give --widths, --depths or both")
+    if out is not None and out.suffix not in (".png", ".html"):
+        _fail(f"--out: {out}: unsupported format {out.suffix!r}; allowed: .png, .html")
+    try:
+        arch_config = ArchConfig.from_file(str(arch))
+    except ValueError as e:
+        _fail(str(e))
+    from archscale.trainers.coord import coord_check, save_plot, slopes, with_parametrization
+
+    if parametrization is not None:
+        arch_config = with_parametrization(arch_config, parametrization)
+    rows = coord_check(arch_config, widths=width_list, depths=depth_list, steps=steps, lr=lr)
+    over = "width" if width_list else "depth"
+    if out is not None:
+        save_plot(rows, out, over)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    slope = slopes(rows, over, steps)
+    sizes = width_list or depth_list
+    typer.echo(f"{arch_config.parametrization}: RMS after {steps} steps at lr {lr:g}, by {over}")
+    typer.echo(f"{'role':<10}" + "".join(f"{s:>10}" for s in sizes) + f"{'slope':>10}")
+    for role, value in slope.items():
+        rms = {r[over]: r["rms"] for r in rows if r["role"] == role and r["step"] == steps}
+        typer.echo(f"{role:<10}" + "".join(f"{rms[s]:>10.3g}" for s in sizes) + f"{value:>+10.2f}")
+    typer.echo("slope: log-log RMS against " + over + "; ~0 (within ±0.15) means the rules hold")
+    if out is not None:
+        typer.echo(f"plot: {out}")
+
+
+check_app.command("coord")(coord_command)
+
+
 @user_errors
 def export_command(
     results_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Results directory of a search or study.")],
@@ -172,9 +245,10 @@ def export_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `train` command to the root `archscale` app."""
+    """Add the `export` and `train` commands and the `check` group to the root `archscale` app."""
     app.command("export")(export_command)
     app.command("train")(train_command)
+    app.add_typer(check_app, name="check")
 
 
 if __name__ == "__main__":  # python -m archscale.trainers.commands ...: the train command alone

@@ -32,6 +32,7 @@ from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import IGNORE, DataSource, open_data
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
 from archscale.trainers.model import build_model
+from archscale.trainers.parametrization import param_groups
 
 DIVERGENCE_FACTOR = 3.0  # after warmup, a training loss above 3x the first step's loss = diverged
 LENGTH_FACTORS = (1, 2, 4)  # length generalisation: eval at 1x, 2x, 4x seq_len after training
@@ -54,18 +55,12 @@ def default_threads() -> int:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with two groups: matrices decay; norms, biases, embedding tables and the output head
-    don't (unless `decay_embeddings`). The head is treated as the embedding it is when tied, so
-    tied and untied heads get the same decay and that axis is not confounded with regularisation."""
-    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    head = getattr(model, "head", None)
-    if isinstance(head, nn.Linear):
-        embedding_ids.add(id(head.weight))
-    decay, no_decay = [], []
-    for p in model.parameters():
-        is_embedding = id(p) in embedding_ids
-        (decay if p.dim() >= 2 and (cfg.decay_embeddings or not is_embedding) else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW over the parametrisation's groups (`archscale.trainers.parametrization.param_groups`):
+    one group per parameter role, each with its own `lr_scale`, weight decay and epsilon. Under the
+    standard parametrisation every scale is 1: matrices decay; norms, biases, embedding tables and
+    the output head don't (unless `decay_embeddings`), tied or untied alike, so that axis is not
+    confounded with regularisation. Each step the loop sets a group's lr to the schedule's x `lr_scale`."""
+    groups = param_groups(model, cfg)
     extra = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
@@ -322,7 +317,7 @@ def _run(
         t_step = time.perf_counter()
         lr = schedule(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         step_loss = torch.zeros((), device=device)
         for _ in range(accum):
             x, y = source.train_batch(cfg.batch_size, T, data_gen)

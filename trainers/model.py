@@ -3,7 +3,7 @@
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
 Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
-its embedding scale) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS` and
+the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS` and
 `POSITIONS` are the torch implementations keyed by the same names (a test asserts the keys agree).
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
@@ -12,6 +12,10 @@ Attention goes through `F.scaled_dot_product_attention`; ALiBi and T5 bias enter
 masks. Fused Triton kernels (`archscale.trainers.kernels`) are chosen when the model is built
 (`build_model(arch, fused_kernels=...)`): RMSNorm and the gated activations that have a kernel get
 a `fused` flag, and then use it for CUDA tensors (plain torch on CPU, always).
+Parametrisations (standard, mup, completep) enter as four forward multipliers read from
+`variants` (embedding scale, attention scale, residual-branch scale, readout multiplier), all 1 or
+the usual 1/sqrt(head_dim) under standard, and as the initialisation in
+`archscale.trainers.parametrization`, which also builds the optimizer's per-role groups.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archscale.spaces import ArchConfig, variants
-from archscale.trainers import kernels
+from archscale.trainers import kernels, parametrization
 
 # --------------------------------------------------------------------------------------------
 # Norms: name -> constructor(width, arch, fused). "none" is the identity.
@@ -118,8 +122,8 @@ class NoPosition(PositionCoding):
 
 
 class Sinusoidal(PositionCoding):
-    """Vaswani et al. 2017; token embeddings are scaled by sqrt(d_model) as in the original (the
-    table's `emb_scale`)."""
+    """Vaswani et al. 2017. The original also scaled token embeddings by sqrt(d_model): that is
+    `embedding_scale: sqrt_d_model`, a separate choice available with every coding."""
 
     def __init__(self, arch: ArchConfig):
         super().__init__(arch)
@@ -241,6 +245,7 @@ class Attention(nn.Module):
     def __init__(self, arch: ArchConfig, fused: bool = False):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
+        self.scale = variants.attention_scale(arch)  # 1/sqrt(head_dim); 1/head_dim under mup / completep
         q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
         self.q = nn.Linear(arch.d_model, q_width, bias=arch.bias)
         self.k = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
@@ -258,9 +263,9 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, hd)
         gqa = self.n_kv_heads != self.n_heads
         if bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=gqa)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), enable_gqa=gqa)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale, enable_gqa=gqa)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
@@ -284,18 +289,21 @@ class FFN(nn.Module):
 class Block(nn.Module):
     """One attention sublayer and `ffn_per_block` FFN sublayers, with the configured norm placement.
 
-    sequential pre:      x += attn(n(x));          x += ffn(n(x))
-    sequential post:     x = n(x + attn(x));       x = n(x + ffn(x))
-    sequential sandwich: x += n'(attn(n(x)));      x += n'(ffn(n(x)))
-    parallel pre:        h = n(x); x += attn(h) + ffn(h)
-    parallel post:       x = n(x + attn(x) + ffn(x))
-    parallel sandwich:   h = n(x); x += n'(attn(h)) + n''(ffn(h))
+    sequential pre:      x += r attn(n(x));          x += r ffn(n(x))
+    sequential post:     x = n(x + r attn(x));       x = n(x + r ffn(x))
+    sequential sandwich: x += r n'(attn(n(x)));      x += r n'(ffn(n(x)))
+    parallel pre:        h = n(x); x += r (attn(h) + ffn(h))
+    parallel post:       x = n(x + r (attn(x) + ffn(x)))
+    parallel sandwich:   h = n(x); x += r (n'(attn(h)) + n''(ffn(h)))
+
+    r = base_n_layers / n_layers under completep (each residual branch x m_L^-1), else 1.
     """
 
     def __init__(self, arch: ArchConfig, fused: bool = False):
         super().__init__()
         self.parallel = arch.block == "parallel"
         self.position = arch.norm_position
+        self.r = variants.residual_scale(arch)
 
         def make_norm() -> nn.Module:
             return NORMS[arch.norm](arch.d_model, arch, fused)
@@ -313,21 +321,21 @@ class Block(nn.Module):
         sublayers = [lambda h: self.attn(h, pos, bias)] + list(self.ffns)
         for i, sublayer in enumerate(sublayers):
             if self.position == "pre":
-                x = x + sublayer(self.norms[i](x))
+                x = x + self.r * sublayer(self.norms[i](x))
             elif self.position == "post":
-                x = self.norms[i](x + sublayer(x))
+                x = self.norms[i](x + self.r * sublayer(x))
             else:
-                x = x + self.out_norms[i](sublayer(self.norms[i](x)))
+                x = x + self.r * self.out_norms[i](sublayer(self.norms[i](x)))
         return x
 
     def _parallel(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
         ffn = self.ffns[0]
         if self.position == "post":
-            return self.norms[0](x + self.attn(x, pos, bias) + ffn(x))
+            return self.norms[0](x + self.r * (self.attn(x, pos, bias) + ffn(x)))
         h = self.norms[0](x)
         if self.position == "pre":
-            return x + self.attn(h, pos, bias) + ffn(h)
-        return x + self.out_norms[0](self.attn(h, pos, bias)) + self.out_norms[1](ffn(h))
+            return x + self.r * (self.attn(h, pos, bias) + ffn(h))
+        return x + self.r * (self.out_norms[0](self.attn(h, pos, bias)) + self.out_norms[1](ffn(h)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,26 +348,17 @@ class Decoder(nn.Module):
         self.arch = arch
         position = variants.POSITIONS[arch.position]
         self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
-        self.emb_scale = position.emb_scale(arch)  # 1 except sinusoidal's sqrt(d_model); from the table
+        self.emb_scale = variants.embedding_scale(arch)  # 1, or sqrt(d_model) (sqrt(base_d_model) under mup)
+        self.output_mult = variants.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
         self.pos = POSITIONS[arch.position](arch)
         self.absolute_position = position.absolute
         self.blocks = nn.ModuleList(Block(arch, fused_kernels) for _ in range(arch.n_layers))
         self.final_norm = NORMS[arch.norm](arch.d_model, arch, fused_kernels) if arch.has_final_norm else nn.Identity()
         self.head = None if arch.tie_embeddings else nn.Linear(arch.d_model, arch.vocab_size, bias=False)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """normal: every matrix N(0, 0.02). depth_scaled: residual-output matrices (attention `o`,
-        FFN `down`) get 0.02 / sqrt(number of residual additions), as in GPT-2."""
-        std = 0.02
-        residual_adds = self.arch.n_layers * (1 + self.arch.ffn_per_block)
-        for name, p in self.named_parameters():
-            if p.dim() >= 2:
-                scaled = self.arch.init == "depth_scaled" and name.endswith(("attn.o.weight", "down.weight"))
-                nn.init.normal_(p, 0.0, std / math.sqrt(residual_adds) if scaled else std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-            # norm weights keep their ones
+        parametrization.warn_if_uncovered(arch)
+        # normal: every matrix N(0, 0.02) (x the parametrisation's per-role multiplier); depth_scaled:
+        # attention `o` and FFN `down` also / sqrt(number of residual additions), as in GPT-2
+        parametrization.init_weights(self)
 
     def forward(self, idx: Tensor) -> Tensor:
         B, T = idx.shape
@@ -372,7 +371,7 @@ class Decoder(nn.Module):
             bias = bias.masked_fill(~causal, float("-inf"))
         for block in self.blocks:
             x = block(x, self.pos, bias)
-        x = self.final_norm(x)
+        x = self.final_norm(x) * self.output_mult  # the readout's multiplier, on x as nanoGPT-mup does
         if self.head is None:
             return x @ self.tok_emb.weight.T  # (B, T, vocab)
         return self.head(x)

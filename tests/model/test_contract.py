@@ -2,10 +2,12 @@
 
 Parametrised over every FFN activation x norm x norm position x position coding x block layout,
 read from the variant tables (`archscale.spaces.variants`): a new variant is tested here with no
-change to this file.
+change to this file. The parametrisation (standard, mup, completep) cycles across that grid, and
+`test_every_variant_under_every_parametrization` runs every value of every axis under each one.
 """
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -13,7 +15,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscale.spaces import ArchConfig, count, variants
-from archscale.spaces.arch import BLOCKS, FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
+from archscale.spaces.arch import (
+    BLOCKS,
+    EMBEDDING_SCALES,
+    FFN_ACTIVATIONS,
+    NORM_POSITIONS,
+    NORMS,
+    PARAMETRIZATIONS,
+    POSITIONS,
+)
 from archscale.trainers.model import ACTIVATIONS, build_model
 from archscale.trainers.model import NORMS as NORM_REGISTRY
 from archscale.trainers.model import POSITIONS as POSITION_REGISTRY
@@ -31,9 +41,14 @@ def test_registries_cover_every_config_value():
     assert list(POSITION_REGISTRY) == list(variants.POSITIONS)
 
 
-def make_arch(act, norm, norm_pos, pos, block, i):
-    # vary the secondary knobs deterministically so every one is exercised across the grid
+def make_arch(act, norm, norm_pos, pos, block, i, parametrization=None):
+    # vary the secondary knobs deterministically so every one is exercised across the grid; the
+    # parametrisation cycles with i // 12 (i % 12 fixes the position coding and block), so every
+    # coding, block, norm and activation meets every parametrisation somewhere in the grid
     most_ffns = variants.BLOCKS[block].max_ffn_per_block or 2
+    parametrization = parametrization or PARAMETRIZATIONS[(i // 12 + i) % len(PARAMETRIZATIONS)]
+    depth = variants.PARAMETRIZATIONS[parametrization].depth
+    width = variants.PARAMETRIZATIONS[parametrization].width
     return ArchConfig(
         vocab_size=37,
         seq_len=12,
@@ -52,6 +67,11 @@ def make_arch(act, norm, norm_pos, pos, block, i):
         tie_embeddings=i % 2 == 0,
         bias=i % 5 < 2,
         init=("normal", "depth_scaled")[i % 2],
+        embedding_scale=EMBEDDING_SCALES[i % len(EMBEDDING_SCALES)],
+        parametrization=parametrization,
+        base_d_model=(8, 24, 48)[i % 3] if width else None,  # multipliers above, at and below 1
+        base_n_layers=1 + i % 3 if depth else None,
+        zero_init=i % 7 == 0,
     )
 
 
@@ -65,15 +85,43 @@ def forward_flops(model, arch):
 @pytest.mark.parametrize("act,norm,norm_pos,pos,block", COMBOS, ids=["-".join(c) for c in COMBOS])
 def test_variant_contract(act, norm, norm_pos, pos, block):
     i = COMBOS.index((act, norm, norm_pos, pos, block))
-    arch = make_arch(act, norm, norm_pos, pos, block, i)
-    torch.manual_seed(i)
+    check_contract(make_arch(act, norm, norm_pos, pos, block, i), seed=i)
+
+
+def _representatives():
+    """Each value of each axis once, the others at a covered default: ~24 architectures."""
+    default = ("swiglu", "rmsnorm", "pre", "rope", "sequential")
+    axes = (FFN_ACTIVATIONS, NORMS, NORM_POSITIONS, POSITIONS, BLOCKS)
+    reps = {default}
+    for k, values in enumerate(axes):
+        reps |= {default[:k] + (v,) + default[k + 1 :] for v in values}
+    return sorted(reps)
+
+
+@pytest.mark.parametrize("parametrization", PARAMETRIZATIONS)
+def test_every_variant_under_every_parametrization(parametrization):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # post-norm etc. warn once under mup; tested in tests/trainers
+        for combo in _representatives():
+            i = COMBOS.index(combo)
+            check_contract(make_arch(*combo, i, parametrization), seed=i)
+
+
+def check_contract(arch, seed):
+    torch.manual_seed(seed)
     model = build_model(arch)
     counts = count(arch)
+    zeroed = [p for n, p in model.named_parameters() if n.endswith(("attn.q.weight", "head.weight"))]
+    assert all(float(p.abs().sum()) == 0 for p in zeroed) == arch.zero_init or not zeroed
+    if arch.zero_init:  # zero queries and readout are the point of the option, but the checks below need signal
+        with torch.no_grad():
+            for p in zeroed:
+                p.normal_(0.0, 0.02)
 
     # counts equal torch's; the position table is the coding's own parameters, as the table says
     assert counts.params == sum(p.numel() for p in model.parameters())
     position_params = sum(p.numel() for p in model.pos.parameters())
-    assert position_params == variants.POSITIONS[pos].table_params(arch)
+    assert position_params == variants.POSITIONS[arch.position].table_params(arch)
     head_params = 0 if model.head is None else model.head.weight.numel()
     embedding_params = model.tok_emb.weight.numel() + position_params + head_params
     assert counts.non_embedding_params == counts.params - embedding_params
@@ -103,6 +151,13 @@ def test_variant_contract(act, norm, norm_pos, pos, block):
     # a zero-initialised T5 table still gets gradient; only weights feeding a dead ReLU could be 0
     assert not dead, dead
 
+    # the parametrisation's forward multipliers are what the table says
+    assert model.emb_scale == variants.embedding_scale(arch)
+    assert model.output_mult == variants.output_multiplier(arch)
+    assert all(
+        b.r == variants.residual_scale(arch) and b.attn.scale == variants.attention_scale(arch) for b in model.blocks
+    )
+
 
 @pytest.mark.parametrize("pos", POSITIONS)
 def test_longer_than_training_context(pos):
@@ -120,11 +175,11 @@ def test_longer_than_training_context(pos):
 
 @pytest.mark.parametrize("pos", POSITIONS)
 def test_position_facts_match_the_implementation(pos):
-    """The table's embedding scale and absolute flag are what the model does; its sub-fields exist."""
+    """The table's absolute flag is what the model does; its sub-fields exist; embeddings unscaled by default."""
     arch = ArchConfig(vocab_size=17, seq_len=8, d_model=16, n_heads=2, d_ff=32, position=pos)
     model = build_model(arch)
     facts = variants.POSITIONS[pos]
-    assert model.emb_scale == facts.emb_scale(arch)
+    assert model.emb_scale == 1.0
     table = model.pos.embed(5, torch.device("cpu"))
     if facts.absolute:
         assert table is not None and table.shape == (5, arch.d_model)

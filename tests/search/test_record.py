@@ -51,6 +51,11 @@ ARCH = {
     "tie_embeddings": False,
     "bias": True,
     "init": "normal",
+    "embedding_scale": "sqrt_d_model",
+    "parametrization": "completep",
+    "base_d_model": 32,
+    "base_n_layers": 2,
+    "zero_init": True,
 }
 TRAIN = {
     "lr": {"low": 1.0e-3, "high": 2.0e-3, "log": True},

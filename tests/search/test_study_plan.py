@@ -5,6 +5,7 @@ import yaml
 
 from archscale.search.study import load_study_file, plan_grid
 from archscale.spaces import SpaceError
+from archscale.spaces.errors import UserError
 
 BASE = {"vocab_size": 256, "seq_len": 64, "n_layers": 2, "n_heads": 2}
 ARCHS = {
@@ -56,3 +57,68 @@ def test_bad_study_files(tmp_path, data, key):
     p.write_text(yaml.safe_dump(data))
     with pytest.raises(SpaceError, match=key):
         plan_grid(load_study_file(p), p)
+
+
+def _fake_search(tmp_path, rows):
+    """A finished search's results: trials.parquet rows (arch fields, lr, loss) and run.json."""
+    import json
+
+    import polars as pl
+
+    from archscale.spaces import ArchConfig, count
+    from archscale.spaces.record import new_trial_row, trial_schema
+
+    records = []
+    for i, (fields, lr, loss, seed) in enumerate(rows):
+        arch = ArchConfig(**fields)
+        row = new_trial_row(trial_id=i, seed=seed, arch=arch, train={"lr": lr}, counts=count(arch), target_tokens=1)
+        row.update(status="completed", eval_loss=loss, tokens=1)
+        records.append(row)
+    pl.DataFrame(records, schema=trial_schema()).write_parquet(tmp_path / "trials.parquet")
+    (tmp_path / "run.json").write_text(json.dumps({"space": {"budget": {"free": ["d_model", "d_ff"]}}}))
+    return tmp_path
+
+
+def test_lr_from_search_transfers_the_best_seed_averaged_lr_with_the_base_shapes(tmp_path):
+    mup = {**BASE, **ARCHS["b"], "parametrization": "mup", "d_model": 32, "d_ff": 96}
+    other = {**mup, "ffn_activation": "gelu"}
+    search = _fake_search(
+        tmp_path,
+        [
+            (mup, 1e-2, 2.0, 0),  # best single draw, but its seed replica is bad: mean 2.6
+            (mup, 1e-2, 3.2, 1),
+            (mup, 4e-3, 2.4, 0),  # best mean
+            (mup, 4e-3, 2.5, 1),
+            (other, 2e-2, 1.0, 0),  # a different architecture: never used for "b"
+            ({**mup, "parametrization": "standard"}, 3e-2, 1.5, 0),  # a different parametrisation
+        ],
+    )
+    spec = load_study_file(
+        {
+            "base": {**BASE, "parametrization": "mup"},
+            "architectures": {"b": ARCHS["b"]},
+            "sizes": {"values": [2e4, 8e4]},
+            "tokens": [1000],
+            "train": {"lr": {"from_search": str(search)}, "batch_size": 8},
+        }
+    )
+    points = plan_grid(spec)
+    assert len(points) == 2 and len({p.arch["d_model"] for p in points}) == 2
+    for p in points:
+        assert p.train == {"lr": 4e-3, "batch_size": 8}
+        assert p.arch["parametrization"] == "mup" and p.arch["base_d_model"] == 32  # the searched size
+        assert p.transfer["lr_from_search"] == str(search) and p.transfer["lr_seeds"] == 2
+    # standard: matched under its own parametrisation, used unchanged, no base shapes
+    spec = load_study_file({**spec.model_dump(), "base": BASE})
+    assert {(p.train["lr"], p.arch["base_d_model"]) for p in plan_grid(spec)} == {(3e-2, None)}
+
+
+def test_lr_from_search_errors_name_the_problem(tmp_path):
+    search = _fake_search(tmp_path, [({**BASE, **ARCHS["a"], "d_model": 32, "d_ff": 96}, 1e-2, 2.0, 0)])
+    study = {"base": BASE, "architectures": {"b": ARCHS["b"]}, "sizes": {"values": [2e4]}, "tokens": [1000]}
+    with pytest.raises(UserError, match="no completed trial of this architecture under parametrization=standard"):
+        plan_grid(load_study_file({**study, "train": {"lr": {"from_search": str(search)}}}))
+    with pytest.raises(SpaceError, match=r"train.lr: give a number or \{from_search: DIR\}"):
+        plan_grid(load_study_file({**study, "train": {"lr": {"from": str(search)}}}))
+    with pytest.raises(UserError, match="no trials.parquet"):
+        plan_grid(load_study_file({**study, "train": {"lr": {"from_search": str(tmp_path / "nope")}}}))

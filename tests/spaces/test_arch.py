@@ -141,6 +141,12 @@ def test_value_kinds_come_from_the_annotations():
         ({"position": "t5_bias", "t5_num_buckets": 1}, "t5_num_buckets: must be >= 2"),
         ({"rope_theta": 0.0}, "rope_theta: got 0.0; allowed: a positive number"),
         ({"n_kv_heads": 0}, "n_kv_heads: got 0; allowed: a positive integer"),
+        ({"base_d_model": 64}, r"base_d_model: only read under parametrization in \{mup, completep\}"),
+        (
+            {"parametrization": "mup", "base_n_layers": 2},
+            r"base_n_layers: only read under parametrization in \{completep\}",
+        ),
+        ({"parametrization": "mup", "base_d_model": 0}, "base_d_model: got 0; allowed: a positive integer"),
     ],
 )
 def test_table_rules_give_the_errors(fields, message):
@@ -154,14 +160,70 @@ def test_variant_rules_apply_only_to_their_variant():
     ArchConfig(block="sequential", ffn_per_block=3)
 
 
-def test_embedding_scale_and_final_norm_unchanged():
-    """Behaviour this refactor keeps: sqrt(d_model) for sinusoidal only; a final norm for pre and sandwich."""
+def test_embedding_scale_is_its_own_choice_and_final_norm_unchanged():
+    """Embedding scale is an explicit field, 1 by default for every position coding; sqrt_d_model scales
+    by sqrt(d_model), or by sqrt(base_d_model) under mup so it does not grow with width. A final norm
+    for pre and sandwich, as before."""
     from archscale.spaces import variants
 
-    arch = ArchConfig(d_model=64)
-    for name in ("none", "learned", "rope", "alibi", "t5_bias"):  # the codings there were; a new one may scale
-        assert variants.POSITIONS[name].emb_scale(arch) == 1.0
-    assert variants.POSITIONS["sinusoidal"].emb_scale(arch) == 8.0
+    for name in POSITIONS:
+        assert variants.embedding_scale(ArchConfig(d_model=64, position=name)) == 1.0
+        assert variants.embedding_scale(ArchConfig(d_model=64, position=name, embedding_scale="sqrt_d_model")) == 8.0
+    mup = ArchConfig(d_model=256, n_heads=4, parametrization="mup", base_d_model=64, embedding_scale="sqrt_d_model")
+    assert variants.embedding_scale(mup) == 8.0
     old_norms, old_positions = ("layernorm", "rmsnorm", "none"), ("pre", "post", "sandwich")
     finals = {(n, p) for n in old_norms for p in old_positions if ArchConfig(norm=n, norm_position=p).has_final_norm}
     assert finals == {(n, p) for n in ("layernorm", "rmsnorm") for p in ("pre", "sandwich")}
+
+
+def test_parametrization_fields_fill_their_base_shapes_and_leave_counts_alone():
+    from archscale.spaces import count, variants
+
+    standard = ArchConfig(d_model=128, n_heads=4, n_layers=4, d_ff=512)
+    assert standard.parametrization == "standard" and standard.base_d_model is None and standard.base_n_layers is None
+    mup = ArchConfig(**{**standard.to_dict(), "parametrization": "mup"})
+    assert (mup.base_d_model, mup.base_n_layers) == (128, None)  # omitted: the model is its own base
+    completep = ArchConfig(**{**standard.to_dict(), "parametrization": "completep", "base_n_layers": 2})
+    assert (completep.base_d_model, completep.base_n_layers) == (128, 2)
+    assert count(standard) == count(mup) == count(completep)  # multipliers are not parameters
+    assert "completep" in completep.label and "mup" not in standard.label
+    assert variants.residual_scale(completep) == 0.5 and variants.residual_scale(mup) == 1.0
+    assert variants.width_multipliers(standard) == {"d_model": 1.0, "attn": 1.0, "d_ff": 1.0}
+
+
+def test_width_multipliers_are_per_dimension():
+    from archscale.spaces import variants
+
+    # fixed head_dim 16; d_ff at the gated parameter-matched ratio 8/3 of the base width is d_ff's base
+    arch = ArchConfig(
+        d_model=256, n_heads=8, head_dim=16, d_ff=1024, ffn_activation="swiglu", parametrization="mup", base_d_model=64
+    )
+    m = variants.width_multipliers(arch)
+    assert m["d_model"] == 4.0
+    assert m["attn"] == 8 * 16 / 64
+    assert m["d_ff"] == pytest.approx(1024 / (64 * 4 * 2 / 3))
+    assert variants.output_multiplier(arch) == 0.25 and variants.attention_scale(arch) == 1 / 16
+    hidden = variants.PARAMETER_ROLES["hidden_d_ff"]
+    assert hidden.lr(arch) == pytest.approx(1 / m["d_ff"]) and hidden.weight_decay(arch) == pytest.approx(m["d_ff"])
+    assert hidden.init_std(arch) == pytest.approx(m["d_ff"] ** -0.5)
+    assert variants.PARAMETER_ROLES["embedding"].lr(arch) == 1.0
+
+
+@pytest.mark.parametrize(
+    "fields,covered",
+    [
+        ({}, True),
+        ({"norm_position": "post"}, False),
+        ({"norm_position": "sandwich"}, False),
+        ({"norm": "none"}, False),
+        ({"position": "none"}, False),
+        ({"block": "parallel", "position": "rope"}, True),
+    ],
+)
+def test_parametrization_caveat_names_uncovered_combinations(fields, covered):
+    for p in ("mup", "completep"):
+        caveat = ArchConfig(parametrization=p, **fields).parametrization_caveat
+        assert (caveat is None) == covered, caveat
+        if not covered:
+            assert next(iter(fields.values())) in caveat
+    assert ArchConfig(**fields).parametrization_caveat is None  # standard makes no transfer claim

@@ -192,3 +192,18 @@ def test_fuzz_malformed_space_files_give_clean_errors(data):
         space.sample_random(0)
     except (BudgetError, ValueError) as e:
         assert str(e)
+
+
+def test_base_shapes_only_where_the_parametrization_reads_them():
+    from archscale.spaces.space import space_from_dict
+
+    either = {"choices": ["standard", "mup"]}
+    with pytest.raises(SpaceError, match=r"arch.base_d_model: .* can sample parametrization=standard"):
+        space_from_dict({"arch": {"parametrization": either, "base_d_model": 64}})
+    with pytest.raises(SpaceError, match=r"arch.base_n_layers: .* can sample parametrization=mup"):
+        space_from_dict({"arch": {"parametrization": "mup", "base_n_layers": 2}})
+    space = space_from_dict(
+        {"arch": {"parametrization": either, "base_d_model": {"value": 32, "when": {"parametrization": "mup"}}}}
+    )
+    archs = {space.sample_random(seed).arch for seed in range(8)}
+    assert {(a.parametrization, a.base_d_model) for a in archs} == {("standard", None), ("mup", 32)}

@@ -263,3 +263,27 @@ def test_text_data_with_a_short_validation_split(tmp_path, tiny_arch):
     s = train(tiny_arch, quick(tokens=2048), f"text:{f}")
     assert s["status"] == "completed" and s["data"]["name"].startswith("text:")
     assert s["eval_loss_by_length"]["32"] is not None and s["eval_loss_by_length"]["128"] is None
+
+
+def test_group_lrs_follow_the_schedule_times_their_scale(tiny_arch):
+    """Under mup each AdamW group runs at the schedule's lr x its lr_scale, step by step, and the run
+    is deterministic and resumable like any other (the scales live in the optimizer's state)."""
+    from archscale.trainers.loop import make_optimizer
+    from archscale.trainers.model import build_model
+
+    arch = ArchConfig(**{**tiny_arch.to_dict(), "parametrization": "mup", "base_d_model": 16})
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append({g["role"]: g["lr"] for g in self.param_groups})
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", step)
+        metrics = []
+        train(arch, quick(tokens=4096), "pystdlib", report=metrics.append)
+    assert seen and all(lrs["hidden_d_model"] == pytest.approx(lrs["embedding"] / 2) for lrs in seen)  # 32 / 16
+    assert metrics[-1]["lr"] == pytest.approx(seen[-1]["embedding"])
+    groups = make_optimizer(build_model(arch), TrainConfig(), torch.device("cpu")).param_groups
+    assert {g["role"]: g["lr_scale"] for g in groups}["hidden_d_ff"] == pytest.approx(16 * 4 * 2 / 3 / 64)  # gated

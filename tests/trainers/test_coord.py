@@ -1,0 +1,67 @@
+"""The coordinate check: under mup activations keep their size across width, under completep across
+depth; under the standard parametrisation they do not (so the check can fail)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from archscale.spaces import ArchConfig
+from archscale.trainers.coord import ROLES, coord_check, slopes, with_parametrization
+
+# base 64 wide (4 heads of 16): below ~4 heads finite-width effects dominate a 5-step check
+BASE = ArchConfig(
+    vocab_size=256, seq_len=32, d_model=64, n_heads=4, head_dim=16, d_ff=256, position="rope", norm="rmsnorm"
+)
+SETTINGS = dict(steps=5, lr=1e-2, seeds=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_mup_is_flat_across_width_and_standard_is_not():
+    mup = slopes(coord_check(with_parametrization(BASE, "mup"), widths=[64, 128, 256], **SETTINGS), "width", 5)
+    assert set(mup) == set(ROLES)
+    for role, slope in mup.items():  # logits and every hidden role
+        assert abs(slope) <= 0.15, (role, mup)
+    standard = slopes(coord_check(BASE, widths=[64, 128, 256], **SETTINGS), "width", 5)
+    assert standard["logits"] > 0.3, standard
+    assert standard["residual"] > 1.0, standard
+
+
+def test_completep_is_flat_across_depth_and_standard_is_not():
+    depths = [2, 4, 8, 16]
+    completep = slopes(coord_check(with_parametrization(BASE, "completep"), depths=depths, **SETTINGS), "depth", 5)
+    for role in ("logits", "residual", "embedding", "attention"):
+        assert abs(completep[role]) <= 0.15, (role, completep)
+    standard = slopes(coord_check(BASE, depths=depths, **SETTINGS), "depth", 5)
+    assert standard["residual"] > 0.5, standard  # the final norm hides depth growth from the logits
+
+
+def test_cli_json_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    from archscale.search.cli import app
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(BASE.to_json())
+    runner = CliRunner()
+    args = ["check", "coord", str(arch), "--parametrization", "mup", "--widths", "64,128", "--steps", "2"]
+    result = runner.invoke(app, [*args, "--json", "--out", str(tmp_path / "coord.html")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {tuple(sorted(r)) for r in rows} == {("depth", "rms", "role", "step", "width")}
+    assert {r["width"] for r in rows} == {64, 128} and {r["step"] for r in rows} == {0, 1, 2}
+    assert {r["role"] for r in rows} == set(ROLES)
+    assert (tmp_path / "coord.html").stat().st_size > 1000
+    bad = runner.invoke(app, ["check", "coord", str(arch), "--widths", "64,100"])
+    assert bad.exit_code == 2 and "not a multiple of the architecture's head_dim=16" in bad.output
+    bad = runner.invoke(app, ["check", "coord", str(arch), "--parametrization", "ntk", "--widths", "64,128"])
+    assert bad.exit_code == 2 and "allowed: standard, mup, completep" in bad.output

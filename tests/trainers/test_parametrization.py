@@ -1,0 +1,129 @@
+"""Parametrisations applied to the model: roles, init, optimizer groups, the warning for uncovered archs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from archscale.spaces import ArchConfig, variants
+from archscale.trainers import TrainConfig, build_model
+from archscale.trainers.loop import make_optimizer
+from archscale.trainers.parametrization import UncoveredParametrizationWarning, role_of, roles
+
+BASE = dict(vocab_size=256, seq_len=16, d_model=32, n_heads=2, head_dim=16, d_ff=128, position="rope", norm="rmsnorm")
+
+
+def wide(parametrization: str, **extra) -> ArchConfig:
+    """BASE at 4x the width (head_dim fixed), its base shapes at BASE's."""
+    fields = {**BASE, "d_model": 128, "n_heads": 8, "d_ff": 512, "parametrization": parametrization, **extra}
+    if variants.PARAMETRIZATIONS[parametrization].width:
+        fields["base_d_model"] = 32
+    return ArchConfig(**fields)
+
+
+def test_every_parameter_has_a_role():
+    arch = ArchConfig(**{**BASE, "position": "t5_bias", "bias": True, "qk_norm": True, "tie_embeddings": False})
+    got = roles(build_model(arch))
+    assert set(got.values()) == set(variants.PARAMETER_ROLES)
+    assert got["blocks.0.attn.o.weight"] == "hidden_attn" and got["blocks.1.ffns.0.down.weight"] == "hidden_d_ff"
+    assert got["blocks.0.attn.q.bias"] == "block_vector" and got["pos.table.weight"] == "embedding"
+    with pytest.raises(ValueError, match="no parametrisation role"):
+        role_of("mystery.weight")
+
+
+def test_standard_groups_are_the_usual_two():
+    """Standard: one lr, matrices decay, embeddings / head / vectors don't, eps 1e-8 everywhere."""
+    model = build_model(wide("standard", tie_embeddings=False))
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    for g in opt.param_groups:
+        assert g["lr_scale"] == 1.0 and g["eps"] == 1e-8
+        assert g["weight_decay"] == (0.1 if g["role"].startswith("hidden") else 0.0)
+
+
+def test_mup_groups_scale_with_each_fan_in():
+    model = build_model(wide("mup"))
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    by_role = {g["role"]: g for g in opt.param_groups}
+    for role in ("hidden_d_model", "hidden_attn", "hidden_d_ff"):  # every fan-in is 4x its base here
+        assert by_role[role]["lr_scale"] == pytest.approx(1 / 4)
+        assert by_role[role]["weight_decay"] == pytest.approx(0.1 * 4)  # lr x wd unchanged (MuAdamW)
+        assert by_role[role]["eps"] == pytest.approx(1e-8 / 4)
+    assert by_role["embedding"]["lr_scale"] == 1.0 and by_role["embedding"]["eps"] == 1e-8
+    assert by_role["block_vector"]["lr_scale"] == 1.0 and by_role["block_vector"]["eps"] == pytest.approx(1e-8 / 4)
+    # init: hidden std 0.02 / sqrt(4); embedding 0.02
+    q = model.blocks[0].attn.q.weight
+    assert float(q.detach().std()) == pytest.approx(0.01, rel=0.05)
+    assert float(model.tok_emb.weight.detach().std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_gated_ffn_has_its_own_multiplier():
+    # swiglu at d_ff = 8/3 d_model: the parameter-matched ratio, so d_ff's multiplier is d_model's
+    arch = ArchConfig(**{**BASE, "ffn_activation": "swiglu", "d_ff": 1024, "d_model": 384, "n_heads": 24})
+    arch = ArchConfig(**{**arch.to_dict(), "parametrization": "mup", "base_d_model": 96})
+    m = variants.width_multipliers(arch)
+    assert m["d_model"] == 4.0 and m["d_ff"] == pytest.approx(1024 / 256)
+    doubled = ArchConfig(**{**arch.to_dict(), "d_ff": 2048})  # a wider FFN at the same d_model
+    assert variants.width_multipliers(doubled)["d_ff"] == pytest.approx(2 * m["d_ff"])
+    assert variants.width_multipliers(doubled)["d_model"] == m["d_model"]
+
+
+def test_completep_scales_residuals_and_eps_not_init():
+    arch = ArchConfig(**{**BASE, "n_layers": 8, "parametrization": "completep", "base_n_layers": 2})
+    model = build_model(arch)
+    assert all(b.r == 0.25 for b in model.blocks)
+    o = model.blocks[0].attn.o.weight
+    assert float(o.detach().std()) == pytest.approx(0.02, rel=0.05)  # no depth-scaled init, though init=depth_scaled
+    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    by_role = {g["role"]: g for g in opt.param_groups}
+    assert by_role["hidden_d_model"]["eps"] == pytest.approx(1e-8 / 4) and by_role["hidden_d_model"]["lr_scale"] == 1
+    assert by_role["final_norm"]["eps"] == 1e-8
+
+
+def test_mup_readout_and_attention_multipliers_change_the_forward():
+    arch = wide("mup")
+    torch.manual_seed(0)
+    model = build_model(arch)
+    idx = torch.randint(0, 256, (1, 16))
+    logits = model(idx)
+    model.output_mult = 1.0
+    torch.testing.assert_close(model(idx), logits * 4)  # the readout's 1 / m_d_model
+    assert model.blocks[0].attn.scale == 1 / 16
+
+
+def test_zero_init_starts_queries_and_an_untied_readout_at_zero():
+    model = build_model(ArchConfig(**{**BASE, "zero_init": True, "tie_embeddings": False}))
+    with torch.no_grad():
+        assert float(model.blocks[0].attn.q.weight.abs().sum()) == 0 and float(model.head.weight.abs().sum()) == 0
+        assert float(model.blocks[0].attn.k.weight.abs().sum()) > 0
+
+
+def test_uncovered_combination_warns_once_and_trains(tmp_path):
+    from archscale.trainers import parametrization, train
+
+    parametrization._warned.clear()
+    arch = ArchConfig(**{**BASE, "norm_position": "post", "parametrization": "mup"})
+    with pytest.warns(UncoveredParametrizationWarning, match="norm_position=post"):
+        build_model(arch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncoveredParametrizationWarning)  # the second build stays quiet
+        summary = train(arch, TrainConfig(tokens=2048, batch_size=4, eval_tokens=256, threads=1), out=tmp_path / "r")
+    assert summary["status"] == "completed"
+    assert arch.parametrization_caveat is not None and ArchConfig(**BASE).parametrization_caveat is None
+
+
+def test_trial_row_records_parametrization_and_caveat():
+    from archscale.spaces.record import TRIAL_COLUMNS, new_trial_row
+
+    arch = ArchConfig(**{**BASE, "position": "none", "parametrization": "mup", "base_d_model": 16})
+    row = new_trial_row(trial_id=0, seed=0, arch=arch, train={"lr": 0.01}, counts=None, target_tokens=1)
+    assert {"parametrization", "base_d_model", "base_n_layers", "parametrization_caveat", "lr_hidden"} <= set(
+        TRIAL_COLUMNS
+    )
+    assert (
+        row["parametrization"] == "mup"
+        and row["base_d_model"] == 16
+        and "position=none" in row["parametrization_caveat"]
+    )
+    assert row["lr_hidden"] == pytest.approx(0.01 / 2)  # d_model 32 over base 16
