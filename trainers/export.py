@@ -75,7 +75,7 @@ LLAMA_MAPPED = (
 
 #: Fields that do not change the forward pass of a model that meets LLAMA_REQUIRES: the
 #: initialisation, and the fields only another position coding reads.
-LLAMA_INERT = ("init", "t5_num_buckets", "t5_max_distance")
+LLAMA_INERT = ("init", "zero_init", "t5_num_buckets", "t5_max_distance")  # initialisation only, or unused by rope
 
 #: Fields being added beside these (parametrisations, an explicit embedding scale), with their
 #: default, so the check names them whether or not this ArchConfig has them yet. Llama has none of
