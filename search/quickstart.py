@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The original transformer (Vaswani et al. 2017): standard parametrisation, its own learning rate
+# (it was not searched, so the search has none to transfer), embeddings scaled by sqrt(d_model).
 BASELINE = {
     "ffn_activation": "relu",
     "position": "sinusoidal",
     "norm": "layernorm",
     "norm_position": "post",
     "n_kv_heads": 4,
+    "parametrization": "standard",
+    "embedding_scale": "sqrt_d_model",
+    "train": {"lr": 5e-3},
 }
 
 
@@ -32,6 +37,7 @@ class Plan:
     eval_every: int
     sizes: tuple[int, ...]  # parameter budgets of the scaling study
     tokens_per_param: float
+    scaling_seeds: int = 2  # per size, so every fitted number rests on replicated design units
 
 
 FULL = Plan(
@@ -83,16 +89,26 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
         out / "seeds",
         _opts(out / "seeds", address),
     )
-    say(f"[3/4] scaling study: the two best and the original transformer at {len(plan.sizes)} sizes")
-    # one learning rate for every architecture and size here, so the baseline is not handicapped
+    say(
+        f"[3/4] scaling study: the two best (learning rate transferred from the search by muP) and the original "
+        f"transformer at {len(plan.sizes)} sizes x {plan.scaling_seeds} seeds"
+    )
+    base = _search_base(out / "search")
     run_study(
         {
             "name": "scaling",
+            "base": {"head_dim": base.get("head_dim", 16)},  # muP transfer: head_dim fixed across widths
             "from_search": {"dir": str(out / "search"), "top_k": 2, "use_train": False},
-            "architectures": {"baseline": {**_search_base(out / "search"), **BASELINE}},
+            "architectures": {"baseline": {**base, **BASELINE}},
             "sizes": {"kind": "params", "values": list(plan.sizes)},
             "tokens_per_param": plan.tokens_per_param,
-            "train": {"eval_every_tokens": plan.eval_every, "lr": 5e-3, "batch_size": 16},
+            "seeds": plan.scaling_seeds,  # seeds at every size: the power law is fitted on design units
+            # the searched architectures: the best lr of the search, transferred to each size by muP
+            "train": {
+                "eval_every_tokens": plan.eval_every,
+                "lr": {"from_search": str(out / "search")},
+                "batch_size": 16,
+            },
         },
         out / "scaling",
         _opts(out / "scaling", address),
