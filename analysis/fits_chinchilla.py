@@ -101,7 +101,7 @@ def design_problems(
     n, d = clean(n, d)
     problems = []
     if n.size < min_runs:
-        problems.append(f"{n.size} runs (needs {min_runs}+)")
+        problems.append(f"{n.size} runs (needs at least {min_runs} runs)")
     points = np.unique(np.column_stack([n, d]), axis=0).shape[0] if n.size else 0
     if points < len(PARAMS) + 1:
         problems.append(f"{points} distinct (N, D) points (needs {len(PARAMS) + 1}+: five parameters and a residual)")
@@ -247,12 +247,12 @@ def fit_chinchilla(
     ok = np.isfinite(n) & (n > 0) & np.isfinite(d) & (d > 0) & np.isfinite(loss) & (loss > 0)
     unit_ids = design_units(n, d) if units is None else design_units(np.asarray(units).ravel())
     n, d, loss, unit_ids = n[ok], d[ok], loss[ok], np.unique(unit_ids[ok], return_inverse=True)[1].ravel()
-    if n.size < MIN_RUNS:
-        raise ValueError(f"Approach 3 needs at least {MIN_RUNS} runs with positive N, D and loss, got {n.size}")
     if check_design:
         problems = design_problems(n, d)
         if problems:
             raise NotIdentified(f"Approach 3 is not identified by these runs: {'; '.join(problems)}; {REMEDY}")
+    if n.size < MIN_RUNS:
+        raise ValueError(f"Approach 3 needs at least {MIN_RUNS} runs with positive N, D and loss, got {n.size}")
     log_x, log_loss = np.column_stack([np.log(n), np.log(d)]), np.log(loss)
     if method == "varpro":
         theta, value = fit_varpro(log_x, log_loss, delta=delta, n_refine=n_refine)

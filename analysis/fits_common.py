@@ -263,7 +263,7 @@ def law_intervals(
         return Intervals(empty, "none", "no intervals asked for (bootstrap=0)")
     n_params = theta.size
     n_units = int(np.unique(units).size)
-    note = ""
+    note, dropped = "", 0
     if n_units >= MIN_BOOTSTRAP_UNITS:
         indices = bootstrap_indices(units.size, bootstrap, seed, units, n_params + 1)
         refits = bootstrap_refits(theta, log_x, log_loss, indices, delta)
@@ -283,9 +283,9 @@ def law_intervals(
             if df < 1
             else ("the law fits the runs exactly, so their noise cannot be estimated")
         )
-        return Intervals(empty, "none", note + f"no interval: {why}")
+        return Intervals(empty, "none", note + f"no interval: {why}", None, dropped)
     note += f"likelihood-ratio interval ({region.df} residual degrees of freedom)"
-    return Intervals(region.theta, "profile", note, region.edge)
+    return Intervals(region.theta, "profile", note, region.edge, dropped)
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ import polars as pl
 from .fits_common import FlopsModel, NotIdentified, clean, compute_budgets, percentile_interval, single_blas_thread
 
 ISOFLOP_PARAMS = ("a", "b", "k_n", "k_d")
-#: Draws from the t distribution of (a, log k_N) that intervals are percentiles of.
+#: Draws from the t distribution of the line through the minima that intervals are percentiles of.
 T_DRAWS = 4000
 
 
@@ -73,6 +73,9 @@ class IsoFlopFit:
     warnings: tuple[str, ...] = ()
     interval: str = "none"
     interval_note: str = ""
+    line_draws: np.ndarray | None = None  # (S, 2): a and log N_opt at compute c_ref (numerically safe)
+    c_ref: float = 1.0
+    flops: FlopsModel = FlopsModel()
 
     @property
     def identified(self) -> bool:
@@ -94,10 +97,13 @@ class IsoFlopFit:
         """``N_opt(C)``, ``D_opt(C)`` and, with intervals, their percentile intervals."""
         c = np.atleast_1d(np.asarray(compute, float))
         out = {"compute": c, "n_opt": self.n_opt(c), "d_opt": self.d_opt(c)}
-        if len(self.samples):
-            a, b, k_n, k_d = (self.samples[:, i : i + 1] for i in range(4))
-            out["n_opt_lo"], out["n_opt_hi"] = percentile_interval(k_n * c[None, :] ** a, self.level)
-            out["d_opt_lo"], out["d_opt_hi"] = percentile_interval(k_d * c[None, :] ** b, self.level)
+        if self.line_draws is not None and len(self.line_draws):
+            a, log_ref = self.line_draws[:, :1], self.line_draws[:, 1:]
+            log_n = log_ref + a * (np.log(c)[None, :] - np.log(self.c_ref))
+            log_d = np.log(c)[None, :] - np.log(self.flops.c) - self.flops.gamma * log_n
+            with np.errstate(over="ignore"):  # heavy t tails (1-2 df) may overflow: percentiles of inf are fine
+                out["n_opt_lo"], out["n_opt_hi"] = np.exp(percentile_interval(log_n, self.level))
+                out["d_opt_lo"], out["d_opt_hi"] = np.exp(percentile_interval(log_d, self.level))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,18 +150,16 @@ def _windows(
 
 
 def _line_draws(log_c: np.ndarray, log_n: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
-    """Draws of (log k_N, a) from the t distribution of the least-squares line through the minima
-    (``J - 2`` degrees of freedom), shape (n_draws, 2)."""
-    x = np.column_stack([np.ones_like(log_c), log_c - log_c.mean()])
+    """Draws of (a, log N_opt at the mean log C) from the t distribution of the least-squares line
+    through the minima (``J - 2`` degrees of freedom), shape (n_draws, 2)."""
+    x = np.column_stack([log_c - log_c.mean(), np.ones_like(log_c)])
     coef, *_ = np.linalg.lstsq(x, log_n, rcond=None)
     df = log_c.size - 2
     s2 = float(((log_n - x @ coef) ** 2).sum() / df)
     chol = np.linalg.cholesky(s2 * np.linalg.inv(x.T @ x) + 1e-300 * np.eye(2))
     rng = np.random.default_rng(seed)
     t = rng.standard_normal((n_draws, 2)) @ chol.T / np.sqrt(rng.chisquare(df, (n_draws, 1)) / df)
-    draws = coef[None, :] + t
-    draws[:, 0] -= draws[:, 1] * log_c.mean()  # back to log k_N at log C = 0
-    return draws
+    return coef[None, :] + t
 
 
 @single_blas_thread
@@ -204,9 +208,10 @@ def fit_isoflop(
     n_opt = np.exp(xv)
     a, log_kn = np.polyfit(np.log(c_budget[used]), xv[used], 1)
     samples, note, method = np.empty((0, 4)), "no intervals asked for (bootstrap=0)", "none"
+    draws, c_ref = None, float(np.exp(np.log(c_budget[used]).mean()))
     if bootstrap > 0 and used.sum() >= 3:
         draws = _line_draws(np.log(c_budget[used]), xv[used], T_DRAWS, seed)
-        samples = _natural(draws[:, 1], draws[:, 0], flops)
+        samples = _natural(draws[:, 0], draws[:, 1] - draws[:, 0] * np.log(c_ref), flops)
         method = "t"
         note = f"t interval from the scatter of {int(used.sum())} budgets' minima about the line ({used.sum() - 2} df)"
     elif bootstrap > 0:
@@ -238,6 +243,9 @@ def fit_isoflop(
         warnings=_isoflop_warnings(bracketed, np.isfinite(xv), interior, c_budget),
         interval=method,
         interval_note=note,
+        line_draws=draws,
+        c_ref=c_ref,
+        flops=flops,
     )
 
 
@@ -246,7 +254,8 @@ def _natural(a: np.ndarray, log_kn: np.ndarray, flops: FlopsModel) -> np.ndarray
     + (1 - gamma a) log C``."""
     b = 1.0 - flops.gamma * a
     log_kd = -np.log(flops.c) - flops.gamma * log_kn
-    return np.column_stack([a, b, np.exp(log_kn), np.exp(log_kd)])
+    with np.errstate(over="ignore", under="ignore"):
+        return np.column_stack([a, b, np.exp(log_kn), np.exp(log_kd)])
 
 
 def _isoflop_warnings(

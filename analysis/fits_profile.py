@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
-from scipy.stats import f as f_dist
+from scipy.special import fdtri
 
 #: Exponents are searched in (0, PHI_MAX] (the same upper edge as the L-BFGS-B box).
 PHI_MAX = 10.0
@@ -73,25 +73,30 @@ class LinearLaw:
         a = coef[:, 1:] * np.exp(phi * self.log_ref[None, :])
         return np.column_stack([coef[:, :1], a, phi])
 
-    def least_squares(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Unconstrained least squares per exponent row: coefficients (P, K+1), RSS (P,), X'X (P, K+1, K+1)."""
+    def least_squares(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Unconstrained least squares per exponent row, in column-normalised coordinates (a basis
+        column may be ~1e10 at a large exponent): coefficients times the column norms (P, K+1), RSS
+        (P,), the normalised X'X (P, K+1, K+1) and the column norms (P, K+1)."""
         x = self.basis(phi)
+        norms = np.linalg.norm(x, axis=1)  # (P, K+1)
+        x = x / norms[:, None, :]
         gram = np.einsum("pni,pnj->pij", x, x)
         rhs = np.einsum("pni,n->pi", x, self.loss)
-        ridge = 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None] * np.eye(self.k + 1)
-        coef = np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+        coef = np.linalg.solve(gram + 1e-12 * np.eye(self.k + 1), rhs[..., None])[..., 0]
         resid = self.loss[None, :] - np.einsum("pni,pi->pn", x, coef)
-        return coef, (resid * resid).sum(axis=1), gram
+        return coef, (resid * resid).sum(axis=1), gram, norms
 
     def nnls_rss(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Non-negative least squares per exponent row: coefficients (P, K+1) and RSS (P,)."""
         x = self.basis(phi)
+        norms = np.linalg.norm(x, axis=1)
+        x = x / norms[:, None, :]
         coef = np.empty((len(phi), self.k + 1))
         rss = np.empty(len(phi))
         for i in range(len(phi)):  # scipy's nnls is not batched; ~20 us per call at these sizes
             coef[i], norm = nnls(x[i], self.loss)
             rss[i] = norm * norm
-        return coef, rss
+        return coef / norms, rss
 
 
 def nnls_grid(log_x: np.ndarray, loss: np.ndarray, step: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -158,11 +163,11 @@ def profile_region(log_x: np.ndarray, loss: np.ndarray, n_params: int, level: fl
     k = law.k
     axis = _coarse_axis(100, 20) if k == 1 else _coarse_axis(40, 10)
     phi = _phi_grid([axis] * k)
-    _, rss, _ = law.least_squares(phi)
+    _, rss, _, _ = law.least_squares(phi)
     rss_min = _rss_min(law, phi, rss)
     if not rss_min > 0:
         return None
-    threshold = rss_min * (1.0 + f_dist.ppf(level, 1, df) / df)
+    threshold = rss_min * (1.0 + fdtri(1, df, level) / df)
 
     # refine: a fine grid over the coarse points inside the set, widened by one coarse step
     inside = rss <= threshold
@@ -174,19 +179,19 @@ def profile_region(log_x: np.ndarray, loss: np.ndarray, n_params: int, level: fl
         hi_i = min(int(np.searchsorted(axis, phi[inside, j].max())) + 1, axis.size - 1)
         fine_axes.append(np.linspace(axis[lo_i], axis[hi_i], 400 if k == 1 else 50))
     phi = _phi_grid(fine_axes)
-    coef, rss, gram = law.least_squares(phi)
+    coef, rss, gram, norms = law.least_squares(phi)  # normalised coordinates: coef = norms * (E, A~_k)
     keep = rss <= threshold
-    phi, coef, rss, gram = phi[keep], coef[keep], rss[keep], gram[keep]
+    phi, coef, rss, gram, norms = phi[keep], coef[keep], rss[keep], gram[keep], norms[keep]
     if phi.size == 0:  # a set thinner than the fine grid: the optimum alone
         return None
 
     # coefficient points with RSS = rss + d' G d <= threshold: ellipsoid surface, axis extremes, centre
     radius = np.sqrt(np.maximum(threshold - rss, 0.0))  # (P,)
-    chol = np.linalg.cholesky(gram + 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None] * np.eye(k + 1))
+    chol = np.linalg.cholesky(gram + 1e-12 * np.eye(k + 1))
     dirs = _sphere(k + 1)  # (U, K+1)
     # d = L^-T u r satisfies d' G d = r^2
     surface = np.linalg.solve(np.swapaxes(chol, 1, 2)[:, None], dirs[None, :, :, None])[..., 0]  # (P, U, K+1)
-    inv = np.linalg.inv(gram)  # axis extremes of coordinate j: +-G^-1 e_j / sqrt(G^-1_jj)
+    inv = np.linalg.inv(gram + 1e-12 * np.eye(k + 1))  # axis extremes of coordinate j: +-G^-1 e_j / sqrt(G^-1_jj)
     extremes = np.swapaxes(inv, 1, 2) / np.sqrt(np.diagonal(inv, axis1=1, axis2=2))[:, :, None]
     offsets = np.concatenate([surface, extremes, -extremes, np.zeros((len(phi), 1, k + 1))], axis=1)
     points = coef[:, None, :] + radius[:, None, None] * offsets  # (P, V, K+1)
@@ -195,6 +200,7 @@ def profile_region(log_x: np.ndarray, loss: np.ndarray, n_params: int, level: fl
     d = clipped - coef[:, None, :]
     rss_pts = rss[:, None] + np.einsum("pvi,pij,pvj->pv", d, gram, d)
     ok = rss_pts <= threshold * (1 + 1e-9)
+    clipped = clipped / norms[:, None, :]  # back to (E, A~_k)
     flat_phi = np.broadcast_to(phi[:, None, :], points.shape[:2] + (k,))[ok]
     theta = law.natural(clipped[ok], flat_phi)
     edge = (flat_phi >= PHI_MAX - 1e-9).any(axis=1)

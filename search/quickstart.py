@@ -153,8 +153,14 @@ def analyse(out: Path) -> dict[str, Any]:
     )
     scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
     fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {
-        name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha"), "n_runs": fit.n_runs}
+    exponents = {  # alpha only where the runs identify and bound it; else why (fits.LawFit)
+        name: {
+            "alpha": None if "alpha" in fit.undetermined() or not fit.identified else fit.params["alpha"],
+            "ci": fit.ci().get("alpha"),
+            "n_runs": fit.n_runs,
+            "interval": fit.interval_note,
+            "why_not": fit.not_identified or fit.undetermined().get("alpha", ""),
+        }
         for name, fit in fits.items()
     }
     largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
@@ -191,10 +197,13 @@ def describe(findings: dict[str, Any]) -> str:
             f"over {best['seeds']} seed(s)"
         )
     for name, e in findings.get("exponents", {}).items():
+        if e.get("alpha") is None:
+            lines.append(
+                f"loss ∝ compute^-alpha for {name}: alpha not determined by {e['n_runs']} runs: {e['why_not']}"
+            )
+            continue
         ci = e.get("ci")
-        ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
-        if e.get("n_runs", 0) < 6:  # a 3-parameter law on so few runs: resamples barely differ
-            ci_text += f", from only {e['n_runs']} runs: treat the interval as a lower bound on the uncertainty"
+        ci_text = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f}; {e['interval']})" if ci else ""
         lines.append(f"fitted loss ∝ compute^-alpha for {name}: alpha = {e['alpha']:.3f}{ci_text}")
     holds = findings.get("winner_holds_at_largest")
     if holds is not None:
