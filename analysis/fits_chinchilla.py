@@ -62,7 +62,10 @@ MIN_SPREAD_DECADES = 0.1
 #: Largest condition number of the fit's normalised Jacobian: beyond it the runs determine fewer
 #: than five combinations of the parameters (measured: 1e2-1e4 on identifying designs).
 MAX_JACOBIAN_COND = 1e7
-#: What to run instead, named by every refusal.
+#: What to run when the design is sound but the fit still ends at the edge of its box (noise too
+#: large for the range of losses covered).
+EDGE_REMEDY = "run seeds at each grid point and more compute budgets (a wider range of losses)"
+#: What to run instead, named by every refusal of a design.
 REMEDY = (
     "run an isoFLOP grid (3+ sizes at each of 3+ compute budgets) or train each size at 3+ tokens-per-parameter ratios"
 )
@@ -286,5 +289,5 @@ def fit_chinchilla(
         edge=intervals.edge,
         n_dropped=intervals.n_dropped,
         n_units=int(np.unique(unit_ids).size),
-        not_identified=("not identified: " + "; ".join(problems) + f"; {REMEDY}") if problems else "",
+        not_identified=("not identified: " + "; ".join(problems) + f"; {EDGE_REMEDY}") if problems else "",
     )

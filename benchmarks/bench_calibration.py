@@ -128,7 +128,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(results)
     fitted = [r for r in results if "refused" not in r]
     reasons = sorted({r["refused"].split(": ", 1)[-1][:160] for r in results if "refused" in r})
-    methods = sorted({str(r["interval"]) for r in fitted})
+    methods = {m: sum(str(r["interval"]) == m for r in fitted) for m in sorted({str(r["interval"]) for r in fitted})}
     quantities: dict[str, Any] = {}
     for q in fitted[0]["quantities"] if fitted else []:
         marks = [r["quantities"][q] for r in fitted]
@@ -212,7 +212,8 @@ def _table(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["results"]:
-        head = f"| {r['design']} | {r['law']} | {r['noise']} | {r['refused']}/{r['sets']} | {', '.join(r['intervals'])}"
+        methods = ", ".join(f"{k} {v}" for k, v in r["intervals"].items())
+        head = f"| {r['design']} | {r['law']} | {r['noise']} | {r['refused']}/{r['sets']} | {methods}"
         if not r["quantities"]:
             lines.append(f"{head} | (all refused) | | | |")
         for q, v in r["quantities"].items():
