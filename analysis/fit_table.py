@@ -193,7 +193,8 @@ def _fit(
         out = iso.to_dict()
         out["flops_model"] = _flops_dict(flops)
         if target is not None:
-            out["optimal"] = {k: v[0] for k, v in iso.optimal_allocation(target).items()}
+            optimal = {k: v[0] for k, v in iso.optimal_allocation(target).items()}
+            out["optimal"] = _determined(optimal, ["n_opt", "d_opt"], out, "optimal")
         return out
     cols = [x] if law == "power" else [n_col, d_col]
     units = fits.unit_keys(table, cols)
@@ -235,6 +236,11 @@ def _determined(values: dict[str, Any], keys: list[str], out: dict[str, Any], wh
     if out.get("interval", "none") == "none":
         return values
     values = dict(values)
+    if out["interval"] == "unavailable":
+        for key in keys:
+            values[key] = None
+            out["undetermined"][f"{where}.{key}"] = out["interval_note"]
+        return values
     for key in keys:
         lo, hi = (values.get("lo"), values.get("hi")) if "lo" in values else (values[f"{key}_lo"], values[f"{key}_hi"])
         if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -173,6 +173,9 @@ def rankable(fits: Mapping[str, LawFit], *, at: float, flops: FlopsModel | None 
         if not fit.identified:
             out[name] = fit.not_identified
             continue
+        if fit.interval == "unavailable":
+            out[name] = fit.interval_note
+            continue
         _, samples = _loss_samples(fit, at, flops)
         if samples.size:
             lo, hi = fit.interval_of(samples[:, None])

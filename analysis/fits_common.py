@@ -201,6 +201,11 @@ def fit_lse(
 #: ~200 refits; the likelihood-ratio interval covered at its nominal rate there. With 4-6 units
 #: nearly every resample repeats a unit and cannot identify a 3-parameter law at all.
 MIN_BOOTSTRAP_UNITS = 30
+#: Fewest residual degrees of freedom for a likelihood-ratio interval. With 1 (the quickstart's 4
+#: sizes x 1 seed), the noise estimate is so variable that the intervals the runs happen to bound
+#: are the too-narrow ones: alpha, reported only when bounded, covered 0.85 of the time at 0.045
+#: nats and 0.71 at 0.14 (bench_calibration); with 9 (4 sizes x 3 seeds) 0.95-1.0.
+MIN_RESIDUAL_DF = 3
 #: Largest fraction of bootstrap resamples that may be dropped as degenerate before the bootstrap
 #: is replaced by the likelihood-ratio interval (the kept resamples would no longer represent it).
 MAX_DROPPED = 0.1
@@ -255,7 +260,7 @@ class Intervals:
     """What ``law_intervals`` found: points to take intervals over, and how they were made."""
 
     samples: np.ndarray  # (S, P) natural parameters: bootstrap refits, or points of the profile set
-    method: str  # "bootstrap", "profile" or "none"
+    method: str  # "bootstrap", "profile", "none" (not asked for) or "unavailable" (asked, impossible)
     note: str  # how the interval was made, or why there is none
     edge: np.ndarray | None = None  # profile: points on the edge of the searched exponents
     n_dropped: int = 0  # bootstrap resamples dropped as degenerate
@@ -294,15 +299,17 @@ def law_intervals(
         note = f"{dropped} of {bootstrap} bootstrap resamples could not determine the parameters; "
     else:
         note = f"{n_units} design units are too few for a bootstrap (needs {MIN_BOOTSTRAP_UNITS}+); "
+    df = log_loss.size - n_params
+    if df < MIN_RESIDUAL_DF:
+        why = (
+            f"{log_loss.size} runs for {n_params} parameters leave {max(df, 0)} residual degree(s) of freedom "
+            f"(needs {MIN_RESIDUAL_DF}+ to estimate the noise); run 3 seeds per size or more sizes"
+        )
+        return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
     region = profile_region(log_x, np.exp(log_loss), n_params, level)
     if region is None:
-        df = log_loss.size - n_params
-        why = (
-            f"{log_loss.size} runs for {n_params} parameters leave no residual degrees of freedom"
-            if df < 1
-            else ("the law fits the runs exactly, so their noise cannot be estimated")
-        )
-        return Intervals(empty, "none", note + f"no interval: {why}", None, dropped)
+        why = "the law fits the runs exactly, so their noise cannot be estimated"
+        return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
     note += f"likelihood-ratio interval ({region.df} residual degrees of freedom)"
     return Intervals(region.theta, "profile", note, region.edge, dropped)
 
@@ -366,8 +373,9 @@ class LawFit:
     ``samples`` has one row per point, columns in the order of ``params``: bootstrap refits when
     ``interval == "bootstrap"`` (intervals are percentiles), points of the likelihood-ratio set
     when ``interval == "profile"`` (intervals are ranges; ``edge`` marks points on the edge of the
-    searched exponents, and a side reached only there is unbounded), empty when ``"none"``
-    (``interval_note`` says why). ``objective`` is the summed Huber loss at the optimum.
+    searched exponents, and a side reached only there is unbounded), empty when ``"none"`` (not
+    asked for) or ``"unavailable"`` (asked for, impossible: every parameter is then not determined;
+    ``interval_note`` says why). ``objective`` is the summed Huber loss at the optimum.
 
     ``not_identified`` is empty for a fit the runs determine, else the reason (a parameter at the
     edge of the box): nothing (prediction, ranking, multiplier) may be derived from such a fit.
@@ -453,7 +461,10 @@ class LawFit:
         return {name: [float(lo[i]), float(hi[i])] for i, name in enumerate(self.params)}
 
     def undetermined(self) -> dict[str, str]:
-        """``{param: why}`` for parameters whose interval the runs do not bound (empty without intervals)."""
+        """``{param: why}`` for parameters whose interval the runs do not bound, or every parameter
+        when intervals were asked for and cannot be made (empty when none were asked for)."""
+        if self.interval == "unavailable":
+            return dict.fromkeys(self.params, self.interval_note)
         out = {}
         for name, (lo, hi) in self.ci().items():
             if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -112,6 +112,7 @@ class IsoFlopFit:
             "identified": True,
             "params": dict(self.params),
             "ci": self.ci(),
+            "undetermined": dict.fromkeys(self.params, self.interval_note) if self.interval == "unavailable" else {},
             "level": self.level,
             "interval": self.interval,
             "interval_note": self.interval_note,
@@ -215,6 +216,7 @@ def fit_isoflop(
         method = "t"
         note = f"t interval from the scatter of {int(used.sum())} budgets' minima about the line ({used.sum() - 2} df)"
     elif bootstrap > 0:
+        method = "unavailable"
         note = "no interval: 2 budgets leave no residual to measure the scatter of the minima; run 3+ budgets"
     fit = _natural(np.array([a]), np.array([log_kn]), flops)[0]
     budgets = pl.DataFrame(

@@ -69,10 +69,11 @@ def frontier(runs: pl.DataFrame, *, x: str, by: str = "series", loss: str = "eva
 def power_fits(
     runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss"
 ) -> tuple[dict[str, PowerLawFit], dict[str, str]]:
-    """Power laws of ``loss`` on ``x`` per ``series``, and ``{series: why}`` for those not fitted or
-    not identified. A study family (runs with a ``group``) is fitted on all its runs, seeds grouped
-    into design units by grid point (``unit_keys``); other series on the lower envelope (``frontier``,
-    the best run at each level of ``x``)."""
+    """Power laws of ``loss`` on ``x`` per ``series``, and ``{series: why}`` for those not fitted, not
+    identified, or whose intervals were asked for and cannot be made. A study family (runs with a
+    ``group``) is fitted on all its runs, seeds grouped into design units by grid point
+    (``unit_keys``); other series on the lower envelope (``frontier``, the best run at each level
+    of ``x``)."""
     fits: dict[str, PowerLawFit] = {}
     refused: dict[str, str] = {}
     study = runs.filter(pl.col("group").is_not_null()) if "group" in runs.columns else runs.clear()
@@ -87,10 +88,12 @@ def power_fits(
         except (NotIdentified, ValueError) as exc:
             refused[str(name)] = str(exc)
             continue
-        if fit.identified:
-            fits[str(name)] = fit
-        else:
+        if not fit.identified:
             refused[str(name)] = f"power law {fit.not_identified}"
+        elif fit.interval == "unavailable":  # intervals asked for and impossible: nothing is determined
+            refused[str(name)] = f"power law not determined: {fit.interval_note}"
+        else:
+            fits[str(name)] = fit
     return fits, refused
 
 
@@ -190,7 +193,10 @@ def approach3(runs: pl.DataFrame, *, target: float, bootstrap: int = 100, series
     identifiable = runs.filter(pl.col(series).cast(pl.String).is_in([k for k, v in design.items() if not v]))
     fitted = cast(dict[str, ChinchillaFit], fit_groups(identifiable, by=series, law="chinchilla", bootstrap=bootstrap))
     refused = {name: fit.not_identified for name, fit in fitted.items() if not fit.identified}
-    fits = {name: fit for name, fit in fitted.items() if fit.identified}
+    refused |= {
+        name: f"not determined: {fit.interval_note}" for name, fit in fitted.items() if fit.interval == "unavailable"
+    }
+    fits = {name: fit for name, fit in fitted.items() if name not in refused}
     if not fitted:
         return None
     flops = flops_model(runs)

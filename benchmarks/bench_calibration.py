@@ -12,7 +12,8 @@ Designs (``DESIGNS``): the quickstart's scaling study (4 sizes, 40K-320K params,
 parameter, one seed per size), the same with 3 seeds, a study of 6 sizes (20K-640K) with 3 seeds,
 and an isoFLOP grid (4 budgets 1e11-3e12 FLOPs x 5 sizes over +-0.6 decades around a 3-tokens-per-
 parameter guess). Laws: a power law in compute on the ladders; Approach 3 on every design (it must
-refuse the ladders); Approach 2 on the grid.
+refuse the ladders); Approach 2 on the grid. ``--designs "6 budgets"`` adds a 36-unit isoFLOP grid
+(``EXTRA_DESIGNS``), where intervals come from the bootstrap of design units.
 
 Noise (``NOISE``): the standard deviation of the final eval loss over seeds, in nats, measured on
 real runs at these sizes: 0.015 (the quickstart's runner-up, 2.39-2.42 over 3 seeds), 0.045 (the
@@ -49,6 +50,16 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "study, 6 sizes x 3 seeds": {"kind": "ladder", "sizes": STUDY, "seeds": 3},
     "isoFLOP grid, 4 budgets x 5 sizes": {"kind": "isoflop"},
 }
+#: Run only when named with --designs: a grid large enough for the bootstrap of design units
+#: (36 units >= MIN_BOOTSTRAP_UNITS), ~200 refits per data set, so ~10x slower per set.
+EXTRA_DESIGNS: dict[str, dict[str, Any]] = {
+    "isoFLOP grid, 6 budgets x 6 sizes (bootstrap)": {
+        "kind": "isoflop",
+        "budgets": (3e10, 1e11, 3e11, 1e12, 3e12, 1e13),
+        "sizes_per_budget": 6,
+    },
+}
+ALL_DESIGNS = {**DESIGNS, **EXTRA_DESIGNS}
 LAWS = {"ladder": ("power", "chinchilla"), "isoflop": ("chinchilla", "isoflop")}
 GOAL = (0.90, 0.98)
 
@@ -65,7 +76,8 @@ def simulate(design: dict[str, Any], law: str, noise: float, seed: int) -> Any:
             noise=noise,
             law="power" if law == "power" else "chinchilla",
         )
-    return synthetic.isoflop_runs(rng, noise=noise)
+    grid = {k: design[k] for k in ("budgets", "sizes_per_budget") if k in design}
+    return synthetic.isoflop_runs(rng, noise=noise, **grid)
 
 
 def truths(law: str, target: float) -> dict[str, float]:
@@ -110,7 +122,7 @@ def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
     from archscale.spaces.errors import UserError
 
     name, law, noise, seed = task
-    runs = simulate(DESIGNS[name], law, noise, seed)
+    runs = simulate(ALL_DESIGNS[name], law, noise, seed)
     target = 10.0 * float(runs["compute"].max())
     try:
         doc = fit_results(runs, law=law, x="compute", bootstrap=200, target=target, seed=seed)  # type: ignore[arg-type]
@@ -151,7 +163,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sets", type=int, default=None, help="data sets per design, law and noise (default 200)")
     ap.add_argument("--noise", type=float, nargs="*", default=None, help=f"noise levels in nats (default {NOISE})")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    ap.add_argument("--designs", nargs="*", default=None, help="subset of designs (substring match)")
+    ap.add_argument(
+        "--designs", nargs="*", default=None, help="designs to run, by substring (also EXTRA_DESIGNS); default DESIGNS"
+    )
     ap.add_argument(
         "--min-bootstrap-units",
         type=int,
@@ -161,11 +175,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     sets = args.sets or (40 if args.quick else 200)
     noises = args.noise or ((0.045,) if args.quick else NOISE)
-    names = [d for d in DESIGNS if not args.designs or any(s in d for s in args.designs)]
+    names = [d for d in ALL_DESIGNS if any(s in d for s in args.designs)] if args.designs else list(DESIGNS)
     tasks = [
         (name, law, noise, 1000 * i + 7)
         for name in names
-        for law in LAWS[DESIGNS[name]["kind"]]
+        for law in LAWS[ALL_DESIGNS[name]["kind"]]
         for noise in noises
         for i in range(sets)
     ]
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = [one(t) for t in tasks]
     rows = []
     for name in names:
-        for law in LAWS[DESIGNS[name]["kind"]]:
+        for law in LAWS[ALL_DESIGNS[name]["kind"]]:
             for noise in noises:
                 mine = [r for t, r in zip(tasks, results, strict=True) if t[:3] == (name, law, noise)]
                 head, body = summarise(mine)

@@ -356,14 +356,30 @@ def test_likelihood_ratio_interval_of_alpha_matches_brute_force_profile() -> Non
 
 
 def test_unbounded_interval_is_reported_as_not_determined() -> None:
-    """Four noisy points on a nearly flat curve: alpha's interval runs to the edge: not determined."""
-    x = np.geomspace(1e10, 1e12, 4)
-    loss = np.array([2.30, 2.05, 2.32, 2.04])
+    """Noisy points on a nearly flat curve: alpha's interval runs to the edge: not determined."""
+    x = np.repeat(np.geomspace(1e10, 1e12, 4), 2)
+    loss = np.array([2.30, 2.28, 2.05, 2.07, 2.32, 2.30, 2.04, 2.06])
     fit = fits.fit_power_law(x, loss, x_name="compute", bootstrap=1)
     assert fit.identified and fit.interval == "profile"
     assert "alpha" in fit.undetermined() and "not bounded" in fit.undetermined()["alpha"]
-    lo, hi = fit.ci()["alpha"]
-    assert np.isnan(hi)
+    assert np.isnan(fit.ci()["alpha"][1])
+
+
+def test_one_residual_degree_of_freedom_gives_no_interval_and_no_estimate() -> None:
+    """The quickstart's ladder (4 sizes, 1 seed): intervals asked for cannot be made, so nothing is
+    determined: no estimate in the table, no prediction, no ranking; the note says what to run."""
+    from archscale.analysis import fit_results, synthetic
+
+    runs = synthetic.ladder_runs(np.random.default_rng(0), seeds=1)
+    fit = fits.fit_power_law(runs["compute"], runs["loss"], x_name="compute", bootstrap=100)
+    assert fit.identified and fit.interval == "unavailable" and len(fit.samples) == 0
+    assert set(fit.undetermined()) == {"E", "A", "alpha"} and "3 seeds per size" in fit.interval_note
+    assert fits.rank_architectures({"q": fit}, at=1e13).height == 0
+    doc = fit_results(runs, law="power", x="compute", bootstrap=100, target=1e13)
+    assert doc["prediction"]["loss"] is None and "prediction.loss" in doc["undetermined"]
+    three_seeds = synthetic.ladder_runs(np.random.default_rng(0), seeds=3)
+    doc = fit_results(three_seeds, law="power", x="compute", bootstrap=100, target=1e13)
+    assert doc["interval"] == "profile" and doc["n_units"] == 4 and doc["prediction"]["loss"] is not None
 
 
 def test_approach2_fits_parabolas_near_the_minimum_with_the_runs_flops() -> None:
