@@ -308,7 +308,7 @@ def law_intervals(
         return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
     region = profile_region(log_x, np.exp(log_loss), n_params, level)
     if region is None:
-        why = "the law fits the runs exactly, so their noise cannot be estimated"
+        why = "the likelihood-ratio set could not be resolved (the law fits the runs almost exactly)"
         return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
     note += f"likelihood-ratio interval ({region.df} residual degrees of freedom)"
     return Intervals(region.theta, "profile", note, region.edge, dropped)

@@ -89,9 +89,9 @@ def power_fits(
             refused[str(name)] = str(exc)
             continue
         if not fit.identified:
-            refused[str(name)] = f"power law {fit.not_identified}"
+            refused[str(name)] = fit.not_identified
         elif fit.interval == "unavailable":  # intervals asked for and impossible: nothing is determined
-            refused[str(name)] = f"power law not determined: {fit.interval_note}"
+            refused[str(name)] = f"not determined: {fit.interval_note}"
         else:
             fits[str(name)] = fit
     return fits, refused
