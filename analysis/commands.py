@@ -87,7 +87,10 @@ def fit_command(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Fit a scaling law to runs and print its parameters with bootstrap intervals."""
+    """Fit a scaling law to runs and print its parameters with intervals.
+
+    Exits 2 with one line when the runs cannot identify the law (naming the design that would);
+    a quantity the runs do not bound is printed as "not determined", with why."""
     from .fit_table import fit_results
 
     out = fit_results(
@@ -110,17 +113,28 @@ def fit_command(
 
 
 def _fit_text(out: dict[str, Any]) -> str:
-    """``fit_results``'s dict for people: parameters with intervals, warnings, derived quantities."""
-    lines = [f"{out['law']} fit on {out['n_runs']} runs ({out.get('n_bootstrap', 0)} bootstrap resamples)"]
+    """``fit_results``'s dict for people: parameters with intervals (or why a parameter is not
+    determined), how the intervals were made, warnings, derived quantities."""
+    lines = [f"{out['law']} fit on {out['n_runs']} runs"]
+    undetermined = out.get("undetermined", {})
     for name, value in out["params"].items():
+        if name in undetermined:
+            lines.append(f"  {name:>6} = not determined ({undetermined[name]})")
+            continue
         ci = out.get("ci", {}).get(name)
         interval = f"  [{ci[0]:.4g}, {ci[1]:.4g}]" if ci and None not in ci else ""
         lines.append(f"  {name:>6} = {value:.4g}{interval}")
+    if out.get("interval_note"):
+        lines.append(f"  intervals: {out['interval_note']}")
     lines += [f"  warning: {warning}" for warning in out.get("warnings", [])]
     for key in ("prediction", "optimal", "leave_largest_out"):
         if key in out:
-            values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out[key].items())
+            values = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={'not determined' if v is None else v}"
+                for k, v in out[key].items()
+            )
             lines.append(f"  {key}: {values}")
+    lines += [f"  {key}: not determined ({why})" for key, why in undetermined.items() if "." in key]
     return "\n".join(lines)
 
 

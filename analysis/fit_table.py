@@ -4,10 +4,17 @@
     >>> fit_results("results/my-study", law="chinchilla", group="baseline", bootstrap=200, target=1e21)
     {'law': 'chinchilla', 'params': {'E': ..., ...}, 'ci': {...}, 'optimal': {...}, 'leave_largest_out': {...}, ...}
 
-The table is a results directory (its completed trials; loss column ``eval_loss``) or a
-``.parquet``/``.csv`` file (loss column ``loss``). Every mistake in the input (a missing file or
-column, a non-numeric column, an unknown group, too few runs for the law) raises ``UserError``
-with one line naming the file or column and what is allowed.
+The table is a results directory (its completed trials; loss column ``eval_loss``), a
+``.parquet``/``.csv`` file (loss column ``loss``) or a polars frame (``loss``, else ``eval_loss``).
+Every mistake in the input (a missing file or column, a non-numeric column, an unknown group, too
+few runs for the law) raises ``UserError`` with one line naming the file or column and what is
+allowed. So does a design that cannot identify the law, and a fit that ends at the edge of its
+box: one line with the reason and what to run instead (``archscale fit`` exits 2).
+
+Every number returned is one the runs determine: a quantity whose interval the runs do not bound
+(a parameter, the prediction at ``target``, the compute-optimal allocation) is returned as null,
+with the reason under ``undetermined``. Intervals come from the design units of the runs
+(``fits.unit_keys``: the planned grid point when recorded, so seeds of one size stay together).
 """
 
 from __future__ import annotations
@@ -101,7 +108,7 @@ def _flops_model(table: pl.DataFrame, n: np.ndarray, n_col: str) -> fits.FlopsMo
 
 
 def fit_results(
-    source: PathLike,
+    source: PathLike | pl.DataFrame,
     *,
     law: Law = "power",
     x: str = "params",
@@ -123,8 +130,12 @@ def fit_results(
     """
     if law not in LAWS:
         _fail(f"unknown law {law!r}; allowed: {', '.join(LAWS)}")
-    path = Path(source)
-    table, loss_name = read_runs(path, loss_col=loss_col)
+    if isinstance(source, pl.DataFrame):
+        path, table = Path("<frame>"), source
+        loss_name = loss_col or ("loss" if "loss" in source.columns else "eval_loss")
+    else:
+        path = Path(source)
+        table, loss_name = read_runs(path, loss_col=loss_col)
     table, notes = _select_group(table, group, path)
     loss = _column(table, loss_name, path, "--loss-col")
     compute = None
@@ -174,31 +185,66 @@ def _fit(
     seed: int,
     target: float | None,
 ) -> dict[str, Any]:
-    """The fit, its prediction at ``target`` and the leave-largest-out check, as a dict."""
+    """The fit, its prediction at ``target`` and the leave-largest-out check, as a dict. Raises
+    ``ValueError`` (``NotIdentified``) when the runs cannot identify the law."""
+    flops = _flops_model(table, inputs[0], n_col)
     if law == "isoflop":
-        iso = fits.fit_isoflop(inputs[0], loss, compute, bootstrap=bootstrap, seed=seed)
+        iso = fits.fit_isoflop(inputs[0], loss, compute, flops=flops, bootstrap=bootstrap, seed=seed)
         out = iso.to_dict()
+        out["flops_model"] = _flops_dict(flops)
         if target is not None:
-            out["optimal"] = {k: v[0] for k, v in iso.optimal_allocation(target).items()}
+            optimal = {k: v[0] for k, v in iso.optimal_allocation(target).items()}
+            out["optimal"] = _determined(optimal, ["n_opt", "d_opt"], out, "optimal")
         return out
+    cols = [x] if law == "power" else [n_col, d_col]
+    units = fits.unit_keys(table, cols)
+    fit: fits.LawFit
     if law == "power":
-        fit = fits.fit_power_law(inputs[0], loss, x_name=x, bootstrap=bootstrap, seed=seed)
-        out = fit.to_dict()
-        if target is not None:
-            lo, hi = fit.predict_interval(target)
-            out["prediction"] = {"x": target, "loss": fit.predict(target)[0], "lo": lo[0], "hi": hi[0]}
+        fit = fits.fit_power_law(inputs[0], loss, x_name=x, bootstrap=bootstrap, seed=seed, units=units)
     else:
-        chin = fits.fit_chinchilla(*inputs, loss, bootstrap=bootstrap, seed=seed, inputs=(n_col, d_col))
-        out = chin.to_dict()
-        flops = _flops_model(table, inputs[0], n_col)
-        used = flops or fits.FlopsModel()
-        out["flops_model"] = {"c": used.c, "gamma": used.gamma}
+        fit = fits.fit_chinchilla(*inputs, loss, bootstrap=bootstrap, seed=seed, inputs=(n_col, d_col), units=units)
+    if not fit.identified:
+        raise fits.NotIdentified(f"{'power law' if law == 'power' else 'Approach 3'} {fit.not_identified}")
+    out = fit.to_dict()
+    if law == "power" and target is not None:
+        lo, hi = fit.predict_interval(target)
+        out["prediction"] = _determined(
+            {"x": target, "loss": fit.predict(target)[0], "lo": lo[0], "hi": hi[0]}, ["loss"], out, "prediction"
+        )
+    elif isinstance(fit, fits.ChinchillaFit):
+        out["flops_model"] = _flops_dict(flops)
         if target is not None:
-            out["optimal"] = {k: v[0] for k, v in chin.optimal_allocation(target, flops).items()}
+            optimal = {k: v[0] for k, v in fit.optimal_allocation(target, flops).items()}
+            out["optimal"] = _determined(optimal, ["n_opt", "d_opt", "loss"], out, "optimal")
     if compute is not None and len(np.unique(np.round(np.log10(compute[compute > 0]), 2))) >= 3:
         try:
             check = fits.leave_largest_out(law, inputs, loss, compute)
             out["leave_largest_out"] = {k: v for k, v in check.items() if k != "params"}
         except ValueError:
-            pass  # too few runs left without the largest budget
+            pass  # too few runs left without the largest budget, or not identified without it
     return out
+
+
+def _flops_dict(flops: fits.FlopsModel | None) -> dict[str, Any]:
+    used = flops or fits.FlopsModel()
+    return {"c": used.c, "gamma": used.gamma, "counted": flops is not None}
+
+
+def _determined(values: dict[str, Any], keys: list[str], out: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with each of ``keys`` nulled (and its reason under ``out["undetermined"]``) when
+    the fit has intervals and the runs do not bound that key's (``{key}_lo``/``{key}_hi`` or ``lo``/``hi``)."""
+    if out.get("interval", "none") == "none":
+        return values
+    values = dict(values)
+    if out["interval"] == "unavailable":
+        for key in keys:
+            values[key] = None
+            out["undetermined"][f"{where}.{key}"] = out["interval_note"]
+        return values
+    for key in keys:
+        lo, hi = (values.get("lo"), values.get("hi")) if "lo" in values else (values[f"{key}_lo"], values[f"{key}_hi"])
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            values[key] = None
+            side = "below" if not np.isfinite(lo) else "above"
+            out["undetermined"][f"{where}.{key}"] = f"its {out['level']:.0%} interval is not bounded {side} by the runs"
+    return values

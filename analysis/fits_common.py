@@ -14,11 +14,16 @@ expression), and L-BFGS-B runs only from the ``n_refine`` best starts (default 8
 it costs ~300x more (55 s vs 0.17 s for 100 runs at the paper's scales, measured) and ended at the
 same optimum as the best 1, 8 and 64; the grid scan is what protects against bad local minima.
 
-Uncertainty: ``bootstrap_refits`` resamples *runs* with replacement and refits each resample from
-the full-data optimum (close to the resample's optimum, so no grid per resample); resamples with
-too few distinct design points to identify the law are dropped. ``percentile_interval`` turns
-refits into intervals. A law's own module (``fits_power``, ``fits_chinchilla``, ``fits_isoflop``)
-says what its parameters mean.
+Uncertainty (``law_intervals``): runs are grouped into *design units* (the planned grid point of a
+study: all seeds of one size and token count together; else the distinct inputs). With at least
+``MIN_BOOTSTRAP_UNITS`` units, a bootstrap resamples whole units with replacement and refits each
+resample from the full-data optimum; resamples with fewer distinct units than parameters + 1, or
+whose refit ends at the edge of the box, cannot determine the parameters and are dropped (and
+counted); if more than ``MAX_DROPPED`` of them are, the bootstrap is not trusted. Otherwise (and
+then) the interval is the likelihood-ratio (profile) interval of ``fits_profile``, which needs only
+one residual degree of freedom and accounts for it with the F distribution. ``LawFit.interval_of``
+turns either into intervals for any derived quantity. A law's own module (``fits_power``,
+``fits_chinchilla``, ``fits_isoflop``) says what its parameters mean.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ import numpy as np
 from scipy.optimize import minimize
 
 HUBER_DELTA = 1e-3
+
+
+class NotIdentified(ValueError):
+    """The runs' design cannot identify the law; the message is one line naming the reason and
+    the design that would identify it."""
+
+
 _GRID_EXP = np.arange(0.0, 2.01, 0.5)  # alpha, beta
 _GRID_E = np.arange(-1.0, 1.01, 0.5)  # e = log E
 _GRID_LOG_COEF = np.arange(0.0, 25.01, 5.0)  # a, b = log A, log B (two terms)
@@ -135,15 +147,31 @@ def single_blas_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
 def lbfgs(
     theta0: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float, maxiter: int = 2000
 ) -> tuple[np.ndarray, float]:
-    """L-BFGS-B from ``theta0`` inside ``bounds``; returns the optimum and its objective."""
+    """L-BFGS-B from ``theta0``; returns the optimum (clipped into ``bounds``) and its objective.
+
+    The optimiser works in the scale-free parametrisation ``a'_k = a_k - alpha_k * mean(log x_k)``
+    (``log x`` centred): in ``(a, alpha)`` the two are nearly collinear whenever ``log x`` is far
+    from 0 (``log C`` ~ 25-60), the Huber valley is long and thin, and L-BFGS-B stopped before the
+    optimum (on an isoFLOP grid of 20 runs, bootstrap refits ended up to 0.12 off in alpha with an
+    objective 1e-6 higher; centred, they converge in fewer iterations, ~2x faster, measured)."""
+    k = log_x.shape[1]
+    mean = log_x.mean(axis=0)
+    centred = log_x - mean
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = objective(theta[None, :], log_x, log_loss, delta)
+        f, g = objective(theta[None, :], centred, log_loss, delta)
         return float(f[0]), g[0]
 
+    start = np.array(theta0, float)
+    start[1 : 1 + k] -= start[1 + k :] * mean
+    box = bounds(k)
+    box_centred = box[:1] + [(-1e3, 1e3)] * k + box[1 + k :]
     options = {"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12}
-    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds(log_x.shape[1]), options=options)
-    return res.x, float(res.fun)
+    res = minimize(fun, start, jac=True, method="L-BFGS-B", bounds=box_centred, options=options)
+    theta = res.x.copy()
+    theta[1 : 1 + k] += theta[1 + k :] * mean
+    theta = np.clip(theta, [lo for lo, _ in box], [hi for _, hi in box])  # a_k beyond its box: at the edge
+    return theta, float(objective(theta[None, :], log_x, log_loss, delta)[0][0])
 
 
 def fit_lse(
@@ -166,26 +194,124 @@ def fit_lse(
 # --------------------------------------------------------------------------------------------
 
 
+#: Fewest design units for a bootstrap; with fewer, intervals are likelihood-ratio intervals.
+#: Measured with ``benchmarks/bench_calibration.py`` (docs/analysis.md): on the 20-unit isoFLOP grid
+#: at 0.045 nats of seed noise, more than ``MAX_DROPPED`` of the resamples ended at the edge of the
+#: box (E -> 0) in 26 of 56 data sets, so the bootstrap was unusable half the time, and it costs
+#: ~200 refits; the likelihood-ratio interval covered at its nominal rate there. With 4-6 units
+#: nearly every resample repeats a unit and cannot identify a 3-parameter law at all.
+MIN_BOOTSTRAP_UNITS = 30
+#: Fewest residual degrees of freedom for a likelihood-ratio interval. With 1 (the quickstart's 4
+#: sizes x 1 seed), the noise estimate is so variable that the intervals the runs happen to bound
+#: are the too-narrow ones: alpha, reported only when bounded, covered 0.85 of the time at 0.045
+#: nats and 0.71 at 0.14 (bench_calibration); with 9 (4 sizes x 3 seeds) 0.95-1.0.
+MIN_RESIDUAL_DF = 3
+#: Largest fraction of bootstrap resamples that may be dropped as degenerate before the bootstrap
+#: is replaced by the likelihood-ratio interval (the kept resamples would no longer represent it).
+MAX_DROPPED = 0.1
+
+
+def design_units(*keys: Any) -> np.ndarray:
+    """An integer id per run for its design unit: the distinct rows of ``keys`` (e.g. the planned
+    size and token count of a study's grid point; seeds of one grid point share an id)."""
+    codes = [np.unique(np.asarray(k).ravel(), return_inverse=True)[1].ravel() for k in keys]
+    return np.unique(np.column_stack(codes), axis=0, return_inverse=True)[1].ravel()
+
+
 def bootstrap_indices(
     n: int, n_boot: int, seed: int, levels: np.ndarray | None = None, min_levels: int = 3
-) -> np.ndarray:
-    """``n_boot`` resamples of ``n`` run indices. Resamples in which fewer than ``min_levels``
-    distinct values of ``levels`` survive cannot identify the law and are dropped."""
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    if levels is None or n_boot == 0:
-        return idx
-    picked = np.sort(levels[idx], axis=1)
-    distinct = 1 + (np.diff(picked, axis=1) != 0).sum(axis=1)
-    return idx[distinct >= min_levels]
+) -> list[np.ndarray]:
+    """``n_boot`` resamples of whole design units: draw as many units as there are, with
+    replacement, and take all runs of each (``levels``: a unit id per run; None: every run is its
+    own unit). Resamples with fewer than ``min_levels`` distinct units cannot identify the law and
+    are dropped, so fewer than ``n_boot`` may come back."""
+    units = np.arange(n) if levels is None else np.unique(np.asarray(levels), return_inverse=True)[1].ravel()
+    n_units = int(units.max()) + 1 if n else 0
+    members = [np.flatnonzero(units == u) for u in range(n_units)]
+    draws = np.random.default_rng(seed).integers(0, max(n_units, 1), size=(n_boot, n_units))
+    picked = np.sort(draws, axis=1)
+    distinct = 1 + (np.diff(picked, axis=1) != 0).sum(axis=1) if n_units else np.zeros(n_boot, int)
+    return [np.concatenate([members[u] for u in row]) for row in draws[distinct >= min_levels]]
+
+
+def at_bound(theta: np.ndarray) -> np.ndarray:
+    """Rows of ``theta`` (S, 1+2K, log layout) with any parameter on the edge of ``bounds``."""
+    box = np.array(bounds((theta.shape[1] - 1) // 2))
+    return (np.isclose(theta, box[:, 0], atol=1e-6) | np.isclose(theta, box[:, 1], atol=1e-6)).any(axis=1)
 
 
 def bootstrap_refits(
-    theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, indices: np.ndarray, delta: float
+    theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, indices: Sequence[np.ndarray], delta: float
 ) -> np.ndarray:
-    """One L-BFGS-B refit (from ``theta``, at most 500 iterations) per row of run ``indices``;
+    """One L-BFGS-B refit (from ``theta``, at most 500 iterations) per resample of run ``indices``;
     shape (B, P) in theta's (log) layout."""
     refits = [lbfgs(theta, log_x[idx], log_loss[idx], delta, 500)[0] for idx in indices]
     return np.array(refits).reshape(-1, theta.size)
+
+
+def natural(theta: np.ndarray) -> np.ndarray:
+    """``[e, a_1..a_K, alpha_1..alpha_K]`` rows to ``[E, A_1..A_K, alpha_1..alpha_K]``."""
+    k = (theta.shape[1] - 1) // 2
+    return np.column_stack([np.exp(theta[:, : 1 + k]), theta[:, 1 + k :]])
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """What ``law_intervals`` found: points to take intervals over, and how they were made."""
+
+    samples: np.ndarray  # (S, P) natural parameters: bootstrap refits, or points of the profile set
+    method: str  # "bootstrap", "profile", "none" (not asked for) or "unavailable" (asked, impossible)
+    note: str  # how the interval was made, or why there is none
+    edge: np.ndarray | None = None  # profile: points on the edge of the searched exponents
+    n_dropped: int = 0  # bootstrap resamples dropped as degenerate
+
+
+def law_intervals(
+    theta: np.ndarray,
+    log_x: np.ndarray,
+    log_loss: np.ndarray,
+    units: np.ndarray,
+    *,
+    bootstrap: int,
+    seed: int,
+    delta: float,
+    level: float,
+) -> Intervals:
+    """Intervals for a law fitted at ``theta`` (log layout) from runs grouped in ``units``:
+    a bootstrap of whole units when there are enough, else the likelihood-ratio set (see the
+    module docstring). ``bootstrap=0``: none."""
+    from .fits_profile import profile_region
+
+    empty = np.empty((0, theta.size))
+    if bootstrap <= 0:
+        return Intervals(empty, "none", "no intervals asked for (bootstrap=0)")
+    n_params = theta.size
+    n_units = int(np.unique(units).size)
+    note, dropped = "", 0
+    if n_units >= MIN_BOOTSTRAP_UNITS:
+        indices = bootstrap_indices(units.size, bootstrap, seed, units, n_params + 1)
+        refits = bootstrap_refits(theta, log_x, log_loss, indices, delta)
+        bad = at_bound(refits)
+        dropped = bootstrap - int((~bad).sum())
+        if dropped <= MAX_DROPPED * bootstrap:
+            note = f"bootstrap of {n_units} design units ({dropped} of {bootstrap} resamples dropped as degenerate)"
+            return Intervals(natural(refits[~bad]), "bootstrap", note, None, dropped)
+        note = f"{dropped} of {bootstrap} bootstrap resamples could not determine the parameters; "
+    else:
+        note = f"{n_units} design units are too few for a bootstrap (needs {MIN_BOOTSTRAP_UNITS}+); "
+    df = log_loss.size - n_params
+    if df < MIN_RESIDUAL_DF:
+        why = (
+            f"{log_loss.size} runs for {n_params} parameters leave {max(df, 0)} residual degree(s) of freedom "
+            f"(needs {MIN_RESIDUAL_DF}+ to estimate the noise); run 3 seeds per size or more sizes"
+        )
+        return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
+    region = profile_region(log_x, np.exp(log_loss), n_params, level)
+    if region is None:
+        why = "the likelihood-ratio set could not be resolved (the law fits the runs almost exactly)"
+        return Intervals(empty, "unavailable", note + f"no interval: {why}", None, dropped)
+    note += f"likelihood-ratio interval ({region.df} residual degrees of freedom)"
+    return Intervals(region.theta, "profile", note, region.edge, dropped)
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -242,10 +368,17 @@ class FlopsModel:
 
 @dataclass(frozen=True)
 class LawFit:
-    """A fitted law: point estimates, bootstrap refits and the data size.
+    """A fitted law: point estimates, the points its intervals are taken over, and the data size.
 
-    ``samples`` has one row per bootstrap refit, columns in the order of ``params`` (empty when
-    no bootstrap was asked for). ``objective`` is the summed Huber loss at the optimum.
+    ``samples`` has one row per point, columns in the order of ``params``: bootstrap refits when
+    ``interval == "bootstrap"`` (intervals are percentiles), points of the likelihood-ratio set
+    when ``interval == "profile"`` (intervals are ranges; ``edge`` marks points on the edge of the
+    searched exponents, and a side reached only there is unbounded), empty when ``"none"`` (not
+    asked for) or ``"unavailable"`` (asked for, impossible: every parameter is then not determined;
+    ``interval_note`` says why). ``objective`` is the summed Huber loss at the optimum.
+
+    ``not_identified`` is empty for a fit the runs determine, else the reason (a parameter at the
+    edge of the box): nothing (prediction, ranking, multiplier) may be derived from such a fit.
 
     A law implements ``_predict`` (loss at its inputs), ``loss_at`` (loss at one scalar: the x of
     a power law, a compute for a law in N and D) and ``at_for_loss`` (its inverse); rankings,
@@ -260,6 +393,16 @@ class LawFit:
     inputs: tuple[str, ...]
     level: float = 0.95
     warnings: tuple[str, ...] = ()
+    interval: str = "bootstrap"
+    interval_note: str = ""
+    edge: np.ndarray | None = None
+    n_dropped: int = 0
+    n_units: int = 0
+    not_identified: str = ""
+
+    @property
+    def identified(self) -> bool:
+        return not self.not_identified
 
     def _theta(self) -> np.ndarray:
         return np.array([list(self.params.values())])
@@ -275,37 +418,76 @@ class LawFit:
         """Where the law with parameters ``theta[i]`` reaches ``loss[i]`` (inf if never), (S,)."""
         raise NotImplementedError
 
+    def interval_of(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of a derived quantity from its values at ``samples`` (S, m): percentiles of
+        bootstrap refits, or the range over the likelihood-ratio set (NaN: unbounded; no samples: NaN)."""
+        if len(self.samples) == 0:
+            nan = np.full(values.shape[1:], np.nan)
+            return nan, nan.copy()
+        if self.interval == "profile":
+            from .fits_profile import region_interval
+
+            edge = self.edge if self.edge is not None else np.zeros(len(values), bool)
+            return region_interval(values, edge)
+        return percentile_interval(values, self.level)
+
     def predict(self, *x: Any) -> np.ndarray:
         """Predicted loss at the given inputs (broadcast numpy arrays)."""
         arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in x))
         return self._predict(self._theta(), *(a.ravel() for a in arrays))[0].reshape(arrays[0].shape)
 
     def predict_interval(self, *x: Any, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of the prediction over bootstrap refits (NaN without bootstrap)."""
+        """Interval of the prediction (see ``interval_of``; NaN without samples or where unbounded).
+        ``level`` applies to bootstrap percentiles; a likelihood-ratio set is built at ``self.level``."""
         arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in x))
         if len(self.samples) == 0:
             nan = np.full(arrays[0].shape, np.nan)
             return nan, nan
         preds = self._predict(self.samples, *(a.ravel() for a in arrays))
-        lo, hi = percentile_interval(preds, level or self.level)
+        if self.interval == "bootstrap" and level is not None:
+            lo, hi = percentile_interval(preds, level)
+        else:
+            lo, hi = self.interval_of(preds)
         return lo.reshape(arrays[0].shape), hi.reshape(arrays[0].shape)
 
     def ci(self, level: float | None = None) -> dict[str, list[float]]:
-        """``{param: [lo, hi]}`` percentile intervals over bootstrap refits (empty without)."""
+        """``{param: [lo, hi]}`` intervals (empty without samples; NaN for an unbounded side)."""
         if len(self.samples) == 0:
             return {}
-        lo, hi = percentile_interval(self.samples, level or self.level)
+        if self.interval == "bootstrap" and level is not None:
+            lo, hi = percentile_interval(self.samples, level)
+        else:
+            lo, hi = self.interval_of(self.samples)
         return {name: [float(lo[i]), float(hi[i])] for i, name in enumerate(self.params)}
+
+    def undetermined(self) -> dict[str, str]:
+        """``{param: why}`` for parameters whose interval the runs do not bound, or every parameter
+        when intervals were asked for and cannot be made (empty when none were asked for)."""
+        if self.interval == "unavailable":
+            return dict.fromkeys(self.params, self.interval_note)
+        out = {}
+        for name, (lo, hi) in self.ci().items():
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                side = "below" if not np.isfinite(lo) else "above"
+                out[name] = f"its {self.level:.0%} interval is not bounded {side} by the runs"
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "law": self.law,
             "inputs": list(self.inputs),
+            "identified": self.identified,
+            "not_identified": self.not_identified or None,
             "params": dict(self.params),
             "ci": self.ci(),
+            "undetermined": self.undetermined(),
             "level": self.level,
+            "interval": self.interval,
+            "interval_note": self.interval_note,
             "n_runs": self.n_runs,
-            "n_bootstrap": len(self.samples),
+            "n_units": self.n_units,
+            "n_bootstrap": len(self.samples) if self.interval == "bootstrap" else 0,
+            "n_bootstrap_dropped": self.n_dropped,
             "huber_loss": self.objective,
             "warnings": list(self.warnings),
         }

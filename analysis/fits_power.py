@@ -1,6 +1,11 @@
 """The power law ``L(x) = E + A * x**(-alpha)``, for x in ``params``, ``non_embedding_params``,
 ``tokens`` or ``compute`` (natural logarithms; losses in nats/token). Fitted with the shared
-Huber/L-BFGS-B machinery of ``fits_common`` with one term."""
+Huber/L-BFGS-B machinery of ``fits_common`` with one term.
+
+Identifiability: three parameters need at least four distinct x (design units) to leave a residual
+to judge the fit by; fewer raise ``NotIdentified``. A fit with ``E`` or ``alpha`` at the edge of the
+box (typically ``E -> 0`` or ``alpha -> 10`` on a few noisy points) is returned with
+``not_identified`` set, and nothing is derived from it."""
 
 from __future__ import annotations
 
@@ -12,14 +17,19 @@ import numpy as np
 from .fits_common import (
     HUBER_DELTA,
     FlopsModel,
+    Intervals,
     LawFit,
-    bootstrap_indices,
-    bootstrap_refits,
+    NotIdentified,
     bound_warnings,
-    clean,
+    design_units,
     fit_lse,
+    law_intervals,
+    natural,
     single_blas_thread,
 )
+
+#: Fewest distinct x (design units): the three parameters plus one residual.
+MIN_UNITS = 4
 
 
 def power_law_loss(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -59,30 +69,62 @@ def fit_power_law(
     delta: float = HUBER_DELTA,
     n_refine: int = 8,
     level: float = 0.95,
+    units: Any = None,
 ) -> PowerLawFit:
     """Fit ``L(x) = E + A * x**(-alpha)`` (Huber on log-residuals, summed over runs).
 
-    Non-positive or non-finite values are dropped. Needs at least 3 runs. ``bootstrap=B``
-    resamples runs (resamples with fewer than 3 distinct x are dropped).
+    Non-positive or non-finite values are dropped. Needs at least 3 runs at 4 distinct x (else
+    ``NotIdentified``, a ``ValueError``). ``units`` is a design-unit id per run (the seeds of one
+    planned size share one; default: the distinct x). ``bootstrap=B`` asks for intervals: a
+    bootstrap of whole units, or the likelihood-ratio interval with few units (``law_intervals``).
     """
-    x, loss = clean(x, loss)
+    x, loss, unit_ids = _clean_with_units(x, loss, units)
     if x.size < 3:
         raise ValueError(f"a power law needs at least 3 runs with positive {x_name} and loss, got {x.size}")
+    n_units = int(np.unique(unit_ids).size)
+    if n_units < MIN_UNITS:
+        raise NotIdentified(
+            f"a power law in {x_name} is not identified by {n_units} distinct {x_name} values "
+            f"(3 parameters need {MIN_UNITS}+ to leave a residual); run more sizes"
+        )
     log_x, log_loss = np.log(x)[:, None], np.log(loss)
     theta, value = fit_lse(log_x, log_loss, delta=delta, n_refine=n_refine)
-    samples = bootstrap_refits(theta, log_x, log_loss, bootstrap_indices(x.size, bootstrap, seed, x), delta)
-
-    def natural(t: np.ndarray) -> np.ndarray:  # [e, a, alpha] -> [E, A, alpha]
-        return np.column_stack([np.exp(t[:, 0]), np.exp(t[:, 1]), t[:, 2]])
-
+    edges = bound_warnings(theta, ("E", "A", "alpha"))
+    if edges:
+        intervals = Intervals(np.empty((0, 3)), "none", "no interval: the fit is not identified")
+    else:
+        intervals = law_intervals(
+            theta, log_x, log_loss, unit_ids, bootstrap=bootstrap, seed=seed, delta=delta, level=level
+        )
     point = natural(theta[None, :])[0]
     return PowerLawFit(
         law="power",
         params={"E": float(point[0]), "A": float(point[1]), "alpha": float(point[2])},
-        samples=natural(samples),
+        samples=intervals.samples,
         n_runs=int(x.size),
         objective=value,
         inputs=(x_name,),
         level=level,
-        warnings=bound_warnings(theta, ("E", "A", "alpha")),
+        warnings=edges,
+        interval=intervals.method,
+        interval_note=intervals.note,
+        edge=intervals.edge,
+        n_dropped=intervals.n_dropped,
+        n_units=n_units,
+        not_identified=_not_identified(edges, f"run more sizes spanning a wider range of {x_name}"),
     )
+
+
+def _not_identified(edges: tuple[str, ...], remedy: str) -> str:
+    """One line from the bound messages (empty when there are none)."""
+    if not edges:
+        return ""
+    return "not identified: " + "; ".join(edges) + f"; {remedy}"
+
+
+def _clean_with_units(x: Any, loss: Any, units: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finite positive runs and their design units (default: the distinct x)."""
+    x, loss = np.asarray(x, float).ravel(), np.asarray(loss, float).ravel()
+    ok = np.isfinite(x) & (x > 0) & np.isfinite(loss) & (loss > 0)
+    ids = design_units(x) if units is None else design_units(np.asarray(units).ravel())
+    return x[ok], loss[ok], np.unique(ids[ok], return_inverse=True)[1].ravel()

@@ -146,6 +146,22 @@ def _warnings(fits: dict[str, Any]) -> str:
     return f'<ul class="warn">{"".join(items)}</ul>' if items else ""
 
 
+def _refusals(refused: Mapping[str, str], law: str) -> str:
+    """The one-line reasons a law was not fitted or not identified for a family, shown instead of its table."""
+    items = [
+        f"<li>{html.escape(key)}: {html.escape(why)}</li>" for key, why in refused.items() if key.startswith(law + " ")
+    ]
+    return f'<ul class="nodata">{"".join(items)}</ul>' if items else ""
+
+
+def _interval_notes(fits: Mapping[str, Any]) -> str:
+    """How each fit's intervals were made (bootstrap of design units, likelihood-ratio, none and why)."""
+    items = [
+        f"{html.escape(name)}: {html.escape(fit.interval_note)}" for name, fit in fits.items() if fit.interval_note
+    ]
+    return f'<p class="note">Intervals: {"; ".join(items)}.</p>' if items else ""
+
+
 #: run.json keys never shown: where the study lives (may hold a password) is not a result.
 HIDDEN_RUN_KEYS = ("storage",)
 
@@ -283,26 +299,42 @@ class _Report:
 
     def _power_laws(self, s: ScalingAnalysis) -> str:
         note = (
-            "Power laws L = E + A·x<sup>−α</sup> fitted to the lower envelope (best run per compute level); "
-            f"band: {s.bootstrap}-resample bootstrap 95% interval; dashed: extrapolation to C = {s.target:.3g} FLOPs."
+            "Power laws L = E + A·x<sup>−α</sup> in compute, per family on all its runs (seeds of a grid point are "
+            f"one design unit); band: 95% interval ({s.bootstrap} resamples asked for; see the interval column); "
+            f"dashed: extrapolation to C = {s.target:.3g} FLOPs. A parameter the runs do not bound has no estimate."
         )
         out = [f'<p class="note">{note}</p>', _figure(ch.scaling_chart(s.runs, s.power, x="compute", target=s.target))]
         if s.power:
-            out.append("<h3>Power law in compute</h3>" + html_table(parameter_table(s.power)) + _warnings(s.power))
+            out.append(
+                "<h3>Power law in compute</h3>"
+                + html_table(parameter_table(s.power))
+                + _interval_notes(s.power)
+                + _warnings(s.power)
+            )
+        out.append(_refusals(s.refused, "power law"))
         return "\n".join(out)
 
     def _approach3(self, s: ScalingAnalysis) -> str:
         a3 = s.approach3
-        if a3 is None:
-            return _note("Approach 3 not shown: it needs 5+ runs per family over 3+ sizes and 3+ token counts.")
+        refused = _refusals(s.refused, "Approach 3")
+        if a3 is None or not a3.fits:
+            return "<h3>Chinchilla Approach 3</h3>" + (refused or _note("Approach 3 not shown: no family to fit."))
         law = "L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup>"
-        out = [f"<h3>Chinchilla Approach 3: {law}</h3>" + html_table(parameter_table(a3.fits)) + _warnings(a3.fits)]
+        out = [
+            f"<h3>Chinchilla Approach 3: {law}</h3>"
+            + html_table(parameter_table(a3.fits))
+            + _interval_notes(a3.fits)
+            + _warnings(a3.fits)
+            + refused
+        ]
         flops = f"FLOPs/token ≈ {a3.flops.c:.3g}·N<sup>{a3.flops.gamma:.3f}</sup>"
         out.append(
             f'<p class="note">Compute-optimal allocation at C = {a3.target:.3g}, {flops} '
-            "(fitted to the runs' counted flops_per_token):</p>" + html_table(a3.allocation)
+            "(fitted to the runs' counted flops_per_token; empty cells: not bounded by the runs):</p>"
+            + html_table(a3.allocation)
         )
-        out.append(f"<h3>Ranking by predicted loss at C = {a3.target:.3g}</h3>" + html_table(a3.ranking))
+        if a3.ranking.height:
+            out.append(f"<h3>Ranking by predicted loss at C = {a3.target:.3g}</h3>" + html_table(a3.ranking))
         if a3.multipliers.height:
             out.append(
                 '<h3>Effective-compute multiplier vs baseline</h3><p class="note">How much more compute the baseline '
@@ -315,13 +347,23 @@ class _Report:
     def _approach2(self, s: ScalingAnalysis) -> str:
         a2 = s.approach2
         if a2 is None:
-            return _note("Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets with 3+ model sizes each.")
+            return _note(
+                "Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets, each with 3+ sizes on both "
+                "sides of its best size."
+            )
         panels = [
             ch.isoflop_chart(s.runs.filter(pl.col("series") == name), iso, title=f"isoFLOP curves: {name}")
             for name, iso in a2.fits.items()
         ]
         figure = _figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels))
-        return figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(a2.exponents) + _warnings(a2.fits)
+        notes = "".join(
+            f'<p class="note">{html.escape(name)}: {html.escape(iso.interval_note)}</p>'
+            for name, iso in a2.fits.items()
+            if iso.interval_note
+        )
+        return (
+            figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(a2.exponents) + notes + _warnings(a2.fits)
+        )
 
     def effects(self) -> str:
         frame, notes = comparable_trials(self.trials, load_curves(self.dirs))

@@ -6,11 +6,16 @@
     >>> s.approach3.ranking                   # families by predicted loss at s.target
     >>> s.approach3.multipliers               # effective-compute multipliers vs the baseline
     >>> s.approach2.exponents                 # isoFLOP exponents a, b with intervals
+    >>> s.refused                             # {"<law> <family>": why it was not fitted / not identified}
     >>> s.warnings                            # what to distrust, one line each
 
-The pieces are public too: ``frontier`` and ``scaling_fits`` (power laws on the lower envelope),
+The pieces are public too: ``frontier`` and ``scaling_fits`` (power laws per series: on every
+run of a study family, seeds grouped by grid point; on the lower envelope of a search),
 ``isoflop_fit``, ``approach3`` (Chinchilla Approach 3 per family with the compute-optimal
 allocation, ranking, multipliers and the leave-largest-out check) and ``parameter_table``.
+
+Nothing is derived from a fit the runs do not identify: such a family is listed in ``refused``
+with the reason and what to run, and left out of charts, allocations, rankings and multipliers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .fits import (
     FlopsModel,
     IsoFlopFit,
     LawFit,
+    NotIdentified,
     PowerLawFit,
     compute_budgets,
     effective_compute_multiplier,
@@ -35,8 +41,10 @@ from .fits import (
     fit_power_law,
     leave_largest_out,
     rank_architectures,
+    rankable,
+    unit_keys,
 )
-from .fits_chinchilla import design_problems
+from .fits_chinchilla import REMEDY, design_problems
 from .runs import NoData, Source, completed, series_column
 
 #: The family every other is compared with, when a study has one of that name.
@@ -58,49 +66,87 @@ def frontier(runs: pl.DataFrame, *, x: str, by: str = "series", loss: str = "eva
     )
 
 
+def power_fits(
+    runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss"
+) -> tuple[dict[str, PowerLawFit], dict[str, str]]:
+    """Power laws of ``loss`` on ``x`` per ``series``, and ``{series: why}`` for those not fitted, not
+    identified, or whose intervals were asked for and cannot be made. A study family (runs with a
+    ``group``) is fitted on all its runs, seeds grouped into design units by grid point
+    (``unit_keys``); other series on the lower envelope (``frontier``, the best run at each level
+    of ``x``)."""
+    fits: dict[str, PowerLawFit] = {}
+    refused: dict[str, str] = {}
+    study = runs.filter(pl.col("group").is_not_null()) if "group" in runs.columns else runs.clear()
+    envelope = frontier(runs.filter(~pl.col(series).is_in(study[series].unique().implode())), x=x, by=series, loss=loss)
+    parts = list(study.drop_nulls([x, loss]).filter(pl.col(x) > 0).group_by(series, maintain_order=True))
+    parts += list(envelope.group_by(series, maintain_order=True))
+    for (name,), part in parts:
+        try:
+            fit = fit_power_law(
+                part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap, units=unit_keys(part, [x])
+            )
+        except (NotIdentified, ValueError) as exc:
+            refused[str(name)] = str(exc)
+            continue
+        if not fit.identified:
+            refused[str(name)] = fit.not_identified
+        elif fit.interval == "unavailable":  # intervals asked for and impossible: nothing is determined
+            refused[str(name)] = f"not determined: {fit.interval_note}"
+        else:
+            fits[str(name)] = fit
+    return fits, refused
+
+
 def scaling_fits(
     runs: pl.DataFrame, *, x: str, series: str, bootstrap: int = 100, loss: str = "eval_loss"
 ) -> dict[str, PowerLawFit]:
-    """Power-law fits of ``loss`` on ``x`` per ``series`` value, on the lower envelope
-    (``frontier``: the best run at each level of ``x``); series with <3 levels are skipped."""
-    fits: dict[str, PowerLawFit] = {}
-    for (name,), part in frontier(runs, x=x, by=series, loss=loss).group_by(series, maintain_order=True):
-        if part.height >= 3:
-            fits[str(name)] = fit_power_law(part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap)
-    return fits
+    """The identified power laws of ``power_fits`` (series it refuses are left out)."""
+    return power_fits(runs, x=x, series=series, bootstrap=bootstrap, loss=loss)[0]
 
 
 def isoflop_fit(runs: pl.DataFrame, *, bootstrap: int = 0) -> IsoFlopFit | None:
-    """Approach 2 on ``runs`` (params, eval_loss, compute), or None when it cannot be fitted."""
+    """Approach 2 on ``runs`` (params, eval_loss, compute) with their own FLOP model, or None when
+    the runs cannot support it."""
     try:
         return fit_isoflop(
-            runs["params"].to_numpy(), runs["eval_loss"].to_numpy(), runs["compute"].to_numpy(), bootstrap=bootstrap
+            runs["params"].to_numpy(),
+            runs["eval_loss"].to_numpy(),
+            runs["compute"].to_numpy(),
+            flops=flops_model(runs),
+            bootstrap=bootstrap,
         )
     except ValueError:
         return None
 
 
 def parameter_table(fits: dict[str, LawFit]) -> pl.DataFrame:
-    """Long table: one row per (series, parameter) with ``estimate, lo, hi, runs``."""
-    frames = [
-        pl.DataFrame(
-            {
-                "series": name,
-                "parameter": list(fit.params),
-                "estimate": list(fit.params.values()),
-                "lo": [fit.ci().get(k, [math.nan, math.nan])[0] for k in fit.params],
-                "hi": [fit.ci().get(k, [math.nan, math.nan])[1] for k in fit.params],
-                "runs": fit.n_runs,
-            }
+    """Long table: one row per (series, parameter) with ``estimate, lo, hi, runs, units, interval,
+    note``; a parameter whose interval the runs do not bound has a null estimate and the reason."""
+    frames = []
+    for name, fit in fits.items():
+        ci, undetermined = fit.ci(), fit.undetermined()
+        frames.append(
+            pl.DataFrame(
+                {
+                    "series": name,
+                    "parameter": list(fit.params),
+                    "estimate": [None if k in undetermined else v for k, v in fit.params.items()],
+                    "lo": [ci.get(k, [math.nan, math.nan])[0] for k in fit.params],
+                    "hi": [ci.get(k, [math.nan, math.nan])[1] for k in fit.params],
+                    "runs": fit.n_runs,
+                    "units": fit.n_units,
+                    "interval": fit.interval,
+                    "note": [undetermined.get(k, "") for k in fit.params],
+                },
+                schema_overrides={"estimate": pl.Float64},
+            ).with_columns(pl.col("lo", "hi").fill_nan(None))
         )
-        for name, fit in fits.items()
-    ]
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def flops_model(runs: pl.DataFrame) -> FlopsModel:
     """``FlopsModel`` fitted to the runs' counted ``flops_per_token`` (``6N`` when none is recorded)."""
-    if runs["flops_per_token"].drop_nulls().len() == 0:
+    if "flops_per_token" not in runs.columns or runs["flops_per_token"].drop_nulls().len() == 0:
         return FlopsModel()
     return FlopsModel.fit(runs["params"].to_numpy(), runs["flops_per_token"].to_numpy())
 
@@ -109,11 +155,14 @@ def flops_model(runs: pl.DataFrame) -> FlopsModel:
 class Approach3:
     """Chinchilla Approach 3 per family, and what the report derives from it at ``target``.
 
-    ``allocation``: per series the compute-optimal ``n_opt, d_opt, loss`` (and ``*_lo/*_hi``).
-    ``ranking``: ``rank_architectures`` at ``target``. ``multipliers``: one row per family other
-    than ``baseline`` (``effective_compute_multiplier``; empty with one family). ``holdout``: the
+    ``fits``: the identified fits only. ``allocation``: per series the compute-optimal ``n_opt,
+    d_opt, loss`` (and ``*_lo/*_hi``; null where the runs do not bound them). ``ranking``:
+    ``rank_architectures`` at ``target``. ``multipliers``: one row per family other than
+    ``baseline`` (``effective_compute_multiplier``; empty with one family). ``holdout``: the
     leave-largest-out check per series (empty when no series has runs below its largest budget).
     ``flops``: the FLOP model for ``C = c N^gamma D``, fitted to all the study's runs.
+    ``not_identified``: ``{series: why}`` for families whose design passed but whose fit did not
+    (a parameter at the edge of the box), and families left out of the ranking.
     """
 
     fits: dict[str, ChinchillaFit]
@@ -124,6 +173,7 @@ class Approach3:
     baseline: str
     multipliers: pl.DataFrame
     holdout: pl.DataFrame
+    not_identified: dict[str, str] = field(default_factory=dict)
 
 
 def approach3_design(runs: pl.DataFrame, *, series: str = "series") -> dict[str, list[str]]:
@@ -137,32 +187,46 @@ def approach3_design(runs: pl.DataFrame, *, series: str = "series") -> dict[str,
 def approach3(runs: pl.DataFrame, *, target: float, bootstrap: int = 100, series: str = "series") -> Approach3 | None:
     """Approach 3 on every series whose design identifies it (see ``approach3_design``), with the
     compute-optimal allocation, ranking, multipliers vs ``BASELINE`` (else the first family) and
-    the leave-largest-out check at ``target``; None when no series qualifies."""
+    the leave-largest-out check at ``target``, all from identified fits only; None when no series
+    passes the design check (``fits`` is empty when none of those is identified)."""
     design = approach3_design(runs, series=series)
     identifiable = runs.filter(pl.col(series).cast(pl.String).is_in([k for k, v in design.items() if not v]))
-    fits = cast(dict[str, ChinchillaFit], fit_groups(identifiable, by=series, law="chinchilla", bootstrap=bootstrap))
-    if not fits:
+    fitted = cast(dict[str, ChinchillaFit], fit_groups(identifiable, by=series, law="chinchilla", bootstrap=bootstrap))
+    refused = {name: fit.not_identified for name, fit in fitted.items() if not fit.identified}
+    refused |= {
+        name: f"not determined: {fit.interval_note}" for name, fit in fitted.items() if fit.interval == "unavailable"
+    }
+    fits = {name: fit for name, fit in fitted.items() if name not in refused}
+    if not fitted:
         return None
     flops = flops_model(runs)
-    allocation = pl.concat(
-        [
-            pl.DataFrame(fit.optimal_allocation([target], flops)).select(pl.lit(name).alias("series"), pl.all())
-            for name, fit in fits.items()
-        ],
-        how="diagonal_relaxed",
-    )
-    base = BASELINE if BASELINE in fits else next(iter(fits))
-    multipliers = [
-        {"variant": name, "baseline": base, **effective_compute_multiplier(fits[base], fit, at=target, flops=flops)}
+    refused |= rankable(fits, at=target, flops=flops)
+    frames = [
+        pl.DataFrame(fit.optimal_allocation([target], flops)).select(
+            pl.lit(name).alias("series"), pl.all(), pl.lit(fit.n_runs).alias("runs")
+        )
         for name, fit in fits.items()
+    ]
+    allocation = (
+        pl.concat(frames, how="diagonal_relaxed").with_columns(pl.selectors.float().fill_nan(None))
+        if frames
+        else pl.DataFrame()
+    )
+    ranked = {name: fit for name, fit in fits.items() if name not in refused}
+    base = BASELINE if BASELINE in ranked else next(iter(ranked), "")
+    multipliers = [
+        {"variant": name, "baseline": base, **effective_compute_multiplier(ranked[base], fit, at=target, flops=flops)}
+        for name, fit in ranked.items()
         if name != base
     ]
     checks = []
     for (name,), part in identifiable.group_by(series, maintain_order=True):
+        if str(name) not in fits:
+            continue
         inputs = (part["params"].to_numpy(), part["tokens"].to_numpy())
         try:
             check = leave_largest_out("chinchilla", inputs, part["eval_loss"].to_numpy(), part["compute"].to_numpy())
-        except ValueError:  # too few runs below the largest budget
+        except ValueError:  # too few runs below the largest budget, or not identified without it
             continue
         checks.append({"series": str(name), **{k: v for k, v in check.items() if k != "params"}})
     return Approach3(
@@ -174,6 +238,7 @@ def approach3(runs: pl.DataFrame, *, target: float, bootstrap: int = 100, series
         baseline=base,
         multipliers=pl.DataFrame(multipliers),
         holdout=pl.DataFrame(checks),
+        not_identified=refused,
     )
 
 
@@ -187,7 +252,7 @@ class Approach2:
 
 
 def approach2(runs: pl.DataFrame, *, bootstrap: int = 100, series: str = "series") -> Approach2 | None:
-    """Approach 2 on each series that has 2+ compute budgets with 3+ sizes; None when none has."""
+    """Approach 2 on each series with 2+ compute budgets whose minimum is bracketed; None when none has."""
     fits, rows = {}, []
     for (name,), part in runs.group_by(series, maintain_order=True):
         iso = isoflop_fit(part, bootstrap=bootstrap)
@@ -199,7 +264,8 @@ def approach2(runs: pl.DataFrame, *, bootstrap: int = 100, series: str = "series
         b_lo, b_hi = ci.get("b", [None, None])
         a = {"a (N_opt ∝ C^a)": iso.params["a"], "a lo": a_lo, "a hi": a_hi}
         b = {"b (D_opt ∝ C^b)": iso.params["b"], "b lo": b_lo, "b hi": b_hi}
-        rows.append({"series": str(name), **a, **b, "budgets": iso.budgets.height})
+        used = int(iso.budgets["used"].sum())
+        rows.append({"series": str(name), **a, **b, "budgets": iso.budgets.height, "budgets used": used})
     return Approach2(fits=fits, exponents=pl.DataFrame(rows)) if fits else None
 
 
@@ -207,7 +273,9 @@ def approach2(runs: pl.DataFrame, *, bootstrap: int = 100, series: str = "series
 class ScalingAnalysis:
     """What a scaling study shows (see module docstring). ``runs``: its completed runs with a
     ``series`` column (the family); ``target``: the compute everything is extrapolated and
-    ranked at; ``approach3``/``approach2`` are None when the design cannot support them."""
+    ranked at; ``approach3``/``approach2`` are None when the design cannot support them;
+    ``design``: per family, why its runs cannot identify Approach 3; ``refused``: per
+    ``"<law> <family>"``, one line saying why nothing is shown for it and what to run instead."""
 
     runs: pl.DataFrame
     target: float
@@ -216,14 +284,13 @@ class ScalingAnalysis:
     approach3: Approach3 | None
     approach2: Approach2 | None
     design: dict[str, list[str]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
-        """Every fit's warnings as ``"<law> <series>: <message>"``, and why Approach 3 skipped a series."""
-        out = [f"power law {name}: {w}" for name, fit in self.power.items() for w in fit.warnings]
-        for name, problems in self.design.items():
-            if problems:
-                out.append(f"Approach 3 {name}: not fitted: " + ", ".join(problems))
+        """Every refusal and every fit's warnings as ``"<law> <series>: <message>"``."""
+        out = [f"{key}: {why}" for key, why in self.refused.items()]
+        out += [f"power law {name}: {w}" for name, fit in self.power.items() for w in fit.warnings]
         for label, part in (("Approach 3", self.approach3), ("Approach 2", self.approach2)):
             fits: dict[str, Any] = part.fits if part is not None else {}
             out += [f"{label} {name}: {w}" for name, fit in fits.items() for w in fit.warnings]
@@ -239,12 +306,22 @@ def scaling_analysis(source: Source, *, bootstrap: int = 100, target: float | No
         raise NoData("no scaling-study runs (trials with a 'group'); searches are summarised by the Pareto front")
     runs = series_column(runs)
     target = target or float(runs["compute"].max()) * 10.0
+    power, power_refused = power_fits(runs, x="compute", series="series", bootstrap=bootstrap)
+    design = approach3_design(runs)
+    a3 = approach3(runs, target=target, bootstrap=bootstrap)
+    refused = {f"power law {name}": why for name, why in power_refused.items()}
+    for name, problems in design.items():
+        if problems:
+            refused[f"Approach 3 {name}"] = f"not fitted: the runs cannot identify it: {'; '.join(problems)}; {REMEDY}"
+    if a3 is not None:
+        refused |= {f"Approach 3 {name}": why for name, why in a3.not_identified.items()}
     return ScalingAnalysis(
         runs=runs,
         target=target,
         bootstrap=bootstrap,
-        power=scaling_fits(runs, x="compute", series="series", bootstrap=bootstrap),
-        approach3=approach3(runs, target=target, bootstrap=bootstrap),
+        power=power,
+        approach3=a3,
         approach2=approach2(runs, bootstrap=bootstrap),
-        design=approach3_design(runs),
+        design=design,
+        refused=refused,
     )

@@ -168,8 +168,14 @@ def analyse(out: Path) -> dict[str, Any]:
     )
     scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
     fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {
-        name: {"alpha": fit.params["alpha"], "ci": fit.ci().get("alpha"), "n_runs": fit.n_runs}
+    exponents = {  # alpha only where the runs identify and bound it; else why (fits.LawFit)
+        name: {
+            "alpha": None if "alpha" in fit.undetermined() or not fit.identified else fit.params["alpha"],
+            "ci": fit.ci().get("alpha"),
+            "n_runs": fit.n_runs,
+            "interval": fit.interval_note,
+            "why_not": fit.not_identified or fit.undetermined().get("alpha", ""),
+        }
         for name, fit in fits.items()
     }
     largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
@@ -209,6 +215,11 @@ def describe(findings: dict[str, Any]) -> str:
         dirs = [out / name for name in ("search", "seeds", "scaling") if (out / name).is_dir()]
         text = verdicts_text(verdicts(dirs)) if dirs else "no results to judge"  # as the report computes them
     lines.append(text)
+    lines.append(
+        "(the scaling study trained the two searched architectures at every size with the search's best "
+        "learning rate transferred by muP; the baseline, never searched, used 5e-3 under the standard "
+        "parametrisation)"
+    )
     lines.append(f"report: {findings['report']}  (open it in a browser; it works offline)")
     lines.append(f"plots: {', '.join(findings['plots'])}")
     lines.append(f"dashboard: archscale dashboard {out / 'search'}")

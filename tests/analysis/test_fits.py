@@ -246,3 +246,187 @@ def test_too_few_runs_is_a_clear_error() -> None:
         fits.fit_power_law([1.0, 2.0], [3.0, 2.0])
     with pytest.raises(ValueError, match="at least 5 runs"):
         fits.fit_chinchilla([1e6] * 3, [1e9] * 3, [3.0] * 3)
+
+
+# ---- identifiability, variable projection, design units, calibrated intervals ------------------
+
+
+def test_varpro_reaches_the_grid_fitters_optimum(chinchilla_runs) -> None:
+    """The variable-projection fitter (default) ends where Hoffmann et al.'s 4,500-start grid does."""
+    vp = fits.fit_chinchilla(*chinchilla_runs, method="varpro")
+    grid = fits.fit_chinchilla(*chinchilla_runs, method="grid")
+    assert vp.objective <= grid.objective * (1 + 1e-9)
+    for key in CHINCHILLA:
+        assert vp.params[key] == pytest.approx(grid.params[key], rel=1e-4), key
+    with pytest.raises(ValueError, match="allowed: varpro, grid"):
+        fits.fit_chinchilla(*chinchilla_runs, method="newton")
+
+
+def _ladder(tokens_per_param: float | list[float] = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """The quickstart's scaling design: sizes 40K-320K at fixed tokens per parameter (or several)."""
+    ratios = np.atleast_1d(tokens_per_param)
+    n = np.repeat([40e3, 60e3, 80e3, 120e3, 160e3, 320e3], ratios.size)
+    return n, n * np.tile(ratios, 6)
+
+
+def test_approach3_refuses_a_fixed_tokens_per_parameter_ladder() -> None:
+    n, d = _ladder(3.0)
+    with pytest.raises(fits.NotIdentified) as err:
+        fits.fit_chinchilla(n, d, chinchilla_loss(n, d))
+    message = str(err.value)
+    assert "\n" not in message and "tokens per parameter do not vary independently of size" in message
+    assert "isoFLOP grid" in message and "tokens-per-parameter ratios" in message
+
+
+def test_design_check_uses_conditioning_not_counts() -> None:
+    """Enough runs, sizes and token counts, but N and D collinear: refused; a spread of ratios: accepted."""
+    n, d = _ladder(3.0)
+    d = d * np.exp(np.random.default_rng(0).normal(0, 0.01, d.size))  # 6 sizes, 6 token counts, no spread
+    problems = fits.design_problems(n, d)
+    assert len(problems) == 1 and "weakest direction" in problems[0]
+    assert fits.design_problems(*_ladder([3.0, 30.0])) == []
+    _, _, c = _isoflop_runs()
+    n_iso, *_ = _isoflop_runs()
+    assert fits.design_problems(n_iso, c / (6 * n_iso)) == []
+
+
+def test_power_law_needs_four_distinct_x() -> None:
+    x = np.repeat([1e10, 1e11, 1e12], 3)
+    with pytest.raises(fits.NotIdentified, match="3 distinct compute values.*4\\+"):
+        fits.fit_power_law(x, 2.0 + 300 * x**-0.3, x_name="compute")
+
+
+def test_a_fit_at_the_box_edge_is_not_identified_and_derives_nothing() -> None:
+    """A pure power law (no floor) drives E to the edge of the box: no ranking, no multiplier."""
+    x = np.geomspace(1e10, 1e13, 6)
+    edge = fits.fit_power_law(x, 300 * x**-0.2, x_name="compute", bootstrap=50)
+    assert not edge.identified and "E=" in edge.not_identified and edge.interval == "none"
+    good = fits.fit_power_law(x, 1.0 + 300 * x**-0.2, x_name="compute")
+    assert good.identified
+    ranking = fits.rank_architectures({"edge": edge, "good": good}, at=1e14)
+    assert ranking["name"].to_list() == ["good"]
+    assert "edge" in fits.rankable({"edge": edge, "good": good}, at=1e14)
+    with pytest.raises(fits.NotIdentified):
+        fits.effective_compute_multiplier(good, edge, at=1e14)
+
+
+def test_bootstrap_resamples_whole_design_units() -> None:
+    units = np.repeat(np.arange(6), 3)  # 6 sizes x 3 seeds
+    resamples = fits_common.bootstrap_indices(units.size, 50, 0, units, min_levels=2)
+    assert resamples
+    for idx in resamples:
+        counts = np.bincount(units[idx], minlength=6)
+        per_unit = np.bincount(idx, minlength=units.size).reshape(6, 3)
+        assert (counts % 3 == 0).all() and (per_unit == per_unit[:, :1]).all()  # all seeds of a unit together
+
+
+def test_degenerate_resamples_are_dropped_counted_and_can_veto_the_bootstrap(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    x = np.repeat(np.geomspace(1e10, 1e13, 5), 2)
+    loss = 1.8 + 1000 * x**-0.3 + rng.normal(0, 0.01, x.size)
+    monkeypatch.setattr(fits_common, "MIN_BOOTSTRAP_UNITS", 4)
+    fit = fits.fit_power_law(x, loss, x_name="compute", bootstrap=100, seed=1)
+    # with 5 units, most resamples hold fewer than 4 distinct sizes: the bootstrap is vetoed
+    assert fit.n_dropped > 10 and fit.interval == "profile" and "could not determine" in fit.interval_note
+    monkeypatch.setattr(fits_common, "MIN_BOOTSTRAP_UNITS", 12)
+    fit = fits.fit_power_law(x, loss, x_name="compute", bootstrap=100, seed=1)
+    assert fit.interval == "profile" and "too few for a bootstrap" in fit.interval_note
+    assert fit.to_dict()["n_bootstrap"] == 0 and fit.to_dict()["interval"] == "profile"
+
+
+def test_likelihood_ratio_interval_of_alpha_matches_brute_force_profile() -> None:
+    """The range of alpha over the region equals the exact profile: {alpha: min RSS(alpha) <= threshold}."""
+    from scipy.special import fdtri
+
+    from archscale.analysis.fits_profile import LinearLaw
+
+    rng = np.random.default_rng(11)
+    x = np.repeat(np.geomspace(3e10, 2e12, 4), 3)
+    loss = 1.78 + 1137 * x**-0.3 + rng.normal(0, 0.045, x.size)
+    fit = fits.fit_power_law(x, loss, x_name="compute", bootstrap=1)
+    assert fit.interval == "profile"
+    law = LinearLaw(np.log(x)[:, None], loss)
+    alphas = np.linspace(0.001, 3.0, 6000)[:, None]
+    rss = law.nnls_rss(alphas)[1]
+    threshold = rss.min() * (1 + fdtri(1, x.size - 3, 0.95) / (x.size - 3))
+    inside = alphas[rss <= threshold, 0]
+    lo, hi = fit.ci()["alpha"]
+    assert lo == pytest.approx(inside.min(), abs=0.01) and hi == pytest.approx(inside.max(), abs=0.01)
+    assert lo < fit.params["alpha"] < hi
+
+
+def test_unbounded_interval_is_reported_as_not_determined() -> None:
+    """Noisy points on a nearly flat curve: alpha's interval runs to the edge: not determined."""
+    x = np.repeat(np.geomspace(1e10, 1e12, 4), 2)
+    loss = np.array([2.30, 2.28, 2.05, 2.07, 2.32, 2.30, 2.04, 2.06])
+    fit = fits.fit_power_law(x, loss, x_name="compute", bootstrap=1)
+    assert fit.identified and fit.interval == "profile"
+    assert "alpha" in fit.undetermined() and "not bounded" in fit.undetermined()["alpha"]
+    assert np.isnan(fit.ci()["alpha"][1])
+
+
+def test_one_residual_degree_of_freedom_gives_no_interval_and_no_estimate() -> None:
+    """The quickstart's ladder (4 sizes, 1 seed): intervals asked for cannot be made, so nothing is
+    determined: no estimate in the table, no prediction, no ranking; the note says what to run."""
+    from archscale.analysis import fit_results, synthetic
+
+    runs = synthetic.ladder_runs(np.random.default_rng(0), seeds=1)
+    fit = fits.fit_power_law(runs["compute"], runs["loss"], x_name="compute", bootstrap=100)
+    assert fit.identified and fit.interval == "unavailable" and len(fit.samples) == 0
+    assert set(fit.undetermined()) == {"E", "A", "alpha"} and "3 seeds per size" in fit.interval_note
+    assert fits.rank_architectures({"q": fit}, at=1e13).height == 0
+    doc = fit_results(runs, law="power", x="compute", bootstrap=100, target=1e13)
+    assert doc["prediction"]["loss"] is None and "prediction.loss" in doc["undetermined"]
+    three_seeds = synthetic.ladder_runs(np.random.default_rng(0), seeds=3)
+    doc = fit_results(three_seeds, law="power", x="compute", bootstrap=100, target=1e13)
+    assert doc["interval"] == "profile" and doc["n_units"] == 4 and doc["prediction"]["loss"] is not None
+
+
+def test_approach2_fits_parabolas_near_the_minimum_with_the_runs_flops() -> None:
+    """Sizes over +-1.5 decades: a parabola over all of them is biased; the window is not. D_opt
+    follows the given FLOP model, not 6ND."""
+    flops = FlopsModel(c=7.2, gamma=0.98)
+    budgets = np.geomspace(1e18, 1e21, 4)
+    c = np.repeat(budgets, 13)
+    n = np.sqrt(c / 120.0) * 10 ** np.tile(np.linspace(-1.5, 1.5, 13), budgets.size)
+    loss = chinchilla_loss(n, flops.tokens(c, n))
+    truth = ChinchillaFit("chinchilla", dict(CHINCHILLA), np.empty((0, 5)), 0, 0.0, ("params", "tokens"))
+    n_true = truth.optimal_allocation(budgets, flops)["n_opt"]
+    windowed = fits.fit_isoflop(n, loss, c, flops=flops)
+    whole = fits.fit_isoflop(n, loss, c, flops=flops, window=1e6)
+    err_window = np.abs(np.log(windowed.budgets["n_opt"].to_numpy() / n_true)).max()
+    err_whole = np.abs(np.log(whole.budgets["n_opt"].to_numpy() / n_true)).max()
+    assert err_window < 0.05 < err_whole
+    assert (windowed.budgets["window_runs"] < 13).all() and windowed.budgets["used"].all()
+    d_opt = windowed.budgets["d_opt"].to_numpy()
+    np.testing.assert_allclose(d_opt, budgets / (7.2 * windowed.budgets["n_opt"].to_numpy() ** 0.98), rtol=1e-9)
+
+
+def test_approach2_drops_budgets_whose_minimum_is_not_bracketed() -> None:
+    n, loss, c = _isoflop_runs()
+    shifted = np.where(c == c.max(), n * 10, n)  # the largest budget's sizes all above its optimum
+    loss = np.where(c == c.max(), chinchilla_loss(shifted, c / (6 * shifted)), loss)
+    iso = fits.fit_isoflop(shifted, loss, c, bootstrap=10)
+    assert iso.budgets["used"].to_list() == [True] * 5 + [False]
+    assert any("not bracketed" in w for w in iso.warnings) and iso.interval == "t"
+    top_two = c >= np.unique(c)[-2]  # one bracketed budget and one not: nothing to fit a line to
+    with pytest.raises(fits.NotIdentified, match="bracketed"):
+        fits.fit_isoflop(shifted[top_two], loss[top_two], c[top_two])
+
+
+def test_fit_command_refuses_an_unidentifiable_design_in_one_line(tmp_path) -> None:
+    import polars as pl
+    import typer
+    from typer.testing import CliRunner
+
+    from archscale.analysis.commands import register
+
+    app = typer.Typer()
+    register(app)
+    n, d = _ladder(3.0)
+    path = tmp_path / "ladder.csv"
+    pl.DataFrame({"params": n, "tokens": d, "loss": chinchilla_loss(n, d)}).write_csv(path)
+    result = CliRunner().invoke(app, ["fit", str(path), "--law", "chinchilla"])
+    err = " ".join(result.stderr.translate(str.maketrans("", "", "│╭╮╰╯─")).split())
+    assert result.exit_code == 2 and "Traceback" not in result.stdout + result.stderr
+    assert err.count("error:") == 1 and "not identified" in err and "isoFLOP grid" in err

@@ -74,3 +74,62 @@ def test_pareto_analysis_of_a_search(search_dir: Path) -> None:
 def test_pareto_analysis_without_trials(tmp_path: Path) -> None:
     with pytest.raises(NoData):
         pareto_analysis(tmp_path)
+
+
+def _quickstart_like_study(tmp_path: Path, seeds: int = 1) -> Path:
+    """Two families on the quickstart's ladder (4 sizes, 3 tokens per parameter), as a results dir."""
+    import numpy as np
+    import polars as pl
+
+    from archscale.analysis import synthetic
+
+    frames = []
+    for i, name in enumerate(("baseline", "swiglu·rope")):
+        runs = synthetic.ladder_runs(np.random.default_rng(i), seeds=seeds, noise=0.02)
+        frames.append(runs.with_columns(group=pl.lit(name), label=pl.lit(name)))
+    trials = (
+        pl.concat(frames)
+        .rename({"loss": "eval_loss"})
+        .with_row_index("trial_id")
+        .with_columns(status=pl.lit("completed"), planned_kind=pl.lit("params"))
+    )
+    d = tmp_path / "scaling"
+    d.mkdir()
+    trials.write_parquet(d / "trials.parquet")
+    return d
+
+
+def test_a_fixed_ratio_ladder_gets_no_approach3_and_says_what_to_run(tmp_path: Path) -> None:
+    from archscale.analysis import build_report
+
+    d = _quickstart_like_study(tmp_path, seeds=3)
+    s = scaling_analysis(d, bootstrap=20)
+    assert s.approach3 is None and set(s.design) == {"baseline", "swiglu·rope"}
+    why = s.refused["Approach 3 baseline"]
+    assert "tokens per parameter do not vary independently of size" in why and "isoFLOP grid" in why
+    # the power laws use every run, the 3 seeds of a size as one design unit, likelihood-ratio intervals
+    fit = s.power["baseline"]
+    assert fit.n_runs == 12 and fit.n_units == 4 and fit.interval == "profile"
+    html = build_report(d, bootstrap=20)
+    scaling = html[html.index('<section id="scaling-fits"') :].split("</section>")[0]
+    assert "isoFLOP grid" in scaling and "Ranking by predicted loss" not in scaling
+    assert "likelihood-ratio interval" in scaling
+
+
+def test_nothing_is_derived_from_an_unidentified_family(study_dir: Path) -> None:
+    """Make one family's losses a pure power law in N and D (no floor): its fit ends with E at the
+    edge of the box, so it is listed as not identified and left out of ranking and multipliers."""
+    import polars as pl
+
+    from archscale.analysis import load_trials
+
+    trials = load_trials(study_dir).collect()
+    floorless = 406.4 * pl.col("params") ** -0.34 + 410.7 * pl.col("tokens") ** -0.28  # no E, no noise
+    trials = trials.with_columns(
+        eval_loss=pl.when(pl.col("group") == "baseline").then(floorless).otherwise(pl.col("eval_loss"))
+    )
+    s = scaling_analysis(trials, bootstrap=0, target=1e21)
+    a3 = s.approach3
+    assert a3 is not None and "baseline" not in a3.fits and "swiglu·rope" in a3.fits
+    assert "E=" in s.refused["Approach 3 baseline"] and "edge" in s.refused["Approach 3 baseline"]
+    assert a3.ranking["name"].to_list() == ["swiglu·rope"] and a3.multipliers.height == 0

@@ -1,0 +1,247 @@
+"""Benchmark: do archscale's 95% intervals cover the truth 95% of the time, at archscale's designs?
+
+Simulates results from known laws (``archscale.analysis.synthetic``: ``TINY_POWER``,
+``TINY_CHINCHILLA``, with the tiny decoders' FLOP model ``TINY_FLOPS``) at the designs archscale
+itself runs, adds Gaussian seed noise at levels measured on real runs, fits every simulated data set
+with the CLI's own code (``fit_results``, exactly what ``archscale fit --json`` prints) and counts,
+per reported quantity, how often the interval contains the true value. Refusals (the tool exits 2:
+a design that cannot identify the law, a fit at the edge of its box) and quantities reported as not
+determined (an interval the runs do not bound) are not misses; they are counted and printed.
+
+Designs (``DESIGNS``): the quickstart's scaling study (4 sizes, 40K-320K params, 3 tokens per
+parameter, one seed per size), the same with 3 seeds, a study of 6 sizes (20K-640K) with 3 seeds,
+and an isoFLOP grid (4 budgets 1e11-3e12 FLOPs x 5 sizes over +-0.6 decades around a 3-tokens-per-
+parameter guess). Laws: a power law in compute on the ladders; Approach 3 on every design (it must
+refuse the ladders); Approach 2 on the grid. ``--designs "6 budgets"`` adds a 36-unit isoFLOP grid
+(``EXTRA_DESIGNS``), where intervals come from the bootstrap of design units.
+
+Noise (``NOISE``): the standard deviation of the final eval loss over seeds, in nats, measured on
+real runs at these sizes: 0.015 (the quickstart's runner-up, 2.39-2.42 over 3 seeds), 0.045 (the
+CI-sized model, 2.177/2.275/2.261/2.220 over seeds 0-3, docs/training.md) and 0.14 (the
+quickstart's winner at a learning rate near its edge of stability, 2.22-2.50 over 3 seeds).
+
+    .venv/bin/python benchmarks/bench_calibration.py [--quick] [--json] [--sets 200] [--jobs 2]
+
+Goal: every reported coverage within [0.90, 0.98] over 200+ data sets per design (the Monte Carlo
+standard error of a coverage of 0.95 over 200 sets is 0.015). ``--quick``: 40 sets, the 0.045 noise
+level only. ``--json``: one JSON object; every coverage figure is under a key named ``coverage``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
+
+import numpy as np
+
+NOISE = (0.015, 0.045, 0.14)
+LADDER = (40_000, 80_000, 160_000, 320_000)  # search/quickstart.py FULL.sizes
+STUDY = (20_000, 40_000, 80_000, 160_000, 320_000, 640_000)
+DESIGNS: dict[str, dict[str, Any]] = {
+    "quickstart ladder, 4 sizes x 1 seed": {"kind": "ladder", "sizes": LADDER, "seeds": 1},
+    "quickstart ladder, 4 sizes x 3 seeds": {"kind": "ladder", "sizes": LADDER, "seeds": 3},
+    "study, 6 sizes x 3 seeds": {"kind": "ladder", "sizes": STUDY, "seeds": 3},
+    "isoFLOP grid, 4 budgets x 5 sizes": {"kind": "isoflop"},
+}
+#: Run only when named with --designs: a grid large enough for the bootstrap of design units
+#: (36 units >= MIN_BOOTSTRAP_UNITS), ~200 refits per data set, so ~10x slower per set.
+EXTRA_DESIGNS: dict[str, dict[str, Any]] = {
+    "isoFLOP grid, 6 budgets x 6 sizes (bootstrap)": {
+        "kind": "isoflop",
+        "budgets": (3e10, 1e11, 3e11, 1e12, 3e12, 1e13),
+        "sizes_per_budget": 6,
+    },
+}
+ALL_DESIGNS = {**DESIGNS, **EXTRA_DESIGNS}
+LAWS = {"ladder": ("power", "chinchilla"), "isoflop": ("chinchilla", "isoflop")}
+GOAL = (0.90, 0.98)
+
+
+def simulate(design: dict[str, Any], law: str, noise: float, seed: int) -> Any:
+    from archscale.analysis import synthetic
+
+    rng = np.random.default_rng(seed)
+    if design["kind"] == "ladder":
+        return synthetic.ladder_runs(
+            rng,
+            sizes=design["sizes"],
+            seeds=design["seeds"],
+            noise=noise,
+            law="power" if law == "power" else "chinchilla",
+        )
+    grid = {k: design[k] for k in ("budgets", "sizes_per_budget") if k in design}
+    return synthetic.isoflop_runs(rng, noise=noise, **grid)
+
+
+def truths(law: str, target: float) -> dict[str, float]:
+    """The true value of every quantity the fit of ``law`` reports, at compute ``target``."""
+    from archscale.analysis.fits_chinchilla import compute_optimal, loss_at_optimum
+    from archscale.analysis.fits_common import FlopsModel
+    from archscale.analysis.synthetic import TINY_CHINCHILLA, TINY_FLOPS, TINY_POWER
+
+    if law == "power":
+        p = TINY_POWER
+        return {"alpha": p["alpha"], "E": p["E"], "loss at 10x compute": p["E"] + p["A"] * target ** -p["alpha"]}
+    p = TINY_CHINCHILLA
+    theta = np.array([[p["E"], p["A"], p["B"], p["alpha"], p["beta"]]])
+    flops = FlopsModel(**TINY_FLOPS)
+    n_opt = float(compute_optimal(theta, np.array([target]), flops)[0][0, 0])
+    if law == "isoflop":
+        return {"a": p["beta"] / (p["alpha"] + TINY_FLOPS["gamma"] * p["beta"]), "N_opt": n_opt}
+    loss = float(loss_at_optimum(theta, np.array([target]), flops)[0, 0])
+    return {"alpha": p["alpha"], "beta": p["beta"], "E": p["E"], "N_opt": n_opt, "loss at 10x compute": loss}
+
+
+def intervals(doc: dict[str, Any], law: str) -> dict[str, tuple[float | None, float | None]]:
+    """Each reported quantity's interval from ``fit_results``'s document (None: not determined)."""
+    ci = doc.get("ci", {})
+    out = {k: tuple(ci.get(k, (None, None))) for k in (("a",) if law == "isoflop" else ("alpha", "E"))}
+    if law == "chinchilla":
+        out["beta"] = tuple(ci.get("beta", (None, None)))
+    if law == "power":
+        pred = doc.get("prediction", {})
+        out["loss at 10x compute"] = (pred.get("lo"), pred.get("hi"))
+    else:
+        opt = doc.get("optimal", {})
+        out["N_opt"] = (opt.get("n_opt_lo"), opt.get("n_opt_hi"))
+        if law == "chinchilla":
+            out["loss at 10x compute"] = (opt.get("loss_lo"), opt.get("loss_hi"))
+    return out  # type: ignore[return-value]
+
+
+def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
+    """Simulate and fit one data set: refused (and why), or per quantity covered / not determined."""
+    from archscale.analysis import fit_results
+    from archscale.spaces.errors import UserError
+
+    name, law, noise, seed = task
+    runs = simulate(ALL_DESIGNS[name], law, noise, seed)
+    target = 10.0 * float(runs["compute"].max())
+    try:
+        doc = fit_results(runs, law=law, x="compute", bootstrap=200, target=target, seed=seed)  # type: ignore[arg-type]
+    except UserError as exc:
+        return {"refused": str(exc)}
+    truth = truths(law, target)
+    out: dict[str, Any] = {"interval": doc.get("interval"), "quantities": {}}
+    for q, (lo, hi) in intervals(doc, law).items():
+        determined = lo is not None and hi is not None
+        out["quantities"][q] = None if not determined else bool(lo <= truth[q] <= hi)
+    return out
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(results)
+    fitted = [r for r in results if "refused" not in r]
+    reasons = sorted({r["refused"].split(": ", 1)[-1][:160] for r in results if "refused" in r})
+    methods = {m: sum(str(r["interval"]) == m for r in fitted) for m in sorted({str(r["interval"]) for r in fitted})}
+    quantities: dict[str, Any] = {}
+    for q in fitted[0]["quantities"] if fitted else []:
+        marks = [r["quantities"][q] for r in fitted]
+        reported = [m for m in marks if m is not None]
+        quantities[q] = {
+            "reported": len(reported),
+            "not_determined": len(marks) - len(reported),
+            "coverage": (sum(reported) / len(reported)) if reported else None,
+        }
+    return {"sets": n, "refused": n - len(fitted), "refusal_rate": (n - len(fitted)) / n, "intervals": methods}, {
+        "quantities": quantities,
+        "refusal_reasons": reasons[:3],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="40 data sets, noise 0.045 only (for the test)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--sets", type=int, default=None, help="data sets per design, law and noise (default 200)")
+    ap.add_argument("--noise", type=float, nargs="*", default=None, help=f"noise levels in nats (default {NOISE})")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument(
+        "--designs", nargs="*", default=None, help="designs to run, by substring (also EXTRA_DESIGNS); default DESIGNS"
+    )
+    ap.add_argument(
+        "--min-bootstrap-units",
+        type=int,
+        default=None,
+        help="override fits_common.MIN_BOOTSTRAP_UNITS (measure the bootstrap where the tool would not use it)",
+    )
+    args = ap.parse_args(argv)
+    sets = args.sets or (40 if args.quick else 200)
+    noises = args.noise or ((0.045,) if args.quick else NOISE)
+    names = [d for d in ALL_DESIGNS if any(s in d for s in args.designs)] if args.designs else list(DESIGNS)
+    tasks = [
+        (name, law, noise, 1000 * i + 7)
+        for name in names
+        for law in LAWS[ALL_DESIGNS[name]["kind"]]
+        for noise in noises
+        for i in range(sets)
+    ]
+    started = time.perf_counter()
+    init = (args.min_bootstrap_units,)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=init) as pool:
+            results = list(pool.map(one, tasks, chunksize=8))
+    else:
+        _init(*init)
+        results = [one(t) for t in tasks]
+    rows = []
+    for name in names:
+        for law in LAWS[ALL_DESIGNS[name]["kind"]]:
+            for noise in noises:
+                mine = [r for t, r in zip(tasks, results, strict=True) if t[:3] == (name, law, noise)]
+                head, body = summarise(mine)
+                rows.append({"design": name, "law": law, "noise": noise, **head, **body})
+    covs = [q["coverage"] for r in rows for q in r["quantities"].values() if q["coverage"] is not None]
+    report = {
+        "goal_coverage": list(GOAL),
+        "nominal_coverage": 0.95,
+        "sets_per_cell": sets,
+        "min_coverage": min(covs) if covs else None,
+        "max_coverage": max(covs) if covs else None,
+        "all_coverage_within_goal": all(GOAL[0] <= c <= GOAL[1] for c in covs),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "results": rows,
+    }
+    print(json.dumps(report) if args.json else _table(report))
+    return report
+
+
+def _init(min_units: int | None) -> None:
+    if min_units is not None:
+        from archscale.analysis import fits_common
+
+        fits_common.MIN_BOOTSTRAP_UNITS = min_units
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [
+        "| design | law | noise (nats) | refused | intervals | quantity | coverage | reported | not determined |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["results"]:
+        methods = ", ".join(f"{k} {v}" for k, v in r["intervals"].items())
+        head = f"| {r['design']} | {r['law']} | {r['noise']} | {r['refused']}/{r['sets']} | {methods}"
+        if not r["quantities"]:
+            lines.append(f"{head} | (all refused) | | | |")
+        for q, v in r["quantities"].items():
+            cov = "-" if v["coverage"] is None else f"{v['coverage']:.3f}"
+            lines.append(f"{head} | {q} | {cov} | {v['reported']} | {v['not_determined']} |")
+        for why in r["refusal_reasons"]:
+            lines.append(f"|  |  |  |  | refused: {why} | | | | |")
+    ok = "yes" if report["all_coverage_within_goal"] else "NO"
+    lines.append(
+        f"\ncoverage of nominal 95% intervals: {report['min_coverage']:.3f}-{report['max_coverage']:.3f} over "
+        f"{report['sets_per_cell']} data sets per row; all within [{GOAL[0]}, {GOAL[1]}]: {ok}; {report['wall_s']} s"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
