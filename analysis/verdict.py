@@ -148,8 +148,14 @@ def _fit_rows(s: Any) -> pl.DataFrame:
         row = {"law": "power law in compute", "series": str(name), "identified": identified, "at": target,
                "quantity": "loss at target", "n_runs": getattr(fit, "n_runs", None), "reason": reason}  # fmt: skip
         if identified and "compute" in tuple(getattr(fit, "inputs", ("compute",))):
-            ranked = rank_architectures({name: fit}, at=target).row(0, named=True)
-            row.update(estimate=ranked["predicted_loss"], lo=ranked["lo"], hi=ranked["hi"])
+            ranked = rank_architectures({name: fit}, at=target)
+            if ranked.height:
+                r = ranked.row(0, named=True)
+                row.update(estimate=r["predicted_loss"], lo=r["lo"], hi=r["hi"])
+            else:  # identified, but its prediction at the target is not bounded (fits.rankable says why)
+                from .fits import rankable
+
+                row.update(identified=False, reason=rankable({name: fit}, at=target).get(name, "not rankable"))
         rows.append(row)
     a3 = getattr(s, "approach3", None)
     ranking = getattr(a3, "ranking", None) if a3 is not None else None

@@ -254,8 +254,9 @@ def test_verdicts_rank_re_run_finalists_not_the_lucky_draw() -> None:
 
 
 def test_verdicts_read_fit_identification_defensively() -> None:
-    x = np.array([1e15, 1e16, 1e17, 1e18])
-    good = fit_power_law(x, 1.7 + 50 * x**-0.1, x_name="compute", bootstrap=10)
+    x = np.geomspace(1e15, 1e18, 7)  # enough runs for an interval (3+ residual degrees of freedom)
+    noise = np.array([0.004, -0.003, 0.002, -0.004, 0.003, -0.002, 0.001])
+    good = fit_power_law(x, 1.7 + 50 * x**-0.1 + noise, x_name="compute", bootstrap=10)
     edge = SimpleNamespace(warnings=("E=4.5e-05 is at the edge of the search box",), n_runs=4)
     refused = SimpleNamespace(identified=False, reason="tokens are a fixed multiple of params", warnings=(), n_runs=6)
     s = SimpleNamespace(target=1e19, power={"good": good, "edge": edge, "refused": refused}, approach3=None,
@@ -264,7 +265,7 @@ def test_verdicts_read_fit_identification_defensively() -> None:
     fits = verdicts(trials, scaling=s).fits
     by = {(r["law"], r["series"]): r for r in fits.iter_rows(named=True)}
     ok = by[("power law in compute", "good")]
-    assert ok["identified"] and ok["estimate"] == pytest.approx(good.loss_at(1e19)[0, 0]) and ok["n_runs"] == 4
+    assert ok["identified"] and ok["estimate"] == pytest.approx(good.loss_at(1e19)[0, 0]) and ok["n_runs"] == 7
     assert (
         not by[("power law in compute", "edge")]["identified"]
         and by[("power law in compute", "edge")]["estimate"] is None
