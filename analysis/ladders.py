@@ -273,6 +273,29 @@ def load_predictions(dirs: Sequence[Any]) -> Any:
     return pl.concat(frames, how="diagonal_relaxed") if frames else None
 
 
+def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
+    """What the report shows of predictions.parquet: the ranking at the target (with the small-scale
+    rank beside it), the crossings as sentences, and the architectures with no prediction and why."""
+    import polars as pl
+
+    ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+    small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
+    small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+    table = ok.select(
+        "run", "label", "predicted_loss", "lo", "hi", "alpha", "rungs", "rung0_loss",
+        pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
+        "target_compute",
+    ).with_row_index("rank", offset=1)  # fmt: skip
+    lines = [
+        f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+        for r in ok.iter_rows(named=True)
+        for c in (r["crossings"] or [])
+        if c["overtakes"]
+    ]
+    missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
+    return table, lines, missing
+
+
 def ladder_chart(predictions: Any, trials: Any) -> Any:
     """Each predicted architecture's fitted law with its 95% band from its ladder to the target,
     over the rungs it was fitted to (Altair)."""

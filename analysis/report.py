@@ -240,6 +240,12 @@ def _run_summary(run: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+PREDICTED_NOTE = (
+    "Each architecture's law in compute, fitted on its ladder with E shared by all ladders; 95% intervals "
+    "from a parametric bootstrap. The small-scale rank is the ranking plain search at the first rung would give."
+)
+
+
 class _Report:
     def __init__(self, dirs: Sequence[PathLike], *, bootstrap: int, target: float | None) -> None:
         self.dirs = [Path(d) for d in dirs]
@@ -426,43 +432,17 @@ class _Report:
 
     def predicted(self) -> str:
         """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
-        from .ladders import ladder_chart, load_predictions
+        from .ladders import ladder_chart, load_predictions, prediction_tables
 
         pred = load_predictions(self.dirs)
         if pred is None:
             raise NoData("no ladder search among these results (run `archscale search run ... --target-compute C`)")
-        ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
-        small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
-        small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
-        table = ok.select(
-            "run",
-            "label",
-            "predicted_loss",
-            "lo",
-            "hi",
-            "alpha",
-            "rungs",
-            "rung0_loss",
-            pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
-            "target_compute",
-        ).with_row_index("rank", offset=1)
-        lines = [
-            f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
-            for r in ok.iter_rows(named=True)
-            for c in (r["crossings"] or [])
-            if c["overtakes"]
-        ]
-        missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
-        note = _note(
-            "Each architecture's law in compute, fitted on its ladder with E shared by all ladders; 95% "
-            "intervals from a parametric bootstrap (n = rungs per ladder). The small-scale rank is the "
-            "ranking plain search at the first rung would give."
-        )
-        parts = [note, html_table(table), _figure(ladder_chart(pred, self.trials))] if ok.height else [note]
-        if lines:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
-        if missing.height:
-            parts.append("<h3>No prediction</h3>" + html_table(missing))
+        table, crossings, missing = prediction_tables(pred)
+        parts = [_note(PREDICTED_NOTE)]
+        if table.height:
+            parts += [html_table(table), _figure(ladder_chart(pred, self.trials))]
+        parts += ["<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in crossings) + "</ul>"] if crossings else []
+        parts += ["<h3>No prediction</h3>" + html_table(missing)] if missing.height else []
         return "\n".join(parts)
 
     def curves(self) -> str:

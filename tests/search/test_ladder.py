@@ -178,6 +178,10 @@ def test_ladder_search_end_to_end(tmp_path, ray_cluster):
     assert r.exit_code == 0, r.output
     status = json.loads(r.stdout)
     assert len(status["predicted"]) + len(status["not_predicted"]) == 3 and len(status["small_scale"]) == 3
+    from archscale.analysis.report import section_errors, write_report
+
+    report = write_report([out], tmp_path / "report.html", bootstrap=10)
+    assert section_errors(report) == {} and "Predicted at the target" in report.read_text()
 
 
 def test_multi_objective_ladders_are_told_costs_at_the_target_size(tmp_path):
