@@ -278,6 +278,9 @@ class ReplayProposals:
                 return proposal
         return self.then.propose(study)
 
+    def finished(self, number: int, status: Any, report: Any) -> None:
+        self.then.finished(number, status, report)
+
     def state(self) -> dict[str, Any]:
         return {"pending": list(self.pending), "then": self.then.state()}
 

@@ -45,7 +45,9 @@ def test_two_drivers_share_one_study(tmp_path, postgres):
     url = postgres.create_database("shared")
     space = str(write_space(tmp_path))
     a, b = tmp_path / "driver-a", tmp_path / "driver-b"
-    common = ["--tokens", "30000", "--eval-every-tokens", "10000", "--scheduler", "none", "--concurrency", "1"]
+    # trials long enough (~10 s each) that the two drivers overlap by several trials whatever the skew of
+    # their Ray start-ups, so each one's sampler has the other's finished trials to see
+    common = ["--tokens", "150000", "--eval-every-tokens", "50000", "--scheduler", "none", "--concurrency", "1"]
     common += ["--study-name", STUDY, "--json"]
     # driver A puts the password in the URL; driver B uses the documented recipe (PGPASSWORD, no password in the URL)
     proc_a = cli("search", "run", space, "--out", str(a), "--trials", "5", "--storage", url, "--seed", "1", *common)
