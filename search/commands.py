@@ -238,7 +238,7 @@ def search_resume(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Finish an interrupted search, or extend a finished one with --trials."""
+    """Finish an interrupted search (ladder searches too), or extend a finished one with --trials."""
     from archscale.search.resume import resume_search
     from archscale.search.status import status
 

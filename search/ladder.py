@@ -145,25 +145,33 @@ class LadderProposals:
     def _start_ladder(self) -> None:
         trial = self.study.ask()
         self.started += 1
-        seed = self.plan.base_seed
         lad = {"id": trial.number, "state": "first", "rungs": {}, "specs": [], "told": False, "error": None}
         self.ladders[trial.number] = lad
         try:
-            first = self.space.sample(trial)
-            params = dict(trial.params)
-            for rung in range(self.ladder.rungs):
-                sample = (
-                    first
-                    if rung == 0
-                    else rung_space(self.space, rung, self.ladder.ratio).sample_with(ReplayChooser(params))
-                )
-                lad["specs"].append(self._spec(lad["id"], rung, sample, seed))
-            target, target_compute = at_target(self.space, self.plan, self.ladder, params)
+            self._build(lad, trial)
         except (BudgetError, ValueError) as e:
             lad.update(state="failed", error=f"infeasible: {e}")
             self._tell(lad, None)
-            self.queue.append({"ladder": lad["id"], "rung": 0, "error": lad["error"], "seed": seed})
+            self.queue.append({"ladder": lad["id"], "rung": 0, "error": lad["error"], "seed": self.plan.base_seed})
             return
+        for key in ("arch", "label", "target_compute", "target_counts"):
+            trial.set_user_attr(key, lad[key])
+        self.queue.append(lad["specs"][0])
+
+    def _build(self, lad: dict[str, Any], trial: Any) -> None:
+        """Fill in a ladder's rungs (each solved by the budget solver with the choices `trial` makes)
+        and its size at the target. Raises BudgetError / ValueError for an infeasible ladder."""
+        seed = self.plan.base_seed
+        first = self.space.sample(trial)
+        params = dict(trial.params)
+        for rung in range(self.ladder.rungs):
+            sample = (
+                first
+                if rung == 0
+                else rung_space(self.space, rung, self.ladder.ratio).sample_with(ReplayChooser(params))
+            )
+            lad["specs"].append(self._spec(lad["id"], rung, sample, seed))
+        target, target_compute = at_target(self.space, self.plan, self.ladder, params)
         arch = first.arch
         lad.update(
             arch_id=arch.arch_id,
@@ -174,14 +182,6 @@ class LadderProposals:
             target_arch=target.arch.to_dict(),
             params=params,
         )
-        for key, value in (
-            ("arch", lad["arch"]),
-            ("label", arch.label),
-            ("target_compute", target_compute),
-            ("target_counts", lad["target_counts"]),
-        ):
-            trial.set_user_attr(key, value)
-        self.queue.append(lad["specs"][0])
 
     def _spec(self, ladder_id: int, rung: int, sample: Any, seed: int) -> dict[str, Any]:
         arch = sample.arch.to_dict()
@@ -208,9 +208,12 @@ class LadderProposals:
         if spec.get("arch"):
             trial.set_user_attr("arch", spec["arch"])
         self.rung_of[trial.number] = (spec["ladder"], spec["rung"])
+        return self._proposal(trial.number, spec)
+
+    def _proposal(self, number: int, spec: dict[str, Any]) -> Proposal:
         tokens = spec.get("tokens", 0)
         return Proposal(
-            number=trial.number,
+            number=number,
             seed=spec["seed"],
             arch=spec.get("arch"),
             counts=spec.get("counts"),
@@ -315,6 +318,78 @@ class LadderProposals:
         from archscale.search.predictions import write_predictions
 
         write_predictions(Path(self.out), self.ladders, fit, self.ladder)
+
+    # ---- resume (`archscale search resume DIR`) -----------------------------------------------
+    def restore_ladders(self) -> None:
+        """Rebuild every ladder the ladder study holds from its trial's parameters (the same rungs,
+        solved the same way); a ladder already told keeps its state. Rung outcomes: `restore_rungs`."""
+        import optuna
+
+        states = optuna.trial.TrialState
+        ended = {states.COMPLETE: "done", states.PRUNED: "pruned", states.FAIL: "failed"}
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == states.WAITING:
+                continue
+            self.started += 1
+            told = t.state.is_finished()
+            lad = {"id": t.number, "state": ended.get(t.state, "first"), "rungs": {}, "specs": [], "told": told}
+            lad["error"] = t.user_attrs.get("error")
+            self.ladders[t.number] = lad
+            if "arch" not in t.user_attrs:  # infeasible (told), or asked and never sampled
+                if not told:
+                    lad.update(state="failed", error="interrupted: the driver stopped before this ladder was sampled")
+                    self._tell(lad, None)
+                continue
+            self._build(lad, optuna.trial.FixedTrial(dict(t.params), number=t.number))
+            if lad["arch"] != t.user_attrs["arch"]:
+                raise UserError(
+                    f"ladder {t.number}: its parameters no longer give the architecture it was asked with "
+                    "(was the space file changed?); resume needs the same space"
+                )
+
+    def proposal_for(self, trial: Any) -> Proposal | None:
+        """The proposal a rung trial of the record study was asked with (None if it is not a rung)."""
+        where = self.rung_of.get(trial.number) or (trial.user_attrs.get("ladder"), trial.user_attrs.get("rung"))
+        lad = self.ladders.get(where[0])
+        if lad is None or not lad["specs"] or where[1] is None:
+            return None
+        self.rung_of[trial.number] = (lad["id"], int(where[1]))
+        return self._proposal(trial.number, lad["specs"][int(where[1])])
+
+    def restore_rungs(self, record: Any, rows: dict[int, dict[str, Any]], replaying: list[int]) -> None:
+        """Put each rung trial of the record study back in its ladder: a completed rung keeps its
+        compute and loss, a failed one ends its ladder as it did, one in `replaying` will be trained
+        again under its own number; rungs never asked are queued. Then refit what is complete."""
+        import optuna
+
+        asked: dict[int, set[int]] = {}
+        for t in record.get_trials(deepcopy=False):
+            if t.user_attrs.get("ladder") not in self.ladders or t.user_attrs.get("rung") is None:
+                continue
+            lad, rung = self.ladders[t.user_attrs["ladder"]], int(t.user_attrs["rung"])
+            self.rung_of[t.number] = (lad["id"], rung)
+            asked.setdefault(lad["id"], set()).add(rung)
+            row = rows.get(t.number) or {}
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                spec = lad["specs"][rung] if lad["specs"] else {}
+                compute = row.get("compute") or spec.get("counts", {}).get("flops_per_token", 0) * spec.get("tokens", 0)
+                loss = row.get("eval_loss") if row.get("eval_loss") is not None else t.values[0]
+                lad["rungs"][rung] = (float(compute), float(loss))
+            elif t.number not in replaying and not lad["told"]:
+                lad.update(state="failed", error=f"rung {rung} {t.state.name.lower()}: {row.get('error')}")
+                self._tell(lad, None)
+        for lad in self.ladders.values():
+            if lad["told"] or lad["state"] != "first":
+                continue
+            if len(lad["rungs"]) == self.ladder.rungs:
+                lad["state"] = "done"
+            elif 0 in lad["rungs"]:
+                lad["state"] = "rest"
+                self.queue.extend(s for s in lad["specs"][1:] if s["rung"] not in asked.get(lad["id"], set()))
+            elif 0 not in asked.get(lad["id"], set()):
+                self.queue.append(lad["specs"][0])
+        if any(lad["state"] == "done" for lad in self.ladders.values()):
+            self._refit(final=False)
 
     def state(self) -> dict[str, Any]:
         return {"started": self.started}

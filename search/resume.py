@@ -20,11 +20,18 @@ can be lost with a node or left unreadable by a crash (a truncated `tuner.pkl`: 
 4. If the study then holds fewer of this directory's trials than requested (or `--trials K2` asks
    for more), new ones are proposed in the same study until the count is reached, in a new Ray
    experiment `search-2`, `search-3`, ...
+
+A ladder search (search/ladder.py) resumes from its two studies and trials.parquet alone
+(`_resume_ladders`): the ladders are rebuilt from the ladder study's parameters, completed rungs
+keep their results, rungs that were training are trained again under their own numbers, and
+missing rungs and ladders are run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -83,12 +90,15 @@ def resume_search(
     if not (out / "run.json").exists():
         raise FileNotFoundError(f"{out}: not a results directory (no run.json)")
     run = json.loads((out / "run.json").read_text())
-    if run.get("kind") != "search":
+    if run.get("kind") not in ("search", "ladder-search"):
         raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
     opts = _options(out, run, trials, address, storage, progress)
     space, study_spec, plan = prepare(opts)
     if is_journal(study_spec.storage) and (message := repair_journal(study_spec.storage)):
         say(message)
+    if run["kind"] == "ladder-search":
+        _resume_ladders(out, run, opts, space, study_spec, plan, say)
+        return summarize(out)
     run_id = run.get("run_id")
     requested = opts.trials * opts.seeds
     experiments = sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
@@ -113,6 +123,56 @@ def resume_search(
     run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
     write_json(out / "run.json", run)
     return summarize(out)
+
+
+def _resume_ladders(out: Path, run: dict[str, Any], opts, space, study_spec, plan, say: Callable[[str], None]) -> None:
+    """A ladder search (search/ladder.py) resumes from its two studies and trials.parquet alone:
+    the ladders are rebuilt from the ladder study's parameters, completed rungs keep their results,
+    rungs that were training are trained again under their own numbers (from the start: Ray's
+    experiment is not restored, since its searcher state would replay proposals out of step with
+    the studies), missing rungs and ladders are run, and `--validate-top` runs if it had not."""
+    from archscale.search.ladder import LadderProposals
+    from archscale.search.options import ladder_plan, ladder_study
+    from archscale.search.run import run_trials
+    from archscale.search.searcher import ProposalSearcher
+
+    ladder = ladder_plan(opts)
+    proposals = LadderProposals(space, plan, ladder, ladder_study(opts, study_spec), opts.trials, out)
+    proposals.restore_ladders()
+    study = study_spec.open()
+    run_id = run.get("run_id")
+    unfinished = sync_with_study(out, study, space, plan, run_id, rebuild=proposals.proposal_for)
+    proposals.restore_rungs(study, ResultsWriter(out).trials, unfinished)
+    experiments = sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
+    total = len(unfinished) + len(proposals.queue) + max(0, opts.trials - proposals.started) * ladder.rungs
+    say(
+        f"{out}: ladder search: {len(proposals.ladders)} of {opts.trials} ladders asked, "
+        f"{sum(lad['told'] for lad in proposals.ladders.values())} told; {len(unfinished)} rung(s) to train "
+        f"again, {len(proposals.queue)} not started; {FROM_STUDY}"
+    )
+    try:
+        if total:
+            searcher = ProposalSearcher(
+                ReplayProposals(space, plan, unfinished, then=proposals, rebuild=proposals.proposal_for),
+                study_spec,
+                out,
+                run_id=run_id,
+            )
+            top = space.budget.value * ladder.ratio ** (ladder.rungs - 1)
+            max_tokens = plan.target_tokens or int(plan.tokens_per_param * top)
+            name = f"search-{len(experiments) + 1}" if experiments else "search"
+            run_opts = dataclasses.replace(opts, scheduler="none")
+            run_trials(searcher, study_spec, run_opts, out, total=total, max_tokens=max_tokens, experiment=name)
+            sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False, rebuild=proposals.proposal_for)
+    finally:
+        proposals.close()
+    run["args"]["trials"] = opts.trials
+    run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
+    write_json(out / "run.json", run)
+    if opts.validate_top and not (out / "validation.parquet").exists() and "validation" not in run:
+        from archscale.search.validate import validate_top
+
+        validate_top(proposals, opts, opts.validate_top, opts.validate_compute)
 
 
 def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
@@ -180,30 +240,40 @@ def own_trials(study, run_id: str | None, out: Path) -> dict[int, Any]:
     }
 
 
-def sync_with_study(out: Path, study, space, plan: TrialPlan, run_id: str | None, replay: bool = True) -> list[int]:
+def sync_with_study(
+    out: Path,
+    study,
+    space,
+    plan: TrialPlan,
+    run_id: str | None,
+    replay: bool = True,
+    rebuild: Callable[[Any], Proposal | None] | None = None,
+) -> list[int]:
     """Bring trials.parquet in line with the study for this directory's trials; return the numbers of
-    those still RUNNING that can be replayed (all of them told FAIL when `replay` is False)."""
+    those still RUNNING that can be replayed (all of them told FAIL when `replay` is False).
+    `rebuild(trial)` gives the proposal a trial was asked with (default: from its parameters)."""
     import optuna
 
+    rebuild = rebuild or functools.partial(replay_proposal, space, plan)
     states = optuna.trial.TrialState
     writer = ResultsWriter(out)  # no run is going on: this is the directory's only writer now
     unfinished: list[int] = []
     for number, t in sorted(own_trials(study, run_id, out).items()):
         row = writer.trials.get(number)
         if t.state == states.RUNNING:
-            proposal = replay_proposal(space, plan, t) if replay else None
+            proposal = rebuild(t) if replay else None
             if proposal is not None:
                 unfinished.append(number)
                 continue
             error = "interrupted: the trial did not finish" if "arch" in t.user_attrs else INTERRUPTED
             study.tell(number, state=states.FAIL)
             t = study._storage.get_trial(t._trial_id)
-            row = row or _recorded_row(space, plan, t)
+            row = row or _recorded_row(plan, t, rebuild)
             writer.trials[number] = row
             writer.finish_trial(number, TrialStatus.FAILED, error=row.get("error") or error)
             continue
         if row is None:  # finished in the study, never written here (the driver died in between)
-            row = writer.trials[number] = _recorded_row(space, plan, t)
+            row = writer.trials[number] = _recorded_row(plan, t, rebuild)
         if row["status"] != TrialStatus.RUNNING:
             continue
         if t.state == states.COMPLETE:
@@ -216,10 +286,10 @@ def sync_with_study(out: Path, study, space, plan: TrialPlan, run_id: str | None
     return unfinished
 
 
-def _recorded_row(space, plan: TrialPlan, t) -> dict[str, Any]:
+def _recorded_row(plan: TrialPlan, t, rebuild: Callable[[Any], Proposal | None]) -> dict[str, Any]:
     from archscale.search.searcher import _row
 
-    proposal = replay_proposal(space, plan, t)
+    proposal = rebuild(t)
     if proposal is None:
         seed = int(t.user_attrs.get("seed", plan.base_seed))
         proposal = Proposal(t.number, seed, None, None, {}, plan.data, 0, plan.group, error=INTERRUPTED)
@@ -260,10 +330,11 @@ def replay_proposal(space, plan: TrialPlan, t) -> Proposal | None:
 class ReplayProposals:
     """Trials to train again under their own numbers first (see the module docstring), then new ones."""
 
-    def __init__(self, space, plan: TrialPlan, numbers: list[int], then):
+    def __init__(self, space, plan: TrialPlan, numbers: list[int], then, rebuild=None):
         self.space, self.plan = space, plan
         self.pending = list(numbers)
         self.then = then
+        self.rebuild = rebuild  # trial -> the proposal it was asked with (default: from its parameters)
 
     def propose(self, study: Any) -> Proposal | None:
         base = getattr(study, "_study", study)  # the searcher may hand a wrapper that tags new trials
@@ -273,7 +344,7 @@ class ReplayProposals:
             t = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(base._study_id, number))
             if t.state.is_finished():
                 continue
-            proposal = replay_proposal(self.space, self.plan, t)
+            proposal = self.rebuild(t) if self.rebuild else replay_proposal(self.space, self.plan, t)
             if proposal is not None:
                 return proposal
         return self.then.propose(study)

@@ -95,14 +95,10 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
         info["validation_skipped"] = run["validation"]["skipped"]
     if validation.exists():
         rows = pl.read_parquet(validation).to_dicts()
-        done = [r for r in rows if r["actual_loss"] is not None]
-        info["validation"] = {
-            "rows": rows,
-            "predicted_winner": min(done, key=lambda r: r["predicted_loss"])["label"] if done else None,
-            "actual_winner": min(done, key=lambda r: r["actual_loss"])["label"] if done else None,
-            "small_scale_winner": info["small_scale"][0]["label"] if info["small_scale"] else None,
-            "coverage": sum(bool(r["covered"]) for r in done) / len(done) if done else None,
-        }
+        from archscale.search.validate import summarize_validation
+
+        summary = summarize_validation(rows)
+        info["validation"] = {"rows": summary.pop("validated"), **summary}
     costs = {
         "params": "target_params",
         "flops_per_token": "target_flops_per_token",

@@ -3,8 +3,9 @@
 The K architectures with the lowest predicted loss are trained for real at a compute larger than
 every rung (default: 4x the largest rung's compute), as a scaling study in DIR/validate. Each is
 then compared with its prediction at the compute it actually spent: the error, whether the 95%
-interval covered the actual loss, whether the predicted winner was the actual winner, and which
-architecture plain small-scale search (the best rung 0) would have chosen. Written to
+interval covered the actual loss, and whether the predicted winner was the actual winner. The
+architecture plain small-scale search would have chosen (the best rung 0) is trained at the same
+scale too when it is not among the K, so both searches' choices are judged on the same runs. Written to
 DIR/validation.parquet and returned.
 """
 
@@ -53,7 +54,20 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
     compute = compute or 4 * top_rung
     if compute <= top_rung:
         raise UserError(f"--validate-compute: {compute:.3g} FLOPs is not above the largest rung ({top_rung:.3g})")
-    finalists = [i for _, i in ranked[:k]]
+    finalists: list[int] = []
+    for _, i in ranked:  # one per architecture: Optuna may propose the same one twice
+        if len(finalists) < k and proposals.ladders[i]["arch_id"] not in {
+            proposals.ladders[j]["arch_id"] for j in finalists
+        }:
+            finalists.append(i)
+    # plain small-scale search's choice (the best rung 0) is trained too, so "which search picked the
+    # actual winner" is answered among the same architectures, not only among the predicted top K
+    small_scale = min(
+        (i for i, lad in proposals.ladders.items() if 0 in lad.get("rungs", {}) and lad.get("params") is not None),
+        key=lambda i: proposals.ladders[i]["rungs"][0][1],
+    )
+    if proposals.ladders[small_scale]["arch_id"] not in {proposals.ladders[j]["arch_id"] for j in finalists}:
+        finalists.append(small_scale)
     held_out = dataclasses.replace(proposals.ladder, target_compute=compute, target_params=None)
     points = []
     for i in finalists:
@@ -73,6 +87,7 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
             )
         )
     out = Path(opts.out).resolve() / "validate"
+    out.mkdir(parents=True, exist_ok=True)
     spec = StudySpec(
         storage=str(out / "optuna.journal"),
         study_name="archscale-validate",
@@ -95,7 +110,8 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
     for i, row in zip(finalists, actual.iter_rows(named=True), strict=True):
         lad = proposals.ladders[i]
         spent = row["compute"] or compute
-        pred = fit.predict(i, spent)
+        pred = fit.predict(i, spent) if i in fit.laws and fit.laws[i].identified else None
+        pred = pred or (None, math.nan, math.nan)
         loss = row["eval_loss"] if row["status"] == "completed" else None
         rows.append(
             {
@@ -107,22 +123,28 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
                 "lo": pred[1],
                 "hi": pred[2],
                 "covered": None if loss is None or not math.isfinite(pred[1]) else bool(pred[1] <= loss <= pred[2]),
-                "error": None if loss is None else pred[0] - loss,
+                "error": None if loss is None or pred[0] is None else pred[0] - loss,
                 "rung0_loss": lad["rungs"][0][1],
+                "predicted_top": i in finalists[:k],
+                "small_scale_pick": proposals.ladders[i]["arch_id"] == proposals.ladders[small_scale]["arch_id"],
             }
         )
-    done = [r for r in rows if r["actual_loss"] is not None]
-    small_scale = min(
-        (lad for lad in proposals.ladders.values() if 0 in lad.get("rungs", {})), key=lambda lad: lad["rungs"][0][1]
-    )
-    summary = {
-        "compute": compute,
-        "validated": rows,
-        "predicted_winner": min(done, key=lambda r: r["predicted_loss"])["label"] if done else None,
-        "actual_winner": min(done, key=lambda r: r["actual_loss"])["label"] if done else None,
-        "small_scale_winner": small_scale["label"],
-        "coverage": (sum(bool(r["covered"]) for r in done) / len(done)) if done else None,
-    }
+    summary = {"compute": compute, **summarize_validation(rows)}
     frame = pl.DataFrame(rows, infer_schema_length=None)
     write_atomically(Path(opts.out).resolve() / "validation.parquet", frame.write_parquet)
     return summary
+
+
+def summarize_validation(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who won at the held-out scale, and whether each search had picked it (rows of validation.parquet)."""
+    done = [r for r in rows if r["actual_loss"] is not None]
+    predicted = [r for r in done if r.get("predicted_top", True) and r["predicted_loss"] is not None]
+    covered = [r for r in done if r["covered"] is not None]
+    small = next((r for r in rows if r.get("small_scale_pick")), None)
+    return {
+        "validated": rows,
+        "predicted_winner": min(predicted, key=lambda r: r["predicted_loss"])["label"] if predicted else None,
+        "actual_winner": min(done, key=lambda r: r["actual_loss"])["label"] if done else None,
+        "small_scale_winner": small["label"] if small else None,
+        "coverage": (sum(r["covered"] for r in covered) / len(covered)) if covered else None,
+    }

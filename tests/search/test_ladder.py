@@ -57,16 +57,26 @@ def _options(tmp_path, **kw) -> SearchOptions:
     return SearchOptions(**{**base, **kw})
 
 
-def _drive(tmp_path, noise: float = 0.0, **kw):
+def _setup(tmp_path, **kw):
     opts = _options(tmp_path, **kw)
     space, study_spec, plan = prepare(opts)
     ladders = ladder_study(opts, study_spec)
     ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=opts.target_compute, prune_margin=opts.ladder_prune_margin)
-    proposals = LadderProposals(space, plan, ladder, ladders, opts.trials, tmp_path / "out")
     (tmp_path / "out").mkdir(exist_ok=True)
-    record = study_spec.open()
+    return LadderProposals(space, plan, ladder, ladders, opts.trials, tmp_path / "out"), study_spec, ladders
+
+
+def _loss(p, seen: int, noise: float) -> tuple[float, float]:
+    A, alpha = LAWS[p.arch["ffn_activation"]]
+    compute = p.counts["flops_per_token"] * p.target_tokens
+    return compute, 1.5 + A * (compute / 1e9) ** -alpha + noise * math.sin(seen)  # deterministic "noise"
+
+
+def _loop(proposals, record, noise: float = 0.0, stop_after: int | None = None):
+    """Drive the strategy as the searcher does; with `stop_after`, stop (the driver dies) after that
+    many trials finished, leaving the running ones RUNNING. Returns (ladder, rung) in order of finishing."""
     running, order, seen = [], [], 0
-    while True:
+    while stop_after is None or seen < stop_after:
         p = proposals.propose(record)
         if p is None:
             break
@@ -76,11 +86,8 @@ def _drive(tmp_path, noise: float = 0.0, **kw):
         assert running, "WAIT with nothing running would hang the search"
         done = running.pop(0)
         order.append(done.ladder)
-        act = done.arch["ffn_activation"]
-        A, alpha = LAWS[act]
-        compute = done.counts["flops_per_token"] * done.target_tokens
         seen += 1
-        loss = 1.5 + A * (compute / 1e9) ** -alpha + noise * math.sin(seen)  # deterministic "noise"
+        compute, loss = _loss(done, seen, noise)
         record.tell(done.number, loss)
         report = TrialReport(
             trial_number=done.number,
@@ -92,8 +99,14 @@ def _drive(tmp_path, noise: float = 0.0, **kw):
             eval_loss=loss,
         )
         proposals.finished(done.number, TrialStatus.COMPLETED, report)
-    for p in running:  # anything left once the strategy is finished
-        order.append(p.ladder)
+    if stop_after is None:
+        order.extend(p.ladder for p in running)  # anything left once the strategy is finished
+    return order
+
+
+def _drive(tmp_path, noise: float = 0.0, **kw):
+    proposals, study_spec, ladders = _setup(tmp_path, **kw)
+    order = _loop(proposals, study_spec.open(), noise)
     proposals.close()
     return proposals, ladders.open(), order
 
@@ -150,10 +163,13 @@ def test_ladder_search_end_to_end(tmp_path, ray_cluster):
     from archscale.search.run import run_search
 
     opts = _options(
-        tmp_path, trials=3, train={"eval_every_tokens": 8192, "eval_tokens": 2048}, ladder_prune_margin=10.0
+        tmp_path, trials=2, train={"eval_every_tokens": 8192, "eval_tokens": 2048}, ladder_prune_margin=10.0
     )
     run_search(opts)
     out = tmp_path / "out"
+    assert pl.read_parquet(out / "trials.parquet").height == 6
+    r = CliRunner().invoke(app, ["search", "resume", str(out), "--trials", "3", "--json"])  # extend by a ladder
+    assert r.exit_code == 0, r.output
     trials = pl.read_parquet(out / "trials.parquet")
     assert trials.height == 9 and trials["ladder_id"].n_unique() == 3
     assert set(trials["status"]) == {"completed"}
@@ -191,3 +207,62 @@ def test_multi_objective_ladders_are_told_costs_at_the_target_size(tmp_path):
     for t in told:  # the cost is the architecture's size at the target, far above its rungs' budgets
         assert t.values[1] == t.user_attrs["target_counts"]["params"] > 12000 * 4
     assert ladders.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
+
+
+def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_path):
+    """The driver dies with rungs training; a new driver rebuilds the ladders from the two studies
+    (`restore_ladders`, `restore_rungs`), trains the interrupted rungs again under their own numbers
+    and the missing ones anew, and ends with the predictions an uninterrupted run makes."""
+    from archscale.search.resume import ReplayProposals
+
+    (tmp_path / "whole").mkdir()
+    _drive(tmp_path / "whole", ladder_prune_margin=10.0)
+    first, study_spec, ladders = _setup(tmp_path, ladder_prune_margin=10.0)
+    record = study_spec.open()
+    _loop(first, record, stop_after=5)  # 5 rungs done, others asked and RUNNING, then the driver dies
+    states = optuna.trial.TrialState
+    running = [t.number for t in record.get_trials(deepcopy=False) if t.state == states.RUNNING]
+    assert running, "the interruption must leave rungs training"
+    second, _, _ = _setup(tmp_path, ladder_prune_margin=10.0)
+    second.restore_ladders()
+    assert second.started == first.started and set(second.ladders) == set(first.ladders)
+    for i, lad in first.ladders.items():  # rebuilt from the ladder study's parameters: the same rungs
+        assert second.ladders[i]["specs"] == lad["specs"] and second.ladders[i]["told"] == lad["told"]
+    second.restore_rungs(record, {}, running)
+    for i, lad in first.ladders.items():
+        assert second.ladders[i]["rungs"] == lad["rungs"]  # the told loss and the counted compute, exactly
+    replay = ReplayProposals(None, None, running, then=second, rebuild=second.proposal_for)
+    _loop(replay, record)
+    second.close()
+    rungs = [t for t in record.get_trials(deepcopy=False)]
+    assert all(t.state == states.COMPLETE for t in rungs)
+    done = [(t.user_attrs["ladder"], t.user_attrs["rung"]) for t in rungs]
+    assert len(done) == len(set(done)) == 4 * 3, "every rung trained exactly once"
+    assert all(t.state.is_finished() for t in ladders.open().get_trials(deepcopy=False))
+    resumed = pl.read_parquet(tmp_path / "out" / "predictions.parquet").sort("ladder_id")
+    uninterrupted = pl.read_parquet(tmp_path / "whole" / "out" / "predictions.parquet").sort("ladder_id")
+    assert resumed["label"].to_list() == uninterrupted["label"].to_list()
+    assert resumed["predicted_loss"].to_list() == pytest.approx(uninterrupted["predicted_loss"].to_list(), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_out_scale(tmp_path, ray_cluster):
+    """Predictions from known laws (so they are identified); the held-out runs are real training."""
+    from archscale.search.validate import validate_top
+
+    proposals, _, _ = _drive(tmp_path, ladder_prune_margin=10.0, trials=4)
+    opts = _options(tmp_path, train={"eval_every_tokens": 8192, "eval_tokens": 2048})
+    top = max(c for lad in proposals.ladders.values() for c, _ in lad["rungs"].values())
+    summary = validate_top(proposals, opts, 2, compute=1.5 * top)
+    rows = pl.read_parquet(tmp_path / "out" / "validation.parquet")
+    archs = {lad["arch_id"] for lad in proposals.ladders.values()}
+    assert rows["predicted_top"].sum() == min(2, len(archs)) and rows["small_scale_pick"].sum() == 1
+    assert rows.height == len({proposals.ladders[i]["arch_id"] for i in rows["ladder_id"]})  # one run per arch
+    assert rows["actual_loss"].null_count() == 0 and (rows["compute"] > top).all()
+    small = min(proposals.ladders.values(), key=lambda lad: lad["rungs"][0][1])
+    assert summary["small_scale_winner"] == small["label"]
+    assert summary["actual_winner"] == rows.sort("actual_loss")["label"][0]
+    predicted = rows.filter(pl.col("predicted_top")).sort("predicted_loss")
+    assert summary["predicted_winner"] == predicted["label"][0]
+    for row in predicted.iter_rows(named=True):
+        assert row["covered"] == (row["lo"] <= row["actual_loss"] <= row["hi"])
