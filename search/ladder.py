@@ -135,7 +135,7 @@ class LadderProposals:
 
     # ---- proposals ---------------------------------------------------------------------------------
     def propose(self, study: Any) -> Proposal | str | None:
-        if not self.queue and self.started < self.n_ladders:
+        while not self.queue and self.started < self.n_ladders:  # a duplicate queues nothing: ask again
             self._start_ladder()
         if self.queue:
             return self._rung_proposal(study, self.queue.pop(0))
@@ -156,7 +156,47 @@ class LadderProposals:
             return
         for key in ("arch", "label", "target_compute", "target_counts"):
             trial.set_user_attr(key, lad[key])
-        self.queue.append(lad["specs"][0])
+        twin = self._twin(lad)
+        if twin is None:
+            self.queue.append(lad["specs"][0])
+            return
+        # Optuna proposed an architecture it already has (common in small categorical spaces): the same
+        # rungs with the same seed would train to the same losses, and would count twice in the joint fit
+        trial.set_user_attr("duplicate_of", twin["id"])
+        lad.update(state="duplicate", of=twin["id"])
+        if twin["told"]:
+            self._tell_copy(lad, twin)
+
+    def _twin(self, lad: dict[str, Any]) -> dict[str, Any] | None:
+        """An earlier ladder with the same rungs (architecture, training, tokens, seed), or None."""
+
+        def key(one: dict[str, Any]) -> list[Any]:
+            return [(s["arch"], s["train"], s["tokens"], s["seed"]) for s in one["specs"]]
+
+        return next(
+            (
+                o
+                for o in self.ladders.values()
+                if o is not lad and o["state"] != "duplicate" and o["specs"] and key(o) == key(lad)
+            ),
+            None,
+        )
+
+    def _tell_copy(self, lad: dict[str, Any], twin: dict[str, Any]) -> None:
+        """Tell a duplicate ladder what its twin was told."""
+        import optuna
+
+        t = self.study._storage.get_trial(
+            self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, twin["id"])
+        )
+        lad["error"] = f"the same rungs as ladder {twin['id']}, which was trained; told its outcome" + (
+            f" ({twin['error']})" if twin.get("error") else ""
+        )
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            lad["told"] = True
+            self.study.tell(lad["id"], list(t.values))
+        else:
+            self._tell(lad, None, pruned=t.state == optuna.trial.TrialState.PRUNED)
 
     def _build(self, lad: dict[str, Any], trial: Any) -> None:
         """Fill in a ladder's rungs (each solved by the budget solver with the choices `trial` makes)
@@ -305,14 +345,17 @@ class LadderProposals:
         if predicted is None:
             state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL
             self.study.tell(number, state=state)
-            return
-        counts = lad.get("target_counts") or {}
-        values = [
-            predicted if o == "predicted_loss" else float(counts[o])
-            for o in self.ladders_spec.objectives
-            if o == "predicted_loss" or o in COST_OBJECTIVES
-        ]
-        self.study.tell(number, values)
+        else:
+            counts = lad.get("target_counts") or {}
+            values = [
+                predicted if o == "predicted_loss" else float(counts[o])
+                for o in self.ladders_spec.objectives
+                if o == "predicted_loss" or o in COST_OBJECTIVES
+            ]
+            self.study.tell(number, values)
+        for copy in self.ladders.values():
+            if copy.get("of") == number and not copy["told"]:
+                self._tell_copy(copy, lad)
 
     def _write_predictions(self, fit: Any = None) -> None:
         from archscale.search.predictions import write_predictions
@@ -346,6 +389,12 @@ class LadderProposals:
                     f"ladder {t.number}: its parameters no longer give the architecture it was asked with "
                     "(was the space file changed?); resume needs the same space"
                 )
+            if "duplicate_of" in t.user_attrs:
+                lad.update(state="duplicate", of=int(t.user_attrs["duplicate_of"]))
+        for lad in self.ladders.values():  # a duplicate whose twin was told while the driver was dying
+            twin = self.ladders.get(lad.get("of"))
+            if lad["state"] == "duplicate" and not lad["told"] and twin is not None and twin["told"]:
+                self._tell_copy(lad, twin)
 
     def proposal_for(self, trial: Any) -> Proposal | None:
         """The proposal a rung trial of the record study was asked with (None if it is not a rung)."""

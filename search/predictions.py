@@ -75,7 +75,7 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
         elif state == "done":
             row.update(status="not identified", reason=lad.get("error") or (law.reason if law else None))
         else:
-            row["status"] = {"pruned": "pruned", "failed": "failed"}.get(state, "running")
+            row["status"] = {"pruned": "pruned", "failed": "failed", "duplicate": "duplicate"}.get(state, "running")
         rows.append(row)
     if fit is not None and predicted:
         lo = min(r["top_compute"] for r in predicted.values())

@@ -133,6 +133,22 @@ def test_every_ladder_is_told_and_predictions_match_the_truth(tmp_path):
         assert rungs[0] == 0 and sorted(rungs) == rungs
 
 
+def test_an_architecture_proposed_again_is_told_its_twins_outcome_without_training(tmp_path):
+    # 8 ladders from 4 activations: at least 4 are duplicates
+    proposals, ladders, order = _drive(tmp_path, ladder_prune_margin=10.0, trials=8)
+    copies = [lad for lad in proposals.ladders.values() if lad["state"] == "duplicate"]
+    assert len(copies) >= 4 and not copies[0]["rungs"]
+    assert len(order) == 3 * (8 - len(copies)), "a duplicate trains no rung"
+    told = {t.number: t for t in ladders.get_trials(deepcopy=False)}
+    assert all(t.state.is_finished() for t in told.values())
+    for copy in copies:
+        twin = told[copy["of"]]
+        assert told[copy["id"]].state == twin.state and told[copy["id"]].values == twin.values
+        assert told[copy["id"]].user_attrs["duplicate_of"] == twin.number
+    pred = pl.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert set(pred.filter(pl.col("status") == "duplicate")["ladder_id"]) == {c["id"] for c in copies}
+
+
 def test_a_ladder_clearly_behind_at_rung_0_is_pruned(tmp_path):
     proposals, ladders, _ = _drive(tmp_path, ladder_prune_margin=0.01)
     states = [t.state for t in ladders.get_trials(deepcopy=False)]
@@ -237,7 +253,8 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
     rungs = [t for t in record.get_trials(deepcopy=False)]
     assert all(t.state == states.COMPLETE for t in rungs)
     done = [(t.user_attrs["ladder"], t.user_attrs["rung"]) for t in rungs]
-    assert len(done) == len(set(done)) == 4 * 3, "every rung trained exactly once"
+    trained = [lad for lad in second.ladders.values() if lad["state"] != "duplicate"]
+    assert len(done) == len(set(done)) == 3 * len(trained), "every rung trained exactly once"
     assert all(t.state.is_finished() for t in ladders.open().get_trials(deepcopy=False))
     resumed = pl.read_parquet(tmp_path / "out" / "predictions.parquet").sort("ladder_id")
     uninterrupted = pl.read_parquet(tmp_path / "whole" / "out" / "predictions.parquet").sort("ladder_id")
