@@ -71,6 +71,10 @@ class StudySpec:
                 if attempt == 2 or type(e).__module__.split(".")[0] not in ("sqlalchemy", "optuna"):
                     raise UserError(f"study storage {_redact(self.storage)}: {_scrub(str(e), self.storage)}") from None
                 time.sleep(0.5 + attempt)
+        if existing := len(study.get_trials(deepcopy=False)):
+            # a study opened again (resume, another driver): a sampler seeded as at the start would
+            # draw the same random proposals again, so it continues from a seed derived from both
+            study.sampler = make_sampler(self.sampler, continued_seed(self.seed, existing), len(self.objectives))
         if [d.name.lower() for d in study.directions] != self.directions:
             raise UserError(
                 f"--study-name {self.study_name}: the study in {_redact(self.storage)} has directions "
@@ -189,6 +193,14 @@ def repair_journal(path: str | Path) -> str | None:
         f"{path}: its last record was torn (a writer stopped mid-write): removed {len(data) - keep} bytes, "
         f"kept all {records} complete records; the torn bytes are in {torn.name}"
     )
+
+
+def continued_seed(seed: int, trials: int) -> int:
+    """The sampler seed for a study that already holds `trials` trials (deterministic, and distinct
+    from `seed` and from every other count)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, trials]).generate_state(1)[0])
 
 
 def make_sampler(name: str, seed: int, n_objectives: int):

@@ -276,7 +276,7 @@ def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_ou
     assert rows["predicted_top"].sum() == min(2, len(archs)) and rows["small_scale_pick"].sum() == 1
     assert rows.height == len({proposals.ladders[i]["arch_id"] for i in rows["ladder_id"]})  # one run per arch
     assert rows["actual_loss"].null_count() == 0 and (rows["compute"] > top).all()
-    small = min(proposals.ladders.values(), key=lambda lad: lad["rungs"][0][1])
+    small = min((lad for lad in proposals.ladders.values() if lad["rungs"]), key=lambda lad: lad["rungs"][0][1])
     assert summary["small_scale_winner"] == small["label"]
     assert summary["actual_winner"] == rows.sort("actual_loss")["label"][0]
     predicted = rows.filter(pl.col("predicted_top")).sort("predicted_loss")
