@@ -11,9 +11,11 @@ identify (E, A, alpha) for one architecture on its own (three points, three para
 residual); with E shared, m ladders give 3m points for 2m + 1 parameters.
 
 Identification is checked, never assumed: at least two complete ladders, at least three distinct
-compute levels per ladder, a well-conditioned Jacobian, and no parameter at its bound (E at 0 or
-at the smallest observed loss, an exponent at the edge of its range). A ladder that fails any of
-these gets no prediction, only the reason.
+compute levels per ladder, a well-conditioned Jacobian, and no parameter at its bound (E at the
+smallest observed loss, an exponent at the edge of its range). A ladder that fails any of these
+gets no prediction, only the reason. When E ends at 0 (the ladders show no flattening), the
+nested law with E = 0 is identified and is fitted instead (`archscale.analysis.ladders_nofloor`,
+labelled "no floor (E = 0)").
 
 Intervals come from a parametric bootstrap that also draws the noise level: with few residual
 degrees of freedom the residual variance is itself uncertain, so each replicate draws
@@ -197,11 +199,17 @@ def fit_ladders(
     if dof < 1:
         reason = f"{n} rungs for {p} parameters: no residual degrees of freedom (add ladders or rungs)"
     elif e <= 1e-3 * e_hi:
-        reason = (
+        # no flattening seen: the nested law with E = 0 is identified (analysis/ladders_nofloor.py)
+        from archscale.analysis.ladders_nofloor import fit_without_floor
+
+        why = (
             f"the shared irreducible loss E = {e:.3g} is at the lower edge of its range [0, {e_hi:.4g}]: "
             "the ladders show no flattening to fit it from (train larger rungs, more tokens per parameter, "
-            "or more ladders)"
+            "or more ladders to fit a floor)"
         )
+        fit = fit_without_floor(usable, c0, why)
+        fit.laws = {**laws, **fit.laws}
+        return fit
     elif e >= e_hi * (1 - 1e-3):
         reason = (
             f"the shared irreducible loss E = {e:.4g} is at the upper edge of its range (the smallest loss "
@@ -282,7 +290,7 @@ def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
     small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
     small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
     table = ok.select(
-        "run", "label", "predicted_loss", "lo", "hi", "alpha", "rungs", "rung0_loss",
+        "run", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rungs", "rung0_loss",
         pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
         "target_compute",
     ).with_row_index("rank", offset=1)  # fmt: skip

@@ -241,8 +241,10 @@ def _run_summary(run: dict[str, Any]) -> str:
 
 
 PREDICTED_NOTE = (
-    "Each architecture's law in compute, fitted on its ladder with E shared by all ladders; 95% intervals "
-    "from a parametric bootstrap. The small-scale rank is the ranking plain search at the first rung would give."
+    "Each architecture's law in compute, fitted on its ladder with E shared by all ladders (95% intervals from a "
+    "parametric bootstrap), or, where the ladders show no flattening, a straight line in log-log (law 'no floor "
+    "(E = 0)', t intervals; optimistic if the loss flattens before the target). The small-scale rank is the "
+    "ranking plain search at the first rung would give."
 )
 
 

@@ -101,6 +101,11 @@ def _emit_ladders(console, summary: dict) -> None:
             str(small.get(r["ladder_id"], "-")),
         )
     console.print(table)
+    if any(r.get("law") == "no floor (E = 0)" for r in summary["predicted"]):
+        console.print(
+            "law: no floor (E = 0): the ladders show no flattening, so each is a straight line in log-log; "
+            "if the loss flattens before the target, these predictions are optimistic (docs/guide.md)"
+        )
     for r in summary["predicted"]:
         for c in r.get("crossings") or []:
             if c["overtakes"]:

@@ -1,9 +1,10 @@
 """DIR/predictions.parquet: one row per architecture of a ladder search (see search/ladder.py).
 
 Columns: `ladder_id`, `arch_id`, `label`, `status` (predicted, not identified, pruned, failed,
-running), `reason`, `target_compute`, the counts at the target size (`target_params`,
-`target_flops_per_token`, `target_kv_cache_bytes_per_token`), `predicted_loss` with its 95%
-interval (`lo`, `hi`), the law (`E`, `log_A`, `alpha`, `c0`), the joint fit's `sigma` and `dof`,
+duplicate, running), `reason`, `target_compute`, the counts at the target size (`target_params`,
+`target_flops_per_token`, `target_kv_cache_bytes_per_token`), `law` ("shared E", or "no floor
+(E = 0)" when the ladders show no flattening: analysis/ladders_nofloor.py), `predicted_loss` with
+its 95% interval (`lo`, `hi`), the law's parameters (`E`, `log_A`, `alpha`, `c0`), the joint fit's `sigma` and `dof`,
 the small-scale result it started from (`rung0_compute`, `rung0_loss`) and `crossings`: a list of
 {other, compute, overtakes} saying at which compute this architecture overtakes (or is
 overtaken by) each other predicted architecture between its top rung and 10x the target; and
@@ -38,6 +39,7 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
             "target_params": counts.get("params"),
             "target_flops_per_token": counts.get("flops_per_token"),
             "target_kv_cache_bytes_per_token": counts.get("kv_cache_bytes_per_token"),
+            "law": None,
             "predicted_loss": None,
             "lo": None,
             "hi": None,
@@ -61,6 +63,7 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
             row["curve"] = _curve(fit, i, row["rung0_compute"], lad["target_compute"])
             row.update(
                 status="predicted",
+                law=getattr(fit, "law", "shared E"),
                 predicted_loss=pred[0],
                 lo=pred[1],
                 hi=pred[2],

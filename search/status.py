@@ -82,7 +82,7 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
     pred = pl.read_parquet(path)
     ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
     info["predicted"] = ok.select(
-        "ladder_id", "label", "predicted_loss", "lo", "hi", "alpha", "rung0_loss", "target_compute", "crossings"
+        "ladder_id", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rung0_loss", "target_compute", "crossings"
     ).to_dicts()
     info["not_predicted"] = (
         pred.filter(pl.col("status") != "predicted").select("ladder_id", "label", "status", "reason").to_dicts()

@@ -3,7 +3,8 @@
 The K architectures with the lowest predicted loss are trained for real at a compute larger than
 every rung (default: 4x the largest rung's compute), as a scaling study in DIR/validate. Each is
 then compared with its prediction at the compute it actually spent: the error, whether the 95%
-interval covered the actual loss, and whether the predicted winner was the actual winner. The
+interval for one run (the law's interval widened by the run-to-run noise, `one_run_interval`)
+covered the actual loss, and whether the predicted winner was the actual winner. The
 architecture plain small-scale search would have chosen (the best rung 0) is trained at the same
 scale too when it is not among the K, so both searches' choices are judged on the same runs. Written to
 DIR/validation.parquet and returned.
@@ -112,6 +113,7 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
         spent = row["compute"] or compute
         pred = fit.predict(i, spent) if i in fit.laws and fit.laws[i].identified else None
         pred = pred or (None, math.nan, math.nan)
+        run_lo, run_hi = one_run_interval(pred, fit)
         loss = row["eval_loss"] if row["status"] == "completed" else None
         rows.append(
             {
@@ -122,7 +124,9 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
                 "predicted_loss": pred[0],
                 "lo": pred[1],
                 "hi": pred[2],
-                "covered": None if loss is None or not math.isfinite(pred[1]) else bool(pred[1] <= loss <= pred[2]),
+                "run_lo": run_lo,
+                "run_hi": run_hi,
+                "covered": None if loss is None or not math.isfinite(run_lo) else bool(run_lo <= loss <= run_hi),
                 "error": None if loss is None or pred[0] is None else pred[0] - loss,
                 "rung0_loss": lad["rungs"][0][1],
                 "predicted_top": i in finalists[:k],
@@ -148,3 +152,17 @@ def summarize_validation(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "small_scale_winner": small["label"] if small else None,
         "coverage": (sum(r["covered"] for r in covered) / len(covered)) if covered else None,
     }
+
+
+def one_run_interval(pred: tuple[Any, float, float], fit: Any, level: float = 0.95) -> tuple[float, float]:
+    """The 95% interval for ONE training run at the held-out scale: the law's interval (for the mean
+    loss) widened on each side by the run-to-run noise the fit measured (its residual sigma, t with
+    the fit's dof). A single real run is what `--validate-top` compares with, so this is the interval
+    whose coverage it reports."""
+    from scipy.stats import t
+
+    mean, lo, hi = pred
+    if mean is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return math.nan, math.nan
+    noise = t.ppf((1 + level) / 2, max(fit.dof, 1)) * fit.sigma if math.isfinite(fit.sigma) else 0.0
+    return mean - math.hypot(mean - lo, noise), mean + math.hypot(hi - mean, noise)

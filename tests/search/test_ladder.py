@@ -282,4 +282,5 @@ def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_ou
     predicted = rows.filter(pl.col("predicted_top")).sort("predicted_loss")
     assert summary["predicted_winner"] == predicted["label"][0]
     for row in predicted.iter_rows(named=True):
-        assert row["covered"] == (row["lo"] <= row["actual_loss"] <= row["hi"])
+        assert row["run_lo"] <= row["lo"] <= row["predicted_loss"] <= row["hi"] <= row["run_hi"]  # one run is noisier
+        assert row["covered"] == (row["run_lo"] <= row["actual_loss"] <= row["run_hi"])
