@@ -52,7 +52,7 @@ class Axis(_Strict):
     """One axis: a fixed `value`, categorical `choices`, or an int/float range `low`..`high`."""
 
     value: Scalar | None = None
-    choices: list[Scalar] | None = None
+    choices: list[Scalar | None] | None = None  # null: the field's "off" value (e.g. attention_window: full attention)
     low: int | float | None = None
     high: int | float | None = None
     log: bool = False
