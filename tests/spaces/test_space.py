@@ -15,7 +15,7 @@ SHIPPED = shipped_spaces()
 
 
 def test_required_spaces_are_shipped():
-    assert {"tiny", "activations", "positions", "attention", "norms", "full"} <= set(SHIPPED)
+    assert {"tiny", "activations", "positions", "attention", "sparse", "norms", "full"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
