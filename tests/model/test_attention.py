@@ -147,3 +147,32 @@ def test_primer_conv_counting_and_validation():
         ArchConfig(attention_window=0)
     assert "·w64/g2" in ArchConfig(attention_window=64, global_every=2).label
     assert "·conv3" in conv.label and "·w" not in conv.label
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+@pytest.mark.parametrize("window", [None, 3])
+def test_flex_score_and_mask_mods_equal_the_dense_bias_and_mask(pos, window):
+    """What FlexAttention is given, evaluated densely on CPU: the score_mod adds exactly the coding's
+    (H, T, T) bias, gradients reach a learned bias table through it, and the block mask's mask_mod is
+    the causal (windowed) mask. Together with the output check above, this covers flex's backward
+    inputs on a machine where FlexAttention itself cannot run backward."""
+    from archscale.trainers.attention import _allowed
+
+    arch = case_arch(pos, (window, None), 2)
+    model = built(arch, "flex")
+    T = 9
+    shared = model.backend.prepare(model.pos, T, torch.device("cpu"))
+    h = torch.arange(arch.n_heads)[:, None, None]
+    q, kv = torch.arange(T)[None, :, None], torch.arange(T)[None, None, :]
+    dense = model.pos.attn_bias(T, torch.device("cpu"))
+    if shared["score_mod"] is None:
+        assert dense is None
+    else:
+        scores = shared["score_mod"](torch.zeros(arch.n_heads, T, T), 0, h, q, kv)
+        causal = _allowed(T, None, torch.device("cpu"))
+        torch.testing.assert_close(scores.masked_fill(~causal, 0), dense.masked_fill(~causal, 0))
+        if list(model.pos.parameters()):
+            scores.sum().backward()
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pos.parameters())
+    block_mask = model.backend.block_mask(T, window, torch.device("cpu"))
+    torch.testing.assert_close(block_mask.mask_mod(0, 0, q[0], kv[0]), _allowed(T, window, torch.device("cpu")))
