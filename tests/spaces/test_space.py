@@ -246,3 +246,14 @@ class FixedChooser:
 
     def real(self, name, low, high, log, step):
         return low
+
+
+def test_global_every_without_a_window_is_refused_at_load():
+    data = {"name": "x", "arch": {"attention_window": [None, 32], "global_every": [2, 4]}}
+    with pytest.raises(SpaceError, match=r"arch.global_every: only read with attention_window.*\[32\]"):
+        space_from_dict(data)
+    data["arch"]["global_every"] = {"choices": [2, 4], "when": {"attention_window": [32]}}
+    assert space_from_dict(data).sample_random(0).arch.n_layers == 2
+    assert (
+        space_from_dict({"arch": {"attention_window": 16, "global_every": 2}}).sample_random(0).arch.global_every == 2
+    )
