@@ -61,6 +61,7 @@ class TrialReport:
     non_embedding_params: int | None = None
     flops_per_token: float | None = None
     kv_cache_bytes_per_token: int | None = None
+    attention_backend: str | None = None  # chosen by the trainer when it builds the model
 
     def to_result(self) -> dict[str, Any]:
         """The dict given to `tune.report`. A failed trial's eval_loss is inf, never None, so
@@ -152,6 +153,7 @@ def run_trial(config: dict[str, Any]) -> None:
             tokens_per_s=summary.get("tokens_per_s"),
             wall_s=summary.get("wall_s"),
             eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
+            attention_backend=summary.get("attention_backend"),
             error=None if completed else f"{summary['status']}: {summary.get('reason')}",
         ).to_result()
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -26,6 +26,8 @@ Block = Literal[tuple(variants.BLOCKS)]
 EmbeddingScale = Literal[tuple(variants.EMBEDDING_SCALES)]
 Parametrization = Literal[tuple(variants.PARAMETRIZATIONS)]
 Init = Literal["normal", "depth_scaled"]
+# An integer field that may be 0 (every other numeric field is positive): `field_kind` reads the marker.
+NonNegativeInt = Annotated[int, "non-negative integer"]
 
 FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
 GATED_ACTIVATIONS: frozenset[str] = frozenset(name for name, a in variants.ACTIVATIONS.items() if a.gated)
@@ -59,6 +61,15 @@ class ArchConfig(BaseModel):
     rope_theta: float = 10000.0
     t5_num_buckets: int = 32  # T5 relative bias: log-spaced distance buckets, shared by all layers
     t5_max_distance: int = 128
+    # sliding-window attention: a query sees itself and the attention_window - 1 tokens before it;
+    # None = full causal attention in every layer
+    attention_window: int | None = None
+    # with a window, layers i (0-based) with (i + 1) % global_every == 0 keep full causal attention
+    # (2: layers 1, 3, 5, ...); 1 = every layer global; None = no global layer. Read only with a window.
+    global_every: int | None = None
+    # Primer (So et al. 2021): a depthwise causal convolution of this kernel size over time, one kernel per
+    # channel, after each of the Q, K and V projections; 0 = none
+    qkv_conv: NonNegativeInt = 0
     block: Block = "sequential"  # parallel = attention and FFN read the same input (GPT-J, PaLM)
     ffn_per_block: int = 1  # FFN sublayers after each attention sublayer (sequential blocks)
     tie_embeddings: bool = True
@@ -126,6 +137,11 @@ class ArchConfig(BaseModel):
                     f"{name}: only read under parametrization in {{{users}}}, got parametrization="
                     f"{self.parametrization}; remove {name} or change parametrization"
                 )
+        if self.global_every is not None and self.attention_window is None:
+            raise ValueError(
+                "global_every: only read with attention_window (it says which layers keep full attention); "
+                "remove global_every or set attention_window"
+            )
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
             raise ValueError(
@@ -143,6 +159,10 @@ class ArchConfig(BaseModel):
     def parametrization_caveat(self) -> str | None:
         """Why this parametrisation's rules are not derived for this architecture (it still trains), or None."""
         return variants.parametrization_caveat(self)
+
+    def windowed(self, layer: int) -> bool:
+        """Whether layer `layer` (0-based) uses the sliding window; the others attend to the whole causal past."""
+        return variants.layer_windowed(self, layer)
 
     @property
     def has_final_norm(self) -> bool:
@@ -165,7 +185,11 @@ class ArchConfig(BaseModel):
         """A short human name: the axes people compare most."""
         kv = "" if self.n_kv_heads == self.n_heads else f"·kv{self.n_kv_heads}"
         p = "" if self.parametrization == "standard" else f"·{self.parametrization}"
-        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}{p}"
+        window = "" if self.attention_window is None else f"·w{self.attention_window}"
+        window += f"/g{self.global_every}" if window and self.global_every is not None else ""
+        conv = f"·conv{self.qkv_conv}" if self.qkv_conv else ""
+        attention = f"h{self.n_heads}{kv}{window}{conv}"
+        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·{attention}{p}"
 
     @classmethod
     def from_file(cls, path: str) -> ArchConfig:
@@ -191,10 +215,9 @@ def value_problem(name: str, value: Any) -> str | None:
     """Why `value` can never be ArchConfig field `name`, whatever the other fields are; None if it can.
 
     The kind of value comes from the field's annotation (`field_kind`): one of a `Literal`'s values
-    (the variant tables' keys), a bool, a positive integer, or a positive number (or None, where the
-    field is optional). Every numeric
-    field is positive today; a field that may be zero needs its own kind here. The message lists
-    what is allowed. Space files check their values with this too.
+    (the variant tables' keys), a bool, a positive integer, a non-negative integer (`NonNegativeInt`),
+    or a positive number (or None, where the field is optional). The message lists what is allowed.
+    Space files check their values with this too.
     """
     kind, allowed = field_kind(name)
     if value is None and type(None) in get_args(ArchConfig.model_fields[name].annotation):
@@ -205,6 +228,8 @@ def value_problem(name: str, value: Any) -> str | None:
         ok = isinstance(value, bool)
     elif kind == "positive integer":
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    elif kind == "non-negative integer":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     elif kind == "positive number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     else:
@@ -214,7 +239,7 @@ def value_problem(name: str, value: Any) -> str | None:
 
 @functools.cache
 def _numeric_fields() -> tuple[str, ...]:
-    numeric = ("positive integer", "positive number")
+    numeric = ("positive integer", "non-negative integer", "positive number")
     return tuple(name for name in ArchConfig.model_fields if field_kind(name)[0] in numeric)
 
 
@@ -222,8 +247,11 @@ def _numeric_fields() -> tuple[str, ...]:
 def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
     """The kind of value ArchConfig field `name` holds, from its annotation, and what to list as allowed:
     ("literal", values), ("bool", ...), ("positive integer", ...) for `int` and `int | None` (None is
-    filled in before validation), ("positive number", ...) for `float`, or ("any", ()) otherwise."""
+    filled in before validation or means "off"), ("non-negative integer", ...) for `NonNegativeInt`,
+    ("positive number", ...) for `float`, or ("any", ()) otherwise."""
     annotation = ArchConfig.model_fields[name].annotation
+    if "non-negative integer" in ArchConfig.model_fields[name].metadata:
+        return "non-negative integer", ("0 or a positive integer",)
     if get_origin(annotation) is Literal:
         return "literal", get_args(annotation)
     args = tuple(a for a in get_args(annotation) if a is not type(None))

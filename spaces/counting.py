@@ -6,10 +6,15 @@ Conventions (tested against torch for every variant the spaces can produce):
   (`variants.Position.table_params`: the learned absolute table, the T5 relative-bias table) and an
   untied output head (Kaplan's convention, extended to untied heads).
 - `flops_per_token`: training FLOPs per token at `seq_len`, = 3 x forward matmul FLOPs
-  (2 per multiply-accumulate; backward = 2 x forward): Q/K/V/output projections, attention scores
-  and weighted values over the full T x T (no causal halving), FFN, LM head. Norms, softmax,
-  embedding lookups and elementwise work are not counted.
-- `kv_cache_bytes_per_token`: 2 (K and V) x n_layers x n_kv_heads x head_dim x 2 bytes (bf16).
+  (2 per multiply-accumulate; backward = 2 x forward): Q/K/V/output projections, Primer's depthwise
+  convolutions (`qkv_conv` multiply-accumulates per channel of Q, K and V), attention scores and
+  weighted values over T keys per query in a global layer (the full T x T, no causal halving) and
+  min(attention_window, T) keys per query in a windowed layer (the band, again no halving), FFN,
+  LM head. Norms, softmax, biases, embedding lookups and elementwise work are not counted.
+- `kv_cache_bytes_per_token`: what one more generated token adds to the KV cache once the context
+  is longer than the window: 2 (K and V) x global layers x n_kv_heads x head_dim x 2 bytes (bf16).
+  Without a window every layer is global; a windowed layer's cache holds at most attention_window
+  tokens, a constant that stops growing with the context.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ def count(arch: ArchConfig) -> Counts:
     attn = d * (q_width + 2 * kv_width) + q_width * d + b * (q_width + 2 * kv_width + d)
     if arch.qk_norm:
         attn += 2 * norm.params(arch.head_dim, arch.bias)
+    # Primer: a depthwise conv of kernel qkv_conv per channel of Q, K and V (+ a bias per channel)
+    conv_channels = (q_width + 2 * kv_width) if arch.qkv_conv else 0
+    attn += conv_channels * (arch.qkv_conv + b)
     # FFN: up (and gate) d -> d_ff, down d_ff -> d
     n_in = 2 if variants.ACTIVATIONS[arch.ffn_activation].gated else 1
     ffn = n_in * d * arch.d_ff + arch.d_ff * d + b * (n_in * arch.d_ff + d)
@@ -73,14 +81,17 @@ def count(arch: ArchConfig) -> Counts:
 
     # forward matmul FLOPs per token (2 per multiply-accumulate)
     proj = 2 * (d * (q_width + 2 * kv_width) + q_width * d)
-    scores_and_values = 2 * 2 * arch.n_heads * arch.head_dim * T  # QK^T and AV, full T x T
+    conv = 2 * conv_channels * arch.qkv_conv
+    # QK^T and AV over each layer's attended keys: T (global) or min(W, T) (windowed)
+    keys = sum(variants.attended_keys(arch, i, T) for i in range(L))
+    scores_and_values = 2 * 2 * arch.n_heads * arch.head_dim * keys
     ffn_flops = 2 * arch.ffn_per_block * (n_in + 1) * d * arch.d_ff
     lm_head = 2 * d * arch.vocab_size
-    forward = L * (proj + scores_and_values + ffn_flops) + lm_head
+    forward = L * (proj + conv + ffn_flops) + scores_and_values + lm_head
 
     return Counts(
         params=int(params),
         non_embedding_params=int(body),
         flops_per_token=float(3 * forward),
-        kv_cache_bytes_per_token=int(2 * L * kv_width * KV_CACHE_BYTES_PER_VALUE),
+        kv_cache_bytes_per_token=int(2 * variants.global_layers(arch) * kv_width * KV_CACHE_BYTES_PER_VALUE),
     )

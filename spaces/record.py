@@ -71,6 +71,7 @@ RESULT_COLUMNS: dict[str, Any] = {
     "wall_s": float,
     "error": str,  # why a trial failed (or was pruned by an interruption)
     "eval_loss_by_length": list[LENGTH_LOSS],  # type: ignore[valid-type]  # at 1x, 2x, 4x seq_len
+    "attention_backend": str,  # sdpa | flex | materialised: how the trainer ran attention (trainers/attention.py)
 }
 
 CURVE_COLUMNS: dict[str, Any] = {

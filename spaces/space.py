@@ -52,7 +52,7 @@ class Axis(_Strict):
     """One axis: a fixed `value`, categorical `choices`, or an int/float range `low`..`high`."""
 
     value: Scalar | None = None
-    choices: list[Scalar] | None = None
+    choices: list[Scalar | None] | None = None  # null: the field's "off" value (e.g. attention_window: full attention)
     low: int | float | None = None
     high: int | float | None = None
     log: bool = False
@@ -367,6 +367,7 @@ def _check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
         _check_when(path, key, axis, seen)
         seen.append(name)
     _check_base_shapes(spec, path)
+    _check_global_every(spec, path)
     if spec.budget is not None:
         for name in spec.budget.free:
             if name in spec.arch:
@@ -417,6 +418,23 @@ def _check_base_shapes(spec: SpaceFile, path: str | Path | None) -> None:
                 f"only read under parametrization in {{{', '.join(readers)}}}, but this space can sample "
                 f"parametrization={ignoring[0]}; fix parametrization, or add when: {{parametrization: {readers}}}",
             )
+
+
+def _check_global_every(spec: SpaceFile, path: str | Path | None) -> None:
+    """global_every is only read with a window: refuse a space that can sample it with attention_window
+    null (a `when` naming attention_window is true only for a window, since null is never a known value)."""
+    axis = spec.arch.get("global_every")
+    if axis is None or "attention_window" in (axis.when or {}):
+        return
+    window = spec.arch.get("attention_window")
+    if window is None or None in _axis_values(window):
+        sizes = [v for v in (_axis_values(window) if window is not None else []) if v is not None] or [64]
+        raise SpaceError(
+            path,
+            "arch.global_every",
+            "only read with attention_window, which this space can leave null (full attention); "
+            f"add when: {{attention_window: {sizes}}} or fix attention_window",
+        )
 
 
 def _axis_values(axis: Axis) -> list[Any]:

@@ -125,6 +125,7 @@ class Position:
     fields: tuple[str, ...] = ()  # ArchConfig fields that only this coding reads
     max_len: Callable[[Any], int | None] = _any_length  # longest sequence it can code; None = any
     check: Callable[[Any], str | None] = _always_valid  # an extra validity rule: the error, naming the field, or None
+    score_bias: bool = False  # adds a bias to the attention scores (rules out the plain fused causal kernel)
 
 
 def _rope_check(arch: Any) -> str | None:
@@ -142,13 +143,41 @@ POSITIONS: dict[str, Position] = {
         absolute=True, table_params=lambda arch: arch.seq_len * arch.d_model, max_len=lambda arch: arch.seq_len
     ),
     "rope": Position(fields=("rope_theta",), check=_rope_check),
-    "alibi": Position(),
+    "alibi": Position(score_bias=True),
     "t5_bias": Position(
         table_params=lambda arch: arch.t5_num_buckets * arch.n_heads,
         fields=("t5_num_buckets", "t5_max_distance"),
         check=_t5_check,
+        score_bias=True,
     ),
 }
+
+# --------------------------------------------------------------------------------------------
+# Attention layout: sliding windows and global layers (`attention_window`, `global_every`).
+# A windowed layer's query at position i attends to keys j with i - W < j <= i (itself and the W - 1
+# tokens before it); a global layer to every j <= i. With a window, layer i (0-based) is global when
+# (i + 1) % global_every == 0, so global_every = 2 makes layers 1, 3, 5, ... global (Gemma 2's
+# alternation) and the last layer is global when n_layers is a multiple of global_every; None = no
+# global layer (every layer windowed, Mistral's layout); 1 = every layer global.
+
+
+def layer_windowed(arch: Any, layer: int) -> bool:
+    """Whether layer `layer` (0-based) attends through the sliding window."""
+    if arch.attention_window is None:
+        return False
+    return arch.global_every is None or (layer + 1) % arch.global_every != 0
+
+
+def global_layers(arch: Any) -> int:
+    """How many layers attend to the whole causal past."""
+    return sum(not layer_windowed(arch, i) for i in range(arch.n_layers))
+
+
+def attended_keys(arch: Any, layer: int, T: int) -> int:
+    """Keys per query that the FLOP count charges layer `layer` at length T: T for a global layer,
+    min(W, T) for a windowed one (no causal halving in either: the first queries see fewer)."""
+    return min(arch.attention_window, T) if layer_windowed(arch, layer) else T
+
 
 # --------------------------------------------------------------------------------------------
 # Embedding scale: what the token embeddings are multiplied by, an explicit choice of its own

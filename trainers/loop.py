@@ -185,6 +185,7 @@ def train(
         "eval_bpb": None,
         "eval_loss_by_length": {},
         "train_loss": None,
+        "attention_backend": None,  # sdpa | flex | materialised, chosen when the model is built
         "tokens": 0,
         "compute": 0.0,
         "steps": 0,
@@ -242,7 +243,8 @@ def _run(
     ckpt_every = eval_every if cfg.checkpoint_every_tokens is None else cfg.checkpoint_every_tokens
 
     torch.manual_seed(cfg.seed)
-    model = build_model(arch, fused_kernels=cfg.kernels).to(device)
+    model = build_model(arch, fused_kernels=cfg.kernels, device=device).to(device)
+    summary["attention_backend"] = model.attention_backend
     optimizer = make_optimizer(model, cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # batch order, independent of init
     forward = torch.compile(model) if cfg.compile else model
@@ -380,6 +382,7 @@ def _run(
             "ffn_zero_frac": stats.zero_frac,
             "ffn_dead_frac": stats.dead_frac,
             "grad_norm_by_layer": block_norms,
+            "attention_backend": model.attention_backend,
             "checkpoint": None,
             "final": final,
         }

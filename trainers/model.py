@@ -8,8 +8,10 @@ the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NO
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
 applied by the trainer, outside.
-Attention goes through `F.scaled_dot_product_attention`; ALiBi and T5 bias enter as additive float
-masks. Fused Triton kernels (`archscale.trainers.kernels`) are chosen when the model is built
+Attention (`archscale.trainers.attention`) runs through one backend chosen when the model is built
+(`build_model(arch, attention_backend=...)`): fused SDPA for codings without a score bias and no
+window, FlexAttention on CUDA for ALiBi, T5 bias and windows, the materialised reference otherwise.
+Fused Triton kernels (`archscale.trainers.kernels`) are chosen when the model is built
 (`build_model(arch, fused_kernels=...)`): RMSNorm and the gated activations that have a kernel get
 a `fused` flag, and then use it for CUDA tensors (plain torch on CPU, always).
 Parametrisations (standard, mup, completep) enter as four forward multipliers read from
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from archscale.spaces import ArchConfig, variants
 from archscale.trainers import kernels, parametrization
+from archscale.trainers.attention import Attention, choose_backend, make_backend
 
 # --------------------------------------------------------------------------------------------
 # Norms: name -> constructor(width, arch, fused). "none" is the identity.
@@ -97,6 +100,9 @@ class Activation(nn.Module):
 #     calls it only for codings the table marks `absolute` (and then it must not return None).
 #   - `rotate(q, k)` takes q (B, T, H, hd) and k (B, T, KV, hd) and returns them position-coded.
 #   - `attn_bias(T, device)` returns an additive (H, T, T) score bias (causal part excluded), or None.
+#   - `distance_bias(T, device)` returns the same bias as an (H, T) table by distance i - j = 0..T-1
+#     when it depends only on that distance (ALiBi, T5), or None. Implementing it is enough: the
+#     base `attn_bias` expands it; FlexAttention then reads the table instead of a T x T tensor.
 # All three see only positions 0..T-1 of one causal sequence; none may look at token values, so a
 # coding can never leak a future token into a past output. Buffers are caches, never parameters
 # unless the coding is learned; its parameters are then exactly the table's `table_params(arch)`.
@@ -114,6 +120,14 @@ class PositionCoding(nn.Module):
         return q, k
 
     def attn_bias(self, T: int, device: torch.device) -> Tensor | None:
+        by_distance = self.distance_bias(T, device)
+        if by_distance is None:
+            return None
+        pos = torch.arange(T, device=device)
+        distance = (pos[:, None] - pos[None, :]).clamp(min=0)  # (T, T), 0 above the diagonal
+        return by_distance[:, distance]  # (H, T, T)
+
+    def distance_bias(self, T: int, device: torch.device) -> Tensor | None:
         return None
 
 
@@ -181,10 +195,9 @@ class ALiBi(PositionCoding):
         super().__init__(arch)
         self.register_buffer("slopes", alibi_slopes(arch.n_heads), persistent=False)
 
-    def attn_bias(self, T: int, device: torch.device) -> Tensor:
-        pos = torch.arange(T, device=device)
-        distance = (pos[:, None] - pos[None, :]).clamp(min=0).float()  # (T, T), 0 above the diagonal
-        return -self.slopes.to(device)[:, None, None] * distance  # (H, T, T)
+    def distance_bias(self, T: int, device: torch.device) -> Tensor:
+        distance = torch.arange(T, device=device, dtype=torch.float32)
+        return -self.slopes.to(device)[:, None] * distance  # (H, T)
 
 
 def alibi_slopes(n_heads: int) -> Tensor:
@@ -212,11 +225,10 @@ class T5Bias(PositionCoding):
         self.max_distance = arch.t5_max_distance
         self.table = nn.Embedding(arch.t5_num_buckets, arch.n_heads)
 
-    def attn_bias(self, T: int, device: torch.device) -> Tensor:
-        pos = torch.arange(T, device=device)
-        distance = (pos[:, None] - pos[None, :]).clamp(min=0)  # (T, T) how far back the key is
+    def distance_bias(self, T: int, device: torch.device) -> Tensor:
+        distance = torch.arange(T, device=device)  # how far back the key is
         buckets = t5_bucket(distance, self.num_buckets, self.max_distance)
-        return self.table(buckets).permute(2, 0, 1)  # (H, T, T)
+        return self.table(buckets).T  # (H, T)
 
 
 def t5_bucket(distance: Tensor, num_buckets: int, max_distance: int) -> Tensor:
@@ -239,34 +251,6 @@ POSITIONS: dict[str, type[PositionCoding]] = {
 
 # --------------------------------------------------------------------------------------------
 # Sublayers
-
-
-class Attention(nn.Module):
-    def __init__(self, arch: ArchConfig, fused: bool = False):
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
-        self.scale = variants.attention_scale(arch)  # 1/sqrt(head_dim); 1/head_dim under mup / completep
-        q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
-        self.q = nn.Linear(arch.d_model, q_width, bias=arch.bias)
-        self.k = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
-        self.v = nn.Linear(arch.d_model, kv_width, bias=arch.bias)
-        self.o = nn.Linear(q_width, arch.d_model, bias=arch.bias)
-        self.q_norm = NORMS[arch.norm](arch.head_dim, arch, fused) if arch.qk_norm else nn.Identity()
-        self.k_norm = NORMS[arch.norm](arch.head_dim, arch, fused) if arch.qk_norm else nn.Identity()
-
-    def forward(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
-        B, T, _ = x.shape
-        q = self.q_norm(self.q(x).view(B, T, self.n_heads, self.head_dim))  # (B, T, H, hd)
-        k = self.k_norm(self.k(x).view(B, T, self.n_kv_heads, self.head_dim))  # (B, T, KV, hd)
-        v = self.v(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = pos.rotate(q, k)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, hd)
-        gqa = self.n_kv_heads != self.n_heads
-        if bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=gqa)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale, enable_gqa=gqa)
-        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
 class FFN(nn.Module):
@@ -299,7 +283,7 @@ class Block(nn.Module):
     r = base_n_layers / n_layers under completep (each residual branch x m_L^-1), else 1.
     """
 
-    def __init__(self, arch: ArchConfig, fused: bool = False):
+    def __init__(self, arch: ArchConfig, layer: int, backend, fused: bool = False):
         super().__init__()
         self.parallel = arch.block == "parallel"
         self.position = arch.norm_position
@@ -308,17 +292,17 @@ class Block(nn.Module):
         def make_norm() -> nn.Module:
             return NORMS[arch.norm](arch.d_model, arch, fused)
 
-        self.attn = Attention(arch, fused)
+        self.attn = Attention(arch, layer, backend, lambda width: NORMS[arch.norm](width, arch, fused))
         self.ffns = nn.ModuleList(FFN(arch, fused) for _ in range(arch.ffn_per_block))
         n_in = 1 if self.parallel else 1 + arch.ffn_per_block
         self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
         n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0
         self.out_norms = nn.ModuleList(make_norm() for _ in range(n_out))
 
-    def forward(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, pos: PositionCoding, shared) -> Tensor:
         if self.parallel:
-            return self._parallel(x, pos, bias)
-        sublayers = [lambda h: self.attn(h, pos, bias)] + list(self.ffns)
+            return self._parallel(x, pos, shared)
+        sublayers = [lambda h: self.attn(h, pos, shared)] + list(self.ffns)
         for i, sublayer in enumerate(sublayers):
             if self.position == "pre":
                 x = x + self.r * sublayer(self.norms[i](x))
@@ -328,14 +312,14 @@ class Block(nn.Module):
                 x = x + self.r * self.out_norms[i](sublayer(self.norms[i](x)))
         return x
 
-    def _parallel(self, x: Tensor, pos: PositionCoding, bias: Tensor | None) -> Tensor:
+    def _parallel(self, x: Tensor, pos: PositionCoding, shared) -> Tensor:
         ffn = self.ffns[0]
         if self.position == "post":
-            return self.norms[0](x + self.r * (self.attn(x, pos, bias) + ffn(x)))
+            return self.norms[0](x + self.r * (self.attn(x, pos, shared) + ffn(x)))
         h = self.norms[0](x)
         if self.position == "pre":
-            return x + self.r * (self.attn(h, pos, bias) + ffn(h))
-        return x + self.r * (self.out_norms[0](self.attn(h, pos, bias)) + self.out_norms[1](ffn(h)))
+            return x + self.r * (self.attn(h, pos, shared) + ffn(h))
+        return x + self.r * (self.out_norms[0](self.attn(h, pos, shared)) + self.out_norms[1](ffn(h)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,16 +327,18 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, arch: ArchConfig, fused_kernels: bool = False):
+    def __init__(self, arch: ArchConfig, fused_kernels: bool = False, attention_backend: str = "materialised"):
         super().__init__()
         self.arch = arch
+        self.attention_backend = attention_backend  # sdpa | flex | materialised (see trainers/attention.py)
+        self.backend = make_backend(attention_backend, arch)
         position = variants.POSITIONS[arch.position]
         self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
         self.emb_scale = variants.embedding_scale(arch)  # 1, or sqrt(d_model) (sqrt(base_d_model) under mup)
         self.output_mult = variants.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
         self.pos = POSITIONS[arch.position](arch)
         self.absolute_position = position.absolute
-        self.blocks = nn.ModuleList(Block(arch, fused_kernels) for _ in range(arch.n_layers))
+        self.blocks = nn.ModuleList(Block(arch, i, self.backend, fused_kernels) for i in range(arch.n_layers))
         self.final_norm = NORMS[arch.norm](arch.d_model, arch, fused_kernels) if arch.has_final_norm else nn.Identity()
         self.head = None if arch.tie_embeddings else nn.Linear(arch.d_model, arch.vocab_size, bias=False)
         parametrization.warn_if_uncovered(arch)
@@ -365,23 +351,29 @@ class Decoder(nn.Module):
         x = self.tok_emb(idx) * self.emb_scale  # (B, T, d_model)
         if self.absolute_position:
             x = x + self.pos.embed(T, idx.device)  # (T, d_model), broadcast over the batch
-        bias = self.pos.attn_bias(T, idx.device)  # (H, T, T) or None
-        if bias is not None:
-            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-            bias = bias.masked_fill(~causal, float("-inf"))
+        shared = self.backend.prepare(self.pos, T, idx.device)  # position bias and masks, shared by every layer
         for block in self.blocks:
-            x = block(x, self.pos, bias)
+            x = block(x, self.pos, shared)
         x = self.final_norm(x) * self.output_mult  # the readout's multiplier, on x as nanoGPT-mup does
         if self.head is None:
             return x @ self.tok_emb.weight.T  # (B, T, vocab)
         return self.head(x)
 
 
-def build_model(arch: ArchConfig, fused_kernels: bool = True) -> Decoder:
+def build_model(
+    arch: ArchConfig,
+    fused_kernels: bool = True,
+    attention_backend: str | None = None,
+    device: torch.device | str | None = None,
+) -> Decoder:
     """The decoder for `arch`, on CPU in float32; the trainer moves and casts it.
 
     `fused_kernels`: RMSNorm and the gated activations with a Triton kernel use it for CUDA tensors
     (plain torch elsewhere). Decided here, per module, once; `ARCHSCALE_KERNELS=0` in the
     environment when the model is built turns them off too (`kernels.allowed`).
+    `attention_backend`: sdpa, flex or materialised; None = `$ARCHSCALE_ATTENTION`, else chosen for
+    `arch` on `device` (the device the model will run on; None = CPU), see `attention.choose_backend`.
+    The choice is `model.attention_backend`.
     """
-    return Decoder(arch, fused_kernels=kernels.allowed(fused_kernels))
+    backend = choose_backend(arch, device, attention_backend)
+    return Decoder(arch, fused_kernels=kernels.allowed(fused_kernels), attention_backend=backend)

@@ -61,7 +61,7 @@ def role_of(name: str) -> str:
         for suffixes, role in _ROLE_BY_SUFFIX:
             if name.endswith(suffixes):
                 return role
-        return "block_vector"  # norms, QK-norms and biases inside the residual blocks
+        return "block_vector"  # norms, QK-norms, biases and Primer's depthwise kernels inside the residual blocks
     raise ValueError(f"parameter {name!r} has no parametrisation role; add it to role_of")
 
 
@@ -82,7 +82,12 @@ def init_weights(model: nn.Module) -> None:
     depth_scaled = arch.init == "depth_scaled" and not variants.PARAMETRIZATIONS[arch.parametrization].depth
     residual_adds = arch.n_layers * (1 + arch.ffn_per_block)
     for name, p in model.named_parameters():
-        if p.dim() >= 2:
+        if name.endswith("_conv.weight"):
+            # Primer's depthwise kernels (channels, 1, k): torch's Conv1d default, U(+-1/sqrt(k)), which Primer
+            # implementations keep; the fan-in k does not grow with width, so no parametrisation rescales it
+            bound = 1 / math.sqrt(p.shape[-1])
+            nn.init.uniform_(p, -bound, bound)
+        elif p.dim() >= 2:
             std = BASE_INIT_STD * variants.PARAMETER_ROLES[role_of(name)].init_std(arch)
             if depth_scaled and name.endswith(("attn.o.weight", "down.weight")):
                 std /= math.sqrt(residual_adds)

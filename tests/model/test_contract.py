@@ -214,3 +214,73 @@ def test_alibi_slopes_match_paper():
 
     assert alibi_slopes(8).tolist() == pytest.approx([2 ** -(i + 1) for i in range(8)])
     assert len(alibi_slopes(6)) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# Attention layouts: sliding windows, global layers, Primer's convolution, with every position
+# coding and MHA / GQA / MQA (n_kv_heads cycles with i). Each (window, global_every, qkv_conv):
+ATTENTION_LAYOUTS = [
+    (None, None, 3),  # Primer alone
+    (4, None, 0),  # every layer windowed
+    (4, 2, 0),  # layer 0 windowed, layer 1 global
+    (5, 2, 2),  # window, a global layer and Primer together
+    (30, None, 0),  # a window longer than the sequence: full attention, charged T keys
+]
+LAYOUT_CASES = [(pos, layout) for pos in POSITIONS for layout in ATTENTION_LAYOUTS]
+
+
+def layout_arch(pos, layout, i, **overrides):
+    window, global_every, conv = layout
+    base = make_arch("swiglu", "rmsnorm", "pre", pos, ("sequential", "parallel")[i % 2], i, "standard")
+    fields = {**base.to_dict(), "attention_window": window, "global_every": global_every, "qkv_conv": conv}
+    return ArchConfig(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("pos,layout", LAYOUT_CASES, ids=[f"{p}-w{w}-g{g}-conv{c}" for p, (w, g, c) in LAYOUT_CASES])
+def test_attention_layout_contract(pos, layout):
+    """Counts equal torch's (windowed layers charged their band), causal, gradients everywhere."""
+    i = LAYOUT_CASES.index((pos, layout))
+    arch = layout_arch(pos, layout, i)
+    check_contract(arch, seed=i)
+    windowed = [variants.layer_windowed(arch, layer) for layer in range(arch.n_layers)]
+    model = build_model(arch)
+    assert [b.attn.window is not None for b in model.blocks] == windowed
+    assert count(arch).kv_cache_bytes_per_token == 2 * windowed.count(False) * arch.n_kv_heads * arch.head_dim * 2
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+@pytest.mark.parametrize("conv", [0, 3])
+def test_a_token_beyond_the_window_never_reaches_an_output(pos, conv):
+    """Every layer windowed: output i reads inputs back to i - n_layers x (W - 1 + conv - 1), no further."""
+    i = POSITIONS.index(pos)
+    arch = layout_arch(pos, (3, None, conv), i, seq_len=20, n_layers=2)
+    reach = arch.n_layers * (arch.attention_window - 1 + max(conv - 1, 0))
+    torch.manual_seed(i)
+    model = build_model(arch)
+    idx = torch.randint(0, arch.vocab_size, (2, arch.seq_len))
+    changed = idx.clone()
+    changed[:, 2] = (changed[:, 2] + 1) % arch.vocab_size
+    with torch.no_grad():
+        before, after = model(idx), model(changed)
+    torch.testing.assert_close(before[:, :2], after[:, :2], rtol=0, atol=1e-5)  # causal
+    torch.testing.assert_close(before[:, 3 + reach :], after[:, 3 + reach :], rtol=0, atol=1e-5)  # out of reach
+    assert not torch.allclose(before[:, 2 : 3 + reach], after[:, 2 : 3 + reach])  # within reach it matters
+    # the same model with full attention lets the token reach every later output
+    full = build_model(ArchConfig(**{**arch.to_dict(), "attention_window": None}))
+    full.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(full(idx)[:, -1], full(changed)[:, -1])
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+def test_windowed_models_run_past_the_training_context(pos):
+    """The length-generalisation evaluation (1x, 2x, 4x seq_len) needs windowed models to run at any
+    length their position coding allows, with the same masks as at seq_len."""
+    arch = ArchConfig(vocab_size=17, seq_len=8, d_model=16, n_heads=2, d_ff=32, position=pos, attention_window=3)
+    model = build_model(arch)
+    idx = torch.randint(0, 17, (1, 32))
+    if model.pos.max_len is not None:
+        with pytest.raises(ValueError, match="seq_len"):
+            model(idx)
+    else:
+        assert model(idx).shape == (1, 32, 17)

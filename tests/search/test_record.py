@@ -46,6 +46,9 @@ ARCH = {
     "rope_theta": 50000.0,
     "t5_num_buckets": 16,
     "t5_max_distance": 64,
+    "attention_window": 8,
+    "global_every": 2,
+    "qkv_conv": 2,
     "block": "sequential",
     "ffn_per_block": 2,
     "tie_embeddings": False,
@@ -128,6 +131,7 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
         if not isinstance(value, dict):
             assert row[name] == value, name
     assert row["n_heads"] == 2 and row["d_model"] and row["d_ff"]
+    assert row["attention_backend"] == "materialised"  # a windowed model on CPU: the trainer's choice, recorded
     for name, value in TRAIN.items():
         recorded = row["target_tokens"] if name == "tokens" else row[name]
         if isinstance(value, dict):

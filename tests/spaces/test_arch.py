@@ -115,11 +115,13 @@ def test_value_kinds_come_from_the_annotations():
     assert kinds["rope_theta"] == "positive number"
     assert kinds["n_kv_heads"] == kinds["head_dim"] == kinds["t5_max_distance"] == "positive integer"
     assert kinds["qk_norm"] == kinds["bias"] == "bool"
+    assert kinds["qkv_conv"] == "non-negative integer"  # 0 = no convolution
     assert kinds["init"] == kinds["position"] == "literal"
     assert "any" not in kinds.values()  # every field's values are checked
     bad = {
         "positive number": [0, -1.5, True, "1e4"],
         "positive integer": [0, 2.5, True, "3"],
+        "non-negative integer": [-1, 2.5, True, "3"],
         "bool": [1, "yes"],
         "literal": ["bogus", 3],
     }
@@ -129,6 +131,7 @@ def test_value_kinds_come_from_the_annotations():
             problem = value_problem(name, v)
             assert problem is not None and "allowed: " in problem, (name, v)
     assert value_problem("rope_theta", 5e5) is None and value_problem("rope_theta", 3) is None
+    assert value_problem("qkv_conv", 0) is None and value_problem("attention_window", None) is None
     assert value_problem("position", "xpos") == f"got 'xpos'; allowed: {', '.join(POSITIONS)}"
 
 

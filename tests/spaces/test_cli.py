@@ -65,3 +65,11 @@ def test_help_imports_neither_torch_nor_ray():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_space_show_samples_sparse_attention_on_budget():
+    r = runner.invoke(app, ["space", "show", "sparse", "--samples", "8", "--seed", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert all(abs(row["flops_per_token"] / 4e6 - 1) <= 0.01 for row in rows)
+    assert any(row["arch"]["attention_window"] is not None for row in rows)

@@ -15,7 +15,7 @@ SHIPPED = shipped_spaces()
 
 
 def test_required_spaces_are_shipped():
-    assert {"tiny", "activations", "positions", "attention", "norms", "full"} <= set(SHIPPED)
+    assert {"tiny", "activations", "positions", "attention", "sparse", "norms", "full"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -207,3 +207,53 @@ def test_base_shapes_only_where_the_parametrization_reads_them():
     )
     archs = {space.sample_random(seed).arch for seed in range(8)}
     assert {(a.parametrization, a.base_d_model) for a in archs} == {("standard", None), ("mup", 32)}
+
+
+def test_sparse_space_samples_windows_and_global_spacing_on_budget():
+    space = load_space(SHIPPED["sparse"])
+    seen = set()
+    for seed in range(60):
+        s = space.sample_random(seed)
+        assert s.counts.flops_per_token == pytest.approx(space.budget.value, rel=space.budget.tolerance)
+        assert s.arch.global_every is None or s.arch.attention_window is not None  # the `when` holds
+        seen.add((s.arch.attention_window, s.arch.global_every))
+    assert (None, None) in seen and {w for w, _ in seen} == {None, 16, 32, 64}
+    assert {g for w, g in seen if w is not None} == {None, 2, 4}
+    # at an equal FLOP budget a windowed model is wider than full attention (its band is cheaper)
+    full = space.sample_with(FixedChooser({"position": "rope", "attention_window": None}))
+    narrow = space.sample_with(FixedChooser({"position": "rope", "attention_window": 16, "global_every": None}))
+    assert narrow.arch.d_model * narrow.arch.d_ff > full.arch.d_model * full.arch.d_ff
+
+
+def test_full_space_samples_the_attention_axes():
+    space = load_space(SHIPPED["full"])
+    archs = [space.sample_random(seed).arch for seed in range(40)]
+    assert {a.qkv_conv for a in archs} == {0, 3}
+    assert {a.attention_window for a in archs} == {None, 128, 256}
+
+
+class FixedChooser:
+    """Picks the given value for named categorical axes, the first choice otherwise."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def categorical(self, name, choices):
+        return self.values.get(name.split("|")[0], choices[0])
+
+    def integer(self, name, low, high, log, step):
+        return low
+
+    def real(self, name, low, high, log, step):
+        return low
+
+
+def test_global_every_without_a_window_is_refused_at_load():
+    data = {"name": "x", "arch": {"attention_window": [None, 32], "global_every": [2, 4]}}
+    with pytest.raises(SpaceError, match=r"arch.global_every: only read with attention_window.*\[32\]"):
+        space_from_dict(data)
+    data["arch"]["global_every"] = {"choices": [2, 4], "when": {"attention_window": [32]}}
+    assert space_from_dict(data).sample_random(0).arch.n_layers == 2
+    assert (
+        space_from_dict({"arch": {"attention_window": 16, "global_every": 2}}).sample_random(0).arch.global_every == 2
+    )

@@ -187,6 +187,18 @@ def test_learned_positions_report_null_for_longer_contexts(tiny_arch):
     assert s["eval_loss_by_length"]["64"] is None and s["eval_loss_by_length"]["128"] is None
 
 
+def test_windowed_models_are_evaluated_at_longer_contexts(tiny_arch):
+    """A window runs at any length its position coding allows: 2x and 4x seq_len are measured, and
+    the backend the trainer chose is reported with every evaluation and in the summary."""
+    arch = ArchConfig(**{**tiny_arch.to_dict(), "position": "rope", "attention_window": 8, "global_every": 2})
+    seen = []
+    s = train(arch, quick(tokens=2048), "pystdlib", report=seen.append)
+    assert s["status"] == "completed" and s["attention_backend"] == "materialised"
+    assert all(m["attention_backend"] == "materialised" for m in seen) and seen
+    assert set(s["eval_loss_by_length"]) == {"32", "64", "128"}
+    assert all(v is not None and math.isfinite(v) for v in s["eval_loss_by_length"].values())
+
+
 def test_never_overwrites_a_finished_run(tmp_path, tiny_arch):
     train(tiny_arch, quick(tokens=2048), "pystdlib", out=tmp_path / "run")
     with pytest.raises(FileExistsError):
