@@ -360,7 +360,7 @@ class LadderProposals:
     def _write_predictions(self, fit: Any = None) -> None:
         from archscale.search.predictions import write_predictions
 
-        write_predictions(Path(self.out), self.ladders, fit, self.ladder)
+        write_predictions(Path(self.out), self.ladders, fit or self.fit, self.ladder)  # the latest fit, always
 
     # ---- resume (`archscale search resume DIR`) -----------------------------------------------
     def restore_ladders(self) -> None:
