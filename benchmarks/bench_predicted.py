@@ -15,7 +15,8 @@ The reference is small-scale search, measured in the same runs.
 
 The sizes are what fits: the issue's example (~20K to ~320K, held out at ~640K) measured at
 1-3e10 FLOP/s per trial here would take about 2 hours per search seed, mostly in the held-out runs.
-The full run takes about half an hour on 2 idle cores; `--quick` (4 tokens per parameter, 4
+The full run took 1,240 s on this 2-core machine shared with three other jobs (2026-11-24; the
+numbers are in docs/guide.md); `--quick` (4 tokens per parameter, 4
 architectures, 2 seeds) takes about 6 minutes and only checks that the machinery runs.
 With `--out DIR`, each finished search seed's result is kept in DIR/result-SEED.json and not run
 again, so an interrupted run continues where it stopped. Numbers go in docs/guide.md.
