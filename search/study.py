@@ -40,6 +40,7 @@ from archscale.search.proposals import GridPoint, GridProposals, TrialPlan
 from archscale.search.storage import StudySpec
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
 from archscale.spaces.record import ARCH_COLUMNS
+from archscale.spaces.solver import BUDGET_KINDS
 from archscale.spaces.space import space_from_dict
 
 
@@ -48,7 +49,7 @@ class _Strict(BaseModel):
 
 
 class Sizes(_Strict):
-    kind: Literal["params", "non_embedding_params", "flops_per_token"] = "params"
+    kind: Literal[BUDGET_KINDS] = "params"  # type: ignore[valid-type]  # the solver's kinds
     values: list[float] = Field(min_length=1)
     tolerance: float = Field(0.02, gt=0, lt=1)
     free: list[Literal["d_model", "d_ff", "n_layers"]] = ["d_model", "d_ff"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -19,6 +19,7 @@ from archscale.spaces import variants
 # The variant axes' allowed values are the keys of the tables in `variants.py` (one definition):
 # `Literal[tuple]` is `Literal[*keys]` at runtime, which is what pydantic validates against.
 FFNActivation = Literal[tuple(variants.ACTIVATIONS)]
+FFNType = Literal[tuple(variants.FFN_TYPES)]
 Norm = Literal[tuple(variants.NORMS)]
 NormPosition = Literal[tuple(variants.NORM_POSITIONS)]
 Position = Literal[tuple(variants.POSITIONS)]
@@ -28,6 +29,7 @@ Parametrization = Literal[tuple(variants.PARAMETRIZATIONS)]
 Init = Literal["normal", "depth_scaled"]
 
 FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
+FFN_TYPES: tuple[str, ...] = get_args(FFNType)
 GATED_ACTIVATIONS: frozenset[str] = frozenset(name for name, a in variants.ACTIVATIONS.items() if a.gated)
 NORMS: tuple[str, ...] = get_args(Norm)
 NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
@@ -36,6 +38,20 @@ BLOCKS: tuple[str, ...] = get_args(Block)
 INITS: tuple[str, ...] = get_args(Init)
 EMBEDDING_SCALES: tuple[str, ...] = get_args(EmbeddingScale)
 PARAMETRIZATIONS: tuple[str, ...] = get_args(Parametrization)
+
+
+class _NonNegative:
+    """Annotation marker: an integer field that may be 0 (`field_kind` reads it)."""
+
+    def __repr__(self) -> str:
+        return "NON_NEGATIVE"
+
+
+NON_NEGATIVE = _NonNegative()
+
+# Fields added after arch_ids were first recorded: left out of `arch_id` while they hold their
+# default, so an architecture that does not use them keeps the id it always had.
+ID_OMITTED_AT_DEFAULT: tuple[str, ...] = ("ffn_type", *variants.MOE_FIELDS)
 
 
 class ArchConfig(BaseModel):
@@ -52,6 +68,16 @@ class ArchConfig(BaseModel):
     head_dim: int | None = None  # None = d_model // n_heads
     ffn_activation: FFNActivation = "gelu"
     d_ff: int = 256  # hidden width; gated activations have two d_model x d_ff input matrices
+    # moe: every FFN sublayer is a mixture of experts (spaces/variants.py `FFN_TYPES`); the fields
+    # below are read only then and must stay unset (None) under dense; omitted ones are filled in
+    ffn_type: FFNType = "dense"
+    n_experts: int | None = None  # routed experts per FFN sublayer; 8 when omitted
+    experts_top_k: int | None = None  # routed experts each token uses (softmax top-k), <= n_experts; 2 when omitted
+    n_shared_experts: Annotated[int | None, NON_NEGATIVE] = None  # experts every token uses (DeepSeekMoE); 0
+    expert_d_ff: int | None = None  # each expert's hidden width; d_ff when omitted
+    # each expert takes at most ceil(factor x tokens x top_k / n_experts) tokens of a batch, by position
+    # (earliest first, so dropping stays causal); the rest skip it. None = dropless (no token dropped)
+    expert_capacity_factor: float | None = None
     norm: Norm = "layernorm"
     norm_position: NormPosition = "pre"  # sandwich = pre-norm plus a norm on the sublayer output
     qk_norm: bool = False  # normalise queries and keys per head (same norm kind as `norm`)
@@ -97,6 +123,15 @@ class ArchConfig(BaseModel):
             data["base_d_model"] = data.get("d_model", 64)
         if depth and data.get("base_n_layers") is None:
             data["base_n_layers"] = data.get("n_layers", 2)
+        ffn_type = (
+            variants.FFN_TYPES.get(data.get("ffn_type", "dense")) if isinstance(data.get("ffn_type", ""), str) else None
+        )
+        if ffn_type is not None:
+            for name, default in ffn_type.defaults.items():
+                if data.get(name) is None:
+                    data[name] = default
+            if "expert_d_ff" in ffn_type.fields and data.get("expert_d_ff") is None:
+                data["expert_d_ff"] = data.get("d_ff", 256)
         return data
 
     @model_validator(mode="after")
@@ -126,6 +161,19 @@ class ArchConfig(BaseModel):
                     f"{name}: only read under parametrization in {{{users}}}, got parametrization="
                     f"{self.parametrization}; remove {name} or change parametrization"
                 )
+        own = variants.FFN_TYPES[self.ffn_type].fields
+        for kind, facts in variants.FFN_TYPES.items():
+            for name in facts.fields:
+                if name not in own and getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: only read under ffn_type={kind}, got ffn_type={self.ffn_type}; "
+                        f"remove {name} or set ffn_type: {kind}"
+                    )
+        if self.ffn_type == "moe" and self.experts_top_k > self.n_experts:
+            raise ValueError(
+                f"experts_top_k: at most n_experts={self.n_experts}; allowed values are "
+                f"{list(range(1, self.n_experts + 1))}, got {self.experts_top_k}"
+            )
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
             raise ValueError(
@@ -158,14 +206,22 @@ class ArchConfig(BaseModel):
     @property
     def arch_id(self) -> str:
         """A short stable hash of every field: equal for seed replicas of one architecture."""
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+        d = self.to_dict()
+        for name in ID_OMITTED_AT_DEFAULT:
+            if d[name] == ArchConfig.model_fields[name].default:
+                del d[name]
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
         """A short human name: the axes people compare most."""
         kv = "" if self.n_kv_heads == self.n_heads else f"·kv{self.n_kv_heads}"
         p = "" if self.parametrization == "standard" else f"·{self.parametrization}"
-        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}{p}"
+        moe = ""
+        if self.ffn_type == "moe":  # ·moe8x2 = top-2 of 8 routed experts; +1s = one shared expert
+            shared = f"+{self.n_shared_experts}s" if self.n_shared_experts else ""
+            moe = f"·moe{self.n_experts}x{self.experts_top_k}{shared}"
+        return f"{self.ffn_activation}{moe}·{self.position}·{self.norm}-{self.norm_position}·h{self.n_heads}{kv}{p}"
 
     @classmethod
     def from_file(cls, path: str) -> ArchConfig:
@@ -191,10 +247,9 @@ def value_problem(name: str, value: Any) -> str | None:
     """Why `value` can never be ArchConfig field `name`, whatever the other fields are; None if it can.
 
     The kind of value comes from the field's annotation (`field_kind`): one of a `Literal`'s values
-    (the variant tables' keys), a bool, a positive integer, or a positive number (or None, where the
-    field is optional). Every numeric
-    field is positive today; a field that may be zero needs its own kind here. The message lists
-    what is allowed. Space files check their values with this too.
+    (the variant tables' keys), a bool, a positive integer, a non-negative integer (an integer field
+    annotated with `NON_NEGATIVE`), or a positive number (or None, where the field is optional).
+    The message lists what is allowed. Space files check their values with this too.
     """
     kind, allowed = field_kind(name)
     if value is None and type(None) in get_args(ArchConfig.model_fields[name].annotation):
@@ -205,6 +260,8 @@ def value_problem(name: str, value: Any) -> str | None:
         ok = isinstance(value, bool)
     elif kind == "positive integer":
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    elif kind == "non-negative integer":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     elif kind == "positive number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     else:
@@ -214,7 +271,7 @@ def value_problem(name: str, value: Any) -> str | None:
 
 @functools.cache
 def _numeric_fields() -> tuple[str, ...]:
-    numeric = ("positive integer", "positive number")
+    numeric = ("positive integer", "non-negative integer", "positive number")
     return tuple(name for name in ArchConfig.model_fields if field_kind(name)[0] in numeric)
 
 
@@ -222,8 +279,10 @@ def _numeric_fields() -> tuple[str, ...]:
 def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
     """The kind of value ArchConfig field `name` holds, from its annotation, and what to list as allowed:
     ("literal", values), ("bool", ...), ("positive integer", ...) for `int` and `int | None` (None is
-    filled in before validation), ("positive number", ...) for `float`, or ("any", ()) otherwise."""
+    filled in before validation), ("non-negative integer", ...) for one annotated with `NON_NEGATIVE`,
+    ("positive number", ...) for `float`, or ("any", ()) otherwise."""
     annotation = ArchConfig.model_fields[name].annotation
+    non_negative = NON_NEGATIVE in ArchConfig.model_fields[name].metadata
     if get_origin(annotation) is Literal:
         return "literal", get_args(annotation)
     args = tuple(a for a in get_args(annotation) if a is not type(None))
@@ -231,6 +290,8 @@ def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
         annotation = args[0]
     if annotation is bool:
         return "bool", ("true", "false")
+    if annotation is int and non_negative:
+        return "non-negative integer", ("a non-negative integer (0 allowed)",)
     if annotation is int:
         return "positive integer", ("a positive integer",)
     if annotation is float:

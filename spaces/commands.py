@@ -65,6 +65,7 @@ def show(
         "layers",
         "d_ff",
         "params",
+        "active",  # per token: = params unless ffn_type=moe
         "non-emb",
         "FLOPs/token",
         "KV B/token",
@@ -79,6 +80,7 @@ def show(
             str(s.arch.n_layers),
             str(s.arch.d_ff),
             f"{c.params:,}",
+            f"{c.active_params:,}",
             f"{c.non_embedding_params:,}",
             f"{c.flops_per_token:.3g}",
             f"{c.kv_cache_bytes_per_token:,}",

@@ -6,6 +6,9 @@ which also keeps it even for RoPE), then sets `d_ff` (a multiple of `d_ff_multip
 hits the budget. Every count is affine in `d_ff`, so `d_ff` is solved in closed form per
 candidate. Among the candidates within tolerance it keeps the one whose `d_ff / d_model` is closest
 (in log space) to the requested FFN ratio: the budget is the hard constraint, the ratio the target.
+Under ffn_type=moe the ratio is that of the FFN width one token uses, (top-k + shared experts) x
+expert_d_ff / d_model, and `d_ff` is the experts' width unless `expert_d_ff` is fixed, so a dense and
+a MoE architecture of one budget and ratio get the same per-token FFN width.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts, count
 from archscale.spaces.errors import BudgetError
 
-BudgetKind = Literal["params", "non_embedding_params", "flops_per_token"]
-BUDGET_KINDS: tuple[str, ...] = ("params", "non_embedding_params", "flops_per_token")
+# active_params: what one token uses (= params unless ffn_type=moe), so dense and MoE FFNs compare
+# at equal per-token size
+BudgetKind = Literal["params", "non_embedding_params", "flops_per_token", "active_params"]
+BUDGET_KINDS: tuple[str, ...] = get_args(BudgetKind)
 MAX_CANDIDATES = 4096
 
 
@@ -79,6 +84,10 @@ def solve(
     n_heads = fields["n_heads"]
     fields["n_kv_heads"] = fields.get("n_kv_heads") or n_heads
     fixed_head_dim = choices.get("head_dim")
+    # FFNs of width d_ff one token runs through: the ratio targets their total width
+    shape = variants.ffn_shape(SimpleNamespace(**fields))
+    active_ffns = shape.active if shape.d_ff == fields["d_ff"] else 1  # a fixed expert_d_ff is not d_ff's
+    ratio /= active_ffns
 
     def shapes():
         """Candidate (d_model, head_dim, n_layers) in increasing size."""
@@ -108,6 +117,11 @@ def solve(
             c1 = _fast_count({**f, "d_ff": m})[budget.kind]
             c2 = _fast_count({**f, "d_ff": 2 * m})[budget.kind]
             slope = (c2 - c1) / m
+            if slope <= 0:  # no count reads d_ff (a MoE with a fixed expert_d_ff): any multiple will do
+                raise BudgetError(
+                    "budget.free: d_ff is free but no count depends on it (ffn_type=moe with a fixed "
+                    "expert_d_ff); leave expert_d_ff unset (it is then d_ff) or remove d_ff from budget.free"
+                )
             d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
             f["d_ff"] = d_ff
             lowest = c1

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from archscale.spaces import ArchConfig, variants
 from archscale.trainers import kernels, parametrization
+from archscale.trainers.moe import MoE
 
 # --------------------------------------------------------------------------------------------
 # Norms: name -> constructor(width, arch, fused). "none" is the identity.
@@ -270,15 +271,17 @@ class Attention(nn.Module):
 
 
 class FFN(nn.Module):
-    """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model."""
+    """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model.
+    `d_ff` overrides the width (a MoE expert's is expert_d_ff)."""
 
-    def __init__(self, arch: ArchConfig, fused: bool = False):
+    def __init__(self, arch: ArchConfig, fused: bool = False, d_ff: int | None = None):
         super().__init__()
+        d_ff = d_ff or arch.d_ff
         self.gated = variants.ACTIVATIONS[arch.ffn_activation].gated
-        self.up = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias)
-        self.gate = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias) if self.gated else None
+        self.up = nn.Linear(arch.d_model, d_ff, bias=arch.bias)
+        self.gate = nn.Linear(arch.d_model, d_ff, bias=arch.bias) if self.gated else None
         self.act = Activation(arch.ffn_activation, fused)
-        self.down = nn.Linear(arch.d_ff, arch.d_model, bias=arch.bias)
+        self.down = nn.Linear(d_ff, arch.d_model, bias=arch.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
@@ -309,7 +312,13 @@ class Block(nn.Module):
             return NORMS[arch.norm](arch.d_model, arch, fused)
 
         self.attn = Attention(arch, fused)
-        self.ffns = nn.ModuleList(FFN(arch, fused) for _ in range(arch.ffn_per_block))
+
+        def make_ffn() -> nn.Module:  # ffn_type: one dense FFN, or a mixture of such FFNs (trainers/moe.py)
+            if arch.ffn_type == "moe":
+                return MoE(arch, lambda width: FFN(arch, fused, width))
+            return FFN(arch, fused)
+
+        self.ffns = nn.ModuleList(make_ffn() for _ in range(arch.ffn_per_block))
         n_in = 1 if self.parallel else 1 + arch.ffn_per_block
         self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
         n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0
