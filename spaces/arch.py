@@ -123,15 +123,15 @@ class ArchConfig(BaseModel):
             data["base_d_model"] = data.get("d_model", 64)
         if depth and data.get("base_n_layers") is None:
             data["base_n_layers"] = data.get("n_layers", 2)
-        ffn_type = (
-            variants.FFN_TYPES.get(data.get("ffn_type", "dense")) if isinstance(data.get("ffn_type", ""), str) else None
-        )
-        if ffn_type is not None:
-            for name, default in ffn_type.defaults.items():
+        # the FFN kind's omitted fields take its defaults (an unknown kind is pydantic's to report)
+        ffn_type = data.get("ffn_type", "dense")
+        facts = variants.FFN_TYPES.get(ffn_type) if isinstance(ffn_type, str) else None
+        if facts is not None:
+            for name, default in facts.defaults.items():
                 if data.get(name) is None:
                     data[name] = default
-            if "expert_d_ff" in ffn_type.fields and data.get("expert_d_ff") is None:
-                data["expert_d_ff"] = data.get("d_ff", 256)
+            if "expert_d_ff" in facts.fields and data.get("expert_d_ff") is None:
+                data["expert_d_ff"] = data.get("d_ff", 256)  # an expert is as wide as the dense FFN would be
         return data
 
     @model_validator(mode="after")
@@ -205,7 +205,8 @@ class ArchConfig(BaseModel):
 
     @property
     def arch_id(self) -> str:
-        """A short stable hash of every field: equal for seed replicas of one architecture."""
+        """A short stable hash of every field: equal for seed replicas of one architecture. Fields in
+        `ID_OMITTED_AT_DEFAULT` are left out while at their default, so ids recorded before they existed hold."""
         d = self.to_dict()
         for name in ID_OMITTED_AT_DEFAULT:
             if d[name] == ArchConfig.model_fields[name].default:
