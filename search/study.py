@@ -122,6 +122,8 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     solved = set((space.get("budget") or {}).get("free") or ["d_model", "d_ff"])
     if "head_dim" not in (space.get("arch") or {}):
         solved.add("head_dim")
+    if "d_ff" in solved and "expert_d_ff" not in (space.get("arch") or {}):
+        solved.add("expert_d_ff")  # a MoE expert's width followed the solved d_ff
     arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
     train_fields = [f for f in (space.get("train") or {}) if f != "tokens"]
     best = (
@@ -142,7 +144,7 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
 
 # Fields that may differ between a search trial and the study's architecture it tunes the lr for:
 # the sizes a budget solves, and the base shapes (which the transfer sets).
-_SIZE_FIELDS = ("d_model", "d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
+_SIZE_FIELDS = ("d_model", "d_ff", "expert_d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
 
 
 def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:

@@ -86,8 +86,10 @@ def solve(
     fixed_head_dim = choices.get("head_dim")
     # FFNs of width d_ff one token runs through: the ratio targets their total width
     shape = variants.ffn_shape(SimpleNamespace(**fields))
-    active_ffns = shape.active if shape.d_ff == fields["d_ff"] else 1  # a fixed expert_d_ff is not d_ff's
-    ratio /= active_ffns
+    # a MoE with a fixed expert_d_ff reads no d_ff: then d_model alone meets the budget (active_ffns = 0)
+    fixed_experts = fields["ffn_type"] == "moe" and fields.get("expert_d_ff") is not None
+    active_ffns = 0 if fixed_experts else shape.active
+    ratio /= max(1, active_ffns)
 
     def shapes():
         """Candidate (d_model, head_dim, n_layers) in increasing size."""
@@ -117,12 +119,10 @@ def solve(
             c1 = _fast_count({**f, "d_ff": m})[budget.kind]
             c2 = _fast_count({**f, "d_ff": 2 * m})[budget.kind]
             slope = (c2 - c1) / m
-            if slope <= 0:  # no count reads d_ff (a MoE with a fixed expert_d_ff): any multiple will do
-                raise BudgetError(
-                    "budget.free: d_ff is free but no count depends on it (ffn_type=moe with a fixed "
-                    "expert_d_ff); leave expert_d_ff unset (it is then d_ff) or remove d_ff from budget.free"
-                )
-            d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
+            if slope > 0:
+                d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
+            else:  # no count reads d_ff (a MoE with a fixed expert_d_ff): d_model alone meets the budget
+                d_ff = f["expert_d_ff"]
             f["d_ff"] = d_ff
             lowest = c1
         elif "d_ff" not in choices:
@@ -138,7 +138,7 @@ def solve(
         deviation = achieved / target - 1
         nearest.append((achieved, f))
         if abs(deviation) <= budget.tolerance:
-            score = abs(math.log(f["d_ff"] / (ratio * d))) if solve_d_ff else abs(deviation)
+            score = abs(math.log(f["d_ff"] / (ratio * d))) if solve_d_ff and active_ffns > 0 else abs(deviation)
             if best is None or score < best[0]:
                 best = (score, f, counts)
         if lowest > target * (1 + budget.tolerance):

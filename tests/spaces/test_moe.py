@@ -99,11 +99,10 @@ def test_budget_kinds_are_listed_in_errors():
     assert space.with_budget("active_params", 1e5).budget.kind == "active_params"
 
 
-def test_fixed_expert_width_with_free_d_ff_is_refused_with_the_way_out():
-    from archscale.spaces.errors import BudgetError
-
-    with pytest.raises(BudgetError, match="expert_d_ff"):
-        solve({"ffn_type": "moe", "expert_d_ff": 64}, Budget("active_params", 2e5))
+def test_a_fixed_expert_width_leaves_the_budget_to_d_model():
+    s = solve({"ffn_type": "moe", "expert_d_ff": 64, "n_heads": 2, "head_dim": 16}, Budget("active_params", 2e5, 0.02))
+    assert s.arch.expert_d_ff == s.arch.d_ff == 64  # d_ff is not read under moe with a fixed expert width
+    assert s.counts.active_params == pytest.approx(2e5, rel=0.02)
 
 
 def test_moe_space_samples_both_kinds_on_budget_and_dropless_is_a_choice():
