@@ -12,6 +12,7 @@ import typer
 
 from archscale.spaces.cli_options import (
     Address,
+    BudgetActiveParams,
     BudgetFlopsPerToken,
     BudgetNonEmbeddingParams,
     BudgetParams,
@@ -142,6 +143,7 @@ def search_run(
     budget_params: BudgetParams = None,
     budget_non_embedding_params: BudgetNonEmbeddingParams = None,
     budget_flops_per_token: BudgetFlopsPerToken = None,
+    budget_active_params: BudgetActiveParams = None,
     tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
     tokens_per_param: Annotated[
         Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")
@@ -297,7 +299,9 @@ def _options_from_run_params(p: dict, validate: bool = True):
     checks them as a local run would (run_search validates on its own, so `search run` skips it)."""
     from archscale.search.options import SearchOptions, prepare
 
-    override = budget_override(p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"])
+    override = budget_override(
+        p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"], p["budget_active_params"]
+    )
     opts = SearchOptions(
         space=p["space_file"],
         out=p["out"],

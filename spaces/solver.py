@@ -7,7 +7,8 @@ hits the budget. Every count is affine in `d_ff`, so `d_ff` is solved in closed 
 candidate. Among the candidates within tolerance it keeps the one whose `d_ff / d_model` is closest
 (in log space) to the requested FFN ratio: the budget is the hard constraint, the ratio the target.
 Under ffn_type=moe the ratio is that of the FFN width one token uses, (top-k + shared experts) x
-expert_d_ff / d_model, and `d_ff` is the experts' width unless `expert_d_ff` is fixed, so a dense and
+expert_d_ff / d_model, and `d_ff` is the experts' width unless `expert_d_ff` is fixed (then no
+count reads d_ff, which is set to expert_d_ff, and d_model alone meets the budget), so a dense and
 a MoE architecture of one budget and ratio get the same per-token FFN width.
 """
 

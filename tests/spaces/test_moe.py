@@ -146,3 +146,13 @@ def test_router_aux_loss_coef_is_a_searchable_recorded_training_setting():
     assert {"router_aux_loss", "expert_load_max_over_mean", "dropped_token_frac"} <= set(CURVE_COLUMNS)
     with pytest.raises(Exception, match="router_aux_loss_coef"):
         TrainConfig(router_aux_loss_coef=-1)
+
+
+def test_budget_active_params_flag_overrides_the_space_budget():
+    r = CliRunner().invoke(
+        app, ["space", "show", "tiny", "--budget-active-params", "90000", "--samples", "2", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert all(row["active_params"] == pytest.approx(90_000, rel=0.01) for row in json.loads(r.stdout))
+    r = CliRunner().invoke(app, ["space", "show", "tiny", "--budget-active-params", "9e4", "--budget-params", "9e4"])
+    assert r.exit_code == 2 and "--budget-active-params" in r.output
