@@ -58,6 +58,8 @@ def resized(arch: ArchConfig, width: int | None = None, depth: int | None = None
             n_kv_heads=max(1, n_heads * arch.n_kv_heads // arch.n_heads),
             d_ff=max(1, round(width * arch.d_ff / arch.d_model)),
         )
+        if arch.expert_d_ff is not None:  # a MoE's experts keep their ratio too
+            fields["expert_d_ff"] = max(1, round(width * arch.expert_d_ff / arch.d_model))
     if depth is not None:
         fields["n_layers"] = depth
     try:
