@@ -3,8 +3,9 @@
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
 Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
-the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS` and
-`POSITIONS` are the torch implementations keyed by the same names (a test asserts the keys agree).
+the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS`,
+`POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in `trainers/moe.py`) are the torch
+implementations keyed by the same names (a test asserts the keys agree).
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
 applied by the trainer, outside.
@@ -289,6 +290,14 @@ class FFN(nn.Module):
         return self.down(self.act(self.up(x)))
 
 
+# FFN kinds: name -> constructor(arch, fused); their facts are in `variants.FFN_TYPES`. A MoE's
+# experts are this module's FFN, so every activation works in both.
+FFN_TYPES: dict[str, Callable[[ArchConfig, bool], nn.Module]] = {
+    "dense": lambda arch, fused: FFN(arch, fused),
+    "moe": lambda arch, fused: MoE(arch, lambda width: FFN(arch, fused, width)),  # trainers/moe.py
+}
+
+
 class Block(nn.Module):
     """One attention sublayer and `ffn_per_block` FFN sublayers, with the configured norm placement.
 
@@ -313,12 +322,7 @@ class Block(nn.Module):
 
         self.attn = Attention(arch, fused)
 
-        def make_ffn() -> nn.Module:  # ffn_type: one dense FFN, or a mixture of such FFNs (trainers/moe.py)
-            if arch.ffn_type == "moe":
-                return MoE(arch, lambda width: FFN(arch, fused, width))
-            return FFN(arch, fused)
-
-        self.ffns = nn.ModuleList(make_ffn() for _ in range(arch.ffn_per_block))
+        self.ffns = nn.ModuleList(FFN_TYPES[arch.ffn_type](arch, fused) for _ in range(arch.ffn_per_block))
         n_in = 1 if self.parallel else 1 + arch.ffn_per_block
         self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
         n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0

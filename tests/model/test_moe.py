@@ -52,6 +52,7 @@ def test_moe_under_every_parametrization(parametrization):
 
 @pytest.mark.parametrize("shape", MOE_SHAPES)
 def test_active_params_are_the_parameters_one_token_touches(shape):
+    """What one token's backward pass reaches: everything but the routed experts it was not sent to."""
     arch = moe_arch("swiglu", shape, 5)
     model = build_model(arch)
     idx = torch.randint(0, arch.vocab_size, (1, 1))  # one token: it reaches top_k routed experts per sublayer
@@ -60,6 +61,13 @@ def test_active_params_are_the_parameters_one_token_touches(shape):
     counts = count(arch)
     assert counts.active_params == touched
     assert counts.params == sum(p.numel() for p in model.parameters()) > counts.active_params
+
+
+def test_ffn_registry_is_keyed_like_the_table():
+    from archscale.spaces import variants
+    from archscale.trainers.model import FFN_TYPES
+
+    assert list(FFN_TYPES) == list(variants.FFN_TYPES)
 
 
 def test_dense_counts_are_unchanged_and_active_equals_params():
