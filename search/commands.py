@@ -155,7 +155,7 @@ def search_run(
         typer.Option(
             "--objectives",
             help="Comma list: eval_loss[,params,non_embedding_params,flops_per_token,"
-            "kv_cache_bytes_per_token,tokens_per_s].",
+            "kv_cache_bytes_per_token,active_params,tokens_per_s].",
         ),
     ] = "eval_loss",
     scheduler: Annotated[

@@ -12,11 +12,11 @@ Router: a bias-free d_model -> n_experts linear layer whose logits are multiplie
 width multiplier (1 under the standard parametrisation; see the `router` role in
 `archscale.spaces.variants`). Gates are the softmax probabilities of the chosen experts, not
 renormalised over the top k (as Switch and DeepSeekMoE do; GShard and Mixtral renormalise, but with
-k = 1 a renormalised gate is always 1 and the router would get no gradient from the loss). The Switch / GShard load-balancing loss,
-n_experts x sum_e f_e P_e (f_e: share of the token-expert assignments routed to expert e, P_e: mean
-router probability of e; 1 when perfectly balanced), is kept on the module after each forward
-(`aux_loss`); the training loop adds `router_aux_loss_coef` x its mean over MoE sublayers
-(`aux_loss(model)`) to the loss.
+k = 1 a renormalised gate is always 1 and the router would get no gradient from the loss).
+The Switch / GShard load-balancing loss, n_experts x sum_e f_e P_e (f_e: share of the
+token-expert assignments routed to expert e, P_e: mean router probability of e; 1 when balanced),
+is kept on the module after each forward (`aux_loss`); the training loop adds
+`router_aux_loss_coef` x its mean over MoE sublayers (`aux_loss(model)`) to the loss.
 
 Capacity (`expert_capacity_factor`, None = dropless): an expert takes at most
 ceil(factor x N x k / n_experts) of a forward's N x k assignments. Assignments are admitted by
