@@ -166,7 +166,8 @@ def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float
     want = {name: fixed.get(name, defaults[name]) for name in ArchConfig.model_fields if name not in _SIZE_FIELDS}
     if want.get("n_kv_heads") is None:
         want["n_kv_heads"] = want["n_heads"]
-    same = trials.filter(*[pl.col(k) == v for k, v in want.items() if k in trials.columns])
+    # eq_missing: a field left unset (None, e.g. the MoE fields of a dense FFN) matches a null cell
+    same = trials.filter(*[pl.col(k).eq_missing(v) for k, v in want.items() if k in trials.columns])
     if same.is_empty():
         labels = sorted(set(trials["label"].to_list())) if "label" in trials.columns else []
         raise UserError(
