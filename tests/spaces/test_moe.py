@@ -156,3 +156,28 @@ def test_budget_active_params_flag_overrides_the_space_budget():
     assert all(row["active_params"] == pytest.approx(90_000, rel=0.01) for row in json.loads(r.stdout))
     r = CliRunner().invoke(app, ["space", "show", "tiny", "--budget-active-params", "9e4", "--budget-params", "9e4"])
     assert r.exit_code == 2 and "--budget-active-params" in r.output
+
+
+def test_report_effects_take_the_moe_fields_as_axes():
+    """ffn_type is an axis with dense as its baseline; n_experts compares MoE trials only (dense rows are null)."""
+    import polars as pl
+
+    from archscale.analysis import axis_effects
+
+    kinds = ["dense"] * 4 + ["moe"] * 4
+    trials = pl.DataFrame(
+        {
+            "run": ["r"] * 8,
+            "status": ["completed"] * 8,
+            "arch_id": ["d1", "d2", "d3", "d4", "m1", "m2", "m3", "m4"],
+            "ffn_type": kinds,
+            "n_experts": [None] * 4 + [4, 4, 8, 8],
+            "eval_loss": [3.0, 3.1, 3.05, 2.95, 2.8, 2.85, 2.7, 2.75],
+        }
+    )
+    eff = axis_effects(trials)
+    ffn = eff.filter(pl.col("axis") == "ffn_type")
+    assert set(ffn["baseline"]) == {"dense"}
+    assert ffn.filter(pl.col("value") == "moe")["effect"][0] == pytest.approx(2.775 - 3.025)
+    experts = eff.filter(pl.col("axis") == "n_experts")
+    assert set(experts["value"]) == {"4", "8"} and experts["n"].sum() == 4  # the dense rows take no part
