@@ -31,6 +31,7 @@ DEFAULT_BASELINES: dict[str, str] = {
     "ffn_per_block": "1",
     "tie_embeddings": "true",
     "bias": "true",
+    "ffn_type": "dense",
 }
 
 

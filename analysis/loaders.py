@@ -55,6 +55,10 @@ ARCH_AXES: tuple[str, ...] = (
     "head_dim",
     "n_layers",
     "d_model",
+    "ffn_type",  # dense vs moe; the MoE axes below are null for dense rows, so they compare MoE settings only
+    "n_experts",
+    "experts_top_k",
+    "n_shared_experts",
 )
 
 

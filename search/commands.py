@@ -12,6 +12,7 @@ import typer
 
 from archscale.spaces.cli_options import (
     Address,
+    BudgetActiveParams,
     BudgetFlopsPerToken,
     BudgetNonEmbeddingParams,
     BudgetParams,
@@ -147,6 +148,7 @@ def search_run(
     budget_params: BudgetParams = None,
     budget_non_embedding_params: BudgetNonEmbeddingParams = None,
     budget_flops_per_token: BudgetFlopsPerToken = None,
+    budget_active_params: BudgetActiveParams = None,
     tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
     tokens_per_param: Annotated[
         Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")
@@ -158,7 +160,7 @@ def search_run(
         typer.Option(
             "--objectives",
             help="Comma list: eval_loss[,params,non_embedding_params,flops_per_token,"
-            "kv_cache_bytes_per_token,tokens_per_s].",
+            "kv_cache_bytes_per_token,active_params,tokens_per_s].",
         ),
     ] = "eval_loss",
     scheduler: Annotated[
@@ -302,7 +304,9 @@ def _options_from_run_params(p: dict, validate: bool = True):
     checks them as a local run would (run_search validates on its own, so `search run` skips it)."""
     from archscale.search.options import SearchOptions, prepare
 
-    override = budget_override(p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"])
+    override = budget_override(
+        p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"], p["budget_active_params"]
+    )
     opts = SearchOptions(
         space=p["space_file"],
         out=p["out"],

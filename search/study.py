@@ -40,6 +40,7 @@ from archscale.search.proposals import GridPoint, GridProposals, TrialPlan
 from archscale.search.storage import StudySpec
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
 from archscale.spaces.record import ARCH_COLUMNS
+from archscale.spaces.solver import BUDGET_KINDS
 from archscale.spaces.space import space_from_dict
 
 
@@ -48,7 +49,7 @@ class _Strict(BaseModel):
 
 
 class Sizes(_Strict):
-    kind: Literal["params", "non_embedding_params", "flops_per_token"] = "params"
+    kind: Literal[BUDGET_KINDS] = "params"  # type: ignore[valid-type]  # the solver's kinds
     values: list[float] = Field(min_length=1)
     tolerance: float = Field(0.02, gt=0, lt=1)
     free: list[Literal["d_model", "d_ff", "n_layers"]] = ["d_model", "d_ff"]
@@ -121,6 +122,8 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     solved = set((space.get("budget") or {}).get("free") or ["d_model", "d_ff"])
     if "head_dim" not in (space.get("arch") or {}):
         solved.add("head_dim")
+    if "d_ff" in solved and "expert_d_ff" not in (space.get("arch") or {}):
+        solved.add("expert_d_ff")  # a MoE expert's width followed the solved d_ff
     arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
     train_fields = [f for f in (space.get("train") or {}) if f != "tokens"]
     best = (
@@ -141,7 +144,7 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
 
 # Fields that may differ between a search trial and the study's architecture it tunes the lr for:
 # the sizes a budget solves, and the base shapes (which the transfer sets).
-_SIZE_FIELDS = ("d_model", "d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
+_SIZE_FIELDS = ("d_model", "d_ff", "expert_d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
 
 
 def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -163,7 +166,8 @@ def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float
     want = {name: fixed.get(name, defaults[name]) for name in ArchConfig.model_fields if name not in _SIZE_FIELDS}
     if want.get("n_kv_heads") is None:
         want["n_kv_heads"] = want["n_heads"]
-    same = trials.filter(*[pl.col(k) == v for k, v in want.items() if k in trials.columns])
+    # eq_missing: a field left unset (None, e.g. the MoE fields of a dense FFN) matches a null cell
+    same = trials.filter(*[pl.col(k).eq_missing(v) for k, v in want.items() if k in trials.columns])
     if same.is_empty():
         labels = sorted(set(trials["label"].to_list())) if "label" in trials.columns else []
         raise UserError(

@@ -55,6 +55,10 @@ class TrialReport:
     ffn_zero_frac: float | None = None
     ffn_dead_frac: float | None = None
     grad_norm_by_layer: list[float] = field(default_factory=list)
+    router_aux_loss: float | None = None  # router health (ffn_type=moe only): see record.CURVE_COLUMNS
+    expert_load_max_over_mean: float | None = None
+    expert_token_share: list[float] | None = None
+    dropped_token_frac: float | None = None
     eval_loss_by_length: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     params: int | None = None
@@ -62,6 +66,7 @@ class TrialReport:
     flops_per_token: float | None = None
     kv_cache_bytes_per_token: int | None = None
     attention_backend: str | None = None  # chosen by the trainer when it builds the model
+    active_params: int | None = None
 
     def to_result(self) -> dict[str, Any]:
         """The dict given to `tune.report`. A failed trial's eval_loss is inf, never None, so

@@ -19,6 +19,7 @@ from archscale.spaces import variants
 # The variant axes' allowed values are the keys of the tables in `variants.py` (one definition):
 # `Literal[tuple]` is `Literal[*keys]` at runtime, which is what pydantic validates against.
 FFNActivation = Literal[tuple(variants.ACTIVATIONS)]
+FFNType = Literal[tuple(variants.FFN_TYPES)]
 Norm = Literal[tuple(variants.NORMS)]
 NormPosition = Literal[tuple(variants.NORM_POSITIONS)]
 Position = Literal[tuple(variants.POSITIONS)]
@@ -26,10 +27,9 @@ Block = Literal[tuple(variants.BLOCKS)]
 EmbeddingScale = Literal[tuple(variants.EMBEDDING_SCALES)]
 Parametrization = Literal[tuple(variants.PARAMETRIZATIONS)]
 Init = Literal["normal", "depth_scaled"]
-# An integer field that may be 0 (every other numeric field is positive): `field_kind` reads the marker.
-NonNegativeInt = Annotated[int, "non-negative integer"]
 
 FFN_ACTIVATIONS: tuple[str, ...] = get_args(FFNActivation)
+FFN_TYPES: tuple[str, ...] = get_args(FFNType)
 GATED_ACTIVATIONS: frozenset[str] = frozenset(name for name, a in variants.ACTIVATIONS.items() if a.gated)
 NORMS: tuple[str, ...] = get_args(Norm)
 NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
@@ -38,6 +38,26 @@ BLOCKS: tuple[str, ...] = get_args(Block)
 INITS: tuple[str, ...] = get_args(Init)
 EMBEDDING_SCALES: tuple[str, ...] = get_args(EmbeddingScale)
 PARAMETRIZATIONS: tuple[str, ...] = get_args(Parametrization)
+
+
+class _NonNegative:
+    """Annotation marker: an integer field that may be 0 (`field_kind` reads it)."""
+
+    def __repr__(self) -> str:
+        return "NON_NEGATIVE"
+
+
+NON_NEGATIVE = _NonNegative()
+
+# Fields added after arch_ids were first recorded: left out of `arch_id` while they hold their
+# default, so an architecture that does not use them keeps the id it always had.
+ID_OMITTED_AT_DEFAULT: tuple[str, ...] = (
+    "ffn_type",
+    *variants.MOE_FIELDS,
+    "attention_window",
+    "global_every",
+    "qkv_conv",
+)
 
 
 class ArchConfig(BaseModel):
@@ -54,6 +74,16 @@ class ArchConfig(BaseModel):
     head_dim: int | None = None  # None = d_model // n_heads
     ffn_activation: FFNActivation = "gelu"
     d_ff: int = 256  # hidden width; gated activations have two d_model x d_ff input matrices
+    # moe: every FFN sublayer is a mixture of experts (spaces/variants.py `FFN_TYPES`); the fields
+    # below are read only then and must stay unset (None) under dense; omitted ones are filled in
+    ffn_type: FFNType = "dense"
+    n_experts: int | None = None  # routed experts per FFN sublayer; 8 when omitted
+    experts_top_k: int | None = None  # routed experts each token uses (softmax top-k), <= n_experts; 2 when omitted
+    n_shared_experts: Annotated[int | None, NON_NEGATIVE] = None  # experts every token uses (DeepSeekMoE); 0
+    expert_d_ff: int | None = None  # each expert's hidden width; d_ff when omitted
+    # each expert takes at most ceil(factor x tokens x top_k / n_experts) tokens of a batch, by position
+    # (earliest first, so dropping stays causal); the rest skip it. None = dropless (no token dropped)
+    expert_capacity_factor: float | None = None
     norm: Norm = "layernorm"
     norm_position: NormPosition = "pre"  # sandwich = pre-norm plus a norm on the sublayer output
     qk_norm: bool = False  # normalise queries and keys per head (same norm kind as `norm`)
@@ -69,7 +99,7 @@ class ArchConfig(BaseModel):
     global_every: int | None = None
     # Primer (So et al. 2021): a depthwise causal convolution of this kernel size over time, one kernel per
     # channel, after each of the Q, K and V projections; 0 = none
-    qkv_conv: NonNegativeInt = 0
+    qkv_conv: Annotated[int, NON_NEGATIVE] = 0
     block: Block = "sequential"  # parallel = attention and FFN read the same input (GPT-J, PaLM)
     ffn_per_block: int = 1  # FFN sublayers after each attention sublayer (sequential blocks)
     tie_embeddings: bool = True
@@ -108,6 +138,15 @@ class ArchConfig(BaseModel):
             data["base_d_model"] = data.get("d_model", 64)
         if depth and data.get("base_n_layers") is None:
             data["base_n_layers"] = data.get("n_layers", 2)
+        # the FFN kind's omitted fields take its defaults (an unknown kind is pydantic's to report)
+        ffn_type = data.get("ffn_type", "dense")
+        facts = variants.FFN_TYPES.get(ffn_type) if isinstance(ffn_type, str) else None
+        if facts is not None:
+            for name, default in facts.defaults.items():
+                if data.get(name) is None:
+                    data[name] = default
+            if "expert_d_ff" in facts.fields and data.get("expert_d_ff") is None:
+                data["expert_d_ff"] = data.get("d_ff", 256)  # an expert is as wide as the dense FFN would be
         return data
 
     @model_validator(mode="after")
@@ -141,6 +180,19 @@ class ArchConfig(BaseModel):
             raise ValueError(
                 "global_every: only read with attention_window (it says which layers keep full attention); "
                 "remove global_every or set attention_window"
+            )
+        own = variants.FFN_TYPES[self.ffn_type].fields
+        for kind, facts in variants.FFN_TYPES.items():
+            for name in facts.fields:
+                if name not in own and getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: only read under ffn_type={kind}, got ffn_type={self.ffn_type}; "
+                        f"remove {name} or set ffn_type: {kind}"
+                    )
+        if self.ffn_type == "moe" and self.experts_top_k > self.n_experts:
+            raise ValueError(
+                f"experts_top_k: at most n_experts={self.n_experts}; allowed values are "
+                f"{list(range(1, self.n_experts + 1))}, got {self.experts_top_k}"
             )
         most = variants.BLOCKS[self.block].max_ffn_per_block
         if most is not None and self.ffn_per_block > most:
@@ -177,8 +229,13 @@ class ArchConfig(BaseModel):
 
     @property
     def arch_id(self) -> str:
-        """A short stable hash of every field: equal for seed replicas of one architecture."""
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+        """A short stable hash of every field: equal for seed replicas of one architecture. Fields in
+        `ID_OMITTED_AT_DEFAULT` are left out while at their default, so ids recorded before they existed hold."""
+        d = self.to_dict()
+        for name in ID_OMITTED_AT_DEFAULT:
+            if d[name] == ArchConfig.model_fields[name].default:
+                del d[name]
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
@@ -189,7 +246,11 @@ class ArchConfig(BaseModel):
         window += f"/g{self.global_every}" if window and self.global_every is not None else ""
         conv = f"·conv{self.qkv_conv}" if self.qkv_conv else ""
         attention = f"h{self.n_heads}{kv}{window}{conv}"
-        return f"{self.ffn_activation}·{self.position}·{self.norm}-{self.norm_position}·{attention}{p}"
+        moe = ""
+        if self.ffn_type == "moe":  # ·moe8x2 = top-2 of 8 routed experts; +1s = one shared expert
+            shared = f"+{self.n_shared_experts}s" if self.n_shared_experts else ""
+            moe = f"·moe{self.n_experts}x{self.experts_top_k}{shared}"
+        return f"{self.ffn_activation}{moe}·{self.position}·{self.norm}-{self.norm_position}·{attention}{p}"
 
     @classmethod
     def from_file(cls, path: str) -> ArchConfig:
@@ -215,9 +276,9 @@ def value_problem(name: str, value: Any) -> str | None:
     """Why `value` can never be ArchConfig field `name`, whatever the other fields are; None if it can.
 
     The kind of value comes from the field's annotation (`field_kind`): one of a `Literal`'s values
-    (the variant tables' keys), a bool, a positive integer, a non-negative integer (`NonNegativeInt`),
-    or a positive number (or None, where the field is optional). The message lists what is allowed.
-    Space files check their values with this too.
+    (the variant tables' keys), a bool, a positive integer, a non-negative integer (an integer field
+    annotated with `NON_NEGATIVE`), or a positive number (or None, where the field is optional).
+    The message lists what is allowed. Space files check their values with this too.
     """
     kind, allowed = field_kind(name)
     if value is None and type(None) in get_args(ArchConfig.model_fields[name].annotation):
@@ -247,11 +308,10 @@ def _numeric_fields() -> tuple[str, ...]:
 def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
     """The kind of value ArchConfig field `name` holds, from its annotation, and what to list as allowed:
     ("literal", values), ("bool", ...), ("positive integer", ...) for `int` and `int | None` (None is
-    filled in before validation or means "off"), ("non-negative integer", ...) for `NonNegativeInt`,
+    filled in before validation), ("non-negative integer", ...) for one annotated with `NON_NEGATIVE`,
     ("positive number", ...) for `float`, or ("any", ()) otherwise."""
     annotation = ArchConfig.model_fields[name].annotation
-    if "non-negative integer" in ArchConfig.model_fields[name].metadata:
-        return "non-negative integer", ("0 or a positive integer",)
+    non_negative = NON_NEGATIVE in ArchConfig.model_fields[name].metadata
     if get_origin(annotation) is Literal:
         return "literal", get_args(annotation)
     args = tuple(a for a in get_args(annotation) if a is not type(None))
@@ -259,6 +319,8 @@ def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
         annotation = args[0]
     if annotation is bool:
         return "bool", ("true", "false")
+    if annotation is int and non_negative:
+        return "non-negative integer", ("a non-negative integer (0 allowed)",)
     if annotation is int:
         return "positive integer", ("a positive integer",)
     if annotation is float:

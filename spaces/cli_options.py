@@ -61,16 +61,33 @@ BudgetFlopsPerToken = Annotated[
     Optional[float], typer.Option("--budget-flops-per-token", help="Training FLOPs-per-token budget.")
 ]
 
+BudgetActiveParams = Annotated[
+    Optional[float],
+    typer.Option(
+        "--budget-active-params", help="Budget of the parameters one token uses (differs under ffn_type=moe)."
+    ),
+]
 
-def budget_override(params: float | None, non_embedding: float | None, flops: float | None) -> tuple[str, float] | None:
+
+def budget_override(
+    params: float | None, non_embedding: float | None, flops: float | None, active: float | None = None
+) -> tuple[str, float] | None:
     """The one budget the --budget-* flags name, as (kind, value), or None."""
     given = [
         (k, v)
-        for k, v in (("params", params), ("non_embedding_params", non_embedding), ("flops_per_token", flops))
+        for k, v in (
+            ("params", params),
+            ("non_embedding_params", non_embedding),
+            ("flops_per_token", flops),
+            ("active_params", active),
+        )
         if v is not None
     ]
     if len(given) > 1:
-        raise UserError("give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token")
+        raise UserError(
+            "give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token, "
+            "--budget-active-params"
+        )
     return given[0] if given else None
 
 

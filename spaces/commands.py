@@ -7,6 +7,7 @@ import json
 import typer
 
 from archscale.spaces.cli_options import (
+    BudgetActiveParams,
     BudgetFlopsPerToken,
     BudgetNonEmbeddingParams,
     BudgetParams,
@@ -20,11 +21,11 @@ space_app = command_group("Inspect and sample search-space files.")
 arch_app = command_group("Count one architecture.")
 
 
-def load_space_with_budget(space_file: str, params=None, non_embedding=None, flops=None):
+def load_space_with_budget(space_file: str, params=None, non_embedding=None, flops=None, active=None):
     from archscale.spaces.space import load_space, resolve_space_path
 
     space = load_space(resolve_space_path(space_file))
-    override = budget_override(params, non_embedding, flops)
+    override = budget_override(params, non_embedding, flops, active)
     if override:
         space = space.with_budget(*override)
     return space
@@ -41,6 +42,7 @@ def show(
     budget_params: BudgetParams = None,
     budget_non_embedding_params: BudgetNonEmbeddingParams = None,
     budget_flops_per_token: BudgetFlopsPerToken = None,
+    budget_active_params: BudgetActiveParams = None,
     samples: int = typer.Option(5, "--samples", min=1, help="How many architectures to sample."),
     seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
     as_json: JsonFlag = False,
@@ -48,7 +50,9 @@ def show(
     """Sample architectures from a space, solve each to the budget, and count it."""
     import random
 
-    space = load_space_with_budget(space_file, budget_params, budget_non_embedding_params, budget_flops_per_token)
+    space = load_space_with_budget(
+        space_file, budget_params, budget_non_embedding_params, budget_flops_per_token, budget_active_params
+    )
     rng = random.Random(seed)
     drawn = [space.sample_random(rng) for _ in range(samples)]
     if as_json:
@@ -65,6 +69,7 @@ def show(
         "layers",
         "d_ff",
         "params",
+        "active",  # per token: = params unless ffn_type=moe
         "non-emb",
         "FLOPs/token",
         "KV B/token",
@@ -79,6 +84,7 @@ def show(
             str(s.arch.n_layers),
             str(s.arch.d_ff),
             f"{c.params:,}",
+            f"{c.active_params:,}",
             f"{c.non_embedding_params:,}",
             f"{c.flops_per_token:.3g}",
             f"{c.kv_cache_bytes_per_token:,}",

@@ -1,7 +1,11 @@
 """Exact, analytic parameter / FLOP / KV-cache counts for an `ArchConfig` (no torch needed).
 
 Conventions (tested against torch for every variant the spaces can produce):
-- `params`: every trainable parameter (Chinchilla's convention).
+- `params`: every trainable parameter (Chinchilla's convention); under ffn_type=moe every expert
+  and the router.
+- `active_params`: the parameters one token uses: `params` with, in each MoE sublayer, only its
+  top-k routed experts (plus the shared experts and the router) instead of all n_experts. Equal to
+  `params` for a dense FFN.
 - `non_embedding_params`: `params` minus the token embedding, any learned position table
   (`variants.Position.table_params`: the learned absolute table, the T5 relative-bias table) and an
   untied output head (Kaplan's convention, extended to untied heads).
@@ -10,7 +14,10 @@ Conventions (tested against torch for every variant the spaces can produce):
   convolutions (`qkv_conv` multiply-accumulates per channel of Q, K and V), attention scores and
   weighted values over T keys per query in a global layer (the full T x T, no causal halving) and
   min(attention_window, T) keys per query in a windowed layer (the band, again no halving), FFN,
-  LM head. Norms, softmax, biases, embedding lookups and elementwise work are not counted.
+  LM head. Norms, softmax, biases, embedding lookups and elementwise work are not counted. A MoE
+  sublayer counts its router (d_model x n_experts) and the experts a token runs through (top-k
+  routed + shared), never the others; tokens a capacity factor drops are still counted (the count
+  is what the model is sized for, not what one batch happened to route).
 - `kv_cache_bytes_per_token`: what one more generated token adds to the KV cache once the context
   is longer than the window: 2 (K and V) x global layers x n_kv_heads x head_dim x 2 bytes (bf16).
   Without a window every layer is global; a windowed layer's cache holds at most attention_window
@@ -33,6 +40,7 @@ class Counts:
     non_embedding_params: int
     flops_per_token: float
     kv_cache_bytes_per_token: int
+    active_params: int  # what one token uses: = params unless ffn_type=moe
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -67,9 +75,14 @@ def count(arch: ArchConfig) -> Counts:
     # Primer: a depthwise conv of kernel qkv_conv per channel of Q, K and V (+ a bias per channel)
     conv_channels = (q_width + 2 * kv_width) if arch.qkv_conv else 0
     attn += conv_channels * (arch.qkv_conv + b)
-    # FFN: up (and gate) d -> d_ff, down d_ff -> d
+    # FFN: up (and gate) d -> d_ff, down d_ff -> d; under moe, `shape.experts` such FFNs of width
+    # expert_d_ff (routed + shared) and a bias-free router d -> n_experts, of which a token uses `shape.active`
     n_in = 2 if variants.ACTIVATIONS[arch.ffn_activation].gated else 1
-    ffn = n_in * d * arch.d_ff + arch.d_ff * d + b * (n_in * arch.d_ff + d)
+    shape = variants.ffn_shape(arch)
+    one_ffn = n_in * d * shape.d_ff + shape.d_ff * d + b * (n_in * shape.d_ff + d)
+    router = d * shape.router_out
+    ffn = shape.experts * one_ffn + router
+    inactive = arch.ffn_per_block * (shape.experts - shape.active) * one_ffn  # per block: experts a token skips
     block = attn + arch.ffn_per_block * ffn + norms_per_block(arch) * norm_params
     final_norm = norm_params if variants.NORM_POSITIONS[arch.norm_position].final_norm else 0
     body = L * block + final_norm
@@ -85,7 +98,7 @@ def count(arch: ArchConfig) -> Counts:
     # QK^T and AV over each layer's attended keys: T (global) or min(W, T) (windowed)
     keys = sum(variants.attended_keys(arch, i, T) for i in range(L))
     scores_and_values = 2 * 2 * arch.n_heads * arch.head_dim * keys
-    ffn_flops = 2 * arch.ffn_per_block * (n_in + 1) * d * arch.d_ff
+    ffn_flops = 2 * arch.ffn_per_block * (shape.active * (n_in + 1) * d * shape.d_ff + router)
     lm_head = 2 * d * arch.vocab_size
     forward = L * (proj + conv + ffn_flops) + scores_and_values + lm_head
 
@@ -94,4 +107,5 @@ def count(arch: ArchConfig) -> Counts:
         non_embedding_params=int(body),
         flops_per_token=float(3 * forward),
         kv_cache_bytes_per_token=int(2 * variants.global_layers(arch) * kv_width * KV_CACHE_BYTES_PER_VALUE),
+        active_params=int(params - L * inactive),
     )

@@ -88,6 +88,12 @@ CURVE_COLUMNS: dict[str, Any] = {
     "ffn_zero_frac": float,
     "ffn_dead_frac": float,
     "grad_norm_by_layer": list[float],
+    # router health of ffn_type=moe, over the training steps since the previous evaluation, mean over
+    # MoE sublayers (`archscale.trainers.moe.router_health`); null for dense FFNs
+    "router_aux_loss": float,  # load-balancing loss: 1 = balanced, n_experts = collapsed onto one expert
+    "expert_load_max_over_mean": float,  # busiest expert's token share / mean share (1 = balanced)
+    "expert_token_share": list[float],  # each expert's share of the token-expert assignments
+    "dropped_token_frac": float,  # assignments dropped by expert_capacity_factor (0 when dropless)
 }
 
 

@@ -6,6 +6,10 @@ which also keeps it even for RoPE), then sets `d_ff` (a multiple of `d_ff_multip
 hits the budget. Every count is affine in `d_ff`, so `d_ff` is solved in closed form per
 candidate. Among the candidates within tolerance it keeps the one whose `d_ff / d_model` is closest
 (in log space) to the requested FFN ratio: the budget is the hard constraint, the ratio the target.
+Under ffn_type=moe the ratio is that of the FFN width one token uses, (top-k + shared experts) x
+expert_d_ff / d_model, and `d_ff` is the experts' width unless `expert_d_ff` is fixed (then no
+count reads d_ff, which is set to expert_d_ff, and d_model alone meets the budget), so a dense and
+a MoE architecture of one budget and ratio get the same per-token FFN width.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts, count
 from archscale.spaces.errors import BudgetError
 
-BudgetKind = Literal["params", "non_embedding_params", "flops_per_token"]
-BUDGET_KINDS: tuple[str, ...] = ("params", "non_embedding_params", "flops_per_token")
+# active_params: what one token uses (= params unless ffn_type=moe), so dense and MoE FFNs compare
+# at equal per-token size
+BudgetKind = Literal["params", "non_embedding_params", "flops_per_token", "active_params"]
+BUDGET_KINDS: tuple[str, ...] = get_args(BudgetKind)
 MAX_CANDIDATES = 4096
 
 
@@ -79,6 +85,12 @@ def solve(
     n_heads = fields["n_heads"]
     fields["n_kv_heads"] = fields.get("n_kv_heads") or n_heads
     fixed_head_dim = choices.get("head_dim")
+    # FFNs of width d_ff one token runs through: the ratio targets their total width
+    shape = variants.ffn_shape(SimpleNamespace(**fields))
+    # a MoE with a fixed expert_d_ff reads no d_ff: then d_model alone meets the budget (active_ffns = 0)
+    fixed_experts = fields["ffn_type"] == "moe" and fields.get("expert_d_ff") is not None
+    active_ffns = 0 if fixed_experts else shape.active
+    ratio /= max(1, active_ffns)
 
     def shapes():
         """Candidate (d_model, head_dim, n_layers) in increasing size."""
@@ -108,7 +120,10 @@ def solve(
             c1 = _fast_count({**f, "d_ff": m})[budget.kind]
             c2 = _fast_count({**f, "d_ff": 2 * m})[budget.kind]
             slope = (c2 - c1) / m
-            d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
+            if slope > 0:
+                d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
+            else:  # no count reads d_ff (a MoE with a fixed expert_d_ff): d_model alone meets the budget
+                d_ff = f["expert_d_ff"]
             f["d_ff"] = d_ff
             lowest = c1
         elif "d_ff" not in choices:
@@ -124,7 +139,7 @@ def solve(
         deviation = achieved / target - 1
         nearest.append((achieved, f))
         if abs(deviation) <= budget.tolerance:
-            score = abs(math.log(f["d_ff"] / (ratio * d))) if solve_d_ff else abs(deviation)
+            score = abs(math.log(f["d_ff"] / (ratio * d))) if solve_d_ff and active_ffns > 0 else abs(deviation)
             if best is None or score < best[0]:
                 best = (score, f, counts)
         if lowest > target * (1 + budget.tolerance):

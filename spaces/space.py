@@ -52,7 +52,9 @@ class Axis(_Strict):
     """One axis: a fixed `value`, categorical `choices`, or an int/float range `low`..`high`."""
 
     value: Scalar | None = None
-    choices: list[Scalar | None] | None = None  # null: the field's "off" value (e.g. attention_window: full attention)
+    choices: list[Scalar | None] | None = (
+        None  # null: the field's None (attention_window: full attention; expert_capacity_factor: dropless)
+    )
     low: int | float | None = None
     high: int | float | None = None
     log: bool = False
@@ -89,7 +91,7 @@ def _is_int(x: Any) -> bool:
 
 
 class BudgetSpec(_Strict):
-    kind: Literal["params", "non_embedding_params", "flops_per_token"] = "params"
+    kind: Literal[BUDGET_KINDS] = "params"  # type: ignore[valid-type]  # the solver's kinds
     value: float = Field(gt=0)
     tolerance: float = Field(0.01, gt=0, lt=1)
     free: list[Literal["d_model", "d_ff", "n_layers"]] = ["d_model", "d_ff"]

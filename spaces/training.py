@@ -52,6 +52,9 @@ class TrainConfig:
     beta1: float = _f(0.9)
     beta2: float = _f(0.95)  # 0.95 rather than 0.999: steadier at the high lrs small models like
     decay_embeddings: bool = _f(False)  # weight decay on the embedding table (and an untied head) too
+    # ffn_type=moe: loss += coef x the Switch/GShard load-balancing loss (mean over MoE sublayers);
+    # 0.01 is Switch Transformer's (Fedus et al. 2022) and Mixtral's. Ignored by dense models.
+    router_aux_loss_coef: float = _f(0.01, searchable=True)
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> UserError:
@@ -74,6 +77,8 @@ class TrainConfig:
             raise bad("lr", "must be > 0")
         if self.weight_decay < 0:
             raise bad("weight_decay", "must be >= 0")
+        if not self.router_aux_loss_coef >= 0:
+            raise bad("router_aux_loss_coef", "must be >= 0")
         if not 0 <= self.min_lr_ratio <= 1:
             raise bad("min_lr_ratio", "must be in [0, 1]")
         if not 0 <= self.wsd_decay_frac <= 1:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # --------------------------------------------------------------------------------------------
@@ -46,6 +46,54 @@ ACTIVATIONS: dict[str, Activation] = {
     "geglu": Activation(gated=True),
     "swiglu": Activation(gated=True),
 }
+
+# --------------------------------------------------------------------------------------------
+# FFN kinds: one dense FFN, or a mixture of experts (Shazeer et al. 2017; GShard, Lepikhin et al.
+# 2021; Switch, Fedus et al. 2022; shared always-on experts as in DeepSeekMoE, Dai et al. 2024).
+# A MoE sublayer holds a router (d_model -> n_experts, no bias), `n_experts` routed experts of which
+# each token uses its `experts_top_k` highest-scoring ones, and `n_shared_experts` experts every
+# token uses; each expert is an FFN of width `expert_d_ff` with the block's activation.
+
+
+@dataclass(frozen=True)
+class FFNType:
+    # ArchConfig fields only this kind reads: under any other kind they must stay unset (None)
+    fields: tuple[str, ...] = ()
+    # what an omitted field of this kind is filled with (expert_d_ff: d_ff, filled by ArchConfig)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+MOE_FIELDS = ("n_experts", "experts_top_k", "n_shared_experts", "expert_d_ff", "expert_capacity_factor")
+
+FFN_TYPES: dict[str, FFNType] = {
+    "dense": FFNType(),
+    "moe": FFNType(fields=MOE_FIELDS, defaults={"n_experts": 8, "experts_top_k": 2, "n_shared_experts": 0}),
+}
+
+
+@dataclass(frozen=True)
+class FFNShape:
+    """What one FFN sublayer holds and what one token uses (a dense FFN is one shared expert, no router)."""
+
+    experts: int  # FFNs of width `d_ff` held: routed + shared (1 for dense)
+    active: int  # FFNs one token runs through: top_k + shared (1 for dense)
+    d_ff: int  # each one's hidden width
+    router_out: int  # the router's outputs: n_experts (0 for dense, which has no router)
+
+
+def ffn_shape(arch: Any) -> FFNShape:
+    """The FFN sublayer's shape, reading only fields (an omitted MoE field takes the table's default)."""
+    if arch.ffn_type == "dense":
+        return FFNShape(experts=1, active=1, d_ff=arch.d_ff, router_out=0)
+    moe = {k: getattr(arch, k, None) for k in MOE_FIELDS}
+    moe = {k: FFN_TYPES["moe"].defaults.get(k) if v is None else v for k, v in moe.items()}
+    return FFNShape(
+        experts=moe["n_experts"] + moe["n_shared_experts"],
+        active=moe["experts_top_k"] + moe["n_shared_experts"],
+        d_ff=moe["expert_d_ff"] or arch.d_ff,
+        router_out=moe["n_experts"],
+    )
+
 
 # --------------------------------------------------------------------------------------------
 # Norms
@@ -208,7 +256,8 @@ EMBEDDING_SCALES: dict[str, EmbeddingScale] = {
 # Width multipliers, one per dimension that is a fan-in somewhere (`width_multipliers`):
 #   d_model: fan-in of q, k, v, FFN up and gate; the readout's 1/m and the residual blocks' epsilon
 #   attn:    n_heads x head_dim, fan-in of the attention output projection
-#   d_ff:    fan-in of the FFN down projection, measured against base_d_model x FFN_REFERENCE_RATIO
+#   d_ff:    fan-in of the FFN down projection (of each expert's, expert_d_ff, under ffn_type=moe),
+#            measured against base_d_model x FFN_REFERENCE_RATIO
 #            (x 2/3 for gated FFNs, the parameter-matched ratio), so changing the FFN ratio or the
 #            gated correction at a fixed d_model moves d_ff's multiplier on its own
 # n_kv_heads x head_dim is the output width of k and v, never a fan-in (GQA repeats k and v to
@@ -240,7 +289,7 @@ def width_multipliers(arch: Any) -> dict[str, float]:
     return {
         "d_model": arch.d_model / base,
         "attn": arch.n_heads * arch.head_dim / base,
-        "d_ff": arch.d_ff / (base * ratio),
+        "d_ff": ffn_shape(arch).d_ff / (base * ratio),  # an expert's width under ffn_type=moe
     }
 
 
@@ -338,11 +387,18 @@ PARAMETER_ROLES: dict[str, Role] = {
     "block_vector": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_block_eps, decays=False),
     "final_norm": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),
     "readout": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),  # an untied head
+    # the MoE router, d_model -> n_experts: its fan-out stays finite as width grows, so μP treats it
+    # like the readout (Yang et al. 2022, Table 3, output weights): constant init and lr, and the
+    # model multiplies its logits by `output_multiplier` (1/m_d_model), as it does the readout's, so
+    # router logits and their updates stay O(1) with width. Unlike the readout it is a matrix inside
+    # a residual block, so it decays like the hidden matrices do (x 1 here) and takes the blocks' eps.
+    "router": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_block_eps, decays=True),
 }
 
 # The tables by the ArchConfig field whose values they key.
 BY_FIELD: dict[str, dict[str, Any]] = {
     "ffn_activation": ACTIVATIONS,
+    "ffn_type": FFN_TYPES,
     "norm": NORMS,
     "norm_position": NORM_POSITIONS,
     "position": POSITIONS,

@@ -31,6 +31,7 @@ from archscale.spaces.errors import UserError
 from archscale.spaces.training import TrainConfig
 
 ROLES = ("embedding", "attention", "ffn", "residual", "logits")  # embedding output .. LM head output
+ROUTER_ROLE = "router"  # ffn_type=moe only: the router's logits (after its multiplier), mean over MoE sublayers
 
 
 def with_parametrization(arch: ArchConfig, parametrization: str) -> ArchConfig:
@@ -58,6 +59,8 @@ def resized(arch: ArchConfig, width: int | None = None, depth: int | None = None
             n_kv_heads=max(1, n_heads * arch.n_kv_heads // arch.n_heads),
             d_ff=max(1, round(width * arch.d_ff / arch.d_model)),
         )
+        if arch.expert_d_ff is not None:  # a MoE's experts keep their ratio too
+            fields["expert_d_ff"] = max(1, round(width * arch.expert_d_ff / arch.d_model))
     if depth is not None:
         fields["n_layers"] = depth
     try:
@@ -81,6 +84,13 @@ def _measure(model, idx: torch.Tensor) -> dict[str, float]:
         hooks.append(block.attn.register_forward_hook(lambda m, args, out: seen["attention"].append(_rms(out))))
         for ffn in block.ffns:
             hooks.append(ffn.register_forward_hook(lambda m, args, out: seen["ffn"].append(_rms(out))))
+            if hasattr(ffn, "router"):  # a MoE: its logits are the router's output times its multiplier
+                seen.setdefault(ROUTER_ROLE, [])
+                hooks.append(
+                    ffn.router.register_forward_hook(
+                        lambda m, args, out, ffn=ffn: seen[ROUTER_ROLE].append(_rms(out * ffn.router_mult))
+                    )
+                )
     try:
         with torch.no_grad():
             seen["logits"].append(_rms(model(idx)))
@@ -151,7 +161,7 @@ def slopes(rows: list[dict[str, Any]], over: str, step: int) -> dict[str, float]
     """Least-squares slope of log(rms) against log(`over`) ("width" or "depth") at `step`, per role.
     With several values of the other dimension, each is fitted and the slopes averaged."""
     out = {}
-    for role in ROLES:
+    for role in (*ROLES, ROUTER_ROLE):
         fits = []
         others = sorted({r["depth" if over == "width" else "width"] for r in rows})
         for other in others:
@@ -187,7 +197,7 @@ def save_plot(rows: list[dict[str, Any]], out: str | Path, over: str) -> Path:
             color=alt.Color("step:O"),
         )
         .properties(width=160, height=140)
-        .facet(column=alt.Column("role:N", sort=list(ROLES)))
+        .facet(column=alt.Column("role:N", sort=[*ROLES, ROUTER_ROLE]))
         .resolve_scale(y="independent")
     )
     spec = chart.to_dict()

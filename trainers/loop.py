@@ -32,6 +32,7 @@ from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import IGNORE, DataSource, open_data
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
 from archscale.trainers.model import build_model
+from archscale.trainers.moe import aux_loss, router_health
 from archscale.trainers.parametrization import param_groups
 
 DIVERGENCE_FACTOR = 3.0  # after warmup, a training loss above 3x the first step's loss = diverged
@@ -327,7 +328,9 @@ def _run(
             with autocast():
                 logits = forward(x)  # (B, T, V)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
-            (loss / accum).backward()
+            balance = aux_loss(model)  # MoE load-balancing loss (None for dense FFNs); not in the reported loss
+            objective = loss if balance is None else loss + cfg.router_aux_loss_coef * balance
+            (objective / accum).backward()
             step_loss += loss.detach() / accum
         tokens += step_tokens
         step += 1
@@ -362,6 +365,7 @@ def _run(
             continue
 
         final = tokens >= cfg.tokens
+        router = router_health(model)  # over the training steps since the last evaluation
         stats = ActivationStats(model)
         eval_loss = evaluate(model, val, device, autocast, stats)  # eager: hooks, any length
         if tokens >= next_eval:
@@ -383,6 +387,7 @@ def _run(
             "ffn_dead_frac": stats.dead_frac,
             "grad_norm_by_layer": block_norms,
             "attention_backend": model.attention_backend,
+            **router,
             "checkpoint": None,
             "final": final,
         }

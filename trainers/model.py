@@ -3,8 +3,9 @@
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
 Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
-the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS` and
-`POSITIONS` are the torch implementations keyed by the same names (a test asserts the keys agree).
+the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS`,
+`POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in `trainers/moe.py`) are the torch
+implementations keyed by the same names (a test asserts the keys agree).
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
 applied by the trainer, outside.
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from archscale.spaces import ArchConfig, variants
 from archscale.trainers import kernels, parametrization
 from archscale.trainers.attention import Attention, choose_backend, make_backend
+from archscale.trainers.moe import MoE
 
 # --------------------------------------------------------------------------------------------
 # Norms: name -> constructor(width, arch, fused). "none" is the identity.
@@ -254,20 +256,30 @@ POSITIONS: dict[str, type[PositionCoding]] = {
 
 
 class FFN(nn.Module):
-    """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model."""
+    """Expand, activate, contract: d_model -> d_ff (twice for gated variants) -> d_model.
+    `d_ff` overrides the width (a MoE expert's is expert_d_ff)."""
 
-    def __init__(self, arch: ArchConfig, fused: bool = False):
+    def __init__(self, arch: ArchConfig, fused: bool = False, d_ff: int | None = None):
         super().__init__()
+        d_ff = d_ff or arch.d_ff
         self.gated = variants.ACTIVATIONS[arch.ffn_activation].gated
-        self.up = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias)
-        self.gate = nn.Linear(arch.d_model, arch.d_ff, bias=arch.bias) if self.gated else None
+        self.up = nn.Linear(arch.d_model, d_ff, bias=arch.bias)
+        self.gate = nn.Linear(arch.d_model, d_ff, bias=arch.bias) if self.gated else None
         self.act = Activation(arch.ffn_activation, fused)
-        self.down = nn.Linear(arch.d_ff, arch.d_model, bias=arch.bias)
+        self.down = nn.Linear(d_ff, arch.d_model, bias=arch.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
             return self.down(self.act(self.gate(x), self.up(x)))
         return self.down(self.act(self.up(x)))
+
+
+# FFN kinds: name -> constructor(arch, fused); their facts are in `variants.FFN_TYPES`. A MoE's
+# experts are this module's FFN, so every activation works in both.
+FFN_TYPES: dict[str, Callable[[ArchConfig, bool], nn.Module]] = {
+    "dense": lambda arch, fused: FFN(arch, fused),
+    "moe": lambda arch, fused: MoE(arch, lambda width: FFN(arch, fused, width)),  # trainers/moe.py
+}
 
 
 class Block(nn.Module):
@@ -293,7 +305,7 @@ class Block(nn.Module):
             return NORMS[arch.norm](arch.d_model, arch, fused)
 
         self.attn = Attention(arch, layer, backend, lambda width: NORMS[arch.norm](width, arch, fused))
-        self.ffns = nn.ModuleList(FFN(arch, fused) for _ in range(arch.ffn_per_block))
+        self.ffns = nn.ModuleList(FFN_TYPES[arch.ffn_type](arch, fused) for _ in range(arch.ffn_per_block))
         n_in = 1 if self.parallel else 1 + arch.ffn_per_block
         self.norms = nn.ModuleList(make_norm() for _ in range(n_in))
         n_out = 1 + arch.ffn_per_block if self.position == "sandwich" else 0

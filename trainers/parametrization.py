@@ -27,8 +27,9 @@ BASE_ADAM_EPS = 1e-8  # epsilon_base: torch's AdamW default, which archscale alw
 _ROLE_BY_SUFFIX = (  # parameter-name endings inside a block, most specific first
     (("attn.q.weight", "attn.k.weight", "attn.v.weight"), "hidden_d_model"),
     (("attn.o.weight",), "hidden_attn"),
-    ((".up.weight", ".gate.weight"), "hidden_d_model"),
+    ((".up.weight", ".gate.weight"), "hidden_d_model"),  # dense FFNs and every MoE expert alike
     ((".down.weight",), "hidden_d_ff"),
+    ((".router.weight",), "router"),  # MoE router, d_model -> n_experts: the readout's rules (see variants)
 )
 
 

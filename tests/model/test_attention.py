@@ -138,7 +138,7 @@ def test_primer_conv_counting_and_validation():
     assert count(conv).params - count(plain).params == plain.n_layers * channels * (3 + 1)  # taps + bias
     assert count(conv).flops_per_token - count(plain).flops_per_token == 3 * plain.n_layers * 2 * channels * 3
     assert value_problem("qkv_conv", 0) is None
-    assert "0 or a positive integer" in value_problem("qkv_conv", -1)
+    assert "a non-negative integer (0 allowed)" in value_problem("qkv_conv", -1)
     with pytest.raises(ValueError, match="qkv_conv: got -1"):
         ArchConfig(qkv_conv=-1)
     with pytest.raises(ValueError, match="global_every: only read with attention_window"):

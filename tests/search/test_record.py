@@ -59,6 +59,11 @@ ARCH = {
     "base_d_model": 32,
     "base_n_layers": 2,
     "zero_init": True,
+    "ffn_type": "moe",
+    "n_experts": 3,
+    "experts_top_k": 2,
+    "n_shared_experts": 1,
+    "expert_capacity_factor": 1.5,
 }
 TRAIN = {
     "lr": {"low": 1.0e-3, "high": 2.0e-3, "log": True},
@@ -70,12 +75,14 @@ TRAIN = {
     "tokens_per_step": 256,
     "grad_clip": 0.5,
     "min_lr_ratio": 0.2,
+    "router_aux_loss_coef": 0.02,
 }
 SOLVED = {"d_model", "d_ff"}  # the budget's free dimensions: solved again at every study size
+FOLLOWS_SOLVED = {"expert_d_ff"}  # omitted, so it is d_ff: solved too
 
 
 def test_the_space_above_names_every_field():
-    assert set(ARCH) | SOLVED == set(ArchConfig.model_fields)
+    assert set(ARCH) | SOLVED | FOLLOWS_SOLVED == set(ArchConfig.model_fields)
     assert set(TRAIN) == set(SEARCHABLE_TRAIN_FIELDS)
 
 
@@ -109,7 +116,7 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
                 "name": "every-field",
                 "arch": ARCH,
                 "train": TRAIN,
-                "budget": {"kind": "params", "value": 40000, "tolerance": 0.05},
+                "budget": {"kind": "params", "value": 45000, "tolerance": 0.05},
             }
         )
     )
@@ -145,7 +152,7 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
     study = {
         "name": "from-search",
         "from_search": {"dir": str(search), "top_k": 1},
-        "sizes": {"kind": "params", "values": [40000], "tolerance": 0.05},
+        "sizes": {"kind": "params", "values": [45000], "tolerance": 0.05},
         "tokens": [2048],
         "train": {"eval_every_tokens": 2048, "eval_tokens": 1024},
     }
@@ -162,4 +169,4 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
         assert srow[name] == row[name], name
     for name in set(TRAIN) - {"tokens"}:
         assert srow[name] == row[name], name
-    assert (srow["planned_kind"], srow["planned_size"], srow["target_tokens"]) == ("params", 40000.0, 2048)
+    assert (srow["planned_kind"], srow["planned_size"], srow["target_tokens"]) == ("params", 45000.0, 2048)

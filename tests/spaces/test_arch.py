@@ -121,7 +121,7 @@ def test_value_kinds_come_from_the_annotations():
     bad = {
         "positive number": [0, -1.5, True, "1e4"],
         "positive integer": [0, 2.5, True, "3"],
-        "non-negative integer": [-1, 2.5, True, "3"],
+        "non-negative integer": [-1, 2.5, True, "0"],
         "bool": [1, "yes"],
         "literal": ["bogus", 3],
     }
@@ -132,6 +132,7 @@ def test_value_kinds_come_from_the_annotations():
             assert problem is not None and "allowed: " in problem, (name, v)
     assert value_problem("rope_theta", 5e5) is None and value_problem("rope_theta", 3) is None
     assert value_problem("qkv_conv", 0) is None and value_problem("attention_window", None) is None
+    assert kinds["n_shared_experts"] == "non-negative integer" and value_problem("n_shared_experts", 0) is None
     assert value_problem("position", "xpos") == f"got 'xpos'; allowed: {', '.join(POSITIONS)}"
 
 

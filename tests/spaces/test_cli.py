@@ -17,7 +17,14 @@ def test_space_show_json():
     rows = json.loads(r.stdout)
     assert len(rows) == 4
     for row in rows:
-        assert set(row) == {"arch", "params", "non_embedding_params", "flops_per_token", "kv_cache_bytes_per_token"}
+        assert set(row) == {
+            "arch",
+            "params",
+            "non_embedding_params",
+            "flops_per_token",
+            "kv_cache_bytes_per_token",
+            "active_params",
+        }
         assert abs(row["params"] / 200000 - 1) <= 0.01
 
 

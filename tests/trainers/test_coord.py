@@ -36,6 +36,18 @@ def test_mup_is_flat_across_width_and_standard_is_not():
     assert standard["residual"] > 1.0, standard
 
 
+def test_mup_moe_router_and_experts_are_flat_across_width():
+    """The router's rule (the readout's: constant init and lr, logits x 1/m_d_model) keeps its logits
+    O(1) with width; without the multiplier (standard) they grow."""
+    moe = ArchConfig(**{**BASE.to_dict(), "ffn_type": "moe", "n_experts": 4, "experts_top_k": 2, "d_ff": 128})
+    mup = slopes(coord_check(with_parametrization(moe, "mup"), widths=[64, 128, 256], **SETTINGS), "width", 5)
+    assert set(mup) == {*ROLES, "router"}
+    for role, slope in mup.items():
+        assert abs(slope) <= 0.15, (role, mup)
+    standard = slopes(coord_check(moe, widths=[64, 128, 256], **SETTINGS), "width", 5)
+    assert standard["router"] > 0.3, standard
+
+
 def test_completep_is_flat_across_depth_and_standard_is_not():
     depths = [2, 4, 8, 16]
     completep = slopes(coord_check(with_parametrization(BASE, "completep"), depths=depths, **SETTINGS), "depth", 5)

@@ -102,6 +102,7 @@ def test_hf_export_has_archscale_params_and_logits(tmp_path, name):
         (dict(attention_window=8), "attention_window: 8"),  # Llama has no sliding window
         (dict(attention_window=8, global_every=2), "attention_window: 8"),
         (dict(qkv_conv=3), "qkv_conv: 3"),  # nor Primer's convolution
+        (dict(ffn_type="moe", n_experts=4), "ffn_type: moe"),  # a mixture of experts: one line, the field named
         (dict(n_heads=3, head_dim=16), "head_dim: 16"),  # d_model=32 is not a multiple of 3 heads
         (dict(ffn_activation="relu", position="alibi"), "ffn_activation: relu"),  # the first field, in ArchConfig order
     ],

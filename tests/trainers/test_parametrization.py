@@ -26,7 +26,11 @@ def wide(parametrization: str, **extra) -> ArchConfig:
 def test_every_parameter_has_a_role():
     arch = ArchConfig(**{**BASE, "position": "t5_bias", "bias": True, "qk_norm": True, "tie_embeddings": False})
     got = roles(build_model(arch))
-    assert set(got.values()) == set(variants.PARAMETER_ROLES)
+    moe = roles(build_model(ArchConfig(**{**BASE, "ffn_type": "moe", "n_experts": 2, "n_shared_experts": 1})))
+    assert set(got.values()) | set(moe.values()) == set(variants.PARAMETER_ROLES)
+    assert moe["blocks.0.ffns.0.router.weight"] == "router"
+    assert moe["blocks.0.ffns.0.experts.1.up.weight"] == moe["blocks.0.ffns.0.shared.0.up.weight"] == "hidden_d_model"
+    assert moe["blocks.0.ffns.0.experts.0.down.weight"] == "hidden_d_ff"
     assert got["blocks.0.attn.o.weight"] == "hidden_attn" and got["blocks.1.ffns.0.down.weight"] == "hidden_d_ff"
     assert got["blocks.0.attn.q.bias"] == "block_vector" and got["pos.table.weight"] == "embedding"
     with pytest.raises(ValueError, match="no parametrisation role"):
@@ -67,6 +71,21 @@ def test_gated_ffn_has_its_own_multiplier():
     doubled = ArchConfig(**{**arch.to_dict(), "d_ff": 2048})  # a wider FFN at the same d_model
     assert variants.width_multipliers(doubled)["d_ff"] == pytest.approx(2 * m["d_ff"])
     assert variants.width_multipliers(doubled)["d_model"] == m["d_model"]
+
+
+def test_mup_moe_router_is_treated_like_the_readout_and_experts_like_the_ffn():
+    """Router: constant init and lr, logits x 1/m_d_model, decays x 1; experts: the FFN's rules with
+    the down projection's multiplier read from expert_d_ff."""
+    arch = wide("mup", ffn_type="moe", n_experts=4, expert_d_ff=256)  # expert width 2x its base's 128
+    model = build_model(arch)
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    by_role = {g["role"]: g for g in opt.param_groups}
+    assert by_role["router"]["lr_scale"] == 1.0 and by_role["router"]["weight_decay"] == pytest.approx(0.1)
+    assert by_role["hidden_d_ff"]["lr_scale"] == pytest.approx(1 / 2)  # 256 / (32 x 4)
+    moe = model.blocks[0].ffns[0]
+    assert moe.router_mult == pytest.approx(1 / 4) == variants.output_multiplier(arch)
+    assert float(moe.router.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+    assert build_model(wide("standard", ffn_type="moe")).blocks[0].ffns[0].router_mult == 1.0
 
 
 def test_completep_scales_residuals_and_eps_not_init():
