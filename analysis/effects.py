@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .loaders import ARCH_AXES, PathLike, load_curves, load_trials, open_study
+from .loaders import ARCH_AXES, NULL_VALUES, PathLike, load_curves, load_trials, open_study
 from .runs import NoData
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
@@ -32,6 +32,8 @@ DEFAULT_BASELINES: dict[str, str] = {
     "tie_embeddings": "true",
     "bias": "true",
     "ffn_type": "dense",
+    "attention_window": "full",
+    "qkv_conv": "0",
 }
 
 
@@ -160,7 +162,17 @@ def axis_effects(
     long = (
         with_budget_cells(done, by=by)
         .with_columns(config=configuration())
-        .select(*by, "cell", "seed", "config", metric, *[pl.col(a).cast(pl.String).str.to_lowercase() for a in axes])
+        .select(
+            *by,
+            "cell",
+            "seed",
+            "config",
+            metric,
+            *[
+                pl.col(a).cast(pl.String).str.to_lowercase().fill_null(pl.lit(NULL_VALUES.get(a), pl.String))
+                for a in axes
+            ],
+        )
         .unpivot(index=[*by, "cell", "seed", "config", metric], on=axes, variable_name="axis", value_name="value")
         .drop_nulls("value")
         .filter(pl.col("value").n_unique().over(keys) > 1)

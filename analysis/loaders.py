@@ -59,7 +59,14 @@ ARCH_AXES: tuple[str, ...] = (
     "n_experts",
     "experts_top_k",
     "n_shared_experts",
+    "attention_window",  # null (full attention) is a value of its own: `NULL_VALUES`
+    "global_every",  # null for full attention: compares the spacing of global layers among windowed models
+    "qkv_conv",
 )
+
+#: Axes whose null is a choice of its own, with the name effects give it (other axes' nulls mean
+#: "not applicable": a dense model's n_experts, a full-attention model's global_every).
+NULL_VALUES: dict[str, str] = {"attention_window": "full"}
 
 
 def _as_dirs(dir_or_dirs: PathLike | Iterable[PathLike]) -> list[Path]:

@@ -103,3 +103,27 @@ def test_study_effects_pair_by_seed_within_grid_points(tmp_path: Path) -> None:
     assert rope["method"] == "paired" and rope["cells"] == 6 and rope["dof"] == 6 * 3 - 1
     assert rope["hi"] < 0 and rope["verdict"] == "resolved"
     assert (rope["hi"] - rope["lo"]) < 0.05  # the 0.05-nats seed noise is gone from the difference
+
+
+def test_full_attention_is_the_window_axis_baseline_and_a_value_of_its_own():
+    """attention_window's null (full attention) is compared with the windows, as the baseline."""
+    import polars as pl
+
+    from archscale.analysis import axis_effects
+
+    trials = pl.DataFrame(
+        {
+            "run": ["r"] * 6,
+            "status": ["completed"] * 6,
+            "arch_id": [f"a{i}" for i in range(6)],
+            "attention_window": [None, None, 16, 16, 32, 32],
+            "global_every": [None, None, 2, None, 2, None],
+            "eval_loss": [3.0, 3.2, 3.3, 3.5, 3.1, 3.3],
+        },
+        schema_overrides={"attention_window": pl.Int64, "global_every": pl.Int64},
+    )
+    eff = axis_effects(trials)
+    window = eff.filter(pl.col("axis") == "attention_window")
+    assert set(window["baseline"]) == {"full"} and set(window["value"]) == {"full", "16", "32"}
+    assert window.filter(pl.col("value") == "16")["effect"][0] == pytest.approx(3.4 - 3.1)
+    assert eff.filter(pl.col("axis") == "global_every").height == 0  # one windowed value only: nothing to compare
