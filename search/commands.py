@@ -151,7 +151,8 @@ def search_run(
     budget_active_params: BudgetActiveParams = None,
     tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
     tokens_per_param: Annotated[
-        Optional[float], typer.Option("--tokens-per-param", help="Training tokens = R x params.")
+        Optional[float],
+        typer.Option("--tokens-per-param", help="Training tokens = R x active_params (= params for a dense model)."),
     ] = None,
     data: Data = "pystdlib",
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | nsga2 | gp.")] = "tpe",

@@ -88,12 +88,12 @@ def at_target(space: Space, plan: TrialPlan, ladder: LadderPlan, params: dict[st
     chooser = ReplayChooser(params)
     if ladder.target_params is not None:
         sample = space.with_budget("params", ladder.target_params, 0.05).sample_with(chooser)
-        return sample, sample.counts.flops_per_token * plan.tokens_for(sample.counts.params)
+        return sample, sample.counts.flops_per_token * plan.tokens_for(sample.counts)
     budget = space.budget
 
     def solved(scale: float):
         s = space.with_budget(budget.kind, budget.value * scale, max(budget.tolerance, 0.05)).sample_with(chooser)
-        return s, s.counts.flops_per_token * plan.tokens_for(s.counts.params)
+        return s, s.counts.flops_per_token * plan.tokens_for(s.counts)
 
     lo, hi = 0.0, math.log(1e9)
     for _ in range(40):  # bisection on log(scale): compute grows with size
@@ -229,7 +229,7 @@ class LadderProposals:
             # transfer: every rung is parametrised against rung 0's shape, so its tuned lr carries over
             base = self.ladders[ladder_id]["specs"][0]["arch"]
             arch.update({k: base[k.removeprefix("base_")] for k in arch if k.startswith("base_")})
-        tokens = self.plan.tokens_for(sample.counts.params)
+        tokens = self.plan.tokens_for(sample.counts)
         return {
             "ladder": ladder_id,
             "rung": rung,

@@ -70,17 +70,20 @@ class TrialPlan:
     """How every trial of a search is trained: length, data, fixed settings, seeds."""
 
     target_tokens: int | None = None  # fixed tokens per trial, or
-    tokens_per_param: float | None = None  # tokens = ratio x params
+    tokens_per_param: float | None = None  # tokens = ratio x active_params (= params for dense)
     data: str = "pystdlib"
     train_defaults: dict[str, Any] = field(default_factory=dict)
     seeds: int = 1
     base_seed: int = 0
     group: str | None = None  # recorded on every row (a search's name within a larger experiment)
 
-    def tokens_for(self, params: int) -> int:
+    def tokens_for(self, counts: Any) -> int:
+        """A trial's tokens: the fixed --tokens, or --tokens-per-param x the parameters one token uses
+        (`active_params`, = params for a dense model), so a mixture of experts trains on as many
+        tokens as the dense model of its active size and the two compare at equal compute."""
         if self.target_tokens:
             return int(self.target_tokens)
-        return int(round(self.tokens_per_param * params))
+        return int(round(self.tokens_per_param * active_params(counts)))
 
 
 #: `propose` returns this when it has nothing to run now but will once running trials finish.
@@ -119,7 +122,7 @@ class SpaceProposals:
                 study.enqueue_trial(
                     trial.params, user_attrs={"seed": self.plan.base_seed + s, "replica_of": trial.number}
                 )
-        tokens = self.plan.tokens_for(counts["params"]) if counts else 0
+        tokens = self.plan.tokens_for(counts) if counts else 0
         trial.set_user_attr("target_tokens", tokens)
         return Proposal(
             number=trial.number,
@@ -202,3 +205,11 @@ class GridProposals:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.next_index = int(state.get("next_index", self.next_index))
+
+
+def active_params(counts: Any) -> int:
+    """`active_params` of a counts dict or `Counts` (results written before it existed: `params`)."""
+    try:
+        return int(counts["active_params"])
+    except (KeyError, AttributeError):
+        return int(counts["params"])

@@ -314,7 +314,7 @@ def replay_proposal(space, plan: TrialPlan, t) -> Proposal | None:
             f"trial {t.number}: its parameters no longer give the architecture it was asked with "
             "(was the space file changed?); resume needs the same space"
         )
-    tokens = plan.tokens_for(counts["params"])
+    tokens = plan.tokens_for(counts)
     return Proposal(
         number=t.number,
         seed=seed,

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from archscale.search.proposals import GridPoint, GridProposals, TrialPlan
+from archscale.search.proposals import GridPoint, GridProposals, TrialPlan, active_params
 from archscale.search.storage import StudySpec
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
 from archscale.spaces.record import ARCH_COLUMNS
@@ -250,7 +250,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
             elif spec.tokens:
                 budgets = list(spec.tokens)
             else:
-                budgets = [int(spec.tokens_per_param * counts["params"])]
+                budgets = [int(spec.tokens_per_param * active_params(counts))]
             for tokens in budgets:
                 for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
                     points.append(

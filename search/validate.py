@@ -74,7 +74,7 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
     for i in finalists:
         lad = proposals.ladders[i]
         sample, _ = at_target(proposals.space, proposals.plan, held_out, lad["params"])
-        tokens = proposals.plan.tokens_for(sample.counts.params)
+        tokens = proposals.plan.tokens_for(sample.counts)
         points.append(
             GridPoint(
                 group=lad["label"],

@@ -181,3 +181,16 @@ def test_report_effects_take_the_moe_fields_as_axes():
     assert ffn.filter(pl.col("value") == "moe")["effect"][0] == pytest.approx(2.775 - 3.025)
     experts = eff.filter(pl.col("axis") == "n_experts")
     assert set(experts["value"]) == {"4", "8"} and experts["n"].sum() == 4  # the dense rows take no part
+
+
+def test_tokens_per_param_counts_the_parameters_a_token_uses():
+    """A MoE at the same active size as a dense model trains on the same tokens (equal compute)."""
+    from archscale.search.proposals import TrialPlan, active_params
+    from archscale.spaces import ArchConfig, count
+
+    dense = count(ArchConfig(d_model=64, d_ff=256))
+    moe = count(ArchConfig(d_model=64, d_ff=256, ffn_type="moe", n_experts=8, experts_top_k=1))
+    assert moe.params > 3 * dense.params and moe.active_params == dense.active_params + 2 * 64 * 8  # + 2 routers
+    plan = TrialPlan(tokens_per_param=10.0)
+    assert plan.tokens_for(moe) == 10 * moe.active_params and plan.tokens_for(dense) == 10 * dense.params
+    assert active_params({"params": 5}) == 5  # results written before active_params existed
