@@ -12,7 +12,9 @@ the normal equations stay well conditioned at any scale (1e4 parameters or 1e12 
   starts its Huber refinement from the best of these (``fits_chinchilla``).
 * ``profile_region``: the likelihood-ratio confidence set of the Gaussian model with additive
   noise in nats (seed noise is additive: ~0.01-0.14 nats at archscale's small sizes),
-  ``S = {theta : RSS(theta) <= RSS_min * (1 + F(1, df; level) / df)}``, ``df = runs - parameters``.
+  ``S = {theta : RSS(theta) <= RSS_min * (1 + q / df)}``, ``df = runs - parameters``, ``q`` the
+  ``level`` quantile of the likelihood-ratio statistic: ``F(1, df)`` for two terms, calibrated by a
+  parametric bootstrap for one (``lr_quantile``).
   For any scalar quantity ``g`` (a parameter, a predicted loss, ``N_opt``), the range of ``g`` over
   ``S`` is its profile-likelihood interval (Venzon & Moolgavkar 1988; exact in ``df`` for linear
   models, the F form accounts for the unknown noise level). ``S`` is represented by points: every

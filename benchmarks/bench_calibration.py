@@ -3,28 +3,37 @@
 Simulates results from known laws (``archscale.analysis.synthetic``: ``TINY_POWER``,
 ``TINY_CHINCHILLA``, with the tiny decoders' FLOP model ``TINY_FLOPS``) at the designs archscale
 itself runs, adds Gaussian seed noise at levels measured on real runs, fits every simulated data set
-with the CLI's own code (``fit_results``, exactly what ``archscale fit --json`` prints) and counts,
-per reported quantity, how often the interval contains the true value. Refusals (the tool exits 2:
-a design that cannot identify the law, a fit at the edge of its box) and quantities reported as not
-determined (an interval the runs do not bound) are not misses; they are counted and printed.
+with the CLI's own code (``fit_results``, exactly what ``archscale fit --json`` prints; for the
+ladder search ``fit_ladders``, what ``search/ladder.py`` calls) and counts, per reported quantity,
+how often the interval contains the true value. Refusals (the tool exits 2: a design that cannot
+identify the law, a fit at the edge of its box; a ladder fit not identified) and quantities reported
+as not determined (neither side bounded) are not misses; they are counted and printed. A one-sided
+interval (one side not bounded by the runs, printed as null) is a statement and is counted, with
+the missing side infinite.
 
-Designs (``DESIGNS``): the quickstart's scaling study (4 sizes, 40K-320K params, 3 tokens per
-parameter, one seed per size), the same with 3 seeds, a study of 6 sizes (20K-640K) with 3 seeds,
-and an isoFLOP grid (4 budgets 1e11-3e12 FLOPs x 5 sizes over +-0.6 decades around a 3-tokens-per-
-parameter guess). Laws: a power law in compute on the ladders; Approach 3 on every design (it must
-refuse the ladders); Approach 2 on the grid. ``--designs "6 budgets"`` adds a 36-unit isoFLOP grid
-(``EXTRA_DESIGNS``), where intervals come from the bootstrap of design units.
+Designs (``DESIGNS``): a size ladder of 4 sizes (40K-320K params, 3 tokens per parameter) with 1, 2
+(the quickstart's scaling study, ``search/quickstart.py``) and 3 seeds per size; a study of 6 sizes
+(20K-640K) with 3 seeds; an isoFLOP grid (4 budgets 1e11-3e12 FLOPs x 5 sizes over +-0.6 decades
+around a 3-tokens-per-parameter guess); the ladder search of ``benchmarks/bench_predicted.py`` (4
+ladders of 3 rungs, 20K/80K/320K params at 8 tokens per parameter, E shared, each ladder's loss
+predicted at 10x its top rung's compute). Laws: a power law in compute on the ladders; Approach 3 on
+every design (it must refuse the ladders); Approach 2 on the grid. ``--designs "6 budgets"`` adds a
+36-unit isoFLOP grid (``EXTRA_DESIGNS``), where intervals come from the bootstrap of design units.
 
 Noise (``NOISE``): the standard deviation of the final eval loss over seeds, in nats, measured on
 real runs at these sizes: 0.015 (the quickstart's runner-up, 2.39-2.42 over 3 seeds), 0.045 (the
 CI-sized model, 2.177/2.275/2.261/2.220 over seeds 0-3, docs/training.md) and 0.14 (the
 quickstart's winner at a learning rate near its edge of stability, 2.22-2.50 over 3 seeds).
 
+Every data set has its own seed (``task_seed``: design, law, noise level and index), so cells are
+independent Monte Carlo experiments; ``mc_se`` is the standard error of a 0.95 coverage over the
+cell's intervals (0.015 over 200).
+
     .venv/bin/python benchmarks/bench_calibration.py [--quick] [--json] [--sets 200] [--jobs 2]
 
-Goal: every reported coverage within [0.90, 0.98] over 200+ data sets per design (the Monte Carlo
-standard error of a coverage of 0.95 over 200 sets is 0.015). ``--quick``: 40 sets, the 0.045 noise
-level only. ``--json``: one JSON object; every coverage figure is under a key named ``coverage``.
+Goal: every reported coverage within [0.90, 0.98] over 200+ data sets per design. ``--quick``: 40
+sets, the 0.045 noise level only. ``--json``: one JSON object; every coverage figure is under a key
+named ``coverage``.
 """
 
 from __future__ import annotations
