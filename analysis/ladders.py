@@ -20,7 +20,8 @@ degrees of freedom the residual variance is itself uncertain, so each replicate 
 sigma^2 = SSE / chi2(dof) before simulating losses around the fit and refitting. The interval is
 the basic (reflected) bootstrap interval, which corrects for the fit's bias at the target. Its coverage is
 measured by simulation at the ladder design (`tests/analysis/test_ladders.py`,
-`benchmarks/bench_predicted.py`).
+`benchmarks/bench_calibration.py`: 0.90-0.93 at 200 simulated searches per noise level) and
+against real runs (`benchmarks/bench_predicted.py`).
 """
 
 from __future__ import annotations
