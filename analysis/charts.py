@@ -214,13 +214,11 @@ def isoflop_chart(
             .drop_nulls("n_opt")
             .with_columns(budget=pl.format("C≈10^{}", pl.col("compute").log10().round(2)))
         )
-        span = pts.group_by("budget_id").agg(lo=pl.col("n").log().min(), hi=pl.col("n").log().max())
         grid = pl.DataFrame({"t": np.linspace(0.0, 1.0, 40)})
-        parab = (
-            vert.with_columns(pl.col("budget_id").cast(pl.Int64))
-            .join(span.with_columns(pl.col("budget_id").cast(pl.Int64)), on="budget_id")
-            .join(grid, how="cross")
-            .with_columns(log_n=pl.col("lo") + (pl.col("hi") - pl.col("lo")) * pl.col("t"))
+        lo, hi = pl.col("window_lo").log(), pl.col("window_hi").log()
+        parab = (  # each parabola over the sizes it was fitted to (its window), not the whole budget
+            vert.join(grid, how="cross")
+            .with_columns(log_n=lo + (hi - lo) * pl.col("t"))
             .select(
                 "budget",
                 "compute",

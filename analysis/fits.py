@@ -10,7 +10,8 @@ Laws (natural logarithms throughout; losses in nats/token), one module each:
   the bootstrap, percentile intervals, ``FlopsModel`` and the ``LawFit`` record.
 
 * ``fits_profile``: the linear-in-coefficients view of both laws: the variable-projection grid
-  and likelihood-ratio intervals.
+  and likelihood-ratio intervals (threshold calibrated by a parametric bootstrap for the power law).
+* ``fits_record``: the tail both Huber-fitted laws share, from an optimum to its ``LawFit``.
 
 This module adds what works across laws: ``fit_groups`` (one fit per family), ``unit_keys``
 (the design unit of each run), ``leave_largest_out``, ``rank_architectures`` and

@@ -36,7 +36,6 @@ import numpy as np
 from .fits_common import (
     HUBER_DELTA,
     FlopsModel,
-    Intervals,
     LawFit,
     NotIdentified,
     bound_warnings,
@@ -44,13 +43,12 @@ from .fits_common import (
     clean,
     design_units,
     fit_lse,
-    law_intervals,
     lbfgs,
-    natural,
     objective,
     single_blas_thread,
 )
 from .fits_profile import nnls_grid
+from .fits_record import law_fit
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 #: Fewest runs ``fit_chinchilla`` accepts (five parameters).
@@ -268,26 +266,8 @@ def fit_chinchilla(
     problems = list(edges)
     if cond > MAX_JACOBIAN_COND:
         problems.append(f"the fit's Jacobian has condition number {cond:.2g}: the runs pin down fewer than 5")
-    if problems:
-        intervals = Intervals(np.empty((0, 5)), "none", "no interval: the fit is not identified")
-    else:
-        intervals = law_intervals(
-            theta, log_x, log_loss, unit_ids, bootstrap=bootstrap, seed=seed, delta=delta, level=level
-        )
-    point = natural(theta[None, :])[0]
-    return ChinchillaFit(
-        law="chinchilla",
-        params=dict(zip(PARAMS, map(float, point), strict=True)),
-        samples=intervals.samples,
-        n_runs=int(n.size),
-        objective=value,
-        inputs=inputs,
-        level=level,
-        warnings=tuple(problems),
-        interval=intervals.method,
-        interval_note=intervals.note,
-        edge=intervals.edge,
-        n_dropped=intervals.n_dropped,
-        n_units=int(np.unique(unit_ids).size),
-        not_identified=("not identified: " + "; ".join(problems) + f"; {EDGE_REMEDY}") if problems else "",
-    )
+    kwargs = {"bootstrap": bootstrap, "seed": seed, "delta": delta, "level": level}
+    return law_fit(  # type: ignore[return-value]
+        ChinchillaFit, "chinchilla", PARAMS, theta, value, log_x, log_loss, unit_ids,
+        problems=problems, remedy=EDGE_REMEDY, inputs=inputs, **kwargs,
+    )  # fmt: skip

@@ -21,7 +21,8 @@ resample from the full-data optimum; resamples with fewer distinct units than pa
 whose refit ends at the edge of the box, cannot determine the parameters and are dropped (and
 counted); if more than ``MAX_DROPPED`` of them are, the bootstrap is not trusted. Otherwise (and
 then) the interval is the likelihood-ratio (profile) interval of ``fits_profile``, which needs only
-one residual degree of freedom and accounts for it with the F distribution. ``LawFit.interval_of``
+one residual degree of freedom and accounts for it with the F distribution (the power law: with
+a parametric-bootstrap quantile of its likelihood-ratio statistic). ``LawFit.interval_of``
 turns either into intervals for any derived quantity. A law's own module (``fits_power``,
 ``fits_chinchilla``, ``fits_isoflop``) says what its parameters mean.
 """

@@ -17,16 +17,14 @@ import numpy as np
 from .fits_common import (
     HUBER_DELTA,
     FlopsModel,
-    Intervals,
     LawFit,
     NotIdentified,
     bound_warnings,
     design_units,
     fit_lse,
-    law_intervals,
-    natural,
     single_blas_thread,
 )
+from .fits_record import law_fit
 
 #: Fewest distinct x (design units): the three parameters plus one residual.
 MIN_UNITS = 4
@@ -90,36 +88,12 @@ def fit_power_law(
     log_x, log_loss = np.log(x)[:, None], np.log(loss)
     theta, value = fit_lse(log_x, log_loss, delta=delta, n_refine=n_refine)
     edges = bound_warnings(theta, ("E", "A", "alpha"))
-    if edges:
-        intervals = Intervals(np.empty((0, 3)), "none", "no interval: the fit is not identified")
-    else:
-        intervals = law_intervals(
-            theta, log_x, log_loss, unit_ids, bootstrap=bootstrap, seed=seed, delta=delta, level=level
-        )
-    point = natural(theta[None, :])[0]
-    return PowerLawFit(
-        law="power",
-        params={"E": float(point[0]), "A": float(point[1]), "alpha": float(point[2])},
-        samples=intervals.samples,
-        n_runs=int(x.size),
-        objective=value,
-        inputs=(x_name,),
-        level=level,
-        warnings=edges,
-        interval=intervals.method,
-        interval_note=intervals.note,
-        edge=intervals.edge,
-        n_dropped=intervals.n_dropped,
-        n_units=n_units,
-        not_identified=_not_identified(edges, f"run more sizes spanning a wider range of {x_name}"),
-    )
-
-
-def _not_identified(edges: tuple[str, ...], remedy: str) -> str:
-    """One line from the bound messages (empty when there are none)."""
-    if not edges:
-        return ""
-    return "not identified: " + "; ".join(edges) + f"; {remedy}"
+    remedy = f"run more sizes spanning a wider range of {x_name}"
+    kwargs = {"bootstrap": bootstrap, "seed": seed, "delta": delta, "level": level}
+    return law_fit(  # type: ignore[return-value]
+        PowerLawFit, "power", ("E", "A", "alpha"), theta, value, log_x, log_loss, unit_ids,
+        problems=edges, remedy=remedy, inputs=(x_name,), **kwargs,
+    )  # fmt: skip
 
 
 def _clean_with_units(x: Any, loss: Any, units: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ degrees of freedom the residual variance is itself uncertain, so each replicate 
 sigma^2 = SSE / chi2(dof) before simulating losses around the fit and refitting. The interval is
 the basic (reflected) bootstrap interval, which corrects for the fit's bias at the target. Its coverage is
 measured by simulation at the ladder design (`tests/analysis/test_ladders.py`,
-`benchmarks/bench_predicted.py`).
+`benchmarks/bench_calibration.py`: 0.90-0.93 at 200 simulated searches per noise level) and
+against real runs (`benchmarks/bench_predicted.py`).
 """
 
 from __future__ import annotations
@@ -135,7 +136,21 @@ def _fit_once(
             [y - (x[0] + np.exp(x[1 + 2 * i] - x[2 + 2 * i] * logc)) for i, (logc, y) in enumerate(groups)]
         )
 
-    res = least_squares(residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac")
+    sizes = [len(y) for _, y in groups]
+    rows = np.repeat(np.arange(len(groups)), sizes)  # the ladder of each residual
+    logc_all = np.concatenate([logc for logc, _ in groups])
+
+    def jacobian(x: np.ndarray) -> np.ndarray:
+        """Analytic: d r / d E = -1, d r / d log_A_i = -term, d r / d alpha_i = log C * term (on
+        ladder i's rows). With it a bootstrap refit costs ~4x less than by finite differences."""
+        term = np.exp(x[1 + 2 * rows] - x[2 + 2 * rows] * logc_all)
+        jac = np.zeros((logc_all.size, x.size))
+        jac[:, 0] = -1.0
+        jac[np.arange(logc_all.size), 1 + 2 * rows] = -term
+        jac[np.arange(logc_all.size), 2 + 2 * rows] = logc_all * term
+        return jac
+
+    res = least_squares(residuals, x0, jac=jacobian, bounds=(lo, hi), method="trf", x_scale="jac")
     x = res.x
     return float(x[0]), [(float(x[1 + 2 * i]), float(x[2 + 2 * i])) for i in range(len(groups))], float(2 * res.cost)
 
@@ -228,22 +243,86 @@ def fit_ladders(
 
 
 def _bootstrap(groups, keys, e, params, sse, dof, e_hi, n_boot, seed):
+    """Parametric bootstrap: ``n_boot`` data sets simulated around the fit (each with its own noise
+    level, sigma^2 = SSE / chi2(dof)), all refitted at once (``_refit_all``); a refit whose E ends
+    at 0 or at its data set's smallest loss cannot determine E and is dropped."""
     rng = np.random.default_rng(seed)
     means = [e + np.exp(log_a - alpha * logc) for (logc, _), (log_a, alpha) in zip(groups, params, strict=True)]
     start = np.array([e, *[v for pair in params for v in pair]])
-    replicates = []
+    sims = []
     for _ in range(n_boot):
         sigma = math.sqrt(sse / rng.chisquare(dof))  # the noise level itself is uncertain with few dof
-        sim = [(logc, mu + rng.normal(0, sigma, size=len(mu))) for (logc, _), mu in zip(groups, means, strict=True)]
-        floor = float(min(y.min() for _, y in sim))
+        sims.append(np.concatenate([mu + rng.normal(0, sigma, size=len(mu)) for mu in means]))
+    y = np.array(sims).reshape(n_boot, -1)
+    floor = y.min(axis=1)
+    x, settled = _refit_all(groups, start, y, floor)
+    sizes = np.cumsum([0, *[len(lc) for lc, _ in groups]])
+    for i in np.flatnonzero(~settled):  # at a bound or not converged: scipy's bounded solver, as before
+        sim = [(logc, y[i, sizes[j] : sizes[j + 1]]) for j, (logc, _) in enumerate(groups)]
         try:
-            e_b, params_b, _ = _fit_once(sim, floor, start=np.minimum(start, [floor * (1 - 1e-6), *start[1:]]))
+            e_b, params_b, _ = _fit_once(sim, floor[i], start=np.minimum(start, [floor[i] * (1 - 1e-6), *start[1:]]))
         except ValueError:
+            x[i] = np.nan
             continue
-        if not 0 < e_b < floor:
-            continue
-        replicates.append({k: (e_b, a, al) for k, (a, al) in zip(keys, params_b, strict=True)})
-    return replicates
+        x[i] = [e_b, *[v for pair in params_b for v in pair]]
+    ok = (x[:, 0] > 0) & (x[:, 0] < floor) & np.isfinite(x).all(axis=1)
+    return [
+        {k: (float(row[0]), float(row[1 + 2 * i]), float(row[2 + 2 * i])) for i, k in enumerate(keys)} for row in x[ok]
+    ]
+
+
+def _refit_all(
+    groups, start: np.ndarray, y: np.ndarray, floor: np.ndarray, max_iter: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares for (E, log_A_i, alpha_i) on every simulated data set (rows of ``y``) at once:
+    Levenberg-Marquardt from ``start``, steps projected onto the bounds (E in [0, the data set's
+    smallest loss]), until the relative change of the residual sum of squares is below 1e-12.
+    Returns the refits and which of them *settled*: converged with no parameter at a bound. The
+    others (a projected step stalls on a bound) are left to scipy's bounded solver by the caller.
+    One scipy ``least_squares`` call per data set cost ~10 ms of Python overhead: 2 s per
+    200-refit fit, paid at every completed ladder of a search and 600 times by the calibration
+    benchmark; batched, ~0.2 s."""
+    rows = np.concatenate([np.full(len(lc), i) for i, (lc, _) in enumerate(groups)])  # ladder of each run
+    logc = np.concatenate([lc for lc, _ in groups])
+    n_sets, n = y.shape
+    p = start.size
+    lo = np.array([0.0, *[b for _ in groups for b in (LOG_A_BOUNDS[0], ALPHA_BOUNDS[0])]])
+    hi = np.tile(np.array([np.inf, *[b for _ in groups for b in (LOG_A_BOUNDS[1], ALPHA_BOUNDS[1])]]), (n_sets, 1))
+    hi[:, 0] = floor
+    x = np.clip(np.tile(start, (n_sets, 1)), lo, hi - 1e-9 * np.abs(hi))
+    a_col, alpha_col, run = 1 + 2 * rows, 2 + 2 * rows, np.arange(n)
+
+    def residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        term = np.exp(x[:, a_col] - x[:, alpha_col] * logc)  # (S, n)
+        return y - x[:, :1] - term, term
+
+    r, term = residuals(x)
+    cost = (r * r).sum(axis=1)
+    damping = np.full(n_sets, 1e-3)
+    active = np.ones(n_sets, bool)
+    for _ in range(max_iter):
+        jac = np.zeros((n_sets, n, p))  # d r / d x, as in _fit_once
+        jac[:, :, 0] = -1.0
+        jac[:, run, a_col] = -term
+        jac[:, run, alpha_col] = logc * term
+        jtj = np.einsum("sni,snj->sij", jac, jac)
+        grad = np.einsum("sni,sn->si", jac, r)
+        scaled = jtj + damping[:, None, None] * (np.eye(p) * np.diagonal(jtj, axis1=1, axis2=2)[:, None, :] + 1e-12)
+        step = -np.linalg.solve(scaled, grad[..., None])[..., 0]
+        x_new = np.clip(x + step, lo, hi)
+        r_new, term_new = residuals(x_new)
+        cost_new = (r_new * r_new).sum(axis=1)
+        better = active & (cost_new < cost)
+        done = active & ((cost - np.minimum(cost_new, cost)) <= 1e-12 * cost) & (better | (damping > 1e8))
+        x[better], r[better], term[better] = x_new[better], r_new[better], term_new[better]
+        cost = np.where(better, cost_new, cost)
+        damping = np.where(better, damping / 3.0, damping * 3.0)
+        active &= ~done
+        if not active.any():
+            break
+    margin = 1e-6 * (hi - lo)
+    interior = ((x > lo + np.minimum(margin, 1e-6)) & (x < hi - np.minimum(margin, 1e-6))).all(axis=1)
+    return x, ~active & interior & np.isfinite(x).all(axis=1)
 
 
 def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ section with nothing to show says why ("No data: ..."); a section that raises is
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 import json
 import re
@@ -32,6 +33,7 @@ from . import charts as ch
 from . import effects as fx
 from . import verdict as vd
 from .comparisons import comparable_trials
+from .html_tables import html_table
 from .loaders import PathLike, load_curves, load_run, load_trials, redact_url
 from .pareto import cost_objectives, pareto_analysis
 from .runs import NoData
@@ -51,53 +53,6 @@ pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: br
 .section-error { color: #a94442; background: #f2dede; padding: .5rem .8rem; border-radius: 4px; }
 p.verdict { font-size: 15px; } ul.verdicts li { margin: .2rem 0; }
 """
-
-
-def _fmt(col: str) -> pl.Expr:
-    """A numeric column as text with 4 significant digits (scientific when large or tiny)."""
-    x = pl.col(col).cast(pl.Float64)
-    exp = (x.abs().log10() + 1e-9).floor()  # + 1e-9: log10(1e21) may come out as 20.999...
-    mantissa = (x / pl.lit(10.0).pow(exp)).round(3)
-    carry = mantissa.abs() >= 10  # 9.9999e9 rounds to 10.0: write 1e10
-    mantissa = pl.when(carry).then(mantissa / 10).otherwise(mantissa)
-    sci = pl.format(
-        "{}e{}", mantissa.cast(pl.String).str.replace(r"\.0$", ""), (exp + carry.cast(pl.Float64)).cast(pl.Int64)
-    )
-    plain = x.round_sig_figs(4).cast(pl.String)
-    return (
-        pl.when(x.is_null() | x.is_nan()).then(pl.lit("–"))
-        .when(x.is_infinite()).then(pl.when(x > 0).then(pl.lit("∞")).otherwise(pl.lit("−∞")))
-        .when((x.abs() >= 1e5) | ((x.abs() < 1e-3) & (x != 0))).then(sci)
-        .otherwise(plain.str.replace(r"\.0$", ""))
-        .alias(col)
-    )  # fmt: skip
-
-
-def html_table(df: pl.DataFrame, *, max_rows: int = 50) -> str:
-    """Render a small frame as an HTML table (cells escaped; numbers via ``_fmt``)."""
-    df = df.head(max_rows)
-    if df.width == 0:
-        return ""
-    text = df.select(
-        _fmt(c)
-        if df.schema[c].is_numeric() and not df.schema[c].is_integer()
-        else pl.col(c).cast(pl.String).fill_null("–")
-        for c in df.columns
-    )
-    esc = [
-        pl.col(c)
-        .str.replace_all("&", "&amp;", literal=True)
-        .str.replace_all("<", "&lt;", literal=True)
-        .str.replace_all(">", "&gt;", literal=True)
-        for c in text.columns
-    ]
-    opening = [pl.lit('<td class="n">' if df.schema[c].is_numeric() else "<td>") for c in text.columns]
-    rows = text.select(
-        row=pl.concat_str([pl.concat_str([o, e, pl.lit("</td>")]) for o, e in zip(opening, esc, strict=True)])
-    )
-    body = "\n".join(rows.select(pl.format("<tr>{}</tr>", pl.col("row"))).to_series().to_list())
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
 def _figure(chart: Any) -> str:
@@ -256,6 +211,15 @@ class _Report:
         self.done = self.trials.filter((pl.col("status") == "completed") & pl.col("eval_loss").is_finite())
         self.target = target
 
+    @functools.cached_property
+    def _scaling(self) -> ScalingAnalysis | Exception:
+        """``scaling_analysis`` of the completed runs (or what it raised), computed once: the
+        verdicts and the scaling section both show it, and it refits every family."""
+        try:
+            return scaling_analysis(self.done, bootstrap=self.bootstrap, target=self.target)
+        except Exception as exc:  # raised again by the section that shows it
+            return exc
+
     # -- sections ------------------------------------------------------------------------------
     def what_was_run(self) -> str:
         parts = []
@@ -302,7 +266,9 @@ class _Report:
         return "\n".join(out)
 
     def scaling(self) -> str:
-        s = scaling_analysis(self.done, bootstrap=self.bootstrap, target=self.target)
+        s = self._scaling
+        if isinstance(s, Exception):
+            raise s
         return "\n".join([self._power_laws(s), self._approach3(s), self._approach2(s)])
 
     def _power_laws(self, s: ScalingAnalysis) -> str:
@@ -394,7 +360,8 @@ class _Report:
         return _note(html.escape(note)) + extra + _figure(ch.effects_chart(eff)) + html_table(table, max_rows=200)
 
     def verdicts(self) -> str:
-        v = vd.verdicts(self.dirs, bootstrap=self.bootstrap, target=self.target)
+        s = None if isinstance(self._scaling, Exception) else self._scaling  # None: verdicts say why
+        v = vd.verdicts(self.dirs, scaling=s, bootstrap=self.bootstrap, target=self.target)
         if v.best is None:
             raise NoData("no completed trials with an eval_loss yet")
         lines = vd.verdict_lines(v)

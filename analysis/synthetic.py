@@ -9,7 +9,8 @@ known Chinchilla law per family. Everything is generated with vectorised numpy, 
 
 ``ladder_runs`` and ``isoflop_runs`` simulate the designs archscale itself runs (a size ladder at a
 fixed tokens-per-parameter ratio, with or without seeds; an isoFLOP grid) from a known law, as a
-trials-like frame that ``fit_results`` accepts: the calibration benchmark and its test use them.
+trials-like frame that ``fit_results`` accepts; ``ladder_search_runs`` the complete ladders of a
+ladder search, as ``fit_ladders`` takes them: the calibration benchmark and its test use them.
 """
 
 from __future__ import annotations
@@ -114,6 +115,37 @@ def isoflop_runs(
     mean = p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"]
     seed = np.tile(np.arange(seeds), len(budgets) * sizes_per_budget)
     return _runs_frame(n, d, seed, mean + rng.normal(0.0, noise, n.size), n)
+
+
+#: The ladder search's rungs (``benchmarks/bench_predicted.py``: budget 20K parameters, ratio 4,
+#: 8 tokens per parameter): the design of ``ladder_search_runs``.
+LADDER_SEARCH_RUNGS: tuple[float, ...] = (20_000, 80_000, 320_000)
+
+
+def ladder_search_runs(
+    rng: np.random.Generator,
+    *,
+    ladders: int = 4,
+    rungs: tuple[float, ...] = LADDER_SEARCH_RUNGS,
+    tokens_per_param: float = 8.0,
+    noise: float = 0.045,
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, tuple[float, float, float]]]:
+    """A ladder search's complete ladders, one run per rung: ``({ladder: (compute, loss)},
+    {ladder: (E, A, alpha)})``, the first what ``fit_ladders`` takes, the second the truth. Each
+    architecture's loss is ``E + A * C**-alpha`` with ``TINY_POWER``'s ``E`` (shared: it belongs to
+    the data), exponents spread over 0.25-0.35 and every law through ``TINY_POWER`` at the middle
+    rung (so the laws cross there, as architectures that trade places with scale do), plus Gaussian
+    noise of ``noise`` nats per run."""
+    n = np.round(np.asarray(rungs, float)[None, :] * rng.uniform(0.97, 1.03, (ladders, len(rungs))))
+    d = np.round(np.asarray(rungs, float) * tokens_per_param)[None, :]
+    compute = TINY_FLOPS["c"] * n ** TINY_FLOPS["gamma"] * d  # (ladders, rungs)
+    p = TINY_POWER
+    c_mid = float(np.exp(np.log(compute).mean()))
+    alphas = np.linspace(0.25, 0.35, ladders) if ladders > 1 else np.array([p["alpha"]])
+    coefs = p["A"] * c_mid ** (alphas - p["alpha"])
+    loss = p["E"] + coefs[:, None] * compute ** -alphas[:, None] + rng.normal(0.0, noise, compute.shape)
+    runs = {i: (compute[i], loss[i]) for i in range(ladders)}
+    return runs, {i: (p["E"], float(coefs[i]), float(alphas[i])) for i in range(ladders)}
 
 
 def _write(dir: Path, trials: pl.DataFrame, curves: pl.DataFrame | None, run: dict[str, Any]) -> None:

@@ -52,6 +52,15 @@ def test_isoflop_chart_draws_parabolas_and_minima(study_dir: Path) -> None:
     assert marks(panels[0]) == ["line", "circle", "point"]
     minima = spec["datasets"][panels[0]["layer"][2]["data"]["name"]]
     assert len(minima) == 5  # one minimum per compute budget
+    # each parabola is drawn over its fitting window only, which is narrower than its budget's sizes
+    curves = pl.DataFrame(spec["datasets"][panels[0]["layer"][0]["data"]["name"]])
+    runs = pl.DataFrame(spec["datasets"][panels[0]["layer"][1]["data"]["name"]])
+    drawn = curves.group_by("budget").agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+    sampled = runs.group_by("budget").agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+    both = drawn.join(sampled, on="budget", suffix="_runs")
+    assert both.height == 5
+    assert (both["lo"] >= both["lo_runs"] * (1 - 1e-9)).all() and (both["hi"] <= both["hi_runs"] * (1 + 1e-9)).all()
+    assert ((both["hi"] / both["lo"]) < (both["hi_runs"] / both["lo_runs"]) * 0.99).any()
 
 
 def test_pareto_chart_front_and_tooltips(search_dir: Path) -> None:

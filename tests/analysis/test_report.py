@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from archscale.analysis import build_report, section_errors
 from archscale.analysis.report import html_table
@@ -22,8 +23,20 @@ def test_running_search_report(running_dir: Path) -> None:
     assert section_errors(html) == {}
 
 
-def test_study_report_has_fit_tables(study_dir: Path) -> None:
+def test_study_report_has_fit_tables(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archscale.analysis import report, scaling
+
+    calls = []
+    original = scaling.scaling_analysis
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(report, "scaling_analysis", counted)
+    monkeypatch.setattr(scaling, "scaling_analysis", counted)  # what verdicts would call on its own
     html = build_report(study_dir, bootstrap=10, target=1e21)
+    assert len(calls) == 1  # the verdicts and the scaling section share one analysis (it refits every family)
     for text in (
         "Power law in compute",
         "Chinchilla Approach 3",
