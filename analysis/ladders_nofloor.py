@@ -9,12 +9,15 @@ law is not identified. The nested law with E = 0,
 
 is: each ladder is a straight line in log L against log C, fitted by least squares, with one
 residual variance pooled over the ladders (3m rungs, 2m parameters, m residual degrees of freedom
-for m ladders of 3 rungs). Its intervals are exact t intervals for the line at the target (for
-noise that is Gaussian in log L, as seed noise of a few hundredths of a nat at a loss of ~2.5 is,
-to first order).
+for m ladders of 3 rungs). The point prediction is the line at the target. Its interval does not
+assume E = 0: it is the union, over every floor E the data do not reject (a likelihood-ratio test
+against the best floor), of the t interval of the lines in log(L - E); at low noise that is the
+plain t interval of E = 0, and when noise hides a floor the upper end rises with the floors the
+data still allow.
 
-What it assumes, and says: E = 0 over the extrapolation. If the loss flattens between the ladders
-and the target, the prediction is optimistic, by more the farther the target is. It is labelled
+What it assumes, and says: the point prediction takes E = 0 over the extrapolation; if the loss
+flattens between the ladders and the target it is optimistic, the more so the farther the target,
+and the interval's upper end is where that shows. It is labelled
 `law = "no floor (E = 0)"` in predictions.parquet, and `--validate-top` measures it against real
 training at a held-out scale (docs/guide.md).
 """
@@ -34,44 +37,76 @@ LAW = "no floor (E = 0)"
 
 @dataclass
 class NoFloorFit(LadderFit):
-    """Straight lines in log L vs log C, one per ladder, with a pooled residual variance."""
+    """Straight lines in log L vs log C, one per ladder, with a pooled residual variance; and, for
+    the interval, the same lines in log(L - E) for every floor E the data do not reject."""
 
     law: str = LAW
     note: str = ""  # why the shared-E law was not used
-    log_sigma: float = math.nan  # residual standard deviation of log L
+    # per floor E the data do not reject (E = 0 first): (E, {ladder: (log_A, alpha)}, log sigma)
+    floors: list[tuple[float, dict[Any, tuple[float, float]], float]] = field(default_factory=list)
     cov: dict[Any, np.ndarray] = field(default_factory=dict)  # (X^T X)^-1 of each ladder's line
 
     def predict(self, ladder: Any, compute: float, level: float = 0.95) -> tuple[float, float, float] | None:
-        """(median, lo, hi) predicted loss of `ladder` at `compute` with a t interval, or None."""
+        """(median at E = 0, lo, hi) predicted loss of `ladder` at `compute`, or None.
+
+        The interval is the union, over every floor E the data do not reject (a likelihood-ratio
+        test of E against the best floor, F(1, dof) at `level`), of the t interval of the line
+        log(L - E) = a - alpha log(C / c0) at E: at low noise only floors near 0 remain and it is
+        the plain t interval; when the noise hides a floor, floors up to the smallest loss may
+        remain and the upper end rises with them (the prediction at E = 0 is the optimistic one)."""
         from scipy.stats import t
 
         law = self.laws.get(ladder)
         if law is None or not law.identified or not self.identified:
             return None
-        x = np.array([1.0, -math.log(compute / self.c0)])  # log L = a - alpha * log(C / c0)
-        centre = law.log_A - law.alpha * math.log(compute / self.c0)
-        half = t.ppf((1 + level) / 2, self.dof) * self.log_sigma * math.sqrt(float(x @ self.cov[ladder] @ x))
-        return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+        x = np.array([1.0, -math.log(compute / self.c0)])
+        q = t.ppf((1 + level) / 2, self.dof) * math.sqrt(float(x @ self.cov[ladder] @ x))
+        lo, hi = math.inf, -math.inf
+        for e, lines, log_sigma in self.floors:
+            log_a, alpha = lines[ladder]
+            centre = log_a - alpha * math.log(compute / self.c0)
+            lo, hi = min(lo, e + math.exp(centre - q * log_sigma)), max(hi, e + math.exp(centre + q * log_sigma))
+        return float(law.loss_at(compute)), lo, hi
 
 
-def fit_without_floor(usable: dict[Any, tuple[np.ndarray, np.ndarray]], c0: float, why: str) -> NoFloorFit:
+def fit_without_floor(
+    usable: dict[Any, tuple[np.ndarray, np.ndarray]], c0: float, why: str, level: float = 0.95
+) -> NoFloorFit:
     """Fit `usable` ladders ({key: (compute, loss)}, each with >= 3 distinct compute levels) with
-    E = 0. `why` says why the shared-E law was not used (kept in every law's note)."""
+    E = 0, keeping the floors E the data do not reject for the interval. `why` says why the
+    shared-E law was not used."""
+    from scipy.stats import f
+
+    keys = list(usable)
+    n = sum(len(y) for _, y in usable.values())
+    dof = n - 2 * len(keys)
+    X = {k: np.column_stack([np.ones(len(c)), -np.log(c / c0)]) for k, (c, _) in usable.items()}
+    cov = {k: np.linalg.inv(X[k].T @ X[k]) for k in keys}
+    e_hi = float(min(y.min() for _, y in usable.values()))
+
+    def lines_at(e: float) -> tuple[dict[Any, tuple[float, float]], float, float]:
+        """Each ladder's line in log(L - e): its (log_A, alpha), the SSE in log(L - e) and in L."""
+        lines, sse_log, sse = {}, 0.0, 0.0
+        for k, (_, y) in usable.items():
+            coef, *_ = np.linalg.lstsq(X[k], np.log(y - e), rcond=None)
+            resid = np.log(y - e) - X[k] @ coef
+            sse_log += float(resid @ resid)
+            sse += float(np.sum((y - e - np.exp(X[k] @ coef)) ** 2))
+            lines[k] = (float(coef[0]), float(coef[1]))
+        return lines, sse_log, sse
+
+    e_grid = np.linspace(0.0, e_hi * (1 - 1e-3), 60)
+    grid = [lines_at(e) for e in e_grid]
+    fitted, sse_log0, sse0 = grid[0]
+    reason = None if dof >= 1 else f"{n} rungs for {2 * len(keys)} parameters: no residual degrees of freedom"
+    floors = []
+    if reason is None:
+        best = min(g[2] for g in grid)
+        # floors the data do not reject: a likelihood-ratio test of E against the best floor (1 df)
+        limit = best * (1 + f.ppf(level, 1, dof) / dof)
+        floors = [(float(e), g[0], math.sqrt(g[1] / dof)) for e, g in zip(e_grid, grid, strict=True) if g[2] <= limit]
+        floors = floors if floors and floors[0][0] == 0.0 else [(0.0, fitted, math.sqrt(sse_log0 / dof)), *floors]
     laws: dict[Any, LadderLaw] = {}
-    cov: dict[Any, np.ndarray] = {}
-    sse_log, sse, n = 0.0, 0.0, 0
-    fitted = {}
-    for key, (c, y) in usable.items():
-        X = np.column_stack([np.ones(len(c)), -np.log(c / c0)])
-        coef, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
-        resid = np.log(y) - X @ coef
-        sse_log += float(resid @ resid)
-        sse += float(np.sum((y - np.exp(X @ coef)) ** 2))
-        n += len(y)
-        cov[key] = np.linalg.inv(X.T @ X)
-        fitted[key] = (float(coef[0]), float(coef[1]))
-    dof = n - 2 * len(usable)
-    reason = None if dof >= 1 else f"{n} rungs for {2 * len(usable)} parameters: no residual degrees of freedom"
     for key, (log_a, alpha) in fitted.items():
         if reason is not None:
             laws[key] = LadderLaw(key, 0.0, log_a, alpha, c0, False, reason)
@@ -83,13 +118,13 @@ def fit_without_floor(usable: dict[Any, tuple[np.ndarray, np.ndarray]], c0: floa
     return NoFloorFit(
         laws=laws,
         E=0.0,
-        sigma=math.sqrt(sse / dof) if dof > 0 else math.nan,
+        sigma=math.sqrt(sse0 / dof) if dof > 0 else math.nan,
         dof=dof,
         n=n,
         c0=c0,
         identified=reason is None,
         reason=reason,
-        log_sigma=math.sqrt(sse_log / dof) if dof > 0 else math.nan,
+        floors=floors,
         cov=cov,
         note=why,
     )

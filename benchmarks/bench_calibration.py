@@ -14,9 +14,10 @@ the missing side infinite.
 Designs (``DESIGNS``): a size ladder of 4 sizes (40K-320K params, 3 tokens per parameter) with 1, 2
 (the quickstart's scaling study, ``search/quickstart.py``) and 3 seeds per size; a study of 6 sizes
 (20K-640K) with 3 seeds; an isoFLOP grid (4 budgets 1e11-3e12 FLOPs x 5 sizes over +-0.6 decades
-around a 3-tokens-per-parameter guess); the ladder search of ``benchmarks/bench_predicted.py`` (4
-ladders of 3 rungs, 20K/80K/320K params at 8 tokens per parameter, E shared, each ladder's loss
-predicted at 10x its top rung's compute). Laws: a power law in compute on the ladders; Approach 3 on
+around a 3-tokens-per-parameter guess); ladder searches (4 ladders of 3 rungs at 8 tokens per
+parameter, E shared, each ladder's loss predicted at 10x its top rung's compute): rungs of ratio 4
+(20K/80K/320K params) and of ratio 2 (20K/40K/80K, ``benchmarks/bench_predicted.py``'s design).
+Laws: a power law in compute on the ladders; Approach 3 on
 every design (it must refuse the ladders); Approach 2 on the grid. ``--designs "6 budgets"`` adds a
 36-unit isoFLOP grid (``EXTRA_DESIGNS``), where intervals come from the bootstrap of design units.
 
