@@ -61,9 +61,11 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "ladder, 4 sizes x 3 seeds": {"kind": "ladder", "sizes": LADDER, "seeds": 3},
     "study, 6 sizes x 3 seeds": {"kind": "ladder", "sizes": STUDY, "seeds": 3},
     "isoFLOP grid, 4 budgets x 5 sizes": {"kind": "isoflop"},
-    # the ladder search (benchmarks/bench_predicted.py, search/ladder.py): 3 rungs of ratio 4 in
-    # parameters at 8 tokens per parameter, E shared over the ladders, target 10x the top rung
+    # the ladder search (search/ladder.py): 3 rungs of ratio 4 in parameters at 8 tokens per
+    # parameter, E shared over the ladders, target 10x the top rung
     "ladder search, 4 ladders x 3 rungs": {"kind": "ladders", "ladders": 4},
+    # benchmarks/bench_predicted.py's design: 3 rungs of ratio 2 (~20K, 40K, 80K parameters)
+    "ladder search, 4 ladders x 3 rungs of ratio 2": {"kind": "ladders", "ladders": 4, "rungs": (20e3, 40e3, 80e3)},
 }
 #: Run only when named with --designs: a grid large enough for the bootstrap of design units
 #: (36 units >= MIN_BOOTSTRAP_UNITS), ~200 refits per data set, so ~10x slower per set.
@@ -101,7 +103,8 @@ def simulate(design: dict[str, Any], law: str, noise: float, seed: int) -> Any:
             law="power" if law == "power" else "chinchilla",
         )
     if design["kind"] == "ladders":
-        return synthetic.ladder_search_runs(rng, ladders=design["ladders"], noise=noise)
+        rungs = {"rungs": design["rungs"]} if "rungs" in design else {}
+        return synthetic.ladder_search_runs(rng, ladders=design["ladders"], noise=noise, **rungs)
     grid = {k: design[k] for k in ("budgets", "sizes_per_budget") if k in design}
     return synthetic.isoflop_runs(rng, noise=noise, **grid)
 
