@@ -101,7 +101,7 @@ def resume_search(
         return summarize(out)
     run_id = run.get("run_id")
     requested = opts.trials * opts.seeds
-    experiments = sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
+    experiments = _ray_experiments(out)
 
     if experiments:
         _restore(experiments[-1], opts, say)
@@ -119,10 +119,20 @@ def resume_search(
         max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
         run_trials(searcher, study_spec, opts, out, total=total, max_tokens=max_tokens, experiment=name)
         sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False)
-    run["args"]["trials"] = opts.trials
-    run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
-    write_json(out / "run.json", run)
+    _record_resume(out, run, opts.trials, experiments)
     return summarize(out)
+
+
+def _ray_experiments(out: Path) -> list[Path]:
+    """This directory's Ray experiments in the order they ran: search, search-2, search-3, ..."""
+    return sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
+
+
+def _record_resume(out: Path, run: dict[str, Any], trials: int, experiments: list[Path]) -> None:
+    """run.json: the trial count now asked for, and one more entry in its resume history."""
+    run["args"]["trials"] = trials
+    run.setdefault("resumed", []).append({"trials": trials, "experiments": len(experiments)})
+    write_json(out / "run.json", run)
 
 
 def _resume_ladders(out: Path, run: dict[str, Any], opts, space, study_spec, plan, say: Callable[[str], None]) -> None:
@@ -143,7 +153,7 @@ def _resume_ladders(out: Path, run: dict[str, Any], opts, space, study_spec, pla
     run_id = run.get("run_id")
     unfinished = sync_with_study(out, study, space, plan, run_id, rebuild=proposals.proposal_for)
     proposals.restore_rungs(study, ResultsWriter(out).trials, unfinished)
-    experiments = sorted((out / "ray").glob("search*"), key=lambda p: (len(p.name), p.name))
+    experiments = _ray_experiments(out)
     total = len(unfinished) + len(proposals.queue) + max(0, opts.trials - proposals.started) * ladder.rungs
     say(
         f"{out}: ladder search: {len(proposals.ladders)} of {opts.trials} ladders asked, "
@@ -166,9 +176,7 @@ def _resume_ladders(out: Path, run: dict[str, Any], opts, space, study_spec, pla
             sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False, rebuild=proposals.proposal_for)
     finally:
         proposals.close()
-    run["args"]["trials"] = opts.trials
-    run.setdefault("resumed", []).append({"trials": opts.trials, "experiments": len(experiments)})
-    write_json(out / "run.json", run)
+    _record_resume(out, run, opts.trials, experiments)
     if opts.validate_top and not (out / "validation.parquet").exists() and "validation" not in run:
         from archscale.search.validate import validate_top
 

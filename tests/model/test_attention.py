@@ -45,6 +45,16 @@ def built(arch, backend, state=None):
     return model
 
 
+def assert_same_outputs_and_grads(reference, other, idx, out_tol: tuple, grad_tol: tuple) -> None:
+    """After one backward pass each: equal outputs and equal gradients of every parameter."""
+    for model in (reference, other):
+        model(idx).square().mean().backward()
+    torch.testing.assert_close(other(idx), reference(idx), rtol=out_tol[0], atol=out_tol[1])
+    grads = {n: p.grad for n, p in other.named_parameters()}
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=grad_tol[0], atol=grad_tol[1], msg=name)
+
+
 @pytest.mark.parametrize(
     "pos,window,kv_heads,T", CASES, ids=[f"{p}-w{w[0]}-g{w[1]}-kv{k}-T{t}" for p, w, k, t in CASES]
 )
@@ -62,12 +72,7 @@ def test_backend_equals_the_materialised_reference(backend, pos, window, kv_head
         with pytest.raises(ValueError, match="flex has no backward"):
             other(idx)
         return
-    for model in (reference, other):
-        model(idx).square().mean().backward()
-    torch.testing.assert_close(other(idx), reference(idx), rtol=1e-5, atol=1e-5)
-    grads = {n: p.grad for n, p in other.named_parameters()}
-    for name, p in reference.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_outputs_and_grads(reference, other, idx, out_tol=(1e-5, 1e-5), grad_tol=(1e-4, 1e-6))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled FlexAttention and its backward need CUDA")
@@ -77,12 +82,7 @@ def test_compiled_flex_on_cuda_equals_the_reference(pos):
     reference = built(arch, "materialised").cuda()
     flex = built(arch, "flex", reference.state_dict()).cuda()
     idx = torch.randint(0, arch.vocab_size, (2, 33), device="cuda")
-    for model in (reference, flex):
-        model(idx).square().mean().backward()
-    torch.testing.assert_close(flex(idx), reference(idx), rtol=1e-3, atol=1e-3)
-    grads = {n: p.grad for n, p in flex.named_parameters()}
-    for name, p in reference.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, rtol=1e-3, atol=1e-4, msg=name)
+    assert_same_outputs_and_grads(reference, flex, idx, out_tol=(1e-3, 1e-3), grad_tol=(1e-3, 1e-4))
 
 
 def test_automatic_choice_and_forcing(monkeypatch):
