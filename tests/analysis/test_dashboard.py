@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from archscale.analysis import dashboard
-from tests.analysis.test_report_browser import chromium, needs_chromium
+from tests.helpers import chromium, needs_chromium
 
 
 def free_port() -> int:

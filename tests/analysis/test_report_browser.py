@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
-import pytest
-
 from archscale.analysis import write_report
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-    reason="chromium not installed (run scripts/install-chromium); required in CI",
-)
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-
-
-def console_errors(stderr: str) -> list[str]:
-    """Page console messages and failed loads in Chromium's log (browser-internal noise such as
-    D-Bus warnings is not the page's fault and is ignored)."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "net::ERR" in line or "Uncaught" in line]
+from tests.helpers import chromium, console_errors, needs_chromium
 
 
 @needs_chromium

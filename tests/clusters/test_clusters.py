@@ -163,8 +163,7 @@ def test_two_node_cluster_survives_losing_a_node(tmp_path):
     """Two raylets on this machine (1 CPU each): trials run on both; removing one mid-search still completes it."""
     from ray.cluster_utils import Cluster
 
-    from tests.search.test_faults import curves_of, wait_for, write_space
-    from tests.search.test_search import assert_results_agree_with_study
+    from tests.helpers import assert_results_agree_with_study, curves_of, wait_for, write_space
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)

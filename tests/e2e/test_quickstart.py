@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.analysis.test_report_browser import chromium, console_errors, needs_chromium
-from tests.search.test_search import assert_results_agree_with_study
+from tests.helpers import assert_results_agree_with_study, chromium, console_errors, needs_chromium
 
 #: what Ray prints that a user of archscale must not see: its banners, and any warning or error line
 RAY_NOISE = re.compile(

@@ -11,7 +11,7 @@ from archscale.spaces import ArchConfig, count
 from archscale.spaces.arch import FFN_ACTIVATIONS, PARAMETRIZATIONS
 from archscale.trainers.model import build_model
 from archscale.trainers.moe import MoE, aux_loss, moe_layers, router_health
-from tests.model.test_contract import COMBOS, check_contract, make_arch
+from tests.model.contract import COMBOS, check_contract, make_arch
 
 # (n_experts, experts_top_k, n_shared_experts, expert_capacity_factor, expert_d_ff)
 MOE_SHAPES = [(4, 2, 0, None, None), (3, 1, 1, None, 12), (4, 2, 1, 1.0, None), (5, 3, 0, 0.5, 16)]

@@ -1,15 +1,6 @@
+"""Fixtures of the search tests: a real PostgreSQL server (tests/search/postgres.py)."""
+
 import pytest
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One real local Ray per test module (num_cpus=2, token auth as Ray sets it by default)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

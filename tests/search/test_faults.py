@@ -16,59 +16,10 @@ from pathlib import Path
 import optuna
 import polars as pl
 import pytest
-import yaml
 
-from tests.search.test_search import assert_results_agree_with_study, study_of
+from tests.helpers import assert_results_agree_with_study, cli, curves_of, study_of, wait_for, write_space
 
 pytestmark = pytest.mark.slow
-
-
-def write_space(tmp_path: Path) -> Path:
-    space = {
-        "name": "faults",
-        "arch": {
-            "vocab_size": 256,
-            "seq_len": 32,
-            "n_layers": 1,
-            "n_heads": 2,
-            "norm": "rmsnorm",
-            "ffn_activation": {"choices": ["relu", "swiglu"]},
-            "position": "rope",
-        },
-        "train": {"batch_size": 8, "lr": 3.0e-3},
-        "budget": {"kind": "params", "value": 30000, "tolerance": 0.02},
-    }
-    p = tmp_path / "space.yaml"
-    p.write_text(yaml.safe_dump(space))
-    return p
-
-
-def cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "archscale.search.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        **kw,
-    )
-
-
-def wait_for(predicate, timeout: float = 240, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not reached")
-
-
-def curves_of(out: Path) -> pl.DataFrame:
-    try:
-        return pl.read_parquet(out / "curves.parquet")
-    except Exception:  # not written yet
-        return pl.DataFrame()
 
 
 def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):

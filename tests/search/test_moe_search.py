@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from archscale.search.run import SearchOptions, run_search
-from tests.search.test_search import assert_results_agree_with_study
+from tests.helpers import assert_results_agree_with_study
 
 ROUTER_CURVES = ("router_aux_loss", "expert_load_max_over_mean", "expert_token_share", "dropped_token_frac")
 

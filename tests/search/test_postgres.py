@@ -15,8 +15,7 @@ import optuna
 import pytest
 
 from archscale.search.storage import open_storage
-from tests.search.test_faults import cli, write_space
-from tests.search.test_search import assert_results_agree_with_study
+from tests.helpers import assert_results_agree_with_study, cli, write_space
 
 pytestmark = pytest.mark.slow
 

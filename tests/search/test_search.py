@@ -2,7 +2,6 @@
 
 import json
 
-import optuna
 import polars as pl
 import pytest
 import yaml
@@ -10,8 +9,8 @@ from typer.testing import CliRunner
 
 from archscale.search.cli import app
 from archscale.search.run import SearchOptions, run_search
-from archscale.search.storage import open_storage
 from archscale.search.study import run_study
+from tests.helpers import assert_results_agree_with_study
 
 TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}
 
@@ -33,37 +32,6 @@ def small_space(tmp_path, **budget):
     p = tmp_path / "space.yaml"
     p.write_text(yaml.safe_dump(space))
     return p
-
-
-def study_of(out):
-    run = json.loads((out / "run.json").read_text())
-    return optuna.load_study(study_name=run["study_name"], storage=open_storage(run["storage"]))
-
-
-STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
-
-
-def assert_results_agree_with_study(out, study=None, own_only=False):
-    """trials.parquet and curves.parquet agree with the Optuna study, trial by trial. `own_only`: the
-    study is shared by several drivers; compare only the trials this directory asked for (run_id)."""
-    trials = pl.read_parquet(out / "trials.parquet")
-    curves = pl.read_parquet(out / "curves.parquet")
-    study = study or study_of(out)
-    run_id = json.loads((out / "run.json").read_text())["run_id"] if own_only else None
-    by_number = {t.number: t for t in study.trials if not own_only or t.user_attrs.get("run_id") == run_id}
-    assert by_number  # a comparison that compares nothing proves nothing
-    assert sorted(by_number) == sorted(trials["trial_id"].to_list())  # one row per Optuna trial, same ids
-    for row in trials.iter_rows(named=True):
-        t = by_number[row["trial_id"]]
-        assert t.state.name == STATE[row["status"]], row
-        if row["status"] == "completed":
-            assert t.values[0] == pytest.approx(row["eval_loss"])
-            assert row["tokens"] >= row["target_tokens"]
-        if row["status"] == "pruned":
-            assert t.user_attrs["tokens"] == row["tokens"] < row["target_tokens"]
-    assert set(curves["trial_id"].unique()) <= set(trials["trial_id"])
-    assert curves.group_by("trial_id", "tokens").len()["len"].max() == 1  # no duplicate evaluations
-    return trials, curves, study
 
 
 @pytest.mark.slow

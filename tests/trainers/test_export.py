@@ -24,7 +24,6 @@ from archscale.trainers.checkpoint import load_checkpoint
 from archscale.trainers.export import export_trial, llama_problem, write_hf
 from archscale.trainers.loop import train
 from archscale.trainers.model import build_model
-from tests.search.conftest import ray_cluster  # noqa: F401  (a fixture: pytest finds it by name)
 
 TOLERANCE = 1e-4  # max |logit difference| between archscale and transformers, float32 on CPU
 BASE = dict(
