@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	@# setuptools' editable install of this flat layout always prints an informational "Editable installation"
+	@# notice (a finder maps archscale.<folder> to each folder); it needs no action, so it is filtered out.
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 quickstart: setup
