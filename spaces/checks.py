@@ -27,6 +27,7 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
         _check_when(path, key, axis, seen)
         seen.append(name)
     _check_base_shapes(spec, path)
+    _check_owned_fields(spec, path)
     _check_global_every(spec, path)
     if spec.budget is not None:
         for name in spec.budget.free:
@@ -76,6 +77,31 @@ def _check_base_shapes(spec: SpaceFile, path: str | Path | None) -> None:
                 f"only read under parametrization in {{{', '.join(readers)}}}, but this space can sample "
                 f"parametrization={ignoring[0]}; fix parametrization, or add when: {{parametrization: {readers}}}",
             )
+
+
+def _check_owned_fields(spec: SpaceFile, path: str | Path | None) -> None:
+    """A field an FFN kind or a position coding owns (`variants.FIELD_OWNERS`) is read only under its
+    owner, and `ArchConfig` refuses it off its default elsewhere: refuse a space that can sample it
+    off its default together with another variant, so the mistake shows when the file is loaded
+    rather than as infeasible trials."""
+    for axis in variants.FIELD_OWNERS:
+        axis_spec = spec.arch.get(axis)
+        possible = _axis_values(axis_spec) if axis_spec is not None else [ArchConfig.model_fields[axis].default]
+        for name, field_axis in spec.arch.items():
+            readers = variants.owners(axis, name)
+            default = ArchConfig.model_fields[name].default
+            if not readers or all(v == default for v in _axis_values(field_axis)):
+                continue
+            when = as_list((field_axis.when or {}).get(axis, possible))
+            inactive_off_default = field_axis.default is not None and field_axis.default != default
+            ignoring = [v for v in possible if v not in readers and (v in when or inactive_off_default)]
+            if ignoring:
+                raise SpaceError(
+                    path,
+                    f"arch.{name}",
+                    f"only read under {axis} in {{{', '.join(readers)}}}, but this space can sample "
+                    f"{axis}={ignoring[0]}; fix {axis}, or add when: {{{axis}: [{', '.join(readers)}]}}",
+                )
 
 
 def _check_global_every(spec: SpaceFile, path: str | Path | None) -> None:

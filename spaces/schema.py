@@ -117,4 +117,5 @@ def _as_axis(v: Any) -> Any:
 
 
 def as_list(v: Any) -> list[Any]:
+    """A `when` or `forbid` value (one value or a list of them) as a list."""
     return v if isinstance(v, list) else [v]
