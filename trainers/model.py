@@ -2,10 +2,10 @@
 
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
-Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
-the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS`,
-`POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in `trainers/moe.py`) are the torch
-implementations keyed by the same names (a test asserts the keys agree).
+Variants are data: the facts about each named variant (gated or not, what it adds to the counts)
+live in `archscale.spaces.variants`, the parametrisation's multipliers in `archscale.spaces.transfer`;
+here `NORMS`, `ACTIVATIONS`, `POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in
+`trainers/moe.py`) are the torch implementations keyed by the same names (a test asserts the keys agree).
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
 applied by the trainer, outside.

@@ -251,3 +251,26 @@ def test_parametrization_caveat_names_uncovered_combinations(fields, covered):
         if not covered:
             assert next(iter(fields.values())) in caveat
     assert ArchConfig(**fields).parametrization_caveat is None  # standard makes no transfer claim
+
+
+# The fields every recorded arch_id hashes. A field added to ArchConfig after ids were first recorded
+# must be in `ID_OMITTED_AT_DEFAULT` (left out of the hash at its default), or every architecture
+# already in a results directory would get a new id and stop matching its replicas and resumes.
+ID_FIELDS = {
+    *("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_activation", "d_ff"),
+    *("norm", "norm_position", "qk_norm", "position", "rope_theta", "t5_num_buckets", "t5_max_distance"),
+    *("block", "ffn_per_block", "tie_embeddings", "bias", "init", "embedding_scale", "parametrization"),
+    *("base_d_model", "base_n_layers", "zero_init"),
+}
+
+
+def test_a_new_field_is_left_out_of_arch_id_at_its_default():
+    from archscale.spaces.arch import ID_OMITTED_AT_DEFAULT
+
+    added = set(ArchConfig.model_fields) - ID_FIELDS
+    assert added == set(ID_OMITTED_AT_DEFAULT), (
+        f"fields {sorted(added - set(ID_OMITTED_AT_DEFAULT))} are new: add them to spaces/arch.py's "
+        "ID_OMITTED_AT_DEFAULT so recorded arch_ids hold"
+    )
+    assert ArchConfig().arch_id == "3945d88331da"  # the id recorded for the default architecture
+    assert ArchConfig(qkv_conv=3).arch_id != ArchConfig().arch_id  # off its default, an omitted field counts
