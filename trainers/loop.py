@@ -104,12 +104,13 @@ def train(
 ) -> dict:
     """Train `arch` on `data`; return the summary (also written to `out/summary.json`).
 
-    `report(metrics)` is called at every evaluation; returning True stops the run ("stopped").
+    The summary's `status` is a `RunStatus` (completed, stopped, diverged, failed), decided here once.
+    `report(metrics)` is called at every evaluation; returning True stops the run (`RunStatus.STOPPED`).
     `out=None` writes no curves or summary; checkpoints then go to a fresh temp dir (its path is in
     the metrics and summary; the caller owns it). `resume_from` is a checkpoint directory of the
     same architecture and data; the run continues exactly where it was checkpointed.
     Raises ValueError on bad input, FileExistsError if `out` already holds a finished run (unless
-    resuming); exceptions from the model propagate after summary.json records status "failed".
+    resuming); exceptions from the model propagate after summary.json records `RunStatus.FAILED`.
     """
     arch = arch if isinstance(arch, ArchConfig) else ArchConfig(**arch)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
