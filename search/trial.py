@@ -1,8 +1,9 @@
 """One Ray Tune trial: train the proposed architecture and report every evaluation as a `TrialReport`.
 
-Runs inside a Ray worker. Python errors and divergence end the trial with a final report whose
-status is failed and whose `error` says why (retrying a deterministic error is pointless); only a
-dead worker (SIGKILL, a lost node) makes Ray retry the trial, from its last checkpoint.
+Runs inside a Ray worker. Python errors and divergence (the trainer's `RunStatus.DIVERGED`, mapped by
+`final_report`) end the trial with a final report whose status is failed and whose `error` says why
+(retrying a deterministic error is pointless); only a dead worker (SIGKILL, a lost node) makes Ray
+retry the trial, from its last checkpoint.
 
 Where the trainer writes: `scratch_dir()`, the trial's working directory, which Ray never syncs
 (`SyncConfig.sync_artifacts` is off). Not `get_trial_dir()`: that folder is copied to the
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from archscale.search.proposals import Proposal
+from archscale.spaces.outcome import RunStatus
 from archscale.spaces.record import COUNT_COLUMNS, TrialStatus, lengths_as_records
 
 
@@ -145,22 +147,28 @@ def run_trial(config: dict[str, Any]) -> None:
         return
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    completed = summary["status"] == "completed"
-    tune.report(
-        TrialReport(
-            **base,
-            status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
-            tokens=summary["tokens"],
-            compute=summary["compute"],
-            eval_loss=summary["eval_loss"],
-            eval_bpb=summary.get("eval_bpb"),
-            train_loss=summary.get("train_loss"),
-            tokens_per_s=summary.get("tokens_per_s"),
-            wall_s=summary.get("wall_s"),
-            eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
-            attention_backend=summary.get("attention_backend"),
-            error=None if completed else f"{summary['status']}: {summary.get('reason')}",
-        ).to_result()
+    tune.report(final_report(base, summary).to_result())
+
+
+def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
+    """The last report of a trial that trained: completed when the trainer's `RunStatus` is
+    completed, else failed (diverged, stopped or failed), with the error "<run status>: <reason>".
+    Decided from the typed outcome, not from text; `base` is the trial's identity and counts."""
+    outcome = RunStatus(summary["status"])
+    completed = outcome == RunStatus.COMPLETED
+    return TrialReport(
+        **base,
+        status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
+        tokens=summary["tokens"],
+        compute=summary["compute"],
+        eval_loss=summary["eval_loss"],
+        eval_bpb=summary.get("eval_bpb"),
+        train_loss=summary.get("train_loss"),
+        tokens_per_s=summary.get("tokens_per_s"),
+        wall_s=summary.get("wall_s"),
+        eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
+        attention_backend=summary.get("attention_backend"),
+        error=None if completed else f"{outcome.value}: {summary.get('reason')}",
     )
 
 

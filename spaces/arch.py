@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from archscale.spaces import variants
+from archscale.spaces import transfer, variants
 
 # The variant axes' allowed values are the keys of the tables in `variants.py` (one definition):
 # `Literal[tuple]` is `Literal[*keys]` at runtime, which is what pydantic validates against.
@@ -181,14 +181,9 @@ class ArchConfig(BaseModel):
                 "global_every: only read with attention_window (it says which layers keep full attention); "
                 "remove global_every or set attention_window"
             )
-        own = variants.FFN_TYPES[self.ffn_type].fields
-        for kind, facts in variants.FFN_TYPES.items():
-            for name in facts.fields:
-                if name not in own and getattr(self, name) is not None:
-                    raise ValueError(
-                        f"{name}: only read under ffn_type={kind}, got ffn_type={self.ffn_type}; "
-                        f"remove {name} or set ffn_type: {kind}"
-                    )
+        problem = unread_field(self)
+        if problem is not None:
+            raise ValueError(problem)
         if self.ffn_type == "moe" and self.experts_top_k > self.n_experts:
             raise ValueError(
                 f"experts_top_k: at most n_experts={self.n_experts}; allowed values are "
@@ -210,7 +205,7 @@ class ArchConfig(BaseModel):
     @property
     def parametrization_caveat(self) -> str | None:
         """Why this parametrisation's rules are not derived for this architecture (it still trains), or None."""
-        return variants.parametrization_caveat(self)
+        return transfer.parametrization_caveat(self)
 
     def windowed(self, layer: int) -> bool:
         """Whether layer `layer` (0-based) uses the sliding window; the others attend to the whole causal past."""
@@ -264,6 +259,22 @@ class ArchConfig(BaseModel):
             return cls(**data)
         except ValueError as e:
             raise SpaceError(path, "", _first_error(e)) from None
+
+
+def unread_field(arch: ArchConfig) -> str | None:
+    """The error for a field owned by a variant (an FFN kind's or a position coding's `fields`) set
+    off its default while another variant of that axis is chosen, or None. Such a field is never read,
+    yet it would change `arch_id` and the trial row, so it is refused (`variants.FIELD_OWNERS`)."""
+    for axis, table in variants.FIELD_OWNERS.items():
+        chosen = getattr(arch, axis)
+        for variant, facts in table.items():
+            for name in facts.fields:
+                if name not in table[chosen].fields and getattr(arch, name) != ArchConfig.model_fields[name].default:
+                    return (
+                        f"{name}: only read under {axis}={variant}, got {axis}={chosen}; "
+                        f"remove {name} or set {axis}: {variant}"
+                    )
+    return None
 
 
 def _transfers(parametrization: Any) -> tuple[bool, bool]:

@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from archscale.spaces import variants
+from archscale.spaces import transfer
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import Counts
 from archscale.spaces.training import RECORDED_TRAIN_FIELDS, TrainConfig
@@ -180,8 +180,8 @@ def new_trial_row(
     if arch is not None:
         lr = train.get("lr", defaults["lr"])
         row.update(
-            parametrization_caveat=variants.parametrization_caveat(arch),
-            lr_hidden=lr * variants.PARAMETER_ROLES["hidden_d_model"].lr(arch),
+            parametrization_caveat=transfer.parametrization_caveat(arch),
+            lr_hidden=lr * transfer.PARAMETER_ROLES["hidden_d_model"].lr(arch),
         )
     if counts is not None:
         row.update(counts.to_dict())

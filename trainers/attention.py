@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archscale.spaces import ArchConfig, variants
+from archscale.spaces import ArchConfig, transfer, variants
 
 BACKENDS = ("sdpa", "flex", "materialised")
 ENV_VAR = "ARCHSCALE_ATTENTION"  # force a backend for every model built in this process
@@ -206,7 +206,7 @@ BACKEND_CLASSES: dict[str, type[Backend]] = {"sdpa": SDPA, "flex": Flex, "materi
 
 
 def make_backend(name: str, arch: ArchConfig) -> Backend:
-    return BACKEND_CLASSES[name](variants.attention_scale(arch))
+    return BACKEND_CLASSES[name](transfer.attention_scale(arch))
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ class Attention(nn.Module):
     ):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
-        self.scale = variants.attention_scale(arch)  # 1/sqrt(head_dim); 1/head_dim under mup / completep
+        self.scale = transfer.attention_scale(arch)  # 1/sqrt(head_dim); 1/head_dim under mup / completep
         self.window = arch.attention_window if arch.windowed(layer) else None  # None: full causal attention
         self.backend = backend  # shared by every layer of the model
         q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim

@@ -18,6 +18,7 @@ import typer
 
 from archscale.spaces.cli_options import Data, JsonFlag, command_group, user_errors
 from archscale.spaces.errors import UserError
+from archscale.spaces.outcome import RunStatus
 
 
 def _fail(message: str) -> NoReturn:
@@ -54,7 +55,7 @@ def train_command(
     if resume:
         from archscale.trainers.checkpoint import find_checkpoint
 
-        if summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "completed":
+        if summary_path.exists() and json.loads(summary_path.read_text()).get("status") == RunStatus.COMPLETED:
             _fail(f"{out}: the run there already completed; nothing to resume (choose a new --out)")
         resume_from = find_checkpoint(out / "checkpoint")
         if resume_from is None:
@@ -94,7 +95,7 @@ def train_command(
         typer.echo(json.dumps(summary, default=str))
     else:
         _print_summary(summary, out)
-    if summary["status"] in ("diverged", "failed"):
+    if RunStatus(summary["status"]) in (RunStatus.DIVERGED, RunStatus.FAILED):
         raise typer.Exit(1)
 
 

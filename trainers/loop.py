@@ -18,25 +18,36 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from archscale.spaces import ArchConfig, count
+from archscale.spaces.outcome import RunStatus
 from archscale.spaces.training import TrainConfig
 from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
-from archscale.trainers.data import IGNORE, DataSource, open_data
+from archscale.trainers.data import open_data
+from archscale.trainers.evaluation import LENGTH_FACTORS, eval_rows, evaluate, loss_by_length
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
 from archscale.trainers.model import build_model
 from archscale.trainers.moe import aux_loss, router_health
-from archscale.trainers.parametrization import param_groups
+from archscale.trainers.optim import Schedule, make_optimizer
+from archscale.trainers.source import IGNORE, DataSource
+
+__all__ = [
+    "LENGTH_FACTORS",
+    "DIVERGENCE_FACTOR",
+    "Schedule",
+    "diverged",
+    "eval_rows",
+    "evaluate",
+    "make_optimizer",
+    "train",
+]
 
 DIVERGENCE_FACTOR = 3.0  # after warmup, a training loss above 3x the first step's loss = diverged
-LENGTH_FACTORS = (1, 2, 4)  # length generalisation: eval at 1x, 2x, 4x seq_len after training
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,72 +66,14 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the parametrisation's groups (`archscale.trainers.parametrization.param_groups`):
-    one group per parameter role, each with its own `lr_scale`, weight decay and epsilon. Under the
-    standard parametrisation every scale is 1: matrices decay; norms, biases, embedding tables and
-    the output head don't (unless `decay_embeddings`), tied or untied alike, so that axis is not
-    confounded with regularisation. Each step the loop sets a group's lr to the schedule's x `lr_scale`."""
-    groups = param_groups(model, cfg)
-    extra = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Learning rate by optimizer step: linear warmup, then cosine or warmup-stable-decay (WSD)."""
-
-    peak: float
-    total_steps: int
-    warmup_steps: int
-    kind: str
-    min_ratio: float
-    decay_frac: float
-
-    def __call__(self, step: int) -> float:
-        lo = self.peak * self.min_ratio
-        if step < self.warmup_steps:
-            return self.peak * (step + 1) / self.warmup_steps
-        if self.kind == "cosine":
-            # steps run 0 .. total_steps - 1: the last one is at the minimum
-            progress = (step - self.warmup_steps) / max(1, self.total_steps - 1 - self.warmup_steps)
-            return lo + (self.peak - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        decay_steps = max(1, round(self.decay_frac * self.total_steps))
-        decay_start = max(self.warmup_steps, self.total_steps - decay_steps)
-        if step < decay_start:
-            return self.peak
-        return self.peak - (self.peak - lo) * min(
-            1.0, (step - decay_start + 1) / max(1, self.total_steps - decay_start)
-        )
-
-
-def eval_rows(batch_size: int, seq_len: int, vocab_size: int) -> int:
-    """Rows per evaluation batch: no gradients are kept, so use batches of up to 2^22 logits
-    (16 MB in float32) when that is more than the training batch; fewer Python steps per eval."""
-    return max(
-        1,
-        min(batch_size, 2**22 // (seq_len * vocab_size))
-        if batch_size * seq_len * vocab_size > 2**22
-        else max(batch_size, 2**22 // (seq_len * vocab_size)),
-    )
-
-
-def evaluate(
-    model: nn.Module, batches: list, device: torch.device, autocast, stats: ActivationStats | None = None
-) -> float:
-    """Mean loss in nats per target token over fixed batches."""
-    was_training = model.training
-    model.eval()
-    total, n = torch.zeros((), dtype=torch.float64, device=device), 0
-    with torch.no_grad(), stats or contextlib.nullcontext():
-        for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast():
-                logits = model(x)
-            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
-            n += int((y != IGNORE).sum())
-    model.train(was_training)
-    return float(total) / max(1, n)
+def diverged(loss: float, grad_norm: float, initial_loss: float, after_warmup: bool) -> str | None:
+    """Why a training step counts as diverged (a non-finite loss or gradient norm at any step; after
+    warmup, a loss above `DIVERGENCE_FACTOR` x the first step's), or None. The one divergence rule."""
+    if not math.isfinite(loss) or not math.isfinite(grad_norm):
+        return f"non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'}"
+    if after_warmup and loss > DIVERGENCE_FACTOR * initial_loss:
+        return f"training loss {loss:.3g} > {DIVERGENCE_FACTOR:g}x the first step's {initial_loss:.3g} after warmup"
+    return None
 
 
 def _write_parquet_atomically(rows: list[dict], path: Path) -> None:
@@ -151,12 +104,13 @@ def train(
 ) -> dict:
     """Train `arch` on `data`; return the summary (also written to `out/summary.json`).
 
-    `report(metrics)` is called at every evaluation; returning True stops the run ("stopped").
+    The summary's `status` is a `RunStatus` (completed, stopped, diverged, failed), decided here once.
+    `report(metrics)` is called at every evaluation; returning True stops the run (`RunStatus.STOPPED`).
     `out=None` writes no curves or summary; checkpoints then go to a fresh temp dir (its path is in
     the metrics and summary; the caller owns it). `resume_from` is a checkpoint directory of the
     same architecture and data; the run continues exactly where it was checkpointed.
     Raises ValueError on bad input, FileExistsError if `out` already holds a finished run (unless
-    resuming); exceptions from the model propagate after summary.json records status "failed".
+    resuming); exceptions from the model propagate after summary.json records `RunStatus.FAILED`.
     """
     arch = arch if isinstance(arch, ArchConfig) else ArchConfig(**arch)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
@@ -207,7 +161,7 @@ def train(
     try:
         _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, counts.flops_per_token, summary)
     except BaseException as e:
-        summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
+        summary.update(status=RunStatus.FAILED, reason=f"{type(e).__name__}: {e}")
         if out_dir is not None:
             _write_json_atomically(summary, out_dir / "summary.json")
         raise
@@ -314,7 +268,7 @@ def _run(
     t0 = time.perf_counter()
     params = list(model.parameters())
     loss_sum, loss_steps, grad_norm, block_norms, lr = 0.0, 0, float("nan"), [], schedule(step)
-    status, reason = "completed", None
+    status, reason = RunStatus.COMPLETED, None
     model.train()
     while tokens < cfg.tokens:
         t_step = time.perf_counter()
@@ -341,21 +295,9 @@ def _run(
         loss_value = float(step_loss)
         if initial_loss is None:
             initial_loss = loss_value
-        if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
-            status, reason = (
-                "diverged",
-                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
-                f"at step {step} ({tokens} tokens)",
-            )
-            break
-        if step > warmup_steps and loss_value > DIVERGENCE_FACTOR * initial_loss:
-            status, reason = (
-                "diverged",
-                (
-                    f"training loss {loss_value:.3g} > {DIVERGENCE_FACTOR:g}x the first step's "
-                    f"{initial_loss:.3g} after warmup, at step {step} ({tokens} tokens)"
-                ),
-            )
+        why = diverged(loss_value, grad_norm, initial_loss, after_warmup=step > warmup_steps)
+        if why is not None:
+            status, reason = RunStatus.DIVERGED, f"{why} at step {step} ({tokens} tokens)"
             break
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -407,7 +349,7 @@ def _run(
             _write_parquet_atomically(rows, out_dir / "curves.parquet")
         summary.update(eval_loss=eval_loss, eval_bpb=metrics["eval_bpb"], train_loss=metrics["train_loss"])
         if report is not None and report(dict(metrics)) is True:
-            status, reason = "stopped", f"report() asked to stop at {tokens} tokens"
+            status, reason = RunStatus.STOPPED, f"report() asked to stop at {tokens} tokens"
             break
 
     wall_s = wall_offset + time.perf_counter() - t0
@@ -420,23 +362,9 @@ def _run(
         tokens_per_s=tokens / train_s if train_s > 0 else None,
         wall_s=wall_s,
     )
-    if status == "completed":
-        by_length = {}
-        for factor in LENGTH_FACTORS:
-            length = T * factor
-            if factor == 1:
-                by_length[str(length)] = summary["eval_loss"]
-            elif model.pos.max_len is not None and length > model.pos.max_len:
-                by_length[str(length)] = None
-            else:
-                try:
-                    batches = source.val_batches(
-                        length, cfg.eval_tokens, eval_rows(cfg.batch_size, length, arch.vocab_size), seed=0
-                    )
-                except ValueError:  # validation split shorter than this context: not measurable
-                    by_length[str(length)] = None
-                    continue
-                by_length[str(length)] = evaluate(model, batches, device, autocast)
-        summary["eval_loss_by_length"] = by_length
-    elif status == "diverged":
+    if status == RunStatus.COMPLETED:
+        summary["eval_loss_by_length"] = loss_by_length(
+            model, source, arch, cfg, device, autocast, summary["eval_loss"]
+        )
+    elif status == RunStatus.DIVERGED:
         summary["eval_loss"] = summary["eval_bpb"] = None

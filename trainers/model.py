@@ -2,10 +2,10 @@
 
     tokens (B, T) -> token embedding (+ absolute position) -> n_layers x Block -> [final norm] -> LM head
 
-Variants are data: the facts about each named variant (gated or not, what it adds to the counts,
-the parametrisation's multipliers) live in `archscale.spaces.variants`; here `NORMS`, `ACTIVATIONS`,
-`POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in `trainers/moe.py`) are the torch
-implementations keyed by the same names (a test asserts the keys agree).
+Variants are data: the facts about each named variant (gated or not, what it adds to the counts)
+live in `archscale.spaces.variants`, the parametrisation's multipliers in `archscale.spaces.transfer`;
+here `NORMS`, `ACTIVATIONS`, `POSITIONS` and `FFN_TYPES` (dense, or the mixture of experts in
+`trainers/moe.py`) are the torch implementations keyed by the same names (a test asserts the keys agree).
 Adding a variant is one entry in that table plus one implementation and registry entry here; the
 contract tests iterate the table. Model code is single-device: devices, dtypes and compilation are
 applied by the trainer, outside.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archscale.spaces import ArchConfig, variants
+from archscale.spaces import ArchConfig, transfer, variants
 from archscale.trainers import kernels, parametrization
 from archscale.trainers.attention import Attention, choose_backend, make_backend
 from archscale.trainers.moe import MoE
@@ -299,7 +299,7 @@ class Block(nn.Module):
         super().__init__()
         self.parallel = arch.block == "parallel"
         self.position = arch.norm_position
-        self.r = variants.residual_scale(arch)
+        self.r = transfer.residual_scale(arch)
 
         def make_norm() -> nn.Module:
             return NORMS[arch.norm](arch.d_model, arch, fused)
@@ -347,7 +347,7 @@ class Decoder(nn.Module):
         position = variants.POSITIONS[arch.position]
         self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
         self.emb_scale = variants.embedding_scale(arch)  # 1, or sqrt(d_model) (sqrt(base_d_model) under mup)
-        self.output_mult = variants.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
+        self.output_mult = transfer.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
         self.pos = POSITIONS[arch.position](arch)
         self.absolute_position = position.absolute
         self.blocks = nn.ModuleList(Block(arch, i, self.backend, fused_kernels) for i in range(arch.n_layers))

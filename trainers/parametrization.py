@@ -1,9 +1,10 @@
 """Parametrisations applied to a built decoder: initialisation and the optimizer's parameter groups.
 
-The rules are data in `archscale.spaces.variants` (`PARAMETRIZATIONS`, `PARAMETER_ROLES`, the
-multiplier functions); this module gives every parameter of a `Decoder` its role and applies the
-role's rules. The forward multipliers (attention 1/head_dim, residual branch base_n_layers/n_layers,
-readout 1/m_d_model, embedding scale) are read by the model itself from the same table.
+The rules are data in `archscale.spaces` (which rules apply: `variants.PARAMETRIZATIONS`; how they
+scale: `transfer.PARAMETER_ROLES` and the multiplier functions); this module gives every parameter
+of a `Decoder` its role and applies the role's rules. The forward multipliers are read by the model itself:
+attention 1/head_dim, residual branch base_n_layers/n_layers and readout 1/m_d_model from `transfer`,
+the embedding scale from `variants.embedding_scale`.
 Under `standard` every multiplier is 1 and the result is the decoder's usual init and AdamW groups.
 
     roles(model)                     -> {parameter name: role}
@@ -18,7 +19,7 @@ import warnings
 
 from torch import nn
 
-from archscale.spaces import variants
+from archscale.spaces import transfer, variants
 from archscale.spaces.training import TrainConfig
 
 BASE_INIT_STD = 0.02  # sigma_base: every matrix at the base shapes (GPT-2's)
@@ -42,7 +43,7 @@ _warned: set[str] = set()
 
 def warn_if_uncovered(arch) -> str | None:
     """Warn (once per distinct reason in this process) when no derivation covers `arch`; return the reason."""
-    caveat = variants.parametrization_caveat(arch)
+    caveat = transfer.parametrization_caveat(arch)
     if caveat is not None and caveat not in _warned:
         _warned.add(caveat)
         message = f"{caveat}: it trains, but hyperparameters may not transfer"
@@ -51,7 +52,7 @@ def warn_if_uncovered(arch) -> str | None:
 
 
 def role_of(name: str) -> str:
-    """The `variants.PARAMETER_ROLES` key of one `Decoder` parameter, from its name."""
+    """The `transfer.PARAMETER_ROLES` key of one `Decoder` parameter, from its name."""
     if name.startswith(("tok_emb.", "pos.")):
         return "embedding"  # token embedding, learned position table, T5 bias table
     if name.startswith("final_norm."):
@@ -89,7 +90,7 @@ def init_weights(model: nn.Module) -> None:
             bound = 1 / math.sqrt(p.shape[-1])
             nn.init.uniform_(p, -bound, bound)
         elif p.dim() >= 2:
-            std = BASE_INIT_STD * variants.PARAMETER_ROLES[role_of(name)].init_std(arch)
+            std = BASE_INIT_STD * transfer.PARAMETER_ROLES[role_of(name)].init_std(arch)
             if depth_scaled and name.endswith(("attn.o.weight", "down.weight")):
                 std /= math.sqrt(residual_adds)
             if arch.zero_init and name.endswith(("attn.q.weight", "head.weight")):
@@ -113,7 +114,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         by_role.setdefault(role_of(name), []).append(p)
     groups = []
     for role, params in by_role.items():
-        rule = variants.PARAMETER_ROLES[role]
+        rule = transfer.PARAMETER_ROLES[role]
         decays = rule.decays or (cfg.decay_embeddings and role in ("embedding", "readout"))
         groups.append(
             {

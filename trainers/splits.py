@@ -1,4 +1,4 @@
-"""Train/validation splits of text corpora that never leak (the rules are in `archscale.trainers.data`).
+"""Train/validation splits of text corpora that never leak (the rules are in `archscale.trainers.corpora`).
 
 Files are split whole by path hash; then a validation line whose whitespace-normalised form is at
 least `DEDUP_MIN_CHARS` long and also occurs as a training line is dropped from validation, so

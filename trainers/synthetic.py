@@ -30,7 +30,7 @@ import hashlib
 
 import torch
 
-from archscale.trainers.data import IGNORE, Batch, DataSource
+from archscale.trainers.source import IGNORE, Batch, DataSource
 
 SYMBOLS = "\n0123456789abcdefghijklmnopqrstuvwxyz+=|;()[]{}YN"  # token i is SYMBOLS[i]; "\n" = padding
 _ID = {c: i for i, c in enumerate(SYMBOLS)}

@@ -8,7 +8,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from archscale.spaces import ArchConfig, count, variants
+from archscale.spaces import ArchConfig, count, transfer, variants
 from archscale.spaces.arch import (
     BLOCKS,
     EMBEDDING_SCALES,
@@ -117,9 +117,9 @@ def check_contract(arch, seed):
 
     # the parametrisation's forward multipliers are what the table says
     assert model.emb_scale == variants.embedding_scale(arch)
-    assert model.output_mult == variants.output_multiplier(arch)
+    assert model.output_mult == transfer.output_multiplier(arch)
     assert all(
-        b.r == variants.residual_scale(arch) and b.attn.scale == variants.attention_scale(arch) for b in model.blocks
+        b.r == transfer.residual_scale(arch) and b.attn.scale == transfer.attention_scale(arch) for b in model.blocks
     )
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archscale.spaces import ArchConfig, count
+from archscale.spaces import ArchConfig, count, variants
 from archscale.spaces.arch import FFN_ACTIVATIONS, NORM_POSITIONS, NORMS, POSITIONS
 
 
@@ -160,8 +160,28 @@ def test_table_rules_give_the_errors(fields, message):
 
 def test_variant_rules_apply_only_to_their_variant():
     ArchConfig(d_model=60, n_heads=4, head_dim=15, position="alibi")  # odd head_dim is fine without rope
-    ArchConfig(position="rope", t5_num_buckets=1)  # t5 bucket rule only for t5_bias
     ArchConfig(block="sequential", ffn_per_block=3)
+
+
+@pytest.mark.parametrize("position", sorted(variants.POSITIONS))
+def test_a_position_codings_fields_are_refused_under_another_coding(position):
+    """`Position.fields` is enforced: a field a coding owns keeps its default under every other coding
+    (it would never be read, yet change arch_id), and takes any valid value under its owner."""
+    facts = variants.POSITIONS[position]
+    off_default = {"rope_theta": 5.0e5, "t5_num_buckets": 16, "t5_max_distance": 64}
+    assert set(off_default) == {f for p in variants.POSITIONS.values() for f in p.fields}  # every owned field
+    refused = 0
+    for name, value in off_default.items():
+        if name in facts.fields:
+            assert getattr(ArchConfig(position=position, **{name: value}), name) == value
+        else:
+            owner = variants.owners("position", name)[0]
+            message = f"{name}: only read under position={owner}, got position={position}; remove {name}"
+            with pytest.raises(ValueError, match=message):
+                ArchConfig(position=position, **{name: value})
+            refused += 1
+            assert ArchConfig(position=position, **{name: ArchConfig.model_fields[name].default}).position == position
+    assert refused == len(off_default) - len(facts.fields) > 0  # no coding owns them all: the refusal ran
 
 
 def test_embedding_scale_is_its_own_choice_and_final_norm_unchanged():
@@ -181,7 +201,7 @@ def test_embedding_scale_is_its_own_choice_and_final_norm_unchanged():
 
 
 def test_parametrization_fields_fill_their_base_shapes_and_leave_counts_alone():
-    from archscale.spaces import count, variants
+    from archscale.spaces import count, transfer
 
     standard = ArchConfig(d_model=128, n_heads=4, n_layers=4, d_ff=512)
     assert standard.parametrization == "standard" and standard.base_d_model is None and standard.base_n_layers is None
@@ -191,26 +211,26 @@ def test_parametrization_fields_fill_their_base_shapes_and_leave_counts_alone():
     assert (completep.base_d_model, completep.base_n_layers) == (128, 2)
     assert count(standard) == count(mup) == count(completep)  # multipliers are not parameters
     assert "completep" in completep.label and "mup" not in standard.label
-    assert variants.residual_scale(completep) == 0.5 and variants.residual_scale(mup) == 1.0
-    assert variants.width_multipliers(standard) == {"d_model": 1.0, "attn": 1.0, "d_ff": 1.0}
+    assert transfer.residual_scale(completep) == 0.5 and transfer.residual_scale(mup) == 1.0
+    assert transfer.width_multipliers(standard) == {"d_model": 1.0, "attn": 1.0, "d_ff": 1.0}
 
 
 def test_width_multipliers_are_per_dimension():
-    from archscale.spaces import variants
+    from archscale.spaces import transfer
 
     # fixed head_dim 16; d_ff at the gated parameter-matched ratio 8/3 of the base width is d_ff's base
     arch = ArchConfig(
         d_model=256, n_heads=8, head_dim=16, d_ff=1024, ffn_activation="swiglu", parametrization="mup", base_d_model=64
     )
-    m = variants.width_multipliers(arch)
+    m = transfer.width_multipliers(arch)
     assert m["d_model"] == 4.0
     assert m["attn"] == 8 * 16 / 64
     assert m["d_ff"] == pytest.approx(1024 / (64 * 4 * 2 / 3))
-    assert variants.output_multiplier(arch) == 0.25 and variants.attention_scale(arch) == 1 / 16
-    hidden = variants.PARAMETER_ROLES["hidden_d_ff"]
+    assert transfer.output_multiplier(arch) == 0.25 and transfer.attention_scale(arch) == 1 / 16
+    hidden = transfer.PARAMETER_ROLES["hidden_d_ff"]
     assert hidden.lr(arch) == pytest.approx(1 / m["d_ff"]) and hidden.weight_decay(arch) == pytest.approx(m["d_ff"])
     assert hidden.init_std(arch) == pytest.approx(m["d_ff"] ** -0.5)
-    assert variants.PARAMETER_ROLES["embedding"].lr(arch) == 1.0
+    assert transfer.PARAMETER_ROLES["embedding"].lr(arch) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -231,3 +251,26 @@ def test_parametrization_caveat_names_uncovered_combinations(fields, covered):
         if not covered:
             assert next(iter(fields.values())) in caveat
     assert ArchConfig(**fields).parametrization_caveat is None  # standard makes no transfer claim
+
+
+# The fields every recorded arch_id hashes. A field added to ArchConfig after ids were first recorded
+# must be in `ID_OMITTED_AT_DEFAULT` (left out of the hash at its default), or every architecture
+# already in a results directory would get a new id and stop matching its replicas and resumes.
+ID_FIELDS = {
+    *("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_activation", "d_ff"),
+    *("norm", "norm_position", "qk_norm", "position", "rope_theta", "t5_num_buckets", "t5_max_distance"),
+    *("block", "ffn_per_block", "tie_embeddings", "bias", "init", "embedding_scale", "parametrization"),
+    *("base_d_model", "base_n_layers", "zero_init"),
+}
+
+
+def test_a_new_field_is_left_out_of_arch_id_at_its_default():
+    from archscale.spaces.arch import ID_OMITTED_AT_DEFAULT
+
+    added = set(ArchConfig.model_fields) - ID_FIELDS
+    assert added == set(ID_OMITTED_AT_DEFAULT), (
+        f"fields {sorted(added - set(ID_OMITTED_AT_DEFAULT))} are new: add them to spaces/arch.py's "
+        "ID_OMITTED_AT_DEFAULT so recorded arch_ids hold"
+    )
+    assert ArchConfig().arch_id == "3945d88331da"  # the id recorded for the default architecture
+    assert ArchConfig(qkv_conv=3).arch_id != ArchConfig().arch_id  # off its default, an omitted field counts

@@ -111,7 +111,34 @@ BAD = [
     ({"arch": {"n_kv_heads": {"choices": [1, 2.5]}}}, "arch.n_kv_heads", "allowed: a positive integer"),
     ({"arch": {"position": "xpos"}}, "arch.position", "allowed: none, sinusoidal, learned, rope, alibi, t5_bias"),
     ({"arch": {"norm": {"value": "rmsnorm", "default": "group"}}}, "arch.norm", "allowed: layernorm, rmsnorm, none"),
+    # a field a variant owns (variants.FIELD_OWNERS) may be sampled off its default only under its owner
+    (
+        {"arch": {"position": {"choices": ["learned", "rope"]}, "rope_theta": {"choices": [1.0e4, 1.0e5]}}},
+        "arch.rope_theta",
+        "only read under position in {rope}, but this space can sample position=learned",
+    ),
+    ({"arch": {"t5_max_distance": 64}}, "arch.t5_max_distance", "position=learned; fix position"),
+    (
+        {"arch": {"ffn_type": {"choices": ["dense", "moe"]}, "n_experts": {"choices": [4, 8]}}},
+        "arch.n_experts",
+        "only read under ffn_type in {moe}, but this space can sample ffn_type=dense",
+    ),
 ]
+
+
+def test_owned_fields_load_where_their_owner_is_chosen():
+    load = space_from_dict
+    load({"arch": {"position": "rope", "rope_theta": 5.0e5}})
+    load(
+        {
+            "arch": {
+                "position": {"choices": ["learned", "rope"]},
+                "rope_theta": {"choices": [1.0e4, 1.0e5], "when": {"position": "rope"}},
+            }
+        }
+    )
+    load({"arch": {"position": {"choices": ["learned", "rope"]}, "rope_theta": 1.0e4}})  # its default: harmless
+    load({"arch": {"ffn_type": "moe", "n_experts": {"choices": [4, 8]}}})
 
 
 @pytest.mark.parametrize("data,key,message", BAD)

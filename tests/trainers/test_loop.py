@@ -9,9 +9,12 @@ import polars as pl
 import pytest
 import torch
 
+from archscale.search.trial import final_report
 from archscale.spaces import ArchConfig, count
+from archscale.spaces.outcome import RunStatus
+from archscale.spaces.record import TrialStatus
 from archscale.trainers import TrainConfig, train
-from archscale.trainers.loop import Schedule
+from archscale.trainers.loop import Schedule, diverged
 
 METRIC_KEYS = {
     "tokens",
@@ -157,14 +160,34 @@ def test_resume_rejects_another_architecture(tmp_path, tiny_arch):
 
 def test_divergence_is_detected_and_reported(tmp_path, tiny_arch):
     s = train(tiny_arch, quick(lr=1e3, warmup_tokens=0, tokens=16384), "pystdlib", out=tmp_path / "run")
-    assert s["status"] == "diverged" and s["reason"] and s["eval_loss"] is None
+    assert s["status"] is RunStatus.DIVERGED and s["reason"] and s["eval_loss"] is None
     assert s["tokens"] < 16384
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
+
+    # search maps the typed outcome (not its text) to a failed trial whose error says it diverged
+    base = {"trial_number": 7, "seed": 0, "target_tokens": 16384}
+    report = final_report(base, s)
+    assert report.status == TrialStatus.FAILED and report.error == f"diverged: {s['reason']}"
+    assert report.to_result()["eval_loss"] == math.inf
+    done = final_report(base, {**s, "status": RunStatus.COMPLETED, "eval_loss": 2.5})
+    assert done.status == TrialStatus.COMPLETED and done.error is None
+    stopped = final_report(base, {**s, "status": "stopped", "reason": "asked"})  # as read back from summary.json
+    assert stopped.status == TrialStatus.FAILED and stopped.error == "stopped: asked"
+    with pytest.raises(ValueError):  # an outcome the trainer never reports is an error, not a guess
+        final_report(base, {**s, "status": "Diverged"})
+
+
+def test_the_divergence_rule():
+    assert diverged(float("nan"), 1.0, 5.0, after_warmup=False) == "non-finite loss"
+    assert diverged(5.0, float("inf"), 5.0, after_warmup=False) == "non-finite gradient norm"
+    assert diverged(16.0, 1.0, 5.0, after_warmup=False) is None  # spikes during warmup are allowed
+    assert diverged(3 * 5.0, 1.0, 5.0, after_warmup=True) is None  # the factor itself is not beyond it
+    assert diverged(16.0, 1.0, 5.0, after_warmup=True).startswith("training loss 16 > 3x the first step's 5")
 
 
 def test_report_true_stops(tiny_arch):
     s = train(tiny_arch, quick(), "pystdlib", report=lambda m: True)
-    assert s["status"] == "stopped" and s["tokens"] == 2048 and s["eval_loss_by_length"] == {}
+    assert s["status"] is RunStatus.STOPPED and s["tokens"] == 2048 and s["eval_loss_by_length"] == {}
 
 
 def test_model_errors_propagate_and_are_recorded(tmp_path, tiny_arch, monkeypatch):

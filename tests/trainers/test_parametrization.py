@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from archscale.spaces import ArchConfig, variants
+from archscale.spaces import ArchConfig, transfer, variants
 from archscale.trainers import TrainConfig, build_model
 from archscale.trainers.loop import make_optimizer
 from archscale.trainers.parametrization import UncoveredParametrizationWarning, role_of, roles
@@ -27,7 +27,7 @@ def test_every_parameter_has_a_role():
     arch = ArchConfig(**{**BASE, "position": "t5_bias", "bias": True, "qk_norm": True, "tie_embeddings": False})
     got = roles(build_model(arch))
     moe = roles(build_model(ArchConfig(**{**BASE, "ffn_type": "moe", "n_experts": 2, "n_shared_experts": 1})))
-    assert set(got.values()) | set(moe.values()) == set(variants.PARAMETER_ROLES)
+    assert set(got.values()) | set(moe.values()) == set(transfer.PARAMETER_ROLES)
     assert moe["blocks.0.ffns.0.router.weight"] == "router"
     assert moe["blocks.0.ffns.0.experts.1.up.weight"] == moe["blocks.0.ffns.0.shared.0.up.weight"] == "hidden_d_model"
     assert moe["blocks.0.ffns.0.experts.0.down.weight"] == "hidden_d_ff"
@@ -66,11 +66,11 @@ def test_gated_ffn_has_its_own_multiplier():
     # swiglu at d_ff = 8/3 d_model: the parameter-matched ratio, so d_ff's multiplier is d_model's
     arch = ArchConfig(**{**BASE, "ffn_activation": "swiglu", "d_ff": 1024, "d_model": 384, "n_heads": 24})
     arch = ArchConfig(**{**arch.to_dict(), "parametrization": "mup", "base_d_model": 96})
-    m = variants.width_multipliers(arch)
+    m = transfer.width_multipliers(arch)
     assert m["d_model"] == 4.0 and m["d_ff"] == pytest.approx(1024 / 256)
     doubled = ArchConfig(**{**arch.to_dict(), "d_ff": 2048})  # a wider FFN at the same d_model
-    assert variants.width_multipliers(doubled)["d_ff"] == pytest.approx(2 * m["d_ff"])
-    assert variants.width_multipliers(doubled)["d_model"] == m["d_model"]
+    assert transfer.width_multipliers(doubled)["d_ff"] == pytest.approx(2 * m["d_ff"])
+    assert transfer.width_multipliers(doubled)["d_model"] == m["d_model"]
 
 
 def test_mup_moe_router_is_treated_like_the_readout_and_experts_like_the_ffn():
@@ -83,7 +83,7 @@ def test_mup_moe_router_is_treated_like_the_readout_and_experts_like_the_ffn():
     assert by_role["router"]["lr_scale"] == 1.0 and by_role["router"]["weight_decay"] == pytest.approx(0.1)
     assert by_role["hidden_d_ff"]["lr_scale"] == pytest.approx(1 / 2)  # 256 / (32 x 4)
     moe = model.blocks[0].ffns[0]
-    assert moe.router_mult == pytest.approx(1 / 4) == variants.output_multiplier(arch)
+    assert moe.router_mult == pytest.approx(1 / 4) == transfer.output_multiplier(arch)
     assert float(moe.router.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
     assert build_model(wide("standard", ffn_type="moe")).blocks[0].ffns[0].router_mult == 1.0
 
