@@ -23,7 +23,7 @@ architecture (every field but the sizes: d_model, d_ff, n_layers, head_dim and t
 and the same parametrisation with the lowest seed-averaged eval loss, and uses its lr at every
 size with the base shapes set to that trial's (`base_d_model`, and `base_n_layers` under
 completep). Under mup / completep that is the transfer: the optimizer scales each group's lr from
-the base shapes (`archscale.spaces.variants.PARAMETER_ROLES`). Under standard there is no rule and
+the base shapes (`archscale.spaces.transfer.PARAMETER_ROLES`). Under standard there is no rule and
 the lr is used unchanged at every size (the shared-rate problem; docs/transfer.md).
 """
 

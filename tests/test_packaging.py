@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,15 @@ def test_every_package_folder_is_listed():
 
 @pytest.mark.slow
 def test_building_a_wheel_prints_no_warning(tmp_path):
+    # build from a copy: an in-tree build would leave build/ in the checkout
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "results", "*.egg-info", ".*_cache")
+    )
+    tmp_path = tmp_path / "dist"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(tmp_path), str(ROOT)],
+        + ["-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
