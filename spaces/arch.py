@@ -57,6 +57,11 @@ ID_OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "attention_window",
     "global_every",
     "qkv_conv",
+    "base_head_dim",
+    "base_d_ff",
+    "output_mult",
+    "input_mult",
+    "attn_mult",
 )
 
 
@@ -113,6 +118,16 @@ class ArchConfig(BaseModel):
     parametrization: Parametrization = "standard"
     base_d_model: int | None = None  # mup / completep: the width hyperparameters were tuned at; None = d_model
     base_n_layers: int | None = None  # completep: the depth they were tuned at; None = n_layers
+    # mup / completep: the base's head_dim (anchors the attention scale) and d_ff (an expert's under moe;
+    # the down projection's multiplier); None = this model's head_dim, and base_d_model x its FFN ratio
+    base_head_dim: int | None = None
+    base_d_ff: int | None = None
+    # tunable forward multipliers, 1 = none, under every parametrisation (docs/transfer.md): the
+    # readout's logits (microsoft/mup MuReadout `output_mult`), the embedding output (nanoGPT-mup
+    # `mup_input_alpha`) and the attention logits (microsoft/mup `attn_mult`, here linear, not sqrt)
+    output_mult: float = 1.0
+    input_mult: float = 1.0
+    attn_mult: float = 1.0
     zero_init: bool = False  # start the query projections and an untied readout at zero (μP's option)
 
     @model_validator(mode="before")
@@ -169,7 +184,12 @@ class ArchConfig(BaseModel):
                 f"qk_norm: needs a norm kind to normalise with; allowed with norm in {{{normalising}}}, "
                 f"got norm={self.norm}"
             )
-        for name, rule in (("base_d_model", "width"), ("base_n_layers", "depth")):
+        for name, rule in (
+            ("base_d_model", "width"),
+            ("base_head_dim", "width"),
+            ("base_d_ff", "width"),
+            ("base_n_layers", "depth"),
+        ):
             if getattr(self, name) is not None and not getattr(variants.PARAMETRIZATIONS[self.parametrization], rule):
                 users = ", ".join(k for k, p in variants.PARAMETRIZATIONS.items() if getattr(p, rule))
                 raise ValueError(

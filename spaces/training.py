@@ -55,6 +55,10 @@ class TrainConfig:
     # ffn_type=moe: loss += coef x the Switch/GShard load-balancing loss (mean over MoE sublayers);
     # 0.01 is Switch Transformer's (Fedus et al. 2022) and Mixtral's. Ignored by dense models.
     router_aux_loss_coef: float = _f(0.01, searchable=True)
+    # multiplies the lr of the embedding tables (token embedding, and a tied readout with it; learned
+    # position and T5 bias tables): under mup / completep their lr is width-independent (CompleteP
+    # Table 1 "Embedding LR": eta_base), so a multiplier tuned at the base transfers; see docs/transfer.md
+    embedding_lr_mult: float = _f(1.0, searchable=True)
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> UserError:
@@ -77,6 +81,8 @@ class TrainConfig:
             raise bad("lr", "must be > 0")
         if self.weight_decay < 0:
             raise bad("weight_decay", "must be >= 0")
+        if not self.embedding_lr_mult > 0:
+            raise bad("embedding_lr_mult", "must be > 0")
         if not self.router_aux_loss_coef >= 0:
             raise bad("router_aux_loss_coef", "must be >= 0")
         if not 0 <= self.min_lr_ratio <= 1:

@@ -14,20 +14,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archscale.spaces.variants import ACTIVATIONS, NORMS, PARAMETRIZATIONS, ffn_shape
+from archscale.spaces.variants import NORMS, PARAMETRIZATIONS, ffn_shape
 
 # Width multipliers, one per dimension that is a fan-in somewhere (`width_multipliers`):
 #   d_model: fan-in of q, k, v, FFN up and gate; the readout's 1/m and the residual blocks' epsilon
 #   attn:    n_heads x head_dim, fan-in of the attention output projection
 #   d_ff:    fan-in of the FFN down projection (of each expert's, expert_d_ff, under ffn_type=moe),
-#            measured against base_d_model x FFN_REFERENCE_RATIO
-#            (x 2/3 for gated FFNs, the parameter-matched ratio), so changing the FFN ratio or the
-#            gated correction at a fixed d_model moves d_ff's multiplier on its own
+#            measured against the base model's own d_ff (`base_d_ff`)
 # n_kv_heads x head_dim is the output width of k and v, never a fan-in (GQA repeats k and v to
 # n_heads groups before the output projection), and μP's Adam rules read only fan-in
 # (microsoft/mup `MuAdam`: lr /= p.infshape.width_mult(), the fan-in's); so it has no multiplier.
 
-FFN_REFERENCE_RATIO = 4.0  # d_ff / d_model at which d_ff's multiplier equals d_model's
+
+def base_d_ff(arch: Any) -> float:
+    """The base model's FFN width (an expert's under moe): `arch.base_d_ff`, or, omitted, base_d_model
+    x this model's own FFN ratio (the ratio held from the base, as a μP width ladder holds it)."""
+    if arch.base_d_ff is not None:
+        return arch.base_d_ff
+    return arch.base_d_model * ffn_shape(arch).d_ff / arch.d_model
+
+
+def base_head_dim(arch: Any) -> int:
+    """The base model's head_dim: `arch.base_head_dim`, or, omitted, this model's own (held from the base)."""
+    return arch.base_head_dim if arch.base_head_dim is not None else arch.head_dim
 
 
 def width_multipliers(arch: Any) -> dict[str, float]:
@@ -35,11 +44,10 @@ def width_multipliers(arch: Any) -> dict[str, float]:
     if not PARAMETRIZATIONS[arch.parametrization].width:
         return {"d_model": 1.0, "attn": 1.0, "d_ff": 1.0}
     base = arch.base_d_model
-    ratio = FFN_REFERENCE_RATIO * (2 / 3 if ACTIVATIONS[arch.ffn_activation].gated else 1)
     return {
         "d_model": arch.d_model / base,
         "attn": arch.n_heads * arch.head_dim / base,
-        "d_ff": ffn_shape(arch).d_ff / (base * ratio),  # an expert's width under ffn_type=moe
+        "d_ff": ffn_shape(arch).d_ff / base_d_ff(arch),  # an expert's width under ffn_type=moe
     }
 
 
@@ -53,16 +61,36 @@ def residual_scale(arch: Any) -> float:
     return 1.0 / depth_multiplier(arch)
 
 
-def output_multiplier(arch: Any) -> float:
-    """The readout's multiplier on the final hidden state: 1 / m_d_model under mup / completep."""
+# The tunable multipliers (`output_mult`, `input_mult`, `attn_mult`: ArchConfig fields, 1 by default)
+# multiply the forward pass under every parametrisation; under mup / completep they are tuned at the
+# base and held, while the width rules below move with width. docs/transfer.md cites each.
+
+
+def width_readout_multiplier(arch: Any) -> float:
+    """μP's width rule for an output layer (readout, MoE router): 1 / m_d_model; 1 under standard."""
     return 1.0 / width_multipliers(arch)["d_model"]
 
 
+def output_multiplier(arch: Any) -> float:
+    """The readout's multiplier on the final hidden state: output_mult / m_d_model (output_mult under
+    standard), as microsoft/mup `MuReadout` (`output_mult * x / width_mult`) and nanoGPT-mup
+    (`x *= mup_output_alpha / mup_width_multiplier`) apply it."""
+    return arch.output_mult * width_readout_multiplier(arch)
+
+
+def input_multiplier(arch: Any) -> float:
+    """The embedding output's multiplier (token embedding x embedding scale, plus an absolute position
+    table): input_mult, as nanoGPT-mup's `mup_input_alpha`; the same under every parametrisation."""
+    return arch.input_mult
+
+
 def attention_scale(arch: Any) -> float:
-    """Attention logits' scale: 1/head_dim under mup / completep, 1/sqrt(head_dim) otherwise."""
+    """Attention logits' scale: attn_mult x sqrt(base_head_dim) / head_dim under mup / completep
+    (1/sqrt(head_dim) at the base head_dim, 1/head_dim beyond it: microsoft/mup's `8 / d` anchored
+    at d = 64), attn_mult / sqrt(head_dim) under standard."""
     if PARAMETRIZATIONS[arch.parametrization].width:
-        return 1.0 / arch.head_dim
-    return 1.0 / math.sqrt(arch.head_dim)
+        return arch.attn_mult * math.sqrt(base_head_dim(arch)) / arch.head_dim
+    return arch.attn_mult / math.sqrt(arch.head_dim)
 
 
 # Combinations no derivation covers: the references derive the rules for pre-norm decoders with
@@ -133,8 +161,8 @@ PARAMETER_ROLES: dict[str, Role] = {
     "readout": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_one, decays=False),  # an untied head
     # the MoE router, d_model -> n_experts: its fan-out stays finite as width grows, so μP treats it
     # like the readout (Yang et al. 2022, Table 3, output weights): constant init and lr, and the
-    # model multiplies its logits by `output_multiplier` (1/m_d_model), as it does the readout's, so
-    # router logits and their updates stay O(1) with width. Unlike the readout it is a matrix inside
+    # model multiplies its logits by `width_readout_multiplier` (1/m_d_model; not the readout's tuned
+    # output_mult), so router logits and their updates stay O(1) with width. Unlike the readout it is a matrix inside
     # a residual block, so it decays like the hidden matrices do (x 1 here) and takes the blocks' eps.
     "router": Role(init_std=_one, lr=_one, weight_decay=_one, eps=_block_eps, decays=True),
 }

@@ -234,7 +234,7 @@ class Attention(nn.Module):
     ):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = arch.n_heads, arch.n_kv_heads, arch.head_dim
-        self.scale = transfer.attention_scale(arch)  # 1/sqrt(head_dim); 1/head_dim under mup / completep
+        self.scale = transfer.attention_scale(arch)  # attn_mult/sqrt(head_dim); sqrt(base)/head_dim under mup
         self.window = arch.attention_window if arch.windowed(layer) else None  # None: full causal attention
         self.backend = backend  # shared by every layer of the model
         q_width, kv_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim

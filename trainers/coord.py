@@ -42,6 +42,8 @@ def with_parametrization(arch: ArchConfig, parametrization: str) -> ArchConfig:
         parametrization=parametrization,
         base_d_model=(arch.base_d_model or arch.d_model) if p.width else None,
         base_n_layers=(arch.base_n_layers or arch.n_layers) if p.depth else None,
+        base_head_dim=arch.base_head_dim if p.width else None,
+        base_d_ff=arch.base_d_ff if p.width else None,
     )
     return ArchConfig(**fields)
 

@@ -80,7 +80,8 @@ LLAMA_INERT = ("init", "zero_init", "t5_num_buckets", "t5_max_distance")  # init
 #: Fields being added beside these (parametrisations, an explicit embedding scale), with their
 #: default, so the check names them whether or not this ArchConfig has them yet. Llama has none of
 #: their forward multipliers: only the default is exportable. Any other field not listed above is
-#: held to its ArchConfig default too.
+#: held to its ArchConfig default too: so are the tunable output_mult, input_mult and attn_mult (Llama
+#: has no logit or embedding multiplier), while base_head_dim and base_d_ff are only read under mup.
 DEFAULT_ONLY: dict[str, Any] = {"parametrization": "standard", "embedding_scale": None}
 
 

@@ -15,9 +15,10 @@ window, FlexAttention on CUDA for ALiBi, T5 bias and windows, the materialised r
 Fused Triton kernels (`archscale.trainers.kernels`) are chosen when the model is built
 (`build_model(arch, fused_kernels=...)`): RMSNorm and the gated activations that have a kernel get
 a `fused` flag, and then use it for CUDA tensors (plain torch on CPU, always).
-Parametrisations (standard, mup, completep) enter as four forward multipliers read from
-`variants` (embedding scale, attention scale, residual-branch scale, readout multiplier), all 1 or
-the usual 1/sqrt(head_dim) under standard, and as the initialisation in
+Parametrisations (standard, mup, completep) enter as five forward multipliers read from
+`variants` and `transfer` (embedding scale, input multiplier, attention scale, residual-branch
+scale, readout multiplier), all 1 or the usual 1/sqrt(head_dim) under standard at the default
+`input_mult`, `attn_mult` and `output_mult`, and as the initialisation in
 `archscale.trainers.parametrization`, which also builds the optimizer's per-role groups.
 """
 
@@ -347,7 +348,8 @@ class Decoder(nn.Module):
         position = variants.POSITIONS[arch.position]
         self.tok_emb = nn.Embedding(arch.vocab_size, arch.d_model)
         self.emb_scale = variants.embedding_scale(arch)  # 1, or sqrt(d_model) (sqrt(base_d_model) under mup)
-        self.output_mult = transfer.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
+        self.input_mult = transfer.input_multiplier(arch)  # input_mult (1 by default)
+        self.output_mult = transfer.output_multiplier(arch)  # output_mult; output_mult / m_d_model under mup
         self.pos = POSITIONS[arch.position](arch)
         self.absolute_position = position.absolute
         self.blocks = nn.ModuleList(Block(arch, i, self.backend, fused_kernels) for i in range(arch.n_layers))
@@ -363,6 +365,7 @@ class Decoder(nn.Module):
         x = self.tok_emb(idx) * self.emb_scale  # (B, T, d_model)
         if self.absolute_position:
             x = x + self.pos.embed(T, idx.device)  # (T, d_model), broadcast over the batch
+        x = x * self.input_mult  # the embedding output's multiplier, after positions as nanoGPT-mup does
         shared = self.backend.prepare(self.pos, T, idx.device)  # position bias and masks, shared by every layer
         for block in self.blocks:
             x = block(x, self.pos, shared)

@@ -45,7 +45,7 @@ class MoE(nn.Module):
         self.n_experts, self.top_k = arch.n_experts, arch.experts_top_k
         self.capacity_factor = arch.expert_capacity_factor
         self.router = nn.Linear(arch.d_model, arch.n_experts, bias=False)
-        self.router_mult = transfer.output_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
+        self.router_mult = transfer.width_readout_multiplier(arch)  # 1; 1 / m_d_model under mup / completep
         self.experts = nn.ModuleList(expert(arch.expert_d_ff) for _ in range(arch.n_experts))
         self.shared = nn.ModuleList(expert(arch.expert_d_ff) for _ in range(arch.n_shared_experts))
         self.aux_loss: Tensor | None = None  # the load-balancing loss of the last forward

@@ -3,9 +3,10 @@
 The rules are data in `archscale.spaces` (which rules apply: `variants.PARAMETRIZATIONS`; how they
 scale: `transfer.PARAMETER_ROLES` and the multiplier functions); this module gives every parameter
 of a `Decoder` its role and applies the role's rules. The forward multipliers are read by the model itself:
-attention 1/head_dim, residual branch base_n_layers/n_layers and readout 1/m_d_model from `transfer`,
-the embedding scale from `variants.embedding_scale`.
-Under `standard` every multiplier is 1 and the result is the decoder's usual init and AdamW groups.
+attention sqrt(base_head_dim)/head_dim, residual branch base_n_layers/n_layers, readout 1/m_d_model and
+the tunable input / output / attention multipliers from `transfer`, the embedding scale from
+`variants.embedding_scale`. Under `standard` every rule is 1 and, at the default multipliers, the
+result is the decoder's usual init and AdamW groups.
 
     roles(model)                     -> {parameter name: role}
     init_weights(model)              (called by the Decoder when it is built)
@@ -106,7 +107,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 
     Weight decay: hidden matrices decay (x the role's multiplier); the embedding tables and the
     readout decay only with `cfg.decay_embeddings`, the same whether the head is tied or not;
-    norms and biases never. The loop sets each group's lr to the schedule's lr x `lr_scale`.
+    norms and biases never. The loop sets each group's lr to the schedule's lr x `lr_scale`; the
+    embedding group's includes `cfg.embedding_lr_mult` (a tied readout is that same matrix).
     """
     arch = model.arch
     by_role: dict[str, list[nn.Parameter]] = {}
@@ -120,7 +122,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
             {
                 "params": params,
                 "role": role,
-                "lr_scale": rule.lr(arch),
+                "lr_scale": rule.lr(arch) * (cfg.embedding_lr_mult if role == "embedding" else 1.0),
                 "weight_decay": cfg.weight_decay * rule.weight_decay(arch) if decays else 0.0,
                 "eps": BASE_ADAM_EPS * rule.eps(arch),
             }

@@ -56,6 +56,11 @@ ARCH = {
     "parametrization": "completep",
     "base_d_model": 32,
     "base_n_layers": 2,
+    "base_head_dim": 16,
+    "base_d_ff": 48,
+    "output_mult": 2.0,
+    "input_mult": 0.5,
+    "attn_mult": 1.5,
     "zero_init": True,
     "ffn_type": "moe",
     "n_experts": 3,
@@ -74,6 +79,7 @@ TRAIN = {
     "grad_clip": 0.5,
     "min_lr_ratio": 0.2,
     "router_aux_loss_coef": 0.02,
+    "embedding_lr_mult": 2.0,
 }
 SOLVED = {"d_model", "d_ff"}  # the budget's free dimensions: solved again at every study size
 FOLLOWS_SOLVED = {"expert_d_ff"}  # omitted, so it is d_ff: solved too

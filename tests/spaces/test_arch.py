@@ -218,15 +218,15 @@ def test_parametrization_fields_fill_their_base_shapes_and_leave_counts_alone():
 def test_width_multipliers_are_per_dimension():
     from archscale.spaces import transfer
 
-    # fixed head_dim 16; d_ff at the gated parameter-matched ratio 8/3 of the base width is d_ff's base
+    # fixed head_dim 16 (the base's, omitted); d_ff's base is base_d_model x this model's own FFN ratio
     arch = ArchConfig(
         d_model=256, n_heads=8, head_dim=16, d_ff=1024, ffn_activation="swiglu", parametrization="mup", base_d_model=64
     )
     m = transfer.width_multipliers(arch)
     assert m["d_model"] == 4.0
     assert m["attn"] == 8 * 16 / 64
-    assert m["d_ff"] == pytest.approx(1024 / (64 * 4 * 2 / 3))
-    assert transfer.output_multiplier(arch) == 0.25 and transfer.attention_scale(arch) == 1 / 16
+    assert m["d_ff"] == pytest.approx(4.0)  # against the base's own d_ff: 64 x this model's ratio 1024 / 256
+    assert transfer.output_multiplier(arch) == 0.25 and transfer.attention_scale(arch) == 1 / 4  # head_dim = base
     hidden = transfer.PARAMETER_ROLES["hidden_d_ff"]
     assert hidden.lr(arch) == pytest.approx(1 / m["d_ff"]) and hidden.weight_decay(arch) == pytest.approx(m["d_ff"])
     assert hidden.init_std(arch) == pytest.approx(m["d_ff"] ** -0.5)

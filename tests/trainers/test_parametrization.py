@@ -62,21 +62,71 @@ def test_mup_groups_scale_with_each_fan_in():
     assert float(model.tok_emb.weight.detach().std()) == pytest.approx(0.02, rel=0.05)
 
 
-def test_gated_ffn_has_its_own_multiplier():
-    # swiglu at d_ff = 8/3 d_model: the parameter-matched ratio, so d_ff's multiplier is d_model's
-    arch = ArchConfig(**{**BASE, "ffn_activation": "swiglu", "d_ff": 1024, "d_model": 384, "n_heads": 24})
-    arch = ArchConfig(**{**arch.to_dict(), "parametrization": "mup", "base_d_model": 96})
-    m = transfer.width_multipliers(arch)
-    assert m["d_model"] == 4.0 and m["d_ff"] == pytest.approx(1024 / 256)
-    doubled = ArchConfig(**{**arch.to_dict(), "d_ff": 2048})  # a wider FFN at the same d_model
-    assert transfer.width_multipliers(doubled)["d_ff"] == pytest.approx(2 * m["d_ff"])
-    assert transfer.width_multipliers(doubled)["d_model"] == m["d_model"]
+def test_d_ff_multiplier_is_measured_against_the_base_models_own_d_ff():
+    """Omitted, base_d_ff is base_d_model x this model's FFN ratio (held from the base), so d_ff's
+    multiplier is d_model's whatever the ratio or gating; given, it is d_ff / base_d_ff."""
+    for activation, d_ff in (("swiglu", 1024), ("gelu", 768), ("gelu", 96)):
+        arch = ArchConfig(**{**BASE, "ffn_activation": activation, "d_ff": d_ff, "d_model": 384, "n_heads": 24})
+        arch = ArchConfig(**{**arch.to_dict(), "parametrization": "mup", "base_d_model": 96})
+        m = transfer.width_multipliers(arch)
+        assert m["d_model"] == 4.0 and m["d_ff"] == pytest.approx(4.0), (activation, d_ff)
+    given = ArchConfig(**{**arch.to_dict(), "d_ff": 1024, "base_d_ff": 128})
+    assert transfer.width_multipliers(given)["d_ff"] == pytest.approx(8.0)
+    doubled = ArchConfig(**{**given.to_dict(), "d_ff": 2048})  # a wider FFN at the same d_model, same base
+    assert transfer.width_multipliers(doubled)["d_ff"] == pytest.approx(16.0)
+    assert transfer.width_multipliers(doubled)["d_model"] == 4.0
+    with pytest.raises(ValueError, match="base_d_ff: only read under parametrization"):
+        ArchConfig(**{**BASE, "base_d_ff": 128})
+
+
+def test_attention_scale_is_anchored_at_the_base_head_dim():
+    """At the base head_dim μP's scale is standard's 1/sqrt(head_dim) (microsoft/mup's 8/d at d = 64);
+    beyond it, 1/head_dim times the constant sqrt(base_head_dim). attn_mult multiplies both."""
+    standard = ArchConfig(**BASE)
+    mup = ArchConfig(**{**BASE, "parametrization": "mup"})
+    assert transfer.attention_scale(mup) == transfer.attention_scale(standard) == pytest.approx(1 / 4)
+    wider_heads = ArchConfig(**{**BASE, "d_model": 64, "head_dim": 32, "parametrization": "mup", "base_head_dim": 16})
+    assert transfer.attention_scale(wider_heads) == pytest.approx(4 / 32)
+    for arch in (standard, mup, wider_heads):
+        hot = ArchConfig(**{**arch.to_dict(), "attn_mult": 2.0})
+        assert transfer.attention_scale(hot) == pytest.approx(2 * transfer.attention_scale(arch))
+        assert build_model(hot).blocks[0].attn.scale == transfer.attention_scale(hot)
+
+
+@pytest.mark.parametrize("parametrization", ["standard", "mup", "completep"])
+def test_tunable_multipliers_change_the_forward_not_the_counts(parametrization):
+    from archscale.spaces import count
+
+    plain = wide(parametrization)
+    tuned = ArchConfig(**{**plain.to_dict(), "output_mult": 2.0, "input_mult": 3.0, "attn_mult": 0.5})
+    assert count(tuned) == count(plain)  # multipliers are not parameters
+    assert plain.arch_id != tuned.arch_id
+    torch.manual_seed(0)
+    model = build_model(tuned)
+    assert model.output_mult == pytest.approx(2.0 * transfer.output_multiplier(plain)) and model.input_mult == 3.0
+    idx = torch.randint(0, 256, (1, 16))
+    logits = model(idx)
+    model.output_mult /= 2.0
+    torch.testing.assert_close(model(idx), logits / 2)  # output_mult scales the logits linearly
+    model.input_mult = 1.0
+    assert not torch.allclose(model(idx), logits / 2)  # and input_mult changed what the blocks saw
+
+
+def test_embedding_lr_mult_scales_only_the_embedding_group():
+    model = build_model(wide("mup", tie_embeddings=False))
+    plain = {g["role"]: g["lr_scale"] for g in make_optimizer(model, TrainConfig(), torch.device("cpu")).param_groups}
+    cfg = TrainConfig(embedding_lr_mult=3.0)
+    tuned = {g["role"]: g["lr_scale"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups}
+    assert tuned["embedding"] == pytest.approx(3.0 * plain["embedding"])
+    assert {r: s for r, s in tuned.items() if r != "embedding"} == {r: s for r, s in plain.items() if r != "embedding"}
+    with pytest.raises(ValueError, match="embedding_lr_mult: must be > 0"):
+        TrainConfig(embedding_lr_mult=0.0)
 
 
 def test_mup_moe_router_is_treated_like_the_readout_and_experts_like_the_ffn():
     """Router: constant init and lr, logits x 1/m_d_model, decays x 1; experts: the FFN's rules with
     the down projection's multiplier read from expert_d_ff."""
-    arch = wide("mup", ffn_type="moe", n_experts=4, expert_d_ff=256)  # expert width 2x its base's 128
+    arch = wide("mup", ffn_type="moe", n_experts=4, expert_d_ff=256, base_d_ff=128)  # expert 2x its base's 128
     model = build_model(arch)
     opt = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
     by_role = {g["role"]: g for g in opt.param_groups}
@@ -84,6 +134,8 @@ def test_mup_moe_router_is_treated_like_the_readout_and_experts_like_the_ffn():
     assert by_role["hidden_d_ff"]["lr_scale"] == pytest.approx(1 / 2)  # 256 / (32 x 4)
     moe = model.blocks[0].ffns[0]
     assert moe.router_mult == pytest.approx(1 / 4) == transfer.output_multiplier(arch)
+    tuned = build_model(ArchConfig(**{**arch.to_dict(), "output_mult": 2.0}))
+    assert tuned.blocks[0].ffns[0].router_mult == pytest.approx(1 / 4)  # output_mult is the readout's alone
     assert float(moe.router.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
     assert build_model(wide("standard", ffn_type="moe")).blocks[0].ffns[0].router_mult == 1.0
 
@@ -110,7 +162,7 @@ def test_mup_readout_and_attention_multipliers_change_the_forward():
     logits = model(idx)
     model.output_mult = 1.0
     torch.testing.assert_close(model(idx), logits * 4)  # the readout's 1 / m_d_model
-    assert model.blocks[0].attn.scale == 1 / 16
+    assert model.blocks[0].attn.scale == pytest.approx(1 / 4)  # head_dim 16 is the base's: 1/sqrt(16)
 
 
 def test_zero_init_starts_queries_and_an_untied_readout_at_zero():
