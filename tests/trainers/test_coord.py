@@ -36,6 +36,25 @@ def test_mup_is_flat_across_width_and_standard_is_not():
     assert standard["residual"] > 1.0, standard
 
 
+@pytest.mark.parametrize(
+    "multipliers",
+    [dict(output_mult=4.0, input_mult=0.5, attn_mult=2.0), dict(output_mult=0.5, input_mult=2.0, attn_mult=0.5)],
+)
+def test_mup_stays_flat_across_width_with_tuned_multipliers(multipliers):
+    """The multipliers are tuned at the base and held: they change every size's activations alike,
+    so the slopes stay within ±0.15 (and the multipliers did change the activations)."""
+    tuned = ArchConfig(**{**with_parametrization(BASE, "mup").to_dict(), **multipliers})
+    rows = coord_check(tuned, widths=[64, 128, 256], **SETTINGS)
+    mup = slopes(rows, "width", 5)
+    assert set(mup) == set(ROLES)
+    for role, slope in mup.items():
+        assert abs(slope) <= 0.15, (role, multipliers, mup)
+    plain = coord_check(with_parametrization(BASE, "mup"), widths=[64], **SETTINGS)
+    at_base = {r["role"]: r["rms"] for r in rows if r["width"] == 64 and r["step"] == 0}
+    plain_at_base = {r["role"]: r["rms"] for r in plain if r["step"] == 0}
+    assert at_base["embedding"] == pytest.approx(multipliers["input_mult"] * plain_at_base["embedding"], rel=1e-4)
+
+
 def test_mup_moe_router_and_experts_are_flat_across_width():
     """The router's rule (the readout's: constant init and lr, logits x 1/m_d_model) keeps its logits
     O(1) with width; without the multiplier (standard) they grow."""
