@@ -1,7 +1,9 @@
-"""`archscale train` (train one architecture) and `archscale check coord` (the coordinate check).
+"""`archscale train` (train one architecture), `archscale check coord` and `check transfer` (does a
+parametrisation hold across sizes: activations, and the best learning rate), and `archscale export`.
 
     archscale train --arch arch.yaml --data pystdlib --tokens 500000 --out runs/a --seed 0
     archscale check coord arch.yaml --parametrization mup --widths 64,128,256,512 --steps 5 --json
+    archscale check transfer arch.yaml --parametrization mup --widths 64,128,256,512 --steps 2000 --json
 
 A thin layer over `archscale.trainers.train`; only typer and the standard library are imported at
 module level (torch is imported when the command runs), so `archscale --help` stays fast.
@@ -207,6 +209,88 @@ def coord_command(
 
 
 check_app.command("coord")(coord_command)
+
+
+def _lrs(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        lrs = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--lrs: expected comma-separated numbers such as 2e-3,4e-3,8e-3, got {text!r}")
+    if len(set(lrs)) < 2 or min(lrs) <= 0:
+        _fail(f"--lrs: give at least two different positive learning rates, got {text!r}")
+    return lrs
+
+
+@user_errors
+def transfer_command(
+    arch: Annotated[Path, typer.Argument(help="Architecture file (YAML or JSON of ArchConfig fields): the base size.")],
+    parametrization: Annotated[
+        Optional[str],
+        typer.Option("--parametrization", help="standard, mup or completep [default: the file's]."),
+    ] = None,
+    widths: Annotated[
+        Optional[str], typer.Option("--widths", help="d_model values, e.g. 64,128,256,512 (head_dim stays fixed).")
+    ] = None,
+    depths: Annotated[Optional[str], typer.Option("--depths", help="n_layers values, e.g. 2,4,8 (completep).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps per training.")] = 2000,
+    lrs: Annotated[
+        Optional[str], typer.Option("--lrs", help="Peak learning rates, e.g. 2e-3,4e-3,8e-3 [default: 1e-3 .. 3.2e-2].")
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds per point; losses are seed means.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per step.")] = 16,
+    data: Data = "pystdlib",
+    as_json: JsonFlag = False,
+) -> None:
+    """Train each width (or depth) over an lr grid: where the best lr sits at each size, how far it
+    drifts, and whether wider is better at every lr near the base's optimum (μP's promise)."""
+    from archscale.spaces import ArchConfig, variants
+
+    if parametrization is not None and parametrization not in variants.PARAMETRIZATIONS:
+        _fail(f"--parametrization: got {parametrization!r}; allowed: {', '.join(variants.PARAMETRIZATIONS)}")
+    width_list, depth_list = _sizes("--widths", widths), _sizes("--depths", depths)
+    if (width_list is None) == (depth_list is None):
+        _fail("give --widths or --depths (one of them)")
+    lr_list = _lrs(lrs)
+    try:
+        arch_config = ArchConfig.from_file(str(arch))
+    except ValueError as e:
+        _fail(str(e))
+    from archscale.trainers.coord import with_parametrization
+    from archscale.trainers.transfer_check import DEFAULT_LRS, transfer_check
+
+    if parametrization is not None:
+        arch_config = with_parametrization(arch_config, parametrization)
+    check = transfer_check(
+        arch_config,
+        widths=width_list,
+        depths=depth_list,
+        lrs=lr_list or DEFAULT_LRS,
+        steps=steps,
+        seeds=seeds,
+        batch_size=batch_size,
+        data=data,
+    )
+    if as_json:
+        typer.echo(json.dumps(check.to_dict()))
+        return
+    typer.echo(f"{check.parametrization}: final eval loss (nats/token) after {steps} steps, by {check.over} and lr")
+    typer.echo(f"{'lr':<10}" + "".join(f"{s:>10}" for s in check.sizes))
+    for lr in check.lrs:
+        cells = "".join(
+            f"{'-' if check.losses[s][lr] is None else f'{check.losses[s][lr]:.4f}':>10}" for s in check.sizes
+        )
+        typer.echo(f"{lr:<10.3g}" + cells + ("   near" if lr in check.near_lrs else ""))
+    edge = any(check.optimum_at_edge.values())
+    best = "".join(f"{check.optimum_lr[s]:>9.3g}{'*' if check.optimum_at_edge[s] else ' '}" for s in check.sizes)
+    typer.echo(f"{'best lr':<10}" + best)
+    typer.echo(f"drift of the best lr across {check.over}: {check.drift:.2f}x" + ("  (* at the grid's edge)" * edge))
+    verdict = "yes" if check.wider_is_better else f"no ({check.why_not})"
+    typer.echo(f"larger is better at every lr marked near (within 2x of the smallest size's best): {verdict}")
+
+
+check_app.command("transfer")(transfer_command)
 
 
 @user_errors
