@@ -200,3 +200,24 @@ def test_trial_row_records_parametrization_and_caveat():
         and "position=none" in row["parametrization_caveat"]
     )
     assert row["lr_hidden"] == pytest.approx(0.01 / 2)  # d_model 32 over base 16
+
+
+def test_multipliers_are_search_axes_and_reach_the_trial_row():
+    """Arch multipliers are axes like any field; embedding_lr_mult is a searchable training setting;
+    all four are trial-row columns (derived from the configs)."""
+    from archscale.spaces.record import TRIAL_COLUMNS, new_trial_row
+    from archscale.spaces.space import space_from_dict
+
+    arch = {**BASE, "parametrization": "mup", "output_mult": {"low": 0.25, "high": 4.0, "log": True}}
+    arch |= {"input_mult": {"choices": [0.5, 2.0]}, "attn_mult": {"choices": [0.5, 2.0]}}
+    train = {"lr": 1e-3, "embedding_lr_mult": {"choices": [0.5, 2.0]}}
+    space = space_from_dict({"name": "multipliers", "arch": arch, "train": train})
+    sample = space.sample_random(0)
+    assert 0.25 <= sample.arch.output_mult <= 4.0 and sample.arch.input_mult in (0.5, 2.0)
+    assert sample.train["embedding_lr_mult"] in (0.5, 2.0)
+    assert {"output_mult", "input_mult", "attn_mult", "embedding_lr_mult", "base_head_dim", "base_d_ff"} <= set(
+        TRIAL_COLUMNS
+    )
+    row = new_trial_row(trial_id=0, seed=0, arch=sample.arch, train=sample.train, counts=None, target_tokens=1)
+    assert row["output_mult"] == sample.arch.output_mult and row["attn_mult"] == sample.arch.attn_mult
+    assert row["embedding_lr_mult"] == sample.train["embedding_lr_mult"]
