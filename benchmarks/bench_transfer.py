@@ -1,198 +1,261 @@
-"""Hyperparameter transfer, measured: does the best learning rate stay put as the model grows?
+"""Hyperparameter transfer, measured: with multipliers tuned at the base, does μP's best lr stay put
+across 8x width (CompleteP's across 8x depth), is wider better at the base's best lr, and does μP
+at its transferred lr match standard at standard's own best lr?
 
-    .venv/bin/python benchmarks/bench_transfer.py [--json] [--tokens 120000] [--jobs 2]
+    .venv/bin/python benchmarks/bench_transfer.py [--quick] [--json] [--jobs 2] [--from-json FILE]
 
-For width, two models 4x apart in d_model (head_dim fixed, so n_heads grows; FFN ratio fixed);
-for depth, two models 4x apart in n_layers. Each is trained on `pystdlib` at every learning rate
-of a log-spaced grid with 2 seeds, under `standard` and under the parametrisation made for that
-axis (`mup` for width, `completep` for depth; base shapes = the small model's). The optimal lr of
-a size is the minimum of a parabola through the seed-averaged final eval loss against log lr at
-the best grid point and its two neighbours (the grid point itself at an edge). Printed: the
-optimum at each size and the ratio large / small. Goal: the optimum moves by at most 1.5x under
-mup / completep and by more under standard.
+Every point trains for real on `pystdlib` (`trainers.transfer_check.train_point`: `--steps`
+optimizer steps of 16 x 64 tokens, cosine with 5% warmup, one evaluation at the end), seed-averaged.
 
-Sized for a shared 2-core CPU (~15-25 minutes): tiny models, 120K tokens. The plain reference is
-the standard parametrisation, measured in the same run.
+1. Tuning at the base (mup, d_model 64, 4 heads of 16, 2 layers): an lr sweep at multipliers 1
+   gives lr0; then a coordinate search at lr0, one multiplier at a time in the order output_mult,
+   input_mult, attn_mult, over MULT_VALUES, each keeping the best found so far (one pass, so
+   3 x len(MULT_VALUES) trainings, not a grid). The tuned multipliers are held at every size.
+2. Width: mup (tuned multipliers) and standard (multipliers 1, its own lr sweep at each size) at
+   every width of WIDTHS and every lr; depth: completep (tuned) and standard at every depth.
+3. Reported, per axis and parametrisation (`transfer_check.summarise`, the rules of
+   `archscale check transfer`): the optimum lr per size and its drift (goal <= 1.5x under mup across
+   width, completep across depth); wider-is-better at the base's best grid lr and at every lr within
+   2x of the base's optimum; and, per width, mup's loss at the transferred lr (the base's best grid
+   lr) minus standard's best loss over the grid at that width (goal <= 0.02 nats at every width).
+
+The full run (4 widths, 4 depths, 6 lrs, 2 seeds, 2,000 steps) is CPU-heavy; `--quick` (2 sizes,
+4 lrs, 1 seed, 150 steps) runs in minutes and prints the full run's estimated time from its own
+measured throughput (FLOPs per second at 1 thread per job). The plain reference is the standard
+parametrisation, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-LRS = [1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]  # log-spaced, factor 2
-SEEDS = (0, 1)
 BASE = dict(
     vocab_size=256,
     seq_len=64,
-    d_model=32,
+    d_model=64,
     n_layers=2,
-    n_heads=2,
+    n_heads=4,
     head_dim=16,
-    d_ff=128,
+    d_ff=256,
     position="rope",
     norm="rmsnorm",
     ffn_activation="gelu",
 )
-AXES = {  # axis -> (parametrisation made for it, small size, large size)
-    "width": ("mup", dict(d_model=32, n_heads=2, d_ff=128), dict(d_model=128, n_heads=8, d_ff=512)),
-    "depth": (
-        "completep",
-        dict(d_model=64, n_heads=4, d_ff=256, n_layers=2),
-        dict(d_model=64, n_heads=4, d_ff=256, n_layers=8),
-    ),
-}
+BATCH = 16
+MULTIPLIERS = ("output_mult", "input_mult", "attn_mult")
+FULL = dict(
+    widths=[64, 128, 256, 512],
+    depths=[2, 4, 8, 16],
+    lrs=[1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2],
+    seeds=2,
+    steps=2000,
+    mult_values=[0.25, 0.5, 2.0, 4.0],
+)
+QUICK = dict(
+    widths=[64, 128], depths=[2, 4], lrs=[2e-3, 4e-3, 8e-3, 1.6e-2], seeds=1, steps=150, mult_values=[0.5, 2.0]
+)
 
 
-def arch_for(axis: str, parametrization: str, size: dict) -> dict:
-    small = AXES[axis][1]
-    fields = {**BASE, **size, "parametrization": parametrization}
-    if parametrization != "standard":
-        fields["base_d_model"] = small["d_model"]
-    if parametrization == "completep":
-        fields["base_n_layers"] = small.get("n_layers", BASE["n_layers"])
-    return fields
+def arch_for(parametrization: str, mults: dict[str, float], width: int | None = None, depth: int | None = None):
+    from archscale.spaces import ArchConfig
+    from archscale.trainers.coord import resized, with_parametrization
+
+    base = with_parametrization(ArchConfig(**{**BASE, **mults}), parametrization)
+    return resized(base, width, depth)
 
 
-def run_one(job: tuple) -> dict:
-    axis, parametrization, which, lr, seed, tokens = job
+def run_point(job: tuple) -> dict:
+    """One training: (arch fields, lr, seed, steps) -> its loss, wall time and FLOPs."""
+    fields, lr, seed, steps = job
     import torch
 
-    from archscale.trainers import TrainConfig, train
+    from archscale.spaces import ArchConfig, count
+    from archscale.trainers.transfer_check import train_point
 
     torch.set_num_threads(1)
-    size = AXES[axis][1 if which == "small" else 2]
-    arch = arch_for(axis, parametrization, size)
-    cfg = TrainConfig(lr=lr, tokens=tokens, batch_size=16, seed=seed, eval_tokens=16_384, threads=1)
+    arch = ArchConfig(**fields)
     t0 = time.perf_counter()
-    s = train(arch, cfg, "pystdlib")
-    loss = s["eval_loss"] if s["status"] == "completed" else None
+    loss = train_point(arch, lr, seed, steps, BATCH, "pystdlib", threads=1)
+    flops = count(arch).flops_per_token * steps * BATCH * arch.seq_len
+    return dict(lr=lr, seed=seed, eval_loss=loss, wall_s=time.perf_counter() - t0, flops=flops)
+
+
+class Runner:
+    """Runs batches of points on a process pool and keeps every run's row."""
+
+    def __init__(self, jobs: int, settings: dict):
+        self.pool = ProcessPoolExecutor(jobs)
+        self.settings = settings
+        self.rows: list[dict] = []
+
+    def table(self, label: str, archs: dict[int, object], lrs: list[float]) -> dict[int, dict[float, float | None]]:
+        """{size: {lr: seed-mean loss or None}} for every arch x lr x seed, run in parallel."""
+        keys = [(size, lr, seed) for size in archs for lr in lrs for seed in range(self.settings["seeds"])]
+        jobs = [(archs[size].to_dict(), lr, seed, self.settings["steps"]) for size, lr, seed in keys]
+        out: dict[int, dict[float, list]] = {}
+        t0 = time.perf_counter()
+        for (size, lr, _), row in zip(keys, self.pool.map(run_point, jobs), strict=True):
+            self.rows.append({**row, "label": label, "size": size, "d_model": archs[size].d_model})
+            out.setdefault(size, {}).setdefault(lr, []).append(row["eval_loss"])
+        print(f"{label}: {len(jobs)} runs in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+        return {s: {lr: None if None in v else sum(v) / len(v) for lr, v in by.items()} for s, by in out.items()}
+
+
+def tune_at_base(runner: Runner, s: dict) -> dict:
+    """lr0 from a sweep at multipliers 1, then one pass of coordinate search over the multipliers at lr0."""
+    from archscale.trainers.transfer_check import optimal_lr
+
+    base = BASE["d_model"]
+    sweep = runner.table("tune:lr", {base: arch_for("mup", {})}, s["lrs"])[base]
+    lr0 = min((lr for lr in s["lrs"] if sweep[lr] is not None), key=lambda lr: sweep[lr])
+    best, best_loss, trace = {}, sweep[lr0], []
+    for name in MULTIPLIERS:
+        archs = {i: arch_for("mup", {**best, name: v}) for i, v in enumerate(s["mult_values"])}
+        losses = runner.table(f"tune:{name}", archs, [lr0])
+        for i, v in enumerate(s["mult_values"]):
+            loss = losses[i][lr0]
+            trace.append({"multiplier": name, "value": v, "loss": loss})
+            if loss is not None and loss < best_loss:
+                best, best_loss = {**{k: x for k, x in best.items() if k != name}, name: v}, loss
     return dict(
-        axis=axis,
-        parametrization=parametrization,
-        size=which,
-        d_model=arch["d_model"],
-        n_layers=arch["n_layers"],
-        lr=lr,
-        seed=seed,
-        eval_loss=loss,
-        status=s["status"],
-        wall_s=time.perf_counter() - t0,
+        lr0=lr0,
+        lr0_refined=optimal_lr(sweep)[0],
+        untuned_loss=sweep[lr0],
+        tuned=best,
+        tuned_loss=best_loss,
+        trace=trace,
     )
 
 
-def optimal_lr(points: dict[float, float | None]) -> float:
-    """argmin over lr of the seed-averaged loss, refined by a parabola in log lr through its neighbours."""
-    lrs = sorted(points)
-    losses = [points[lr] if points[lr] is not None else math.inf for lr in lrs]
-    i = min(range(len(lrs)), key=lambda k: losses[k])
-    if i in (0, len(lrs) - 1) or not all(math.isfinite(losses[k]) for k in (i - 1, i, i + 1)):
-        return lrs[i]
-    x = [math.log(lrs[k]) for k in (i - 1, i, i + 1)]
-    y = [losses[k] for k in (i - 1, i, i + 1)]
-    # vertex of the parabola through three equally spaced points
-    h = x[1] - x[0]
-    denom = y[0] - 2 * y[1] + y[2]
-    shift = 0.5 * h * (y[0] - y[2]) / denom if denom > 0 else 0.0
-    return math.exp(x[1] + max(-h, min(h, shift)))
+def measure(jobs: int, s: dict) -> dict:
+    from archscale.trainers.transfer_check import summarise
+
+    runner = Runner(jobs, s)
+    t0 = time.perf_counter()
+    tuning = tune_at_base(runner, s)
+    mults = tuning["tuned"]
+    tables = {
+        ("width", "mup"): runner.table(
+            "width:mup", {w: arch_for("mup", mults, width=w) for w in s["widths"]}, s["lrs"]
+        ),
+        ("width", "standard"): runner.table(
+            "width:standard", {w: arch_for("standard", {}, width=w) for w in s["widths"]}, s["lrs"]
+        ),
+        ("depth", "completep"): runner.table(
+            "depth:completep", {d: arch_for("completep", mults, depth=d) for d in s["depths"]}, s["lrs"]
+        ),
+        ("depth", "standard"): runner.table(
+            "depth:standard", {d: arch_for("standard", {}, depth=d) for d in s["depths"]}, s["lrs"]
+        ),
+    }
+    runner.pool.shutdown()
+    checks = {f"{over}:{p}": summarise(over, p, t, s["steps"], s["seeds"]).to_dict() for (over, p), t in tables.items()}
+    return dict(settings=s, tuning=tuning, checks=checks, wall_s=time.perf_counter() - t0, runs=runner.rows)
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    out = []
-    for axis, (made_for, _, _) in AXES.items():
-        for parametrization in ("standard", made_for):
-            optimum = {}
-            for which in ("small", "large"):
-                mine = [
-                    r for r in rows if (r["axis"], r["parametrization"], r["size"]) == (axis, parametrization, which)
-                ]
-                by_lr = {}
-                for lr in LRS:
-                    losses = [r["eval_loss"] for r in mine if r["lr"] == lr]
-                    by_lr[lr] = None if None in losses or not losses else sum(losses) / len(losses)
-                optimum[which] = optimal_lr(by_lr)
-                optimum[f"{which}_losses"] = by_lr
-                best = min((lr for lr in LRS if by_lr[lr] is not None), key=lambda lr: by_lr[lr], default=None)
-                optimum[f"{which}_at_edge"] = best in (LRS[0], LRS[-1])  # the true optimum may lie beyond
-            ratio = optimum["small"] / optimum["large"]
-            out.append(
-                dict(
-                    axis=axis,
-                    parametrization=parametrization,
-                    lr_opt_small=optimum["small"],
-                    lr_opt_large=optimum["large"],
-                    shift=max(ratio, 1 / ratio),  # how far the optimum moved, as a factor >= 1
-                    at_edge=optimum["small_at_edge"] or optimum["large_at_edge"],  # then shift is a lower bound
-                    ratio_small_over_large=ratio,
-                    losses_small=optimum["small_losses"],
-                    losses_large=optimum["large_losses"],
-                )
-            )
+def headline(result: dict) -> dict:
+    """The three goals, from the checks."""
+    out = {}
+    for key, check in result["checks"].items():
+        sizes = [str(x) for x in check["sizes"]]
+        base_losses = check["losses"][sizes[0]]
+        base_best = min((lr for lr in base_losses if base_losses[lr] is not None), key=lambda lr: base_losses[lr])
+        at_base_best = [check["losses"][x][base_best] for x in sizes]
+        monotone = None not in at_base_best and all(b < a for a, b in zip(at_base_best, at_base_best[1:], strict=False))
+        out[key] = dict(
+            drift=check["drift"],
+            at_edge=any(check["optimum_at_edge"].values()),
+            base_best_lr=float(base_best),
+            loss_at_base_best_lr=dict(zip(sizes, at_base_best, strict=True)),
+            wider_is_better_at_base_best_lr=monotone,
+            wider_is_better_near=check["wider_is_better"],
+        )
+    mup, standard = result["checks"]["width:mup"], result["checks"]["width:standard"]
+    lr_t = repr(out["width:mup"]["base_best_lr"])
+    gaps = {}
+    for x in (str(w) for w in mup["sizes"]):
+        own = [v for v in standard["losses"][x].values() if v is not None]
+        mine = mup["losses"][x][lr_t]
+        gaps[x] = None if mine is None or not own else mine - min(own)
+    out["mup_at_transferred_lr_minus_standard_best"] = gaps
     return out
+
+
+def estimate_full_s(rows: list[dict], jobs: int) -> float:
+    """The full run's wall time from this run's throughput (FLOPs/s per job at 1 thread, wide models)."""
+    from archscale.spaces import count
+
+    widest = [r for r in rows if r["d_model"] == max(x["d_model"] for x in rows)]  # closest to the full run's
+    rate = sum(r["flops"] for r in widest) / sum(r["wall_s"] for r in widest)
+    s = FULL
+    per_seed = len(s["lrs"]) + len(MULTIPLIERS) * len(s["mult_values"])  # tuning at the base
+    flops = per_seed * count(arch_for("mup", {})).flops_per_token
+    for p, mults in (("mup", {}), ("standard", {})):
+        flops += sum(count(arch_for(p, mults, width=w)).flops_per_token for w in s["widths"]) * len(s["lrs"])
+    for p in ("completep", "standard"):
+        flops += sum(count(arch_for(p, {}, depth=d)).flops_per_token for d in s["depths"]) * len(s["lrs"])
+    flops *= s["seeds"] * s["steps"] * BATCH * BASE["seq_len"]
+    return flops / rate / jobs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 sizes, 4 lrs, 1 seed, 150 steps (minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--tokens", type=int, default=120_000)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--from-json", help="re-print the tables of a saved --json output instead of training")
     args = parser.parse_args()
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        return report(saved["runs"], saved["tokens"], saved["wall_s"], args.json)
-    jobs = [
-        (axis, parametrization, which, lr, seed, args.tokens)
-        for axis, (made_for, _, _) in AXES.items()
-        for parametrization in ("standard", made_for)
-        for which in ("small", "large")
-        for lr in LRS
-        for seed in SEEDS
-    ]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(run_one, jobs))
-    report(rows, args.tokens, time.perf_counter() - t0, args.json)
-
-
-def report(rows: list[dict], tokens: int, wall: float, as_json: bool) -> None:
-    summary = summarise(rows)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "tokens": tokens,
-                    "lrs": LRS,
-                    "seeds": len(SEEDS),
-                    "wall_s": wall,
-                    "summary": summary,
-                    "runs": rows,
-                }
-            )
-        )
+        result = json.loads(Path(args.from_json).read_text())
+    else:
+        result = measure(args.jobs, QUICK if args.quick else FULL)
+        result["headline"] = headline(result)
+        result["estimated_full_run_s"] = estimate_full_s(result["runs"], args.jobs)
+    if args.json:
+        print(json.dumps(result))
         return
-    print(f"{len(rows)} runs of {tokens:,} tokens in {wall:.0f}s; lrs {LRS}, {len(SEEDS)} seeds")
-    print(f"{'axis':<6} {'parametrization':<16} {'sizes':<16} {'lr* small':>10} {'lr* large':>10} {'moved':>7}")
-    for s in summary:
-        small, large = AXES[s["axis"]][1], AXES[s["axis"]][2]
-        key = "d_model" if s["axis"] == "width" else "n_layers"
-        sizes = f"{key} {small[key]}->{large[key]}"
+    report(result)
+
+
+def report(result: dict) -> None:
+    s, t = result["settings"], result["tuning"]
+    print(
+        f"{len(result['runs'])} runs of {s['steps']} steps x {BATCH} x {BASE['seq_len']} tokens in "
+        f"{result['wall_s']:.0f}s; lrs {s['lrs']}, {s['seeds']} seed(s)"
+    )
+    print(
+        f"tuned at the base (mup, d_model {BASE['d_model']}): lr0 {t['lr0']:g}, multipliers {t['tuned'] or 'all 1'} "
+        f"({t['untuned_loss']:.4f} -> {t['tuned_loss']:.4f})"
+    )
+    for key, check in result["checks"].items():
+        print(f"\n{key}: final eval loss by size (columns) and lr (rows)")
+        sizes = [str(x) for x in check["sizes"]]
+        print(f"{'lr':<10}" + "".join(f"{x:>10}" for x in sizes))
+        for lr in check["lrs"]:
+            cells = [check["losses"][x][repr(lr)] for x in sizes]
+            print(f"{lr:<10.3g}" + "".join(f"{'-' if c is None else f'{c:.4f}':>10}" for c in cells))
+        print(f"{'best lr':<10}" + "".join(f"{check['optimum_lr'][x]:>10.3g}" for x in sizes))
+    h = result["headline"]
+    print("\nheadline")
+    for key in result["checks"]:
+        k = h[key]
+        edge = " (an optimum at the grid's edge: at least this)" if k["at_edge"] else ""
         print(
-            f"{s['axis']:<6} {s['parametrization']:<16} {sizes:<16} {s['lr_opt_small']:>10.2e} "
-            f"{s['lr_opt_large']:>10.2e} {s['shift']:>6.2f}x"
-            + ("  (an optimum at the grid's edge: at least this)" if s["at_edge"] else "")
+            f"  {key:<16} drift {k['drift']:.2f}x{edge}; larger better at the base's best lr "
+            f"{k['base_best_lr']:g}: {k['wider_is_better_at_base_best_lr']}; "
+            f"at every lr near it: {k['wider_is_better_near']}"
         )
-    for s in summary:
-        cells = "  ".join(
-            f"{lr:.2g}: {s['losses_small'][lr] or float('nan'):.3f}/{s['losses_large'][lr] or float('nan'):.3f}"
-            for lr in LRS
-        )
-        print(f"  {s['axis']} {s['parametrization']} loss small/large by lr: {cells}")
+    gaps = h["mup_at_transferred_lr_minus_standard_best"]
+    cells = ", ".join(f"{w}: {'-' if g is None else f'{g:+.3f}'}" for w, g in gaps.items())
+    print(f"  mup at the transferred lr minus standard at its own best, nats (goal <= 0.02): {cells}")
+    if "estimated_full_run_s" in result:
+        print(f"estimated full run: {result['estimated_full_run_s'] / 3600:.1f} h with these jobs on this machine")
 
 
 if __name__ == "__main__":
