@@ -15,7 +15,7 @@ from archscale.analysis import (
     load_trials,
     parameter_importance,
 )
-from archscale.analysis.synthetic import SEARCH_EFFECTS
+from archscale.analysis.data.synthetic_results import SEARCH_EFFECTS
 
 
 def test_axis_effects_recover_known_effects(search_dir: Path) -> None:
@@ -95,7 +95,7 @@ def test_study_effects_compare_families_at_equal_size(study_dir: Path) -> None:
 
 def test_study_effects_pair_by_seed_within_grid_points(tmp_path: Path) -> None:
     """With seeds, a family and the baseline are paired on (grid point, seed): shared noise cancels."""
-    from archscale.analysis import synthetic
+    from archscale.analysis.data import synthetic_results as synthetic
 
     d = synthetic.write_study(tmp_path / "s", budgets=(1e18, 1e19), sizes_per_budget=3, seeds=3, seed_noise=0.05)
     eff = axis_effects(load_trials(d), axes=["position"])

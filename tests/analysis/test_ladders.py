@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from archscale.analysis.ladders import crossings, fit_ladders
+from archscale.analysis.laws.ladder import fit_ladders
+from archscale.analysis.laws.ladder_record import crossings
 
 C = 1e12 * np.array([1.0, 4.0, 16.0])  # a ladder of ratio 2 in parameters, tokens proportional
 
@@ -78,8 +79,8 @@ def test_interval_coverage_at_the_ladder_design():
 def test_ladders_with_no_flattening_get_the_law_without_a_floor_with_calibrated_t_intervals():
     """Straight lines in log-log (E = 0): the shared-E fit ends at E = 0, so the nested law is fitted;
     its t intervals cover the true loss at 10x the top rung at close to the nominal rate."""
-    from archscale.analysis.ladders import fit_ladders
-    from archscale.analysis.ladders_nofloor import LAW, NoFloorFit
+    from archscale.analysis.laws.ladder import fit_ladders
+    from archscale.analysis.laws.ladder_nofloor import LAW, NoFloorFit
 
     rng = np.random.default_rng(5)
     compute = np.array([1e10, 4e10, 1.6e11])

@@ -1,6 +1,6 @@
 """The power law ``L(x) = E + A * x**(-alpha)``, for x in ``params``, ``non_embedding_params``,
 ``tokens`` or ``compute`` (natural logarithms; losses in nats/token). Fitted with the shared
-Huber/L-BFGS-B machinery of ``fits_common`` with one term.
+Huber/L-BFGS-B machinery of ``objective`` with one term.
 
 Identifiability: three parameters need at least four distinct x (design units) to leave a residual
 to judge the fit by; fewer raise ``NotIdentified``. A fit with ``E`` or ``alpha`` at the edge of the
@@ -14,17 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .fits_common import (
-    HUBER_DELTA,
-    FlopsModel,
-    LawFit,
-    NotIdentified,
-    bound_warnings,
-    design_units,
-    fit_lse,
-    single_blas_thread,
-)
-from .fits_record import law_fit
+from .inputs import FlopsModel
+from .intervals import design_units
+from .objective import HUBER_DELTA, NotIdentified, bound_warnings, fit_lse, single_blas_thread
+from .record import LawFit, law_fit
 
 #: Fewest distinct x (design units): the three parameters plus one residual.
 MIN_UNITS = 4

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .loaders import PathLike, study_storage
+from archscale.analysis.data.loaders import PathLike, study_storage
 
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
 

@@ -1,6 +1,6 @@
 """The ladder law without a floor, for ladders that show none.
 
-The joint fit (`archscale.analysis.ladders.fit_ladders`) shares the irreducible loss E over every
+The joint fit (`archscale.analysis.laws.ladder.fit_ladders`) shares the irreducible loss E over every
 ladder. When its least-squares E ends at 0, the losses fall along straight lines in log-log over
 the ladders' compute range: no flattening is seen, so E cannot be told from 0 and the five-parameter
 law is not identified. The nested law with E = 0,
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from archscale.analysis.ladders import ALPHA_BOUNDS, LadderFit, LadderLaw
+from .ladder_record import ALPHA_BOUNDS, LadderFit, LadderLaw
 
 LAW = "no floor (E = 0)"
 
@@ -41,10 +41,29 @@ class NoFloorFit(LadderFit):
     the interval, the same lines in log(L - E) for every floor E the data do not reject."""
 
     law: str = LAW
+    interval_method: str = "t intervals of the lines, united over every floor E the data do not reject"
     note: str = ""  # why the shared-E law was not used
     # per floor E the data do not reject (E = 0 first): (E, {ladder: (log_A, alpha)}, log sigma)
     floors: list[tuple[float, dict[Any, tuple[float, float]], float]] = field(default_factory=list)
     cov: dict[Any, np.ndarray] = field(default_factory=dict)  # (X^T X)^-1 of each ladder's line
+
+    def param_intervals(self, ladder: Any, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        """``E`` over the floors the data do not reject; ``log_A`` and ``alpha``: the union over
+        those floors of their t intervals (empty when the ladder's law is not identified)."""
+        from scipy.stats import t
+
+        law = self.laws.get(ladder)
+        if law is None or not law.identified or not self.identified:
+            return {}
+        q = t.ppf((1 + level) / 2, self.dof) * np.sqrt(np.diag(self.cov[ladder]))  # per unit log sigma
+        es = [e for e, _, _ in self.floors]
+        ends = np.array([[a - q[0] * s, a + q[0] * s, al - q[1] * s, al + q[1] * s] for _, lines, s in self.floors
+                         for a, al in [lines[ladder]]])  # fmt: skip
+        return {
+            "E": (float(min(es)), float(max(es))),
+            "log_A": (float(ends[:, 0].min()), float(ends[:, 1].max())),
+            "alpha": (float(ends[:, 2].min()), float(ends[:, 3].max())),
+        }
 
     def predict(self, ladder: Any, compute: float, level: float = 0.95) -> tuple[float, float, float] | None:
         """(median at E = 0, lo, hi) predicted loss of `ladder` at `compute`, or None.

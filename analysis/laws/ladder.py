@@ -14,7 +14,7 @@ Identification is checked, never assumed: at least two complete ladders, at leas
 compute levels per ladder, a well-conditioned Jacobian, and no parameter at its bound (E at the
 smallest observed loss, an exponent at the edge of its range). A ladder that fails any of these
 gets no prediction, only the reason. When E ends at 0 (the ladders show no flattening), the
-nested law with E = 0 is identified and is fitted instead (`archscale.analysis.ladders_nofloor`,
+nested law with E = 0 is identified and is fitted instead (`archscale.analysis.laws.ladder_nofloor`,
 labelled "no floor (E = 0)").
 
 Intervals come from a parametric bootstrap that also draws the noise level: with few residual
@@ -30,72 +30,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-ALPHA_BOUNDS = (0.01, 3.0)
-LOG_A_BOUNDS = (-30.0, 30.0)
-MIN_LADDERS = 2
-MIN_RUNGS = 3
+from .ladder_nofloor import fit_without_floor
+from .ladder_record import ALPHA_BOUNDS, LOG_A_BOUNDS, MIN_LADDERS, MIN_RUNGS, LadderFit, LadderLaw
+
 MAX_CONDITION = 1e10  # of J^T J at the fit (scaled columns): beyond it the fit is not identified
-
-
-@dataclass(frozen=True)
-class LadderLaw:
-    """One architecture's fitted law (E is the search's shared value)."""
-
-    ladder: Any
-    E: float
-    log_A: float
-    alpha: float
-    c0: float
-    identified: bool
-    reason: str | None = None
-
-    def loss_at(self, compute: np.ndarray | float) -> np.ndarray:
-        c = np.asarray(compute, dtype=float)
-        return self.E + np.exp(self.log_A - self.alpha * np.log(c / self.c0))
-
-
-@dataclass
-class LadderFit:
-    """The joint fit of every complete ladder, with bootstrap replicates for intervals."""
-
-    laws: dict[Any, LadderLaw]
-    E: float
-    sigma: float  # residual standard deviation (nats)
-    dof: int
-    n: int
-    c0: float
-    identified: bool
-    reason: str | None
-    replicates: list[dict[Any, tuple[float, float, float]]] = field(default_factory=list)  # (E, log_A, alpha)
-
-    def predict(self, ladder: Any, compute: float, level: float = 0.95) -> tuple[float, float, float] | None:
-        """(mean, lo, hi) predicted loss of `ladder` at `compute`, or None when not identified."""
-        law = self.laws.get(ladder)
-        if law is None or not law.identified or not self.identified:
-            return None
-        mean = float(law.loss_at(compute))
-        draws = np.array(
-            [
-                E + math.exp(a - al * math.log(compute / self.c0))
-                for rep in self.replicates
-                if ladder in rep
-                for E, a, al in [rep[ladder]]
-            ]
-        )
-        if len(draws) < 20:
-            return mean, math.nan, math.nan
-        q_lo, q_hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-        # the union of the basic (reflected) and the percentile bootstrap intervals: the basic one
-        # corrects for the fit's bias at the target, which the percentile one inherits, but fails
-        # when the refits' distribution is skewed by E's bounds; neither is right at every ladder
-        # design (bench_calibration at 0.045 nats: basic 0.85 / percentile 0.95 with rungs of ratio
-        # 2, basic 0.90-0.94 / percentile 0.93 with ratio 4), so both ends are the wider of the two
-        return mean, float(min(2 * mean - q_hi, q_lo)), float(max(2 * mean - q_lo, q_hi))
 
 
 def _per_ladder_given_e(e: float, logc: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
@@ -178,12 +120,12 @@ def _jacobian_condition(e: float, params: list[tuple[float, float]], groups) -> 
     return float(np.linalg.cond(scaled.T @ scaled))
 
 
-def fit_ladders(
-    ladders: dict[Any, tuple[Sequence[float], Sequence[float]]], *, bootstrap: int = 200, seed: int = 0
-) -> LadderFit:
-    """Fit every ladder's law with a shared E. `ladders` maps a ladder key to (compute, loss) of
-    its rungs (seeds of a rung may repeat a compute value). Ladders with fewer than MIN_RUNGS
-    distinct compute levels are kept out of the fit and reported as not identified."""
+def usable_ladders(
+    ladders: dict[Any, tuple[Sequence[float], Sequence[float]]],
+) -> tuple[dict[Any, tuple[np.ndarray, np.ndarray]], dict[Any, LadderLaw], float]:
+    """The ladders a fit can use (finite runs, at least MIN_RUNGS distinct compute levels), the
+    refused ones as unidentified laws with the reason, and c0 (the geometric mean compute of the
+    usable rungs, which every law is centred on)."""
     usable, refused = {}, {}
     for key, (compute, loss) in ladders.items():
         c, y = np.asarray(compute, float), np.asarray(loss, float)
@@ -196,6 +138,16 @@ def fit_ladders(
     all_c = np.concatenate([c for c, _ in usable.values()]) if usable else np.array([1.0])
     c0 = float(np.exp(np.mean(np.log(all_c))))
     laws = {k: LadderLaw(k, math.nan, math.nan, math.nan, c0, False, r) for k, r in refused.items()}
+    return usable, laws, c0
+
+
+def fit_ladders(
+    ladders: dict[Any, tuple[Sequence[float], Sequence[float]]], *, bootstrap: int = 200, seed: int = 0
+) -> LadderFit:
+    """Fit every ladder's law with a shared E. `ladders` maps a ladder key to (compute, loss) of
+    its rungs (seeds of a rung may repeat a compute value). Ladders with fewer than MIN_RUNGS
+    distinct compute levels are kept out of the fit and reported as not identified."""
+    usable, laws, c0 = usable_ladders(ladders)
     if len(usable) < MIN_LADDERS:
         reason = (
             f"{len(usable)} complete ladder(s); E is shared, so at least {MIN_LADDERS} are needed "
@@ -217,9 +169,7 @@ def fit_ladders(
     if dof < 1:
         reason = f"{n} rungs for {p} parameters: no residual degrees of freedom (add ladders or rungs)"
     elif e <= 1e-3 * e_hi:
-        # no flattening seen: the nested law with E = 0 is identified (analysis/ladders_nofloor.py)
-        from archscale.analysis.ladders_nofloor import fit_without_floor
-
+        # no flattening seen: the nested law with E = 0 is identified (laws/ladder_nofloor.py)
         why = (
             f"the shared irreducible loss E = {e:.3g} is at the lower edge of its range [0, {e_hi:.4g}]: "
             "the ladders show no flattening to fit it from (train larger rungs, more tokens per parameter, "
@@ -326,86 +276,3 @@ def _refit_all(
     margin = 1e-6 * (hi - lo)
     interior = ((x > lo + np.minimum(margin, 1e-6)) & (x < hi - np.minimum(margin, 1e-6))).all(axis=1)
     return x, ~active & interior & np.isfinite(x).all(axis=1)
-
-
-def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:
-    """Where one architecture's law overtakes another's between compute `lo` and `hi`:
-    {"winner", "loser", "compute"}: `winner` has the lower predicted loss above `compute`."""
-    out = []
-    laws = [law for law in fit.laws.values() if law.identified]
-    for i, a in enumerate(laws):
-        for b in laws[i + 1 :]:
-            if abs(a.alpha - b.alpha) < 1e-9:
-                continue
-            x = (a.log_A - b.log_A) / (a.alpha - b.alpha)  # log(C*/c0) where the two curves meet
-            c_star = fit.c0 * math.exp(x)
-            if lo < c_star < hi:
-                steeper, flatter = (a, b) if a.alpha > b.alpha else (b, a)
-                out.append({"winner": steeper.ladder, "loser": flatter.ladder, "compute": c_star})
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Reading a ladder search's predictions (DIR/predictions.parquet, written by the search)
-
-
-def load_predictions(dirs: Sequence[Any]) -> Any:
-    """predictions.parquet of every ladder search among `dirs`, with a `run` column (polars)."""
-    from pathlib import Path
-
-    import polars as pl
-
-    frames = [
-        pl.read_parquet(Path(d) / "predictions.parquet").with_columns(run=pl.lit(Path(d).resolve().name))
-        for d in dirs
-        if (Path(d) / "predictions.parquet").exists()
-    ]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else None
-
-
-def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
-    """What the report shows of predictions.parquet: the ranking at the target (with the small-scale
-    rank beside it), the crossings as sentences, and the architectures with no prediction and why."""
-    import polars as pl
-
-    ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
-    small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
-    small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
-    table = ok.select(
-        "run", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rungs", "rung0_loss",
-        pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
-        "target_compute",
-    ).with_row_index("rank", offset=1)  # fmt: skip
-    lines = [
-        f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
-        for r in ok.iter_rows(named=True)
-        for c in (r["crossings"] or [])
-        if c["overtakes"]
-    ]
-    missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
-    return table, lines, missing
-
-
-def ladder_chart(predictions: Any, trials: Any) -> Any:
-    """Each predicted architecture's fitted law with its 95% band from its ladder to the target,
-    over the rungs it was fitted to (Altair)."""
-    import altair as alt
-    import polars as pl
-
-    ok = predictions.filter(pl.col("status") == "predicted")
-    curves = ok.select("label", "curve").explode("curve").unnest("curve")
-    rungs = trials.filter(pl.col("ladder_id").is_in(ok["ladder_id"].to_list()) & (pl.col("status") == "completed"))
-    rungs = rungs.select("label", "compute", "eval_loss")
-    x = alt.X("compute:Q", scale=alt.Scale(type="log"), title="training compute (FLOPs)")
-    band = (
-        alt.Chart(curves)
-        .mark_area(opacity=0.2)
-        .encode(x=x, y=alt.Y("lo:Q", title="loss (nats/token)"), y2="hi:Q", color="label:N")
-    )
-    line = alt.Chart(curves).mark_line().encode(x=x, y=alt.Y("loss:Q", scale=alt.Scale(zero=False)), color="label:N")
-    points = (
-        alt.Chart(rungs)
-        .mark_point(filled=True)
-        .encode(x=x, y="eval_loss:Q", color="label:N", tooltip=["label", "compute", "eval_loss"])
-    )
-    return (band + line + points).properties(width=560, height=320, title="fitted laws from the ladders to the target")

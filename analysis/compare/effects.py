@@ -1,4 +1,4 @@
-"""Search analysis: per-axis effects, parameter importance, learning curves, best architectures.
+"""Per-axis effects: how each value of an architecture axis changes the loss, at equal budget.
 
 Effects convention: for each architecture axis (``ffn_activation``, ``position``, ...) and each of
 its values, ``effect = metric | value - metric | baseline value`` over completed trials at equal
@@ -7,7 +7,7 @@ tokens) of a scaling study. Paired by seed where the design allows it, else Welc
 single trial never gets an interval of its own; p-values are Holm-adjusted over the comparisons
 made, and every difference says how many seeds would resolve it (``axis_effects``). Negative
 effects on a loss mean the value is better. An ASHA search is compared at equal tokens seen with
-``comparisons.at_equal_tokens`` (the report does); otherwise only its survivors count.
+``data.cells.at_equal_tokens`` (the report does); otherwise only its survivors count.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .loaders import ARCH_AXES, NULL_VALUES, PathLike, load_curves, load_trials, open_study
-from .runs import NoData
+from archscale.analysis.data.cells import configuration, with_budget_cells
+from archscale.analysis.data.loaders import ARCH_AXES, NULL_VALUES
+
+from .stats import holm, seeds_needed, t_test, verdict
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {
@@ -37,74 +39,6 @@ DEFAULT_BASELINES: dict[str, str] = {
 }
 
 
-#: Parameter counts (when a study recorded no planned size) whose sorted log10 values are closer
-#: than this (0.05 decades, ~12%) belong to one budget cell. A gap split, not rounding, so values
-#: either side of a rounding boundary are never separated.
-CELL_GAP_DECADES = 0.05
-#: The same for training tokens at one planned size: families at one grid point get different
-#: tokens when a study sets tokens per parameter (their counts differ within the tolerance) or an
-#: isoFLOP compute (their FLOPs per token differ), by well under 0.1 decades (~26%); a study's
-#: own token levels are further apart than that.
-TOKENS_GAP_DECADES = 0.1
-
-
-def _gap_clusters(value: pl.Expr, keys: list[str], gap: float) -> pl.Expr:
-    """Cluster index of ``log10(value)`` within ``keys``: a new cluster wherever the sorted values
-    jump by more than ``gap`` decades (nulls get their own cluster, -1)."""
-    log = value.cast(pl.Float64).log10()
-    sorted_log = log.sort(nulls_last=True)
-    breaks = (sorted_log.diff() > gap).fill_null(False).cast(pl.Int32).cum_sum()
-    # the cluster of each row: the number of breaks among the sorted values up to its own
-    position = log.rank("min").cast(pl.Int64) - 1
-    return pl.when(log.is_null()).then(pl.lit(-1)).otherwise(breaks.gather(position.fill_null(0))).over(keys)
-
-
-def _whole(value: pl.Expr, digits: int) -> pl.Expr:
-    """A count as a whole number to ``digits`` significant figures (``120000``, not ``120000.0``)."""
-    return value.cast(pl.Float64).round_sig_figs(digits).cast(pl.Int64).cast(pl.String)
-
-
-def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] = ("run",)) -> pl.LazyFrame:
-    """``trials`` with a ``cell`` column naming which trials share a budget.
-
-    A search (null ``group``) has one budget: its trials are in the cell ``search``. In a scaling
-    study (``group`` set) a cell is a planned grid point: the same ``planned_kind`` and
-    ``planned_size`` and a training length within ``TOKENS_GAP_DECADES`` of each other (a study
-    that sets tokens per parameter or isoFLOP budgets gives each family slightly different tokens
-    at one planned point), so
-    families are compared at the size the study asked for, never at whatever size each achieved.
-    Studies written before the planned size was recorded fall back to the achieved ``params``
-    (clustered the same way). Seeds are not part of the cell: a cell holds a grid point's seeds.
-    """
-    lf = trials.lazy() if isinstance(trials, pl.DataFrame) else trials
-    schema = lf.collect_schema()
-    for name, dtype in (("group", pl.String), ("planned_kind", pl.String), ("planned_size", pl.Float64),
-                        ("params", pl.Int64), ("target_tokens", pl.Int64)):  # fmt: skip
-        if name not in schema:
-            lf = lf.with_columns(pl.lit(None, dtype).alias(name))
-    by = [c for c in by if c in schema]
-    planned = pl.col("planned_size").is_not_null()
-    size_key = pl.when(planned).then(
-        pl.format("{}={}", pl.col("planned_kind").fill_null("size"), _whole(pl.col("planned_size"), 4))
-    )
-    size_cluster = (
-        pl.when(planned).then(pl.lit(0)).otherwise(_gap_clusters(pl.col("params"), [*by, "_study"], CELL_GAP_DECADES))
-    )
-    lf = lf.with_columns(_study=pl.col("group").is_not_null())
-    lf = lf.with_columns(_size=pl.coalesce(size_key, pl.format("params#{}", size_cluster)))
-    lf = lf.with_columns(_tok=_gap_clusters(pl.col("target_tokens"), [*by, "_study", "_size"], TOKENS_GAP_DECADES))
-    tokens = pl.col("target_tokens").min().over([*by, "_study", "_size", "_tok"]).cast(pl.Float64)
-    size_shown = (
-        pl.when(planned)
-        .then(pl.col("_size"))
-        .otherwise(pl.format("params≈{}", _whole(pl.col("params").min().over([*by, "_study", "_size"]), 3)))
-    )
-    tokens_shown = pl.format("tokens≈{}", _whole(tokens, 3)).fill_null("tokens?")
-    shown = pl.concat_str([size_shown.fill_null("size?"), tokens_shown], separator=", ")
-    cell = pl.when(pl.col("_study")).then(shown)
-    return lf.with_columns(cell=cell.otherwise(pl.lit("search"))).drop("_study", "_size", "_tok")
-
-
 def axis_effects(
     trials: pl.DataFrame | pl.LazyFrame,
     *,
@@ -118,7 +52,7 @@ def axis_effects(
 
     Trials are compared only within a budget cell (``with_budget_cells``) of each ``by`` group.
     The observations of a value in a cell are its architectures (configurations:
-    ``comparisons.configuration``), each the mean of its seeds, when it has several: seed replicas
+    ``data.cells.configuration``), each the mean of its seeds, when it has several: seed replicas
     of one architecture share every other axis, so counting them as independent draws would
     overstate n. A value with a single architecture in a cell is observed through its seeds.
     Two designs, chosen per (axis, value):
@@ -137,7 +71,7 @@ def axis_effects(
     call returns (``comparisons`` says how many); ``verdict`` is ``resolved`` when ``p_holm`` is
     below 0.05, else ``within noise`` (or ``no interval``). ``sd`` is the spread of one observation
     (one difference when paired) and ``n_needed`` the observations per side (pairs, when paired)
-    that would resolve the observed effect at that spread (``comparisons.seeds_needed``: alpha
+    that would resolve the observed effect at that spread (``compare.stats.seeds_needed``: alpha
     0.05, power 0.8); ``more_needed`` is how many more than now. Only completed trials with a
     finite metric count. ``n`` and ``n_base`` count observations (see above). One row per
     (``by``..., axis, value): ``n, n_base, mean, std, baseline,
@@ -152,8 +86,6 @@ def axis_effects(
     baselines = {**DEFAULT_BASELINES, **(baselines or {})}
     if not axes or metric not in schema:
         return _empty_effects(by)
-    from .comparisons import configuration
-
     for name, dtype in (("seed", pl.Int64), ("group", pl.String), ("arch_id", pl.String), ("lr", pl.Float64)):
         if name not in schema:
             lf = lf.with_columns(pl.lit(None, dtype).alias(name))
@@ -287,8 +219,6 @@ def _paired_over_units(
 
 def _finish_effects(df: pl.DataFrame, by: list[str], level: float) -> pl.DataFrame:
     """Choose paired or Welch per row, then intervals, Holm, verdicts and seeds needed."""
-    from .comparisons import holm, seeds_needed, t_test, verdict
-
     is_base = (df["value"] == df["baseline"]).to_numpy()
     n_units = df["units"].fill_null(0).to_numpy().astype(float)
     use_paired = ~is_base & (n_units >= 2) & (df["max_n"].fill_null(9).to_numpy() == 1)
@@ -358,122 +288,3 @@ def _finish_effects(df: pl.DataFrame, by: list[str], level: float) -> pl.DataFra
         )  # fmt: skip
         .sort([*by, "axis", "effect"])
     )
-
-
-def best_architectures(
-    trials: pl.DataFrame | pl.LazyFrame, *, metric: str = "eval_loss", top: int = 10
-) -> pl.DataFrame:
-    """The ``top`` architectures (``arch_id``) of each run by mean ``metric`` over their
-    completed seeds (runs are not ranked against each other: their budgets differ).
-
-    Columns: ``run, arch_id, label, n_seeds, mean, std, params, flops_per_token, tokens_per_s``.
-    """
-    lf = trials.lazy() if isinstance(trials, pl.DataFrame) else trials
-    return (
-        lf.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null())
-        .group_by("run", "arch_id")
-        .agg(
-            label=pl.col("label").first(),
-            n_seeds=pl.col("seed").n_unique(),
-            mean=pl.col(metric).mean(),
-            std=pl.col(metric).std(),
-            params=pl.col("params").first(),
-            flops_per_token=pl.col("flops_per_token").first(),
-            tokens_per_s=pl.col("tokens_per_s").mean(),
-        )
-        .sort("run", "mean", "arch_id")
-        .group_by("run", maintain_order=True)
-        .head(top)
-        .collect()
-    )
-
-
-def _importance_from_trials(trials: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """Share of the metric's variance explained by each axis alone (eta squared): a fallback
-    when the Optuna study is missing or too small for optuna.importance."""
-    done = trials.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null())
-    axes = [a for a in ARCH_AXES if a in done.columns]
-    if done.height < 3 or not axes:
-        return pl.DataFrame(schema={"param": pl.String, "importance": pl.Float64, "method": pl.String})
-    long = done.select(metric, *[pl.col(a).cast(pl.String) for a in axes]).unpivot(
-        index=metric, on=axes, variable_name="param", value_name="value"
-    )
-    total = done[metric].var(ddof=0) or 1.0
-    grand = done[metric].mean()
-    return (
-        long.group_by("param", "value")
-        .agg(n=pl.len(), mean=pl.col(metric).mean())
-        .group_by("param")
-        .agg(between=((pl.col("mean") - grand) ** 2 * pl.col("n")).sum() / pl.col("n").sum())
-        .select("param", importance=pl.col("between") / total, method=pl.lit("eta²"))
-        .filter(pl.col("importance") > 0)
-        .sort("importance", descending=True)
-    )
-
-
-def parameter_importance(dir: PathLike, *, metric: str = "eval_loss", min_trials: int = 8) -> pl.DataFrame:
-    """Hyperparameter importance for the search in ``dir``.
-
-    Uses ``optuna.importance`` with ``PedAnovaImportanceEvaluator`` on the study's first objective
-    when the study opens and has at least ``min_trials`` completed trials; otherwise (no storage,
-    too few trials, a single-valued space, or any error) falls back to the variance each axis
-    explains in ``trials.parquet`` (``method = "eta²"``). Columns: ``param, importance, method``.
-    """
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = open_study(dir)
-        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if len(complete) < min_trials:
-            raise ValueError("too few completed trials")
-        target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
-        scores = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target
-        )
-        if not scores or not np.isfinite(sum(scores.values())):
-            raise ValueError("no importances")
-        return pl.DataFrame(
-            {"param": list(scores), "importance": [float(v) for v in scores.values()], "method": "ped-anova"}
-        ).sort("importance", descending=True)
-    except Exception:  # any failure of the study path means: use the trials table instead
-        return _importance_from_trials(load_trials(dir).collect(), metric)
-
-
-def learning_curves(
-    curves: pl.LazyFrame | pl.DataFrame, *, max_points: int = 100, columns: Sequence[str] | None = None
-) -> pl.LazyFrame:
-    """Curves downsampled to at most ``max_points`` evaluations per trial (evenly by rank in
-    tokens, always keeping each trial's first and last evaluation), so charts never embed millions
-    of rows. ``columns`` keeps only those columns (plus ``run, trial_id, tokens``)."""
-    lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
-    key = ["run", "trial_id"]
-    if columns is not None:
-        lf = lf.select(*dict.fromkeys([*key, "tokens", *columns]))
-    rank = pl.col("tokens").rank("ordinal").over(key) - 1
-    count = pl.len().over(key)
-    stride = ((count - 1) // max(1, max_points - 1)).clip(lower_bound=1)
-    return lf.filter(pl.col("tokens").is_not_null()).filter((rank % stride == 0) | (rank == count - 1))
-
-
-def best_curves(
-    dirs: PathLike | Sequence[PathLike], *, y: str = "eval_loss", max_trials: int = 30, max_points: int = 100
-) -> pl.DataFrame:
-    """Learning curves (``run, trial_id, tokens, label, y``) of the ``max_trials`` trials with the
-    lowest final eval loss (failed trials excluded), each downsampled by ``learning_curves``.
-    Raises ``NoData`` when there are none or ``curves.parquet`` has no column ``y``."""
-    trials = load_trials(dirs).filter(pl.col("status") != "failed").collect()
-    best = trials.sort(pl.col("eval_loss"), nulls_last=True).head(max_trials).select("run", "trial_id", "label")
-    curves = load_curves(dirs)
-    if y not in curves.collect_schema():
-        raise NoData(f"curves.parquet has no column {y!r}")
-    out = (
-        curves.join(best.lazy(), on=["run", "trial_id"])  # the best trials first, then downsample
-        .pipe(learning_curves, max_points=max_points, columns=list(dict.fromkeys(["label", y])))
-        .collect()
-    )
-    if out.height == 0:
-        raise NoData(
-            "no learning curves of known trials (curves.parquet missing or empty, or trials.parquet not written yet)"
-        )
-    return out

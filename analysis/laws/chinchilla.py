@@ -1,7 +1,7 @@
 """Chinchilla Approach 3: ``L(N, D) = E + A / N**alpha + B / D**beta`` (Hoffmann et al. 2022).
 
 ``chinchilla_loss`` is the one definition of the law: fitting (through the shared log-sum-exp
-objective of ``fits_common``, whose two-term form it is), prediction, the compute-optimal
+objective of ``objective``, whose two-term form it is), prediction, the compute-optimal
 allocation, rankings and effective-compute multipliers all evaluate it.
 
 Compute is ``C = c * N**gamma * D`` (``FlopsModel``; ``c = 6, gamma = 1`` is the ``6ND`` rule).
@@ -19,9 +19,9 @@ fitted log-loss (in the scale-free parametrisation, columns normalised) with con
 above ``MAX_JACOBIAN_COND``, makes the fit not identified.
 
 Fitters: ``"varpro"`` (default) is variable projection: on a grid of (alpha, beta), E, A, B >= 0 by
-non-negative least squares (``fits_profile.nnls_grid``), then Hoffmann et al.'s Huber objective
+non-negative least squares (``profile.nnls_grid``), then Hoffmann et al.'s Huber objective
 refined by L-BFGS-B from the best grid points. ``"grid"`` is Hoffmann et al.'s 4,500-start grid
-(``fits_common.fit_lse``). Both reach the same optimum on the published refits (tests); varpro
+(``objective.fit_lse``). Both reach the same optimum on the published refits (tests); varpro
 searches the exponents densely (0.05 steps instead of 0.5), which the five-parameter grid cannot
 afford, and needs no grid over E, A, B at all.
 """
@@ -33,22 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .fits_common import (
-    HUBER_DELTA,
-    FlopsModel,
-    LawFit,
-    NotIdentified,
-    bound_warnings,
-    bounds,
-    clean,
-    design_units,
-    fit_lse,
-    lbfgs,
-    objective,
-    single_blas_thread,
-)
-from .fits_profile import nnls_grid
-from .fits_record import law_fit
+from .inputs import FlopsModel, clean
+from .intervals import design_units
+from .objective import HUBER_DELTA, NotIdentified, bound_warnings, bounds, fit_lse, lbfgs, objective, single_blas_thread
+from .profile import nnls_grid
+from .record import LawFit, law_fit
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 #: Fewest runs ``fit_chinchilla`` accepts (five parameters).
@@ -237,13 +226,13 @@ def fit_chinchilla(
     method: str = "varpro",
     check_design: bool = True,
 ) -> ChinchillaFit:
-    """Chinchilla Approach 3 (see the module docstring and ``fits_common``).
+    """Chinchilla Approach 3 (see the module docstring and ``objective``).
 
     Needs at least 5 runs (``ValueError``); with ``check_design`` a design that cannot identify the
     law raises ``NotIdentified`` with one line naming the reason and what to run instead.
     ``method``: ``"varpro"`` or ``"grid"``. ``units``: a design-unit id per run (the seeds of one
     planned grid point share one; default: the distinct (N, D) pairs). ``bootstrap=B`` asks for
-    intervals (``fits_common.law_intervals``)."""
+    intervals (``intervals.law_intervals``)."""
     n, d, loss = np.asarray(n, float).ravel(), np.asarray(d, float).ravel(), np.asarray(loss, float).ravel()
     ok = np.isfinite(n) & (n > 0) & np.isfinite(d) & (d > 0) & np.isfinite(loss) & (loss > 0)
     unit_ids = design_units(n, d) if units is None else design_units(np.asarray(units).ravel())

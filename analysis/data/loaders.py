@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from archscale.spaces.record import STATUSES, curve_schema, trial_schema
+from archscale.spaces.record import ARCH_COLUMNS, STATUSES, curve_schema, trial_schema
 
 PathLike = str | os.PathLike[str]
 
@@ -38,31 +38,28 @@ PathLike = str | os.PathLike[str]
 TRIAL_SCHEMA: dict[str, pl.DataType] = trial_schema()
 CURVE_SCHEMA: dict[str, pl.DataType] = curve_schema()
 
+#: ``ArchConfig`` fields that are numeric settings rather than choices an effect compares: data
+#: (``vocab_size``, ``seq_len``), widths the budget solver derives (``d_ff``, ``expert_d_ff``),
+#: constants of one variant (``rope_theta``, ``t5_*``, ``expert_capacity_factor``) and the base
+#: shape a parametrisation transfers from (``base_*``).
+NOT_AXES: frozenset[str] = frozenset(
+    {"vocab_size", "seq_len", "d_ff", "expert_d_ff", "expert_capacity_factor", "rope_theta", "t5_num_buckets",
+     "t5_max_distance", "base_d_model", "base_n_layers"}
+)  # fmt: skip
+
+
+def _arch_axes() -> tuple[str, ...]:
+    """Every architecture axis a search can vary, derived from the record: each variant table's
+    field (``variants.BY_FIELD``: activation, FFN kind, norm, placement, position, block layout,
+    embedding scale, parametrisation), every switch and choice of ``ArchConfig`` (its str and bool
+    fields) and its integer shape fields (heads, depth, width, experts, window, ...). The MoE
+    axes are null for dense rows, so they compare MoE settings only; a null ``attention_window``
+    (full attention) is a value of its own (``NULL_VALUES``)."""
+    return tuple(name for name in ARCH_COLUMNS if name not in NOT_AXES)
+
+
 #: Categorical architecture axes a search can vary (used by effects and importance).
-ARCH_AXES: tuple[str, ...] = (
-    "ffn_activation",
-    "norm",
-    "norm_position",
-    "qk_norm",
-    "position",
-    "block",
-    "ffn_per_block",
-    "tie_embeddings",
-    "bias",
-    "init",
-    "n_heads",
-    "n_kv_heads",
-    "head_dim",
-    "n_layers",
-    "d_model",
-    "ffn_type",  # dense vs moe; the MoE axes below are null for dense rows, so they compare MoE settings only
-    "n_experts",
-    "experts_top_k",
-    "n_shared_experts",
-    "attention_window",  # null (full attention) is a value of its own: `NULL_VALUES`
-    "global_every",  # null for full attention: compares the spacing of global layers among windowed models
-    "qkv_conv",
-)
+ARCH_AXES: tuple[str, ...] = _arch_axes()
 
 #: Axes whose null is a choice of its own, with the name effects give it (other axes' nulls mean
 #: "not applicable": a dense model's n_experts, a full-attention model's global_every).

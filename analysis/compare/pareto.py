@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from .loaders import load_run
-from .runs import NoData, Source, completed
+from archscale.analysis.data.loaders import load_run
+from archscale.analysis.data.runs import NoData, Source, completed
 
 Direction = Literal["min", "max"]
 

@@ -20,180 +20,39 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import html
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import altair as alt
 import polars as pl
 
+from archscale.analysis.compare.best import best_architectures
+from archscale.analysis.compare.effects import axis_effects
+from archscale.analysis.compare.importance import parameter_importance
+from archscale.analysis.compare.pareto import cost_objectives, pareto_analysis
+from archscale.analysis.compare.scaling import ScalingAnalysis, parameter_table, scaling_analysis
+from archscale.analysis.compare.verdicts import verdicts
+from archscale.analysis.data.cells import comparable_trials
+from archscale.analysis.data.loaders import PathLike, load_curves, load_run, load_trials
+from archscale.analysis.data.predictions import load_predictions
+from archscale.analysis.data.runs import NoData
+
 from . import charts as ch
-from . import effects as fx
-from . import verdict as vd
-from .comparisons import comparable_trials
 from .html_tables import html_table
-from .loaders import PathLike, load_curves, load_run, load_trials, redact_url
-from .pareto import cost_objectives, pareto_analysis
-from .runs import NoData
-from .scaling import ScalingAnalysis, parameter_table, scaling_analysis
-
-CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
-table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
-th { background: #f4f6f8; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-ul.warn { color: #8a6d3b; font-size: 13px; }
-figure.chart { margin: 1rem 0; overflow-x: auto; } .nodata { color: #8a6d3b; background: #fcf8e3;
-padding: .5rem .8rem; border-radius: 4px; }
-pre { background: #f6f8fa; padding: .6rem; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
-.note { color: #555; font-size: 13px; }
-.section-error { color: #a94442; background: #f2dede; padding: .5rem .8rem; border-radius: 4px; }
-p.verdict { font-size: 15px; } ul.verdicts li { margin: .2rem 0; }
-"""
-
-
-def _figure(chart: Any) -> str:
-    return f'<figure class="chart">{ch.chart_svg(chart)}</figure>'
-
-
-def _note(text: str) -> str:
-    """A grey note paragraph (``text`` is trusted HTML)."""
-    return f'<p class="note">{text}</p>'
-
-
-def _nodata(reason: str) -> str:
-    return f'<p class="nodata">No data: {html.escape(reason)}</p>'
-
-
-def _section(title: str, body: Callable[[], str]) -> str:
-    """A section whose body may raise ``NoData`` (shown as such) or fail: shown as failed, with
-    the error on the section's ``data-section-error`` attribute, never raised (one broken section
-    must not take the report down)."""
-    error = ""
-    try:
-        content = body()
-    except NoData as exc:
-        content = _nodata(str(exc))
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        content = f'<p class="section-error">This section failed: {html.escape(error)}</p>'
-    anchor = title.lower().replace(" ", "-")
-    failed = f' data-section-error="{html.escape(error, quote=True)}"' if error else ""
-    return f'<section id="{anchor}"{failed}><h2>{html.escape(title)}</h2>\n{content}\n</section>'
-
-
-_FAILED_SECTION = re.compile(r'<section id="[^"]*" data-section-error="([^"]*)"><h2>(.*?)</h2>')
-
-
-def section_errors(report: str | Path) -> dict[str, str]:
-    """``{section title: error}`` for every section of a report that failed (empty: none did).
-    ``report`` is the report's HTML or the path of a written report."""
-    text = report.read_text(encoding="utf-8") if isinstance(report, Path) else report
-    return {html.unescape(title): html.unescape(error) for error, title in _FAILED_SECTION.findall(text)}
-
-
-def _warnings(fits: dict[str, Any]) -> str:
-    """The fits' warnings (parameters at the edge of the box, dropped budgets) as a list."""
-    items = [f"<li>{html.escape(name)}: {html.escape(w)}</li>" for name, fit in fits.items() for w in fit.warnings]
-    return f'<ul class="warn">{"".join(items)}</ul>' if items else ""
-
-
-def _refusals(refused: Mapping[str, str], law: str) -> str:
-    """The one-line reasons a law was not fitted or not identified for a family, shown instead of its table."""
-    items = [
-        f"<li>{html.escape(key)}: {html.escape(why)}</li>" for key, why in refused.items() if key.startswith(law + " ")
-    ]
-    return f'<ul class="nodata">{"".join(items)}</ul>' if items else ""
-
-
-def _interval_notes(fits: Mapping[str, Any]) -> str:
-    """How each fit's intervals were made (bootstrap of design units, likelihood-ratio, none and why)."""
-    items = [
-        f"{html.escape(name)}: {html.escape(fit.interval_note)}" for name, fit in fits.items() if fit.interval_note
-    ]
-    return f'<p class="note">Intervals: {"; ".join(items)}.</p>' if items else ""
-
-
-#: run.json keys never shown: where the study lives (may hold a password) is not a result.
-HIDDEN_RUN_KEYS = ("storage",)
-
-
-def describe_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    """``run.json`` for display: ``storage`` keys dropped at any depth, passwords in any URL
-    masked, null and empty entries dropped (recursively)."""
-
-    def compact(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {
-                k: compact(v)
-                for k, v in value.items()
-                if k not in HIDDEN_RUN_KEYS and v is not None and v != [] and v != {}
-            }
-        if isinstance(value, list):
-            return [compact(v) for v in value]
-        return redact_url(value) if isinstance(value, str) else value
-
-    return compact(run)
-
-
-def space_table(space: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows ``{axis, fixed, searched}`` for every axis spec in a resolved space (any nesting:
-    an axis spec is a mapping with one of ``value``, ``choices``, ``low``/``high``)."""
-    rows: list[dict[str, str]] = []
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, spec in node.items():
-            if not isinstance(spec, Mapping):
-                continue
-            name = f"{prefix}{key}"
-            if any(k in spec for k in ("value", "choices", "low", "high")):
-                searched = ""
-                if spec.get("choices") is not None:
-                    searched = ", ".join(map(str, spec["choices"]))
-                elif spec.get("low") is not None or spec.get("high") is not None:
-                    searched = f"[{spec.get('low')}, {spec.get('high')}]" + (" log" if spec.get("log") else "")
-                fixed = "" if spec.get("value") is None else str(spec["value"])
-                when = f" (when {spec['when']})" if spec.get("when") else ""
-                rows.append({"axis": name, "fixed": fixed, "searched": searched + when})
-            else:
-                walk(spec, f"{name}.")
-
-    walk(space, "")
-    return rows
-
-
-def _one_line(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _run_summary(run: dict[str, Any]) -> str:
-    """``run.json`` for people: scalars and objectives in a table, the space as one row per axis,
-    everything else as compact JSON inside a collapsed <details> (no JavaScript needed)."""
-    objectives = run.get("objectives") or []
-    summary = {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
-    if objectives:
-        summary["objectives"] = ", ".join(
-            f"{o.get('name')} ({str(o.get('direction', 'minimize'))[:3]})" if isinstance(o, dict) else str(o)
-            for o in objectives
-        )
-    if isinstance(run.get("budget"), dict):
-        summary["budget"] = ", ".join(f"{k}={_one_line(v)}" for k, v in run["budget"].items())
-    table = pl.DataFrame({"field": list(summary), "value": [_one_line(v) for v in summary.values()]})
-    out = [html_table(table)]
-    space = run.get("space")
-    if isinstance(space, dict):
-        rows = space_table(space)
-        if rows:
-            out.append("<h4>Space</h4>" + html_table(pl.DataFrame(rows)))
-    rest = {k: v for k, v in run.items() if isinstance(v, (dict, list)) and k not in ("objectives", "budget")}
-    if rest:
-        body = "\n".join(f"<b>{html.escape(k)}</b>: {html.escape(_one_line(v))}" for k, v in rest.items())
-        out.append(f"<details><summary>Everything else in run.json</summary><pre>{body}</pre></details>")
-    return "\n".join(out)
-
+from .predictions import ladder_chart, prediction_tables
+from .report_parts import (
+    CSS,
+    describe_run,
+    figure,
+    interval_notes,
+    nodata,
+    note_paragraph,
+    refusals_list,
+    run_summary,
+    section,
+    warnings_list,
+)
+from .verdict_text import verdict_lines
 
 PREDICTED_NOTE = (
     "Each architecture's law in compute, fitted on its ladder with E shared by all ladders (95% intervals from a "
@@ -227,11 +86,11 @@ class _Report:
             parts.append(f"<h3>{html.escape(d.resolve().name)}</h3>")
             run = describe_run(load_run(d))
             if not run:
-                parts.append(_nodata(f"{d / 'run.json'} is missing"))
+                parts.append(nodata(f"{d / 'run.json'} is missing"))
                 continue
-            parts.append(_run_summary(run))
+            parts.append(run_summary(run))
         if self.trials.height == 0:
-            return "\n".join(parts) + _nodata("no trials yet (trials.parquet missing or empty)")
+            return "\n".join(parts) + nodata("no trials yet (trials.parquet missing or empty)")
         counts = self.trials.group_by("run", "status").len().sort("run", "status")
         pivot = counts.pivot(on="status", index="run", values="len").fill_null(0)
         return "\n".join(parts) + "<h3>Trials by status</h3>" + html_table(pivot)
@@ -239,7 +98,7 @@ class _Report:
     def best(self) -> str:
         if self.done.height == 0:
             raise NoData("no completed trials with an eval_loss yet")
-        best = fx.best_architectures(self.done, top=10)
+        best = best_architectures(self.done, top=10)
         note = (
             "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; "
             "std across seeds."
@@ -249,7 +108,7 @@ class _Report:
     def pareto(self) -> str:
         p = pareto_analysis(self.done, costs=cost_objectives(self.done, [load_run(d) for d in self.dirs]))
         out = [
-            _figure(ch.pareto_chart(p.trials, x=name, y="eval_loss", x_dir=direction))
+            figure(ch.pareto_chart(p.trials, x=name, y="eval_loss", x_dir=direction))
             for name, direction in p.costs.items()
         ]
         name = next(iter(p.costs))
@@ -257,7 +116,7 @@ class _Report:
         if p.hypervolumes.height:
             out.append(
                 "<h3>Hypervolume</h3>"
-                + _note(
+                + note_paragraph(
                     "Area dominated by each run's front, bounded by the worst value of each objective over all runs "
                     "(larger is better; comparable across runs of this report only)."
                 )
@@ -277,28 +136,30 @@ class _Report:
             f"one design unit); band: 95% interval ({s.bootstrap} resamples asked for; see the interval column); "
             f"dashed: extrapolation to C = {s.target:.3g} FLOPs. A parameter the runs do not bound has no estimate."
         )
-        out = [f'<p class="note">{note}</p>', _figure(ch.scaling_chart(s.runs, s.power, x="compute", target=s.target))]
+        out = [f'<p class="note">{note}</p>', figure(ch.scaling_chart(s.runs, s.power, x="compute", target=s.target))]
         if s.power:
             out.append(
                 "<h3>Power law in compute</h3>"
                 + html_table(parameter_table(s.power))
-                + _interval_notes(s.power)
-                + _warnings(s.power)
+                + interval_notes(s.power)
+                + warnings_list(s.power)
             )
-        out.append(_refusals(s.refused, "power law"))
+        out.append(refusals_list(s.power_refused, "power law"))
         return "\n".join(out)
 
     def _approach3(self, s: ScalingAnalysis) -> str:
         a3 = s.approach3
-        refused = _refusals(s.refused, "Approach 3")
+        refused = refusals_list(s.approach3_refused, "Approach 3")
         if a3 is None or not a3.fits:
-            return "<h3>Chinchilla Approach 3</h3>" + (refused or _note("Approach 3 not shown: no family to fit."))
+            return "<h3>Chinchilla Approach 3</h3>" + (
+                refused or note_paragraph("Approach 3 not shown: no family to fit.")
+            )
         law = "L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup>"
         out = [
             f"<h3>Chinchilla Approach 3: {law}</h3>"
             + html_table(parameter_table(a3.fits))
-            + _interval_notes(a3.fits)
-            + _warnings(a3.fits)
+            + interval_notes(a3.fits)
+            + warnings_list(a3.fits)
             + refused
         ]
         flops = f"FLOPs/token ≈ {a3.flops.c:.3g}·N<sup>{a3.flops.gamma:.3f}</sup>"
@@ -321,7 +182,7 @@ class _Report:
     def _approach2(self, s: ScalingAnalysis) -> str:
         a2 = s.approach2
         if a2 is None:
-            return _note(
+            return note_paragraph(
                 "Approach 2 (isoFLOP) not shown: it needs 2 or more compute budgets, each with 3+ sizes on both "
                 "sides of its best size."
             )
@@ -329,19 +190,23 @@ class _Report:
             ch.isoflop_chart(s.runs.filter(pl.col("series") == name), iso, title=f"isoFLOP curves: {name}")
             for name, iso in a2.fits.items()
         ]
-        figure = _figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels))
+        chart = figure(panels[0] if len(panels) == 1 else alt.hconcat(*panels))
         notes = "".join(
             f'<p class="note">{html.escape(name)}: {html.escape(iso.interval_note)}</p>'
             for name, iso in a2.fits.items()
             if iso.interval_note
         )
         return (
-            figure + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>" + html_table(a2.exponents) + notes + _warnings(a2.fits)
+            chart
+            + "<h3>Chinchilla Approach 2 (isoFLOP)</h3>"
+            + html_table(a2.exponents)
+            + notes
+            + warnings_list(a2.fits)
         )
 
     def effects(self) -> str:
         frame, notes = comparable_trials(self.trials, load_curves(self.dirs))
-        eff = fx.axis_effects(frame)
+        eff = axis_effects(frame)
         if eff.height == 0:
             raise NoData("no architecture axis takes more than one value among completed trials")
         comparisons = int(eff["comparisons"].max() or 0)
@@ -356,15 +221,17 @@ class _Report:
             *[c for c in ("run",) if c in eff.columns], "axis", "value", "baseline", "n", "n_base", "effect", "lo",
             "hi", "method", "p_holm", "verdict", "n_needed",
         )  # fmt: skip
-        extra = "".join(_note(html.escape(n)) for n in notes)
-        return _note(html.escape(note)) + extra + _figure(ch.effects_chart(eff)) + html_table(table, max_rows=200)
+        extra = "".join(note_paragraph(html.escape(n)) for n in notes)
+        return (
+            note_paragraph(html.escape(note)) + extra + figure(ch.effects_chart(eff)) + html_table(table, max_rows=200)
+        )
 
     def verdicts(self) -> str:
         s = None if isinstance(self._scaling, Exception) else self._scaling  # None: verdicts say why
-        v = vd.verdicts(self.dirs, scaling=s, bootstrap=self.bootstrap, target=self.target)
+        v = verdicts(self.dirs, scaling=s, bootstrap=self.bootstrap, target=self.target)
         if v.best is None:
             raise NoData("no completed trials with an eval_loss yet")
-        lines = vd.verdict_lines(v)
+        lines = verdict_lines(v)
 
         def bullets(items: list[str], limit: int = 12) -> str:
             more = f"<li>... and {len(items) - limit} more in the table below</li>" if len(items) > limit else ""
@@ -384,7 +251,7 @@ class _Report:
         if lines["fits"]:
             out.append("<h3>Scaling fits</h3>" + bullets(lines["fits"]))
         if lines["notes"]:
-            out.append("".join(_note(html.escape(n)) for n in lines["notes"]))
+            out.append("".join(note_paragraph(html.escape(n)) for n in lines["notes"]))
         return "\n".join(out)
 
     def importance(self) -> str:
@@ -392,34 +259,32 @@ class _Report:
         that is missing or too small, from the variance each axis explains in its trials."""
         charts = []
         for d in self.dirs:
-            imp = fx.parameter_importance(d)
+            imp = parameter_importance(d)
             if imp.height:
                 charts.append(ch.importance_chart(imp, title=d.resolve().name))
         if not charts:
             raise NoData("no completed trials with varying parameters: nothing to rank")
-        return "\n".join(_figure(c) for c in charts)
+        return "\n".join(figure(c) for c in charts)
 
     def predicted(self) -> str:
         """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
-        from .ladders import ladder_chart, load_predictions, prediction_tables
-
         pred = load_predictions(self.dirs)
         if pred is None:
             raise NoData("no ladder search among these results (run `archscale search run ... --target-compute C`)")
         table, crossings, missing = prediction_tables(pred)
-        parts = [_note(PREDICTED_NOTE)]
+        parts = [note_paragraph(PREDICTED_NOTE)]
         if table.height:
-            parts += [html_table(table), _figure(ladder_chart(pred, self.trials))]
+            parts += [html_table(table), figure(ladder_chart(pred, self.trials))]
         parts += ["<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in crossings) + "</ul>"] if crossings else []
         parts += ["<h3>No prediction</h3>" + html_table(missing)] if missing.height else []
         return "\n".join(parts)
 
     def curves(self) -> str:
         note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'
-        return note + _figure(ch.build_chart(self.dirs, "curves"))
+        return note + figure(ch.build_chart(self.dirs, "curves"))
 
     def lengths(self) -> str:
-        return _figure(ch.build_chart(self.dirs, "length"))
+        return figure(ch.build_chart(self.dirs, "length"))
 
     def render(self) -> str:
         sections = [
@@ -435,13 +300,13 @@ class _Report:
             ("What was run", self.what_was_run),
         ]
         with ch.rows_allowed():
-            body = "\n".join(_section(title, fn) for title, fn in sections)
+            body = "\n".join(section(title, fn) for title, fn in sections)
         names = ", ".join(html.escape(d.resolve().name) for d in self.dirs)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return (
             f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>archscale report: {names}</title>'
             f"<style>{CSS}</style></head><body>\n<h1>archscale report: {names}</h1>"
-            + _note(f"Generated {stamp}. Losses are in nats/token; compute in training FLOPs.")
+            + note_paragraph(f"Generated {stamp}. Losses are in nats/token; compute in training FLOPs.")
             + f"\n{body}\n</body></html>\n"
         )
 

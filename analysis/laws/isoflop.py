@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .fits_common import FlopsModel, NotIdentified, clean, compute_budgets, percentile_interval, single_blas_thread
+from .inputs import FlopsModel, clean, compute_budgets
+from .intervals import percentile_interval
+from .objective import NotIdentified, single_blas_thread
 
 ISOFLOP_PARAMS = ("a", "b", "k_n", "k_d")
 #: Draws from the t distribution of the line through the minima that intervals are percentiles of.

@@ -14,7 +14,7 @@ box: one line with the reason and what to run instead (``archscale fit`` exits 2
 Every number returned is one the runs determine: a quantity whose interval the runs do not bound
 (a parameter, the prediction at ``target``, the compute-optimal allocation) is returned as null,
 with the reason under ``undetermined``. Intervals come from the design units of the runs
-(``fits.unit_keys``: the planned grid point when recorded, so seeds of one size stay together).
+(``unit_keys``: the planned grid point when recorded, so seeds of one size stay together).
 """
 
 from __future__ import annotations
@@ -26,12 +26,19 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 import polars as pl
 
+from archscale.analysis.data.loaders import PathLike, load_trials
 from archscale.spaces.errors import UserError
 
-from . import fits
-from .loaders import PathLike, load_trials
+from .groups import leave_largest_out
+from .inputs import FlopsModel, unit_keys
+from .objective import NotIdentified
+from .registry import LAWS as LAWS_BY_NAME
+from .registry import TABLE_LAWS, Columns, flops_of
+from .registry import Law as Law_
 
-LAWS = ("power", "chinchilla", "isoflop")
+#: The laws a table of runs can be fitted with (``archscale fit --law``): the entries of
+#: ``registry.LAWS`` fitted from arrays.
+LAWS = TABLE_LAWS
 Law = Literal["power", "chinchilla", "isoflop"]
 
 
@@ -98,15 +105,6 @@ def _select_group(table: pl.DataFrame, group: str | None, path: Path) -> tuple[p
     return table, []
 
 
-def _flops_model(table: pl.DataFrame, n: np.ndarray, n_col: str) -> fits.FlopsModel | None:
-    """The runs' own FLOP model when ``flops_per_token`` is recorded for 2+ runs and N is ``params``."""
-    if "flops_per_token" not in table.columns or n_col != "params":
-        return None
-    fpt = table["flops_per_token"].cast(float).to_numpy()
-    ok = np.isfinite(fpt)
-    return fits.FlopsModel.fit(n[ok], fpt[ok]) if ok.sum() >= 2 else None
-
-
 def fit_results(
     source: PathLike | pl.DataFrame,
     *,
@@ -143,24 +141,21 @@ def fit_results(
         compute = _column(table, compute_col, path, "--compute-col")
     elif n_col in table.columns and d_col in table.columns:
         compute = 6.0 * _column(table, n_col, path, "--n-col") * _column(table, d_col, path, "--d-col")
-    if law == "isoflop" and compute is None:
-        _fail(f"{path}: --law isoflop needs a {compute_col!r} column or both {n_col!r} and {d_col!r}")
-    if law == "power":
-        inputs: tuple[np.ndarray, ...] = (_column(table, x, path, "--x"),)
-    elif law == "chinchilla":
-        inputs = (_column(table, n_col, path, "--n-col"), _column(table, d_col, path, "--d-col"))
-    else:
-        inputs = (_column(table, n_col, path, "--n-col"),)
+    entry = LAWS_BY_NAME[law]
+    if entry.needs_compute and compute is None:
+        _fail(f"{path}: --law {law} needs a {compute_col!r} column or both {n_col!r} and {d_col!r}")
+    flags = {x: "--x", n_col: "--n-col", d_col: "--d-col"}
+    names = entry.inputs(Columns(x=x, n=n_col, d=d_col))
+    inputs = tuple(_column(table, name, path, flags[name]) for name in names)
     try:
         out = _fit(
-            law,
+            entry,
             inputs,
+            names,
             loss,
             compute,
             table,
-            x=x,
             n_col=n_col,
-            d_col=d_col,
             bootstrap=bootstrap,
             seed=seed,
             target=target,
@@ -172,61 +167,45 @@ def fit_results(
 
 
 def _fit(
-    law: Law,
+    law: Law_,
     inputs: tuple[np.ndarray, ...],
+    names: tuple[str, ...],
     loss: np.ndarray,
     compute: np.ndarray | None,
     table: pl.DataFrame,
     *,
-    x: str,
     n_col: str,
-    d_col: str,
     bootstrap: int,
     seed: int,
     target: float | None,
 ) -> dict[str, Any]:
     """The fit, its prediction at ``target`` and the leave-largest-out check, as a dict. Raises
     ``ValueError`` (``NotIdentified``) when the runs cannot identify the law."""
-    flops = _flops_model(table, inputs[0], n_col)
-    if law == "isoflop":
-        iso = fits.fit_isoflop(inputs[0], loss, compute, flops=flops, bootstrap=bootstrap, seed=seed)
-        out = iso.to_dict()
-        out["flops_model"] = _flops_dict(flops)
-        if target is not None:
-            optimal = {k: v[0] for k, v in iso.optimal_allocation(target).items()}
-            out["optimal"] = _determined(optimal, ["n_opt", "d_opt"], out, "optimal")
-        return out
-    cols = [x] if law == "power" else [n_col, d_col]
-    units = fits.unit_keys(table, cols)
-    fit: fits.LawFit
-    if law == "power":
-        fit = fits.fit_power_law(inputs[0], loss, x_name=x, bootstrap=bootstrap, seed=seed, units=units)
-    else:
-        fit = fits.fit_chinchilla(*inputs, loss, bootstrap=bootstrap, seed=seed, inputs=(n_col, d_col), units=units)
+    flops = flops_of(table, n_col)
+    units = None if law.needs_compute else unit_keys(table, list(names))
+    assert law.fit_arrays is not None  # LAWS holds only the laws fitted from arrays
+    fit = law.fit_arrays(
+        inputs, loss, names=names, units=units, compute=compute, flops=flops, bootstrap=bootstrap, seed=seed
+    )
     if not fit.identified:
-        raise fits.NotIdentified(f"{'power law' if law == 'power' else 'Approach 3'} {fit.not_identified}")
+        raise NotIdentified(f"{law.title} {fit.not_identified}")
     out = fit.to_dict()
-    if law == "power" and target is not None:
-        lo, hi = fit.predict_interval(target)
-        out["prediction"] = _determined(
-            {"x": target, "loss": fit.predict(target)[0], "lo": lo[0], "hi": hi[0]}, ["loss"], out, "prediction"
-        )
-    elif isinstance(fit, fits.ChinchillaFit):
+    if law.uses_flops:
         out["flops_model"] = _flops_dict(flops)
-        if target is not None:
-            optimal = {k: v[0] for k, v in fit.optimal_allocation(target, flops).items()}
-            out["optimal"] = _determined(optimal, ["n_opt", "d_opt", "loss"], out, "optimal")
-    if compute is not None and len(np.unique(np.round(np.log10(compute[compute > 0]), 2))) >= 3:
+    if target is not None and law.at_target is not None:
+        key, values, determined = law.at_target(fit, target, flops)
+        out[key] = _determined(values, determined, out, key)
+    if law.holdout and compute is not None and len(np.unique(np.round(np.log10(compute[compute > 0]), 2))) >= 3:
         try:
-            check = fits.leave_largest_out(law, inputs, loss, compute)
+            check = leave_largest_out(law.name, inputs, loss, compute)
             out["leave_largest_out"] = {k: v for k, v in check.items() if k != "params"}
         except ValueError:
             pass  # too few runs left without the largest budget, or not identified without it
     return out
 
 
-def _flops_dict(flops: fits.FlopsModel | None) -> dict[str, Any]:
-    used = flops or fits.FlopsModel()
+def _flops_dict(flops: FlopsModel | None) -> dict[str, Any]:
+    used = flops or FlopsModel()
     return {"c": used.c, "gamma": used.gamma, "counted": flops is not None}
 
 

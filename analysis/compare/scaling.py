@@ -27,25 +27,16 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
-from .fits import (
-    ChinchillaFit,
-    FlopsModel,
-    IsoFlopFit,
-    LawFit,
-    NotIdentified,
-    PowerLawFit,
-    compute_budgets,
-    effective_compute_multiplier,
-    fit_groups,
-    fit_isoflop,
-    fit_power_law,
-    leave_largest_out,
-    rank_architectures,
-    rankable,
-    unit_keys,
-)
-from .fits_chinchilla import REMEDY, design_problems
-from .runs import NoData, Source, completed, series_column
+from archscale.analysis.data.runs import NoData, Source, completed, series_column
+from archscale.analysis.laws.chinchilla import REMEDY, ChinchillaFit, design_problems
+from archscale.analysis.laws.groups import fit_groups, leave_largest_out, unit_keys
+from archscale.analysis.laws.inputs import FlopsModel, compute_budgets
+from archscale.analysis.laws.isoflop import IsoFlopFit, fit_isoflop
+from archscale.analysis.laws.objective import NotIdentified
+from archscale.analysis.laws.power import PowerLawFit, fit_power_law
+from archscale.analysis.laws.record import LawFit
+
+from .law_ranking import effective_compute_multiplier, rank_architectures, rankable
 
 #: The family every other is compared with, when a study has one of that name.
 BASELINE = "baseline"
@@ -274,8 +265,9 @@ class ScalingAnalysis:
     """What a scaling study shows (see module docstring). ``runs``: its completed runs with a
     ``series`` column (the family); ``target``: the compute everything is extrapolated and
     ranked at; ``approach3``/``approach2`` are None when the design cannot support them;
-    ``design``: per family, why its runs cannot identify Approach 3; ``refused``: per
-    ``"<law> <family>"``, one line saying why nothing is shown for it and what to run instead."""
+    ``design``: per family, why its runs cannot identify Approach 3; ``power_refused`` and
+    ``approach3_refused``: per family, one line saying why that law is not shown for it and what
+    to run instead; ``refused`` is both, keyed ``"<law> <family>"``."""
 
     runs: pl.DataFrame
     target: float
@@ -284,7 +276,15 @@ class ScalingAnalysis:
     approach3: Approach3 | None
     approach2: Approach2 | None
     design: dict[str, list[str]] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
+    power_refused: dict[str, str] = field(default_factory=dict)
+    approach3_refused: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Every refusal as ``{"<law> <family>": why}`` (``power law ...``, ``Approach 3 ...``)."""
+        return {f"power law {k}": v for k, v in self.power_refused.items()} | {
+            f"Approach 3 {k}": v for k, v in self.approach3_refused.items()
+        }
 
     @property
     def warnings(self) -> list[str]:
@@ -309,12 +309,13 @@ def scaling_analysis(source: Source, *, bootstrap: int = 100, target: float | No
     power, power_refused = power_fits(runs, x="compute", series="series", bootstrap=bootstrap)
     design = approach3_design(runs)
     a3 = approach3(runs, target=target, bootstrap=bootstrap)
-    refused = {f"power law {name}": why for name, why in power_refused.items()}
-    for name, problems in design.items():
-        if problems:
-            refused[f"Approach 3 {name}"] = f"not fitted: the runs cannot identify it: {'; '.join(problems)}; {REMEDY}"
+    a3_refused = {
+        name: f"not fitted: the runs cannot identify it: {'; '.join(problems)}; {REMEDY}"
+        for name, problems in design.items()
+        if problems
+    }
     if a3 is not None:
-        refused |= {f"Approach 3 {name}": why for name, why in a3.not_identified.items()}
+        a3_refused |= a3.not_identified
     return ScalingAnalysis(
         runs=runs,
         target=target,
@@ -323,5 +324,6 @@ def scaling_analysis(source: Source, *, bootstrap: int = 100, target: float | No
         approach3=a3,
         approach2=approach2(runs, bootstrap=bootstrap),
         design=design,
-        refused=refused,
+        power_refused=power_refused,
+        approach3_refused=a3_refused,
     )
