@@ -225,26 +225,32 @@ def _isoflop_target(fit: Any, target: float, flops: FlopsModel | None) -> tuple[
     return "optimal", {k: v[0] for k, v in fit.optimal_allocation(target).items()}, ["n_opt", "d_opt"]
 
 
+#: The size ladder the simulated designs train (parameters).
+SIX_SIZES = (2e4, 4e4, 8e4, 1.6e5, 3.2e5, 6.4e5)
+
+
 def _one_series(frame: pl.DataFrame, columns: Columns, truth: dict[str, float], at: float) -> Simulated:
     return Simulated(frame.with_columns(series=pl.lit("a")), "series", columns, {"a": truth}, at)
 
 
 def _simulate_power(rng: np.random.Generator, identifying: bool) -> Simulated:
-    sizes = (2e4, 4e4, 8e4, 1.6e5, 3.2e5, 6.4e5) if identifying else (4e4, 8e4, 1.6e5)
+    sizes = SIX_SIZES if identifying else SIX_SIZES[:3]
     runs = synthetic.ladder_runs(rng, sizes=sizes, seeds=3, noise=0.005, law="power")
     truth = {k: synthetic.TINY_POWER[k] for k in ("E", "alpha")}
     return _one_series(runs, Columns(x="compute", loss="loss"), truth, 1e13)
 
 
 def _simulate_chinchilla(rng: np.random.Generator, identifying: bool) -> Simulated:
-    runs = synthetic.isoflop_runs(rng, noise=0.005) if identifying else synthetic.ladder_runs(rng, law="chinchilla")
+    ladder = synthetic.ladder_runs(rng, sizes=SIX_SIZES, seeds=2, law="chinchilla")  # fixed tokens per parameter
+    runs = synthetic.isoflop_runs(rng, noise=0.005) if identifying else ladder
     truth = {k: synthetic.TINY_CHINCHILLA[k] for k in ("E", "alpha", "beta")}
     return _one_series(runs, Columns(loss="loss"), truth, 1e13)
 
 
 def _simulate_isoflop(rng: np.random.Generator, identifying: bool) -> Simulated:
     budgets = (1e11, 3e11, 1e12, 3e12, 1e13)
-    runs = synthetic.isoflop_runs(rng, budgets=budgets, noise=0.002) if identifying else synthetic.ladder_runs(rng)
+    ladder = synthetic.ladder_runs(rng, sizes=SIX_SIZES, law="chinchilla")  # one size per compute budget
+    runs = synthetic.isoflop_runs(rng, budgets=budgets, noise=0.002) if identifying else ladder
     p, gamma = synthetic.TINY_CHINCHILLA, synthetic.TINY_FLOPS["gamma"]
     a = p["beta"] / (p["alpha"] + gamma * p["beta"])  # N_opt ∝ C^a at the compute-optimal allocation
     return _one_series(runs, Columns(loss="loss"), {"a": a, "b": 1.0 - gamma * a}, 1e13)
