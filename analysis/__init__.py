@@ -44,6 +44,9 @@ _EXPORTS: dict[str, str] = {
     "rank_configurations": "compare.rankings", "compare_to_best": "compare.rankings", "lr_sensitivity": "compare.lr",
     "holm": "compare.stats", "seeds_needed": "compare.stats",
     "verdicts": "compare.verdicts", "Verdicts": "compare.verdicts",
+    # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
+    "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
+    "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
     # present: charts, report, dashboards
     "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
     "ladder_chart": "present.predictions", "CHARTS": "present.charts",
@@ -74,13 +77,16 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .compare.best import *  # noqa: F403
     from .compare.effects import *  # noqa: F403
+    from .compare.findings import *  # noqa: F403
     from .compare.importance import *  # noqa: F403
+    from .compare.ladder_summary import *  # noqa: F403
     from .compare.law_ranking import *  # noqa: F403
     from .compare.lr import *  # noqa: F403
     from .compare.pareto import *  # noqa: F403
     from .compare.rankings import *  # noqa: F403
     from .compare.scaling import *  # noqa: F403
     from .compare.stats import *  # noqa: F403
+    from .compare.validation import *  # noqa: F403
     from .compare.verdicts import *  # noqa: F403
     from .data.cells import *  # noqa: F403
     from .data.loaders import *  # noqa: F403
