@@ -39,6 +39,20 @@ def _runs_frame(n: np.ndarray, d: np.ndarray, seed: np.ndarray, loss: np.ndarray
     )
 
 
+def _power_loss(n: np.ndarray, d: np.ndarray, fpt: np.ndarray) -> np.ndarray:
+    p = TINY_POWER
+    return p["E"] + p["A"] * (fpt * d) ** -p["alpha"]
+
+
+def _chinchilla_loss(n: np.ndarray, d: np.ndarray, fpt: np.ndarray) -> np.ndarray:
+    p = TINY_CHINCHILLA
+    return p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"]
+
+
+#: The true mean loss of a run of N params, D tokens and FLOPs per token, by ``ladder_runs``'s ``law``.
+TRUE_LOSS = {"power": _power_loss, "chinchilla": _chinchilla_loss}
+
+
 def ladder_runs(
     rng: np.random.Generator,
     *,
@@ -55,12 +69,7 @@ def ladder_runs(
     n = np.round(planned * np.repeat(rng.uniform(0.97, 1.03, len(sizes)), seeds))  # solved sizes land near the plan
     d = np.round(planned * tokens_per_param)
     fpt = TINY_FLOPS["c"] * n ** TINY_FLOPS["gamma"]
-    if law == "power":
-        p = TINY_POWER
-        mean = p["E"] + p["A"] * (fpt * d) ** -p["alpha"]
-    else:
-        p = TINY_CHINCHILLA
-        mean = p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"]
+    mean = TRUE_LOSS[law](n, d, fpt)
     seed = np.tile(np.arange(seeds), len(sizes))
     return _runs_frame(n, d, seed, mean + rng.normal(0.0, noise, n.size), planned)
 

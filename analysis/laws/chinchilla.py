@@ -186,6 +186,12 @@ class ChinchillaFit(LawFit):
                     out[f"{name}_lo"], out[f"{name}_hi"] = self.interval_of(s)
         return out
 
+    def curve(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Loss along compute ``at`` at the compute-optimal allocation (6ND) and its interval, as charts draw it."""
+        alloc = self.optimal_allocation(at)
+        nan = np.full(np.shape(at), np.nan)
+        return alloc["loss"], alloc.get("loss_lo", nan), alloc.get("loss_hi", nan)
+
     def loss_at_compute(
         self, compute: Any, flops: FlopsModel | None = None, theta: np.ndarray | None = None
     ) -> np.ndarray:

@@ -87,6 +87,12 @@ class LawFit:
         arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in x))
         return self._predict(self._theta(), *(a.ravel() for a in arrays))[0].reshape(arrays[0].shape)
 
+    def curve(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted loss along ``at`` (what ``loss_at`` takes: x for a power law) and its interval,
+        as the charts draw it."""
+        lo, hi = self.predict_interval(at)
+        return self.predict(at), lo, hi
+
     def predict_interval(self, *x: Any, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of the prediction (see ``interval_of``; NaN without samples or where unbounded).
         ``level`` applies to bootstrap percentiles; a likelihood-ratio set is built at ``self.level``."""

@@ -8,22 +8,11 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from archscale.analysis.laws.chinchilla import ChinchillaFit
 from archscale.analysis.laws.inputs import compute_budgets
 from archscale.analysis.laws.isoflop import IsoFlopFit
 from archscale.analysis.laws.record import LawFit
 
 from .chart_base import base, count_axis
-
-
-def _fit_curve(fit: LawFit, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted loss along ``grid`` (x for a power law, compute for Chinchilla) and its interval."""
-    if isinstance(fit, ChinchillaFit):
-        alloc = fit.optimal_allocation(grid)
-        nan = np.full(grid.shape, np.nan)
-        return alloc["loss"], alloc.get("loss_lo", nan), alloc.get("loss_hi", nan)
-    lo, hi = fit.predict_interval(grid)
-    return fit.predict(grid), lo, hi
 
 
 def fit_lines(
@@ -33,7 +22,7 @@ def fit_lines(
     grid = np.geomspace(x_min, x_max, n)
     frames = []
     for name, fit in fits.items():
-        pred, lo, hi = _fit_curve(fit, grid)
+        pred, lo, hi = fit.curve(grid)
         frames.append(
             pl.DataFrame(
                 {"series": name, "x": grid, "loss": pred, "lo": lo, "hi": hi, "extrapolated": grid > data_max[name]}
