@@ -1,4 +1,4 @@
-"""The inputs of a law: runs cleaned to finite positive values, their design units, compute budgets, the FLOP model."""
+"""The inputs of a law: the columns it reads, clean runs, design units, compute budgets, the FLOP model."""
 
 from __future__ import annotations
 
@@ -60,3 +60,31 @@ def unit_keys(frame: pl.DataFrame, inputs: Sequence[str]) -> np.ndarray:
     else:
         cols = list(inputs)
     return design_units(*(frame[c].to_numpy() for c in cols))
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a runs table a law reads: the power law's ``x``, Chinchilla's ``n`` and
+    ``d``, the ``loss`` and the training ``compute``."""
+
+    x: str = "compute"
+    n: str = "params"
+    d: str = "tokens"
+    loss: str = "eval_loss"
+    compute: str = "compute"
+
+
+#: The columns of a results directory's trials.
+DEFAULT_COLUMNS = Columns()
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """Runs drawn from a known truth: the table, how to read it, the true parameters per series
+    (those the runs should recover) and an input to predict at."""
+
+    runs: pl.DataFrame
+    by: str
+    columns: Columns
+    truth: dict[str, dict[str, float]]
+    at: float

@@ -25,7 +25,7 @@ from archscale.analysis.data import synthetic
 
 from .chinchilla import fit_chinchilla
 from .fitted import FittedLaw, refused
-from .inputs import FlopsModel, unit_keys
+from .inputs import DEFAULT_COLUMNS, Columns, FlopsModel, Simulated, unit_keys
 from .isoflop import IsoFlopFit, fit_isoflop
 from .ladder import MIN_RUNGS, fit_ladders, usable_ladders
 from .ladder_nofloor import fit_without_floor
@@ -33,30 +33,6 @@ from .ladder_record import LadderFit
 from .objective import NotIdentified
 from .power import fit_power_law
 from .record import LawFit
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Which columns of a runs table a law reads: the power law's ``x``, Chinchilla's ``n`` and
-    ``d``, the ``loss`` and the training ``compute``."""
-
-    x: str = "compute"
-    n: str = "params"
-    d: str = "tokens"
-    loss: str = "eval_loss"
-    compute: str = "compute"
-
-
-@dataclass(frozen=True)
-class Simulated:
-    """Runs drawn from a known truth: the table, how to read it, the true parameters per series
-    (those the runs should recover) and an input to predict at."""
-
-    runs: pl.DataFrame
-    by: str
-    columns: Columns
-    truth: dict[str, dict[str, float]]
-    at: float
 
 
 @dataclass(frozen=True)
@@ -181,7 +157,7 @@ def _series_fit(name: str, record: Callable[[str, Any, FlopsModel | None], Fitte
     """``Law.fit`` for a law fitted one series at a time from arrays (``LAWS[name].fit_arrays``)."""
 
     def fit(
-        runs: pl.DataFrame, by: str, columns: Columns = Columns(), *, bootstrap: int = 0, seed: int = 0
+        runs: pl.DataFrame, by: str, columns: Columns = DEFAULT_COLUMNS, *, bootstrap: int = 0, seed: int = 0
     ) -> dict[str, FittedLaw]:
         law = LAWS[name]
         cols = law.inputs(columns)
@@ -292,14 +268,14 @@ def _ladders(runs: pl.DataFrame, by: str, columns: Columns) -> dict[Any, tuple[n
 
 
 def _fit_ladder(
-    runs: pl.DataFrame, by: str, columns: Columns = Columns(), *, bootstrap: int = 200, seed: int = 0
+    runs: pl.DataFrame, by: str, columns: Columns = DEFAULT_COLUMNS, *, bootstrap: int = 200, seed: int = 0
 ) -> dict[str, FittedLaw]:
     ladders = _ladders(runs, by, columns)
     return _ladder_records("ladder", fit_ladders(ladders, bootstrap=bootstrap, seed=seed), ladders)
 
 
 def _fit_ladder_nofloor(
-    runs: pl.DataFrame, by: str, columns: Columns = Columns(), *, bootstrap: int = 0, seed: int = 0
+    runs: pl.DataFrame, by: str, columns: Columns = DEFAULT_COLUMNS, *, bootstrap: int = 0, seed: int = 0
 ) -> dict[str, FittedLaw]:
     """The no-floor law on every usable ladder (each its own line; no shared E, so one ladder is enough)."""
     ladders = _ladders(runs, by, columns)
