@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "leave_largest_out": "laws.groups", "fit_groups": "laws.groups",
     "fit_results": "laws.table", "read_runs": "laws.table",
     "fit_ladders": "laws.ladder", "LadderFit": "laws.ladder_record", "crossings": "laws.ladder_record",
+    "crossings_by_ladder": "laws.ladder_record",
     # compare: statistics, rankings, effects, what the report shows, verdicts
     "rank_architectures": "compare.law_ranking", "effective_compute_multiplier": "compare.law_ranking",
     "scaling_analysis": "compare.scaling", "ScalingAnalysis": "compare.scaling", "frontier": "compare.scaling",

@@ -51,6 +51,16 @@ class LadderFit:
     law: str = "shared E"  # how predictions.parquet labels the law
     interval_method: str = "parametric bootstrap (noise level drawn too); basic and percentile intervals united"
 
+    def curve(self, ladder: Any, start: float, stop: float, points: int = 24) -> list[dict[str, float]]:
+        """The fitted law of ``ladder`` with its 95% band at ``points`` computes from ``start`` to
+        ``stop`` (log-spaced; points without an interval left out), as predictions.parquet stores it."""
+        out = []
+        for c in np.geomspace(start, stop, points):
+            p = self.predict(ladder, float(c))
+            if p is not None and math.isfinite(p[1]):
+                out.append({"compute": float(c), "loss": p[0], "lo": p[1], "hi": p[2]})
+        return out
+
     def param_intervals(self, ladder: Any, level: float = 0.95) -> dict[str, tuple[float, float]]:
         """Percentile intervals of ``E, log_A, alpha`` of ``ladder`` over the bootstrap refits
         (empty with fewer than 20 refits, or when the ladder's law is not identified)."""
@@ -100,4 +110,14 @@ def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:
             if lo < c_star < hi:
                 steeper, flatter = (a, b) if a.alpha > b.alpha else (b, a)
                 out.append({"winner": steeper.ladder, "loser": flatter.ladder, "compute": c_star})
+    return out
+
+
+def crossings_by_ladder(fit: LadderFit, lo: float, hi: float) -> dict[Any, list[dict[str, Any]]]:
+    """``crossings`` from each ladder's side: ``{ladder: [{"other", "compute", "overtakes"}]}``,
+    ``overtakes`` True where ``ladder`` is the one that becomes better above ``compute``."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for cross in crossings(fit, lo, hi):
+        for me, other, overtakes in ((cross["winner"], cross["loser"], True), (cross["loser"], cross["winner"], False)):
+            out.setdefault(me, []).append({"other": other, "compute": cross["compute"], "overtakes": overtakes})
     return out
