@@ -11,8 +11,8 @@ name never shadows it; the sentences are ``present.verdict_text``.)
     >>> v.fits                 # which scaling fits are identified, and what they predict at the target
     >>> print(an.verdicts_text(v))
 
-``verdicts`` only gathers what the library computes (``comparisons.rank_configurations``,
-``compare_to_best``, ``lr_sensitivity``, ``at_equal_tokens``, ``effects.axis_effects``,
+``verdicts`` only gathers what the library computes (``rankings.rank_configurations``,
+``compare_to_best``, ``lr.lr_sensitivity``, ``data.cells.at_equal_tokens``, ``effects.axis_effects``,
 ``scaling.scaling_analysis``) and decides which comparison to lead with:
 
 * **The headline cell.** Among every (run, budget cell) holding 2+ architectures, the one whose

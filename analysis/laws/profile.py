@@ -9,7 +9,7 @@ the normal equations stay well conditioned at any scale (1e4 parameters or 1e12 
 
 * ``nnls_grid``: on a grid of exponents, ``(E, A_k) >= 0`` by non-negative least squares
   (``scipy.optimize.nnls``); the residual sum of squares per grid point. The Approach 3 fitter
-  starts its Huber refinement from the best of these (``fits_chinchilla``).
+  starts its Huber refinement from the best of these (``chinchilla``).
 * ``profile_region``: the likelihood-ratio confidence set of the Gaussian model with additive
   noise in nats (seed noise is additive: ~0.01-0.14 nats at archscale's small sizes),
   ``S = {theta : RSS(theta) <= RSS_min * (1 + q / df)}``, ``df = runs - parameters``, ``q`` the
