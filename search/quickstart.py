@@ -140,9 +140,9 @@ def analyse(out: Path) -> dict[str, Any]:
     """Fits, report and plots for a quickstart directory; returns what was found."""
     import polars as pl
 
-    from archscale.analysis.charts import NoData, build_chart, save_chart
-    from archscale.analysis.fits import fit_groups
-    from archscale.analysis.report import write_report
+    from archscale.analysis.laws.groups import fit_groups
+    from archscale.analysis.present.charts import NoData, build_chart, save_chart
+    from archscale.analysis.present.report import write_report
 
     dirs = [out / "search", out / "seeds", out / "scaling"]
     report = write_report(dirs, out / "report.html")
@@ -206,7 +206,8 @@ def describe(findings: dict[str, Any]) -> str:
     with (``archscale.analysis.verdicts_text``: the best architecture with its interval and n, which
     differences are resolved and which are within noise with the seeds that would resolve them,
     which fits are identified and what they predict), then where the report and plots are."""
-    from archscale.analysis.verdict import verdicts, verdicts_text
+    from archscale.analysis.compare.verdicts import verdicts
+    from archscale.analysis.present.verdict_text import verdicts_text
 
     out = Path(findings["out"])
     lines = [f"done in {findings['wall_s']:.0f} s"]

@@ -28,7 +28,7 @@ def _run_of(out: Path) -> dict[str, Any]:
 def status(out: str | Path | Sequence[str | Path], storage: str | None = None) -> dict[str, Any]:
     import polars as pl
 
-    from archscale.analysis.pareto import pareto_mask
+    from archscale.analysis.compare.pareto import pareto_mask
 
     dirs = [Path(out)] if isinstance(out, (str, Path)) else [Path(d) for d in out]
     runs = [_run_of(d) for d in dirs]
@@ -72,7 +72,7 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
     the small-scale (rung 0) ranking beside it, from DIR/predictions.parquet."""
     import polars as pl
 
-    from archscale.analysis.pareto import pareto_mask
+    from archscale.analysis.compare.pareto import pareto_mask
 
     path = out / "predictions.parquet"
     ladder = run.get("ladder", {})

@@ -210,7 +210,8 @@ def test_ladder_search_end_to_end(tmp_path, ray_cluster):
     assert r.exit_code == 0, r.output
     status = json.loads(r.stdout)
     assert len(status["predicted"]) + len(status["not_predicted"]) == 3 and len(status["small_scale"]) == 3
-    from archscale.analysis.report import section_errors, write_report
+    from archscale.analysis.present.report import write_report
+    from archscale.analysis.present.report_parts import section_errors
 
     report = write_report([out], tmp_path / "report.html", bootstrap=10)
     assert section_errors(report) == {} and "Predicted at the target" in report.read_text()

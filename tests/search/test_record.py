@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import yaml
 
-from archscale.analysis.loaders import TRIAL_SCHEMA, load_trials
+from archscale.analysis.data.loaders import TRIAL_SCHEMA, load_trials
 from archscale.search.options import SearchOptions
 from archscale.search.run import run_search
 from archscale.search.study import load_study_file, plan_grid, run_study
