@@ -17,9 +17,10 @@ import yaml
 from typer.testing import CliRunner
 
 from archscale.search.cli import app
-from archscale.search.ladder import LadderPlan, LadderProposals
 from archscale.search.options import SearchOptions, ladder_study, prepare
-from archscale.search.proposals import WAIT
+from archscale.search.strategies.contract import WAIT
+from archscale.search.strategies.ladder import LadderProposals
+from archscale.search.strategies.ladder_plan import LadderPlan
 from archscale.search.trial import TrialReport
 from archscale.spaces.errors import UserError
 from archscale.spaces.record import TrialStatus
@@ -54,14 +55,15 @@ def _options(tmp_path, **kw) -> SearchOptions:
         target_compute=1e12,
         progress=False,
     )
-    return SearchOptions(**{**base, **kw})
+    return SearchOptions.from_args({**base, **kw})
 
 
 def _setup(tmp_path, **kw):
     opts = _options(tmp_path, **kw)
     space, study_spec, plan = prepare(opts)
     ladders = ladder_study(opts, study_spec)
-    ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=opts.target_compute, prune_margin=opts.ladder_prune_margin)
+    given = opts.strategy.ladder
+    ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=given.target_compute, prune_margin=given.prune_margin)
     (tmp_path / "out").mkdir(exist_ok=True)
     return LadderProposals(space, plan, ladder, ladders, opts.trials, tmp_path / "out"), study_spec, ladders
 
@@ -229,7 +231,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
     """The driver dies with rungs training; a new driver rebuilds the ladders from the two studies
     (`restore_ladders`, `restore_rungs`), trains the interrupted rungs again under their own numbers
     and the missing ones anew, and ends with the predictions an uninterrupted run makes."""
-    from archscale.search.resume import ReplayProposals
+    from archscale.search.strategies.replay import ReplayProposals
 
     (tmp_path / "whole").mkdir()
     _drive(tmp_path / "whole", ladder_prune_margin=10.0)
@@ -247,7 +249,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
     second.restore_rungs(record, {}, running)
     for i, lad in first.ladders.items():
         assert second.ladders[i]["rungs"] == lad["rungs"]  # the told loss and the counted compute, exactly
-    replay = ReplayProposals(None, None, running, then=second, rebuild=second.proposal_for)
+    replay = ReplayProposals(running, then=second)
     _loop(replay, record)
     second.close()
     rungs = [t for t in record.get_trials(deepcopy=False)]
@@ -265,7 +267,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
 @pytest.mark.slow
 def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_out_scale(tmp_path, ray_cluster):
     """Predictions from known laws (so they are identified); the held-out runs are real training."""
-    from archscale.search.validate import validate_top
+    from archscale.search.strategies.ladder_validate import validate_top
 
     proposals, _, _ = _drive(tmp_path, ladder_prune_margin=10.0, trials=4)
     opts = _options(tmp_path, train={"eval_every_tokens": 8192, "eval_tokens": 2048})

@@ -9,11 +9,13 @@ import yaml
 from typer.testing import CliRunner
 
 from archscale.search.cli import app
-from archscale.search.run import SearchOptions, run_search
+from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+from archscale.search.run import run_search
 from archscale.search.storage import open_storage
 from archscale.search.study import run_study
 
 TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}
+QUIET = ExecutionOptions(progress=False)
 
 
 def small_space(tmp_path, **budget):
@@ -74,11 +76,9 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
             space=str(small_space(tmp_path)),
             out=str(out),
             trials=6,
-            tokens=32768,
-            train=TRAIN,
-            scheduler="asha",
-            seeds=1,
-            progress=False,
+            budget=BudgetOptions(tokens=32768, train=TRAIN, seeds=1),
+            strategy=StrategyOptions(scheduler="asha"),
+            execution=QUIET,
         )
     )
     trials, curves, study = assert_results_agree_with_study(out)
@@ -98,7 +98,8 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
 
     # the same directory is never silently overwritten
     with pytest.raises(FileExistsError, match="resume"):
-        run_search(SearchOptions(space=str(small_space(tmp_path)), out=str(out), trials=1, tokens=1000, progress=False))
+        again = SearchOptions(space=str(small_space(tmp_path)), out=str(out), budget=BudgetOptions(tokens=1000))
+        run_search(again.replace(trials=1, execution=QUIET))
 
     r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
     assert r.exit_code == 0, r.output
@@ -115,13 +116,11 @@ def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
             space=str(space),
             out=str(out),
             trials=2,
-            tokens=16384,
-            train=TRAIN,
-            scheduler="none",
-            seeds=2,
-            sampler="nsga2",
-            objectives=["eval_loss", "kv_cache_bytes_per_token"],
-            progress=False,
+            budget=BudgetOptions(tokens=16384, train=TRAIN, seeds=2),
+            strategy=StrategyOptions(
+                scheduler="none", sampler="nsga2", objectives=["eval_loss", "kv_cache_bytes_per_token"]
+            ),
+            execution=QUIET,
         )
     )
     trials, _, study = assert_results_agree_with_study(out)
@@ -158,7 +157,8 @@ def test_study_grid(tmp_path, ray_cluster):
     }
     p = tmp_path / "study.yaml"
     p.write_text(yaml.safe_dump(spec))
-    run_study(p, out, SearchOptions(space="", out=str(out), scheduler="none", progress=False))
+    opts = SearchOptions(space="", out=str(out), strategy=StrategyOptions(scheduler="none"), execution=QUIET)
+    run_study(p, out, opts)
     trials, _, _ = assert_results_agree_with_study(out)
     assert trials.height == 4 and set(trials["group"]) == {"baseline", "modern"}
     assert (trials["status"] == "completed").all()
@@ -206,12 +206,9 @@ def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path, ray_cluste
             space=str(p),
             out=str(out),
             trials=4,
-            tokens=16384,
-            train=TRAIN,
-            scheduler="none",
-            sampler="random",
-            seed=3,
-            progress=False,
+            budget=BudgetOptions(tokens=16384, train=TRAIN),
+            strategy=StrategyOptions(scheduler="none", sampler="random", seed=3),
+            execution=QUIET,
         )
     )
     trials, _, _ = assert_results_agree_with_study(out)
