@@ -44,8 +44,8 @@ class ProposalStrategy(ABC):
     would stop every trial at the horizon and record it pruned). `early_stopping` says whether a
     scheduler may stop its trials early (False when trials of different sizes are compared).
 
-    Counting. `total` is how many more proposals it will make (Ray's `num_samples`, the progress
-    count). After that many, `propose` returns None ("nothing more"), also on later calls; it
+    Counting. `total` is the most proposals it will still make (Ray's `num_samples`, the progress
+    count; fewer when it skips some, as a ladder strategy skips a duplicate or pruned ladder's rungs). After that many, `propose` returns None ("nothing more"), also on later calls; it
     returns `WAIT` when it has nothing to run until running trials finish (a ladder's larger rungs
     wait for its rung 0). It must not return WAIT when no trial it proposed is still running.
 
@@ -79,7 +79,7 @@ class ProposalStrategy(ABC):
     @property
     @abstractmethod
     def total(self) -> int:
-        """How many more proposals this strategy will make."""
+        """The most proposals this strategy will still make."""
 
     @abstractmethod
     def max_tokens(self) -> int:

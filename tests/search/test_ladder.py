@@ -286,3 +286,25 @@ def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_ou
     for row in predicted.iter_rows(named=True):
         assert row["run_lo"] <= row["lo"] <= row["predicted_loss"] <= row["hi"] <= row["run_hi"]  # one run is noisier
         assert row["covered"] == (row["run_lo"] <= row["actual_loss"] <= row["run_hi"])
+
+
+def test_the_first_run_of_a_ladder_search_tags_its_trials_with_the_run_id(tmp_path, monkeypatch):
+    """Defect: the first run of a ladder search built its searcher without the directory's run_id
+    (plain searches and resumed ladder searches had it), so its trials were not tagged for a study
+    several drivers share, and a later resume could not tell them apart."""
+    import archscale.search.run as run_module
+
+    seen = []
+    monkeypatch.setattr(run_module, "run_trials", lambda searcher, *args, **kwargs: seen.append(searcher) or {})
+    run_module.run_search(_options(tmp_path))
+    (searcher,) = seen
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["kind"] == "ladder-search" and searcher.run_id == run["run_id"] is not None
+    asked = searcher.suggest("ray-1")  # the searcher tags what it asks with that run_id
+    record = optuna.load_study(
+        study_name=run["study_name"],
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "out" / "optuna.journal"))
+        ),
+    )
+    assert record.trials[asked["number"]].user_attrs["run_id"] == run["run_id"]
