@@ -100,6 +100,7 @@ class SearchOptions:
         args: dict[str, Any] = {"space": self.space, "out": self.out, "trials": self.trials}
         for group in (self.budget, self.strategy, self.execution):
             args.update({f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.name != "ladder"})
+        args["objectives"] = self.objectives  # as searched (a ladder search's default: predicted_loss)
         ladder = self.strategy.ladder or LadderPlan()
         args.update({flag: getattr(ladder, name) for flag, name in LADDER_ARGS.items()})
         if self.strategy.ladder is None:

@@ -45,8 +45,9 @@ class ProposalStrategy(ABC):
     scheduler may stop its trials early (False when trials of different sizes are compared).
 
     Counting. `total` is the most proposals it will still make (Ray's `num_samples`, the progress
-    count; fewer when it skips some, as a ladder strategy skips a duplicate or pruned ladder's rungs). After that many, `propose` returns None ("nothing more"), also on later calls; it
-    returns `WAIT` when it has nothing to run until running trials finish (a ladder's larger rungs
+    count; it may make fewer, as the ladder strategy skips a duplicate or pruned ladder's rungs).
+    After that many, `propose` returns None ("nothing more"), also on later calls; it returns
+    `WAIT` when it has nothing to run until running trials finish (a ladder's larger rungs
     wait for its rung 0). It must not return WAIT when no trial it proposed is still running.
 
     Outcomes. `finished(number, status, report)` is called once per trial the strategy proposed,

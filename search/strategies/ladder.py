@@ -1,4 +1,4 @@
-"""Ladder search: choose the architecture by the loss it is predicted to reach at the target scale.
+"""The ladder strategy: choose the architecture by the loss it is predicted to reach at the target scale.
 
     archscale search run SPACE --target-compute C [--ladder K] [--ladder-ratio R] [--risk mean|ucb]
 
