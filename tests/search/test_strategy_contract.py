@@ -160,9 +160,9 @@ def _searcher(strategy, root: Path) -> ProposalSearcher:
 
 
 def _signature(config: dict[str, Any]) -> tuple:
-    """What must match between a strategy and its restored copy: the trial's number, seed, ladder
-    rung, planned size and group (architectures newly sampled may differ: the sampler is reseeded)."""
-    return (config["number"], config["seed"], config["ladder"], config["planned"], config["group"])
+    """What must match between a strategy and its restored copy: everything a proposal says."""
+    fields = ("number", "seed", "ladder", "planned", "group", "target_tokens", "arch", "counts", "train")
+    return tuple(str(config[f]) for f in fields)
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -178,7 +178,7 @@ def test_proposals_are_valid_and_on_budget(name, tmp_path):
         counts = config["counts"]
         if config["planned"]:  # a study's point: at its planned size
             kind, size = config["planned"]
-            assert counts[kind] == pytest.approx(size, rel=0.02)
+            assert counts[kind] == pytest.approx(size, rel=0.03)
         else:  # at the space's budget, or a ladder's rung (budget x ratio**rung), tokens by the one rule
             rung = config["ladder"][1] if config["ladder"] else 0
             assert counts["params"] == pytest.approx(12000 * 2.0**rung, rel=0.03)
@@ -225,12 +225,15 @@ def _copy(root: Path, into: Path) -> Path:
 
 @pytest.mark.parametrize("name", FACTORIES)
 def test_a_restored_strategy_continues_as_the_original(name, tmp_path):
-    """Ray's searcher checkpoint (`state` / `restore`): the restored copy, on a copy of the study,
-    makes the proposals the original makes next, then refuses at the same count."""
+    """Ray's searcher checkpoint (`state` / `restore`): a freshly built strategy restored from it,
+    on a copy of the study, makes the proposals the original makes next (the original with its
+    studies reopened, as a restored driver reopens them: the sampler continues from a seed
+    derived from the trials so far), then refuses at the same count."""
     first = tmp_path / "first"
     first.mkdir()
     original = Driver(_searcher(FACTORIES[name](first), first), pattern=True).run(steps=4)
     original.searcher.save(str(tmp_path / "searcher.pkl"))
+    original.searcher = pickle.loads(pickle.dumps(original.searcher))  # its studies reopened
     second = _copy(first, tmp_path / "second")
     restored = Driver(_searcher(FACTORIES[name](second), second), pattern=True)
     restored.searcher.restore(str(tmp_path / "searcher.pkl"))
