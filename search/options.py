@@ -112,7 +112,8 @@ class SearchOptions:
         """From flat `args` (run.json's, or keyword arguments by flag name); unknown keys are ignored."""
         groups = {}
         for name, group in (("budget", BudgetOptions), ("strategy", StrategyOptions), ("execution", ExecutionOptions)):
-            groups[name] = group(**{f.name: args[f.name] for f in dataclasses.fields(group) if f.name in args})
+            given = {f.name: args[f.name] for f in dataclasses.fields(group) if f.name in args and f.name != "ladder"}
+            groups[name] = group(**given)  # args["ladder"] is --ladder (rungs), not the plan
         if (plan := ladder_from_args(args)) is not None:
             groups["strategy"] = dataclasses.replace(groups["strategy"], ladder=plan)
         top = {k: args[k] for k in ("space", "out", "trials") if k in args}

@@ -20,7 +20,7 @@ from archscale.search.options import BudgetOptions, SearchOptions, ladder_study,
 from archscale.search.proposals import TrialPlan
 from archscale.search.results import describe_environment, write_json
 from archscale.search.runner import EXPERIMENT, run_trials
-from archscale.search.storage import OBJECTIVES, StudySpec
+from archscale.search.storage import StudySpec
 from archscale.search.strategies.contract import ProposalStrategy
 from archscale.spaces.space import Space
 
@@ -57,7 +57,6 @@ def start_search(opts: SearchOptions):
     out.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
     strategy = strategy_for(opts, space, plan, study)
-    objectives = study.objectives if opts.strategy.ladder is None else strategy.ladders_spec.objectives
     run_info = {
         "kind": "search",
         "run_id": run_id,  # tags this directory's trials in a study several drivers share
@@ -65,27 +64,14 @@ def start_search(opts: SearchOptions):
         "space_file": space.path,
         "budget": asdict(space.budget),
         "args": {**opts.to_args(), "storage": redact(opts.execution.storage)},
-        "objectives": [{"name": o, "direction": OBJECTIVES[o]} for o in objectives],
+        "objectives": [{"name": o, "direction": d} for o, d in zip(study.objectives, study.directions, strict=True)],
         "storage": redact(study.storage) if opts.execution.storage else study.storage,
         "study_name": study.study_name,
         "experiment": str(out / "ray" / EXPERIMENT),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **describe_environment(),
+        **strategy.record(),  # a ladder search: its kind, plan, ladder study and objectives
     }
-    if opts.strategy.ladder is not None:
-        ladder = opts.strategy.ladder
-        run_info.update(
-            kind="ladder-search",
-            ladder={
-                "rungs": ladder.rungs,
-                "ratio": ladder.ratio,
-                "risk": ladder.risk,
-                "target_compute": ladder.target_compute,
-                "target_params": ladder.target_params,
-                "prune_margin": ladder.prune_margin,
-            },
-            ladder_study=strategy.ladders_spec.study_name,
-        )
     write_json(out / "run.json", run_info)
     return ProposalSearcher(strategy, study, out, run_id=run_id), study
 

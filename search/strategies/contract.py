@@ -25,9 +25,10 @@ class ProposalStrategy(ABC):
 
     Lifecycle. The run builds the strategy (`search/run.py::strategy_for`, the same for a first run
     and for `search resume`), calls `resume` once when it continues a results directory, then hands
-    it to a `ProposalSearcher`. Ray Tune then drives it through the searcher: `propose` whenever a
-    trial slot is free, `finished` once per trial that ended. After Ray has wound down the run calls
-    `close`, then `conclude`. Every call runs on the driver, one at a time (no locking needed).
+    it to a `ProposalSearcher` (a first run writes `record()` into run.json). Ray Tune then drives
+    it through the searcher: `propose` whenever a trial slot is free, `finished` once per trial that
+    ended. After Ray has wound down the run calls `close`, then `conclude`. Every call runs on the
+    driver, one at a time (no locking needed).
 
     The record study. `propose(study)` is handed the Optuna study that records every trained trial
     (its trial number is `trial_id` in the results files). The strategy asks it for exactly one
@@ -116,6 +117,10 @@ class ProposalStrategy(ABC):
     def close(self) -> None:
         """The run's trials have all ended (or the run stopped): settle anything still waiting."""
         return None
+
+    def record(self) -> dict[str, Any]:
+        """What run.json records about this strategy, over the run's own keys (plain JSON data)."""
+        return {}
 
     def conclude(self, opts: Any) -> dict[str, Any]:
         """Work the strategy owes the run after `close` (`opts`: its SearchOptions); what to add to

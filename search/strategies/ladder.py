@@ -304,6 +304,22 @@ class LadderProposals(LadderResume, ProposalStrategy):
     def max_tokens(self) -> int:
         return self.plan.max_tokens(rung_space(self.space, self.ladder.rungs - 1, self.ladder.ratio))
 
+    def record(self) -> dict[str, Any]:
+        ladder, spec = self.ladder, self.ladders_spec
+        return {
+            "kind": "ladder-search",
+            "ladder": {
+                "rungs": ladder.rungs,
+                "ratio": ladder.ratio,
+                "risk": ladder.risk,
+                "target_compute": ladder.target_compute,
+                "target_params": ladder.target_params,
+                "prune_margin": ladder.prune_margin,
+            },
+            "ladder_study": spec.study_name,
+            "objectives": [{"name": o, "direction": d} for o, d in zip(spec.objectives, spec.directions, strict=True)],
+        }
+
     def conclude(self, opts: Any) -> dict[str, Any]:
         """`--validate-top K`: the top K trained at a held-out scale (ladder_validate.py), once per directory."""
         out = Path(self.out)

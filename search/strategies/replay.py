@@ -67,5 +67,8 @@ class ReplayProposals(ProposalStrategy):
     def close(self) -> None:
         self.then.close()
 
+    def record(self) -> dict[str, Any]:
+        return self.then.record()
+
     def conclude(self, opts: Any) -> dict[str, Any]:
         return self.then.conclude(opts)

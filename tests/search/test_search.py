@@ -226,3 +226,24 @@ def test_storage_passwords_are_redacted():
     assert redact("postgresql://alice:s3cret@db:5432/optuna") == "postgresql://alice:***@db:5432/optuna"
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     assert redact(None) is None
+
+
+@pytest.mark.parametrize("target", [None, 1e12])
+def test_options_round_trip_through_run_json_args(target):
+    """run.json keeps the grouped options as flat args (the names of the flags); resume rebuilds them."""
+    from archscale.search.strategies.ladder_plan import LadderPlan
+
+    ladder = LadderPlan(rungs=4, ratio=3.0, target_compute=target, validate_top=2) if target else None
+    opts = SearchOptions(
+        space="tiny",
+        out="x",
+        trials=5,
+        budget=BudgetOptions(tokens_per_param=8, seeds=1, train={"eval_every_tokens": 100}),
+        strategy=StrategyOptions(
+            objectives=["eval_loss", "params"] if not target else ["predicted_loss"], ladder=ladder
+        ),
+        execution=ExecutionOptions(concurrency=2, storage="s.journal"),
+    )
+    args = json.loads(json.dumps(opts.to_args()))
+    assert args["ladder"] == (4 if target else 3) and args["seeds"] == 1 and args["concurrency"] == 2
+    assert SearchOptions.from_args(args) == opts
