@@ -135,7 +135,7 @@ def search_options(
     )
 
     override = budget_override(budget_params, budget_non_embedding_params, budget_flops_per_token, budget_active_params)
-    ladder = ladder_from_args(
+    ladder_plan = ladder_from_args(
         {
             "target_compute": target_compute,
             "target_params": target_params,
@@ -166,7 +166,7 @@ def search_options(
             scheduler=scheduler,
             seed=seed,
             study_name=study_name,
-            ladder=ladder,
+            ladder=ladder_plan,
         ),
         execution=ExecutionOptions(
             address=address,
@@ -181,7 +181,7 @@ def search_options(
 
 @search_app.command("run")
 @user_errors
-@functools.wraps(search_options, assigned=("__module__", "__name__", "__qualname__", "__annotations__"))
+@functools.wraps(search_options, assigned=("__annotations__",))  # typer reads search_options' flags
 def search_run(*args, **kwargs) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
     from archscale.search.run import run_search

@@ -89,12 +89,6 @@ class SearchOptions:
         given = self.strategy.objectives
         return ["predicted_loss"] if self.is_ladder and given == ["eval_loss"] else list(given)
 
-    def replace(self, group: str | None = None, **changes: Any) -> SearchOptions:
-        """A copy with fields changed: top level, or within one group (`replace("execution", storage=...)`)."""
-        if group is None:
-            return dataclasses.replace(self, **changes)
-        return dataclasses.replace(self, **{group: dataclasses.replace(getattr(self, group), **changes)})
-
     def to_args(self) -> dict[str, Any]:
         """The flat `args` of run.json (the ladder plan's fields under their flag names)."""
         args: dict[str, Any] = {"space": self.space, "out": self.out, "trials": self.trials}

@@ -27,18 +27,17 @@ from archscale.spaces.space import Space
 __all__ = ["BudgetOptions", "SearchOptions", "prepare", "run_search", "start_search", "strategy_for"]
 
 
-def strategy_for(opts: SearchOptions, space: Space, plan: TrialPlan, study: StudySpec, trials: int | None = None):
-    """The proposal strategy `opts` asks for: a ladder search with a target, else the space search.
-    `trials`: how many it may propose (default: all the options ask for)."""
+def strategy_for(opts: SearchOptions, space: Space, plan: TrialPlan, study: StudySpec) -> ProposalStrategy:
+    """The proposal strategy `opts` asks for (a ladder search with a target, else the space
+    search), able to propose every trial the options ask for."""
     ladder = opts.strategy.ladder
     if ladder is not None:
         from archscale.search.strategies.ladder import LadderProposals
 
-        n = opts.trials if trials is None else trials
-        return LadderProposals(space, plan, ladder, ladder_study(opts, study), n, Path(opts.out).resolve())
+        return LadderProposals(space, plan, ladder, ladder_study(opts, study), opts.trials, Path(opts.out).resolve())
     from archscale.search.strategies.space import SpaceProposals
 
-    return SpaceProposals(space, plan, opts.trials * opts.budget.seeds if trials is None else trials)
+    return SpaceProposals(space, plan, opts.trials * opts.budget.seeds)
 
 
 def start_search(opts: SearchOptions):

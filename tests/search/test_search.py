@@ -1,5 +1,6 @@
 """Searches and studies on a real local Ray, with real training, a real on-disk Optuna study."""
 
+import dataclasses
 import json
 
 import optuna
@@ -99,7 +100,7 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
     # the same directory is never silently overwritten
     with pytest.raises(FileExistsError, match="resume"):
         again = SearchOptions(space=str(small_space(tmp_path)), out=str(out), budget=BudgetOptions(tokens=1000))
-        run_search(again.replace(trials=1, execution=QUIET))
+        run_search(dataclasses.replace(again, trials=1, execution=QUIET))
 
     r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
     assert r.exit_code == 0, r.output
