@@ -150,6 +150,7 @@ class ProposalSearcher(Searcher):
             storage = self.study._storage
             optuna_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
             storage.set_trial_intermediate_value(optuna_id, int(report.tokens), float(loss))
+        self.proposals.reported(number, report)
 
     def _on_trial_complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         import optuna

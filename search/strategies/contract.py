@@ -51,7 +51,9 @@ class ProposalStrategy(ABC):
     `WAIT` when it has nothing to run until running trials finish (a ladder's larger rungs
     wait for its rung 0). It must not return WAIT when no trial it proposed is still running.
 
-    Outcomes. `finished(number, status, report)` is called once per trial the strategy proposed,
+    Outcomes. `reported(number, report)` is called at every evaluation of a running trial it
+    proposed (a `TrialReport` whose status is running), after the searcher recorded it.
+    `finished(number, status, report)` is called once per trial the strategy proposed,
     with the status the searcher recorded (`TrialStatus.COMPLETED`, `PRUNED` or `FAILED`) and the
     trial's last `TrialReport` (None when the worker died before reporting). Numbers it did not
     propose (replayed trials of another strategy) are ignored. Every status must be handled: a
@@ -90,6 +92,10 @@ class ProposalStrategy(ABC):
     @abstractmethod
     def propose(self, study: Any) -> Proposal | str | None:
         """One trial asked of `study` (a `Proposal`), `WAIT`, or None when it has nothing more."""
+
+    def reported(self, number: int, report: Any) -> None:
+        """A running trial it proposed reported an evaluation (a running `TrialReport`)."""
+        return None
 
     def finished(self, number: int, status: TrialStatus, report: Any) -> None:
         """A trial it proposed ended with `status` (recorded); `report` is its last TrialReport or None."""

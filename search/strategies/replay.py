@@ -46,6 +46,9 @@ class ReplayProposals(ProposalStrategy):
                 return proposal
         return self.then.propose(study)
 
+    def reported(self, number: int, report: Any) -> None:
+        self.then.reported(number, report)
+
     def finished(self, number: int, status: TrialStatus, report: Any) -> None:
         self.then.finished(number, status, report)
 

@@ -9,6 +9,7 @@ fails until it does).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 from collections.abc import Callable
@@ -145,6 +146,9 @@ class Driver:
     def complete_oldest(self) -> None:
         trial_id, config = self.running.pop(0)
         report = _outcome(config["number"], config, self.pattern)
+        if config["arch"]:  # an evaluation on the way (what the strategy is `reported`)
+            half = {"status": TrialStatus.RUNNING, "tokens": config["target_tokens"] // 2, "eval_loss": 9.0}
+            self.searcher.on_trial_result(trial_id, dataclasses.replace(report, **half).to_result())
         self.searcher.on_trial_complete(trial_id, result=report.to_result())
         self.ended[config["number"]] = TrialStatus.PRUNED if report.status == TrialStatus.RUNNING else report.status
 
@@ -203,8 +207,14 @@ def test_it_is_told_every_outcome_and_goes_on(name, tmp_path):
     """Completed, pruned and failed trials: each recorded once, in the study and trials.parquet,
     and the strategy still ends (it stops waiting for a trial that failed or was pruned)."""
     strategy = FACTORIES[name](tmp_path)
+    reported = []
+    told = strategy.reported
+    strategy.reported = lambda number, report: reported.append(number) or told(number, report)
     driver = Driver(_searcher(strategy, tmp_path), pattern=True).run()
     strategy.close()
+    # every evaluation told (a pruned trial's last one too, which Ray passes only with its completion)
+    assert set(reported) == {c["number"] for c in driver.proposed if c["arch"]}
+    assert all(reported.count(n) == 2 for n, s in driver.ended.items() if s == TrialStatus.PRUNED)
     assert set(driver.ended.values()) == {TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.FAILED}
     states = {TrialStatus.COMPLETED: "COMPLETE", TrialStatus.PRUNED: "PRUNED", TrialStatus.FAILED: "FAIL"}
     record = {t.number: t for t in _record(tmp_path).open().get_trials(deepcopy=False)}
