@@ -239,7 +239,7 @@ class LadderProposals(LadderResume, ProposalStrategy):
             self._refit(final=False)
 
     def _refit(self, final: bool) -> None:
-        from archscale.analysis.ladders import fit_ladders
+        from archscale.analysis import fit_ladders
 
         done = {i: lad for i, lad in self.ladders.items() if lad["state"] == "done"}
         fit = fit_ladders({i: tuple(zip(*lad["rungs"].values(), strict=True)) for i, lad in done.items()})

@@ -22,7 +22,7 @@ from archscale.search.results import write_atomically
 
 
 def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
-    from archscale.analysis.ladders import crossings
+    from archscale.analysis import crossings
 
     rows = []
     predicted = {}
