@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from archscale.search.proposals import TrialPlan, active_params
+from archscale.search.proposals import TrialPlan
 from archscale.search.storage import StudySpec
 from archscale.search.strategies.grid import GridPoint, GridProposals
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
@@ -250,7 +250,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
             elif spec.tokens:
                 budgets = list(spec.tokens)
             else:
-                budgets = [int(spec.tokens_per_param * active_params(counts))]
+                budgets = [TrialPlan(tokens_per_param=spec.tokens_per_param).tokens_for(counts)]  # the one rule
             for tokens in budgets:
                 for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
                     points.append(
