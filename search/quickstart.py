@@ -47,7 +47,8 @@ SMALL = Plan(trials=12, tokens=60_000, eval_every=20_480, sizes=(30_000, 50_000,
 
 
 def quickstart(out: str | Path, *, small: bool = False, address: str | None = None, say=print) -> dict[str, Any]:
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
     from archscale.search.study import run_study
 
     plan = SMALL if small else FULL
@@ -66,12 +67,9 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
             space="quickstart",
             out=str(out / "search"),
             trials=plan.trials,
-            tokens=plan.tokens,
-            scheduler="asha",
-            objectives=["eval_loss", "kv_cache_bytes_per_token"],
-            train=train,
-            address=address,
-            seed=0,
+            budget=BudgetOptions(tokens=plan.tokens, train=train),
+            strategy=StrategyOptions(scheduler="asha", objectives=["eval_loss", "kv_cache_bytes_per_token"], seed=0),
+            execution=ExecutionOptions(address=address),
         )
     )
     budget = 120_000
@@ -124,9 +122,11 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
 
 
 def _opts(out: Path, address: str | None):
-    from archscale.search.run import SearchOptions
+    from archscale.search.options import ExecutionOptions, SearchOptions, StrategyOptions
 
-    return SearchOptions(space="", out=str(out), scheduler="none", address=address)
+    return SearchOptions(
+        space="", out=str(out), strategy=StrategyOptions(scheduler="none"), execution=ExecutionOptions(address=address)
+    )
 
 
 def _search_base(search_dir: Path) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
         info["validation_skipped"] = run["validation"]["skipped"]
     if validation.exists():
         rows = pl.read_parquet(validation).to_dicts()
-        from archscale.search.validate import summarize_validation
+        from archscale.search.strategies.ladder_validate import summarize_validation
 
         summary = summarize_validation(rows)
         info["validation"] = {"rows": summary.pop("validated"), **summary}

@@ -17,19 +17,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archscale.search.ladder import LadderProposals, at_target
-from archscale.search.proposals import GridPoint, GridProposals
 from archscale.search.results import write_atomically
 from archscale.search.storage import StudySpec
+from archscale.search.strategies.grid import GridPoint, GridProposals
+from archscale.search.strategies.ladder_plan import at_target
 from archscale.spaces.errors import UserError
 
 
-def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float | None = None) -> dict[str, Any]:
-    """Train the top `k` predicted architectures at `compute` (default 4x the top rung's) and
-    compare with their predictions (see the module docstring)."""
+def validate_top(proposals: Any, opts: Any, k: int, compute: float | None = None) -> dict[str, Any]:
+    """Train the top `k` predicted architectures of `proposals` (a finished `LadderProposals`) at
+    `compute` (default 4x the top rung's) and compare with their predictions (see the module
+    docstring). `opts`: the search's SearchOptions."""
     import polars as pl
 
-    from archscale.search.run import run_trials
+    from archscale.search.runner import run_trials
     from archscale.search.searcher import ProposalSearcher
 
     fit = proposals.fit
@@ -94,18 +95,10 @@ def validate_top(proposals: LadderProposals, opts: Any, k: int, compute: float |
         study_name="archscale-validate",
         objectives=["eval_loss"],
         sampler="random",
-        seed=opts.seed,
+        seed=opts.strategy.seed,
     )
     searcher = ProposalSearcher(GridProposals(points, proposals.plan), spec, out)
-    run_trials(
-        searcher,
-        spec,
-        dataclasses.replace(opts, scheduler="none"),
-        out,
-        total=len(points),
-        max_tokens=max(p.tokens for p in points),
-        experiment="validate",
-    )
+    run_trials(searcher, spec, opts.execution, out, scheduler="none", experiment="validate")
     actual = pl.read_parquet(out / "trials.parquet").sort("trial_id")
     rows = []
     for i, row in zip(finalists, actual.iter_rows(named=True), strict=True):

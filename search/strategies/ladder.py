@@ -1,4 +1,4 @@
-"""Ladder search: choose the architecture by the loss it is predicted to reach at the target scale.
+"""The ladder strategy: choose the architecture by the loss it is predicted to reach at the target scale.
 
     archscale search run SPACE --target-compute C [--ladder K] [--ladder-ratio R] [--risk mean|ucb]
 
@@ -21,96 +21,29 @@ Predictions go to DIR/predictions.parquet after every refit, from the latest joi
 
 from __future__ import annotations
 
+import copy
+import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archscale.search.proposals import WAIT, Proposal, TrialPlan
+from archscale.search.proposals import Proposal, TrialPlan
 from archscale.search.storage import COST_OBJECTIVES, StudySpec
-from archscale.spaces.errors import BudgetError, UserError
+from archscale.search.strategies.contract import WAIT, ProposalStrategy
+from archscale.search.strategies.ladder_plan import LadderPlan, ReplayChooser, at_target, rung_space
+from archscale.search.strategies.ladder_resume import LadderResume
+from archscale.spaces.errors import BudgetError
 from archscale.spaces.record import TrialStatus
 from archscale.spaces.space import Space
 
-RISKS = ("mean", "ucb")
 
-
-@dataclass(frozen=True)
-class LadderPlan:
-    rungs: int = 3
-    ratio: float = 2.0  # each rung's budget is `ratio` times the one below
-    risk: str = "mean"
-    target_compute: float | None = None
-    target_params: float | None = None
-    prune_margin: float = 0.05  # nats behind the best rung 0 at which a ladder stops
-
-    def check(self) -> None:
-        if self.rungs < 3:
-            raise UserError(f"--ladder: at least 3 rungs (a law in compute has 3 parameters), got {self.rungs}")
-        if not self.ratio > 1:
-            raise UserError(f"--ladder-ratio: must be > 1, got {self.ratio}")
-        if self.risk not in RISKS:
-            raise UserError(f"--risk: got {self.risk!r}; allowed: {', '.join(RISKS)}")
-        if (self.target_compute is None) == (self.target_params is None):
-            raise UserError("give exactly one of --target-compute C or --target-params N")
-        for name, value in (("--target-compute", self.target_compute), ("--target-params", self.target_params)):
-            if value is not None and not value > 0:
-                raise UserError(f"{name}: must be > 0, got {value}")
-
-
-class ReplayChooser:
-    """Answers a space's questions with the values an Optuna trial already chose (same names)."""
-
-    def __init__(self, params: dict[str, Any]):
-        self.params = params
-
-    def categorical(self, name: str, choices: list[Any]) -> Any:
-        return self.params[name]
-
-    def integer(self, name: str, low: int, high: int, log: bool, step: int) -> int:
-        return int(self.params[name])
-
-    def real(self, name: str, low: float, high: float, log: bool, step: float | None) -> float:
-        return float(self.params[name])
-
-
-def rung_space(space: Space, rung: int, ratio: float) -> Space:
-    budget = space.budget
-    return space.with_budget(budget.kind, budget.value * ratio**rung, budget.tolerance)
-
-
-def at_target(space: Space, plan: TrialPlan, ladder: LadderPlan, params: dict[str, Any]) -> tuple[Any, float]:
-    """The architecture at the target size (its sample) and the training compute there.
-
-    `--target-params N`: solved at N parameters, trained for the search's tokens rule.
-    `--target-compute C`: the budget scale whose solved size, trained by the tokens rule, spends C.
-    """
-    chooser = ReplayChooser(params)
-    if ladder.target_params is not None:
-        sample = space.with_budget("params", ladder.target_params, 0.05).sample_with(chooser)
-        return sample, sample.counts.flops_per_token * plan.tokens_for(sample.counts)
-    budget = space.budget
-
-    def solved(scale: float):
-        s = space.with_budget(budget.kind, budget.value * scale, max(budget.tolerance, 0.05)).sample_with(chooser)
-        return s, s.counts.flops_per_token * plan.tokens_for(s.counts)
-
-    lo, hi = 0.0, math.log(1e9)
-    for _ in range(40):  # bisection on log(scale): compute grows with size
-        mid = (lo + hi) / 2
-        try:
-            _, c = solved(math.exp(mid))
-        except BudgetError:
-            hi = mid
-            continue
-        lo, hi = (mid, hi) if c < ladder.target_compute else (lo, mid)
-    sample, _ = solved(math.exp((lo + hi) / 2))
-    return sample, float(ladder.target_compute)
-
-
-class LadderProposals:
+class LadderProposals(LadderResume, ProposalStrategy):
     """A ladder search (see the module docstring). `study` given to `propose` is the search's
     record of trained models; `ladders` is the study Optuna samples architectures in."""
+
+    name = "ladder"
+    early_stopping = False  # rungs of different sizes: no early stopping across them
+    ray_restorable = False  # a restored searcher would replay proposals out of step with the two studies
 
     def __init__(
         self, space: Space, plan: TrialPlan, ladder: LadderPlan, ladders: StudySpec, n_ladders: int, out: str | Path
@@ -123,6 +56,7 @@ class LadderProposals:
         self.rung_of: dict[int, tuple[int, int]] = {}  # record-study number -> (ladder, rung)
         self._study = None
         self.fit = None  # the latest joint fit (analysis.ladders.LadderFit)
+        self.restored = False  # rebuilt from the ladder study (`restore_ladders`, on resume)
 
     @property
     def study(self):
@@ -305,7 +239,7 @@ class LadderProposals:
             self._refit(final=False)
 
     def _refit(self, final: bool) -> None:
-        from archscale.analysis.laws.ladder import fit_ladders
+        from archscale.analysis import fit_ladders
 
         done = {i: lad for i, lad in self.ladders.items() if lad["state"] == "done"}
         fit = fit_ladders({i: tuple(zip(*lad["rungs"].values(), strict=True)) for i, lad in done.items()})
@@ -353,95 +287,59 @@ class LadderProposals:
                 if o == "predicted_loss" or o in COST_OBJECTIVES
             ]
             self.study.tell(number, values)
-        for copy in self.ladders.values():
-            if copy.get("of") == number and not copy["told"]:
-                self._tell_copy(copy, lad)
+        for other in self.ladders.values():
+            if other.get("of") == number and not other["told"]:
+                self._tell_copy(other, lad)
 
     def _write_predictions(self, fit: Any = None) -> None:
-        from archscale.search.predictions import write_predictions
+        from archscale.search.strategies.ladder_predictions import write_predictions
 
         write_predictions(Path(self.out), self.ladders, fit or self.fit, self.ladder)  # the latest fit, always
 
-    # ---- resume (`archscale search resume DIR`) -----------------------------------------------
-    def restore_ladders(self) -> None:
-        """Rebuild every ladder the ladder study holds from its trial's parameters (the same rungs,
-        solved the same way); a ladder already told keeps its state. Rung outcomes: `restore_rungs`."""
-        import optuna
+    # ---- the contract's remaining calls ------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return len(self.queue) + max(0, self.n_ladders - self.started) * self.ladder.rungs
 
-        states = optuna.trial.TrialState
-        ended = {states.COMPLETE: "done", states.PRUNED: "pruned", states.FAIL: "failed"}
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == states.WAITING:
-                continue
-            self.started += 1
-            told = t.state.is_finished()
-            lad = {"id": t.number, "state": ended.get(t.state, "first"), "rungs": {}, "specs": [], "told": told}
-            lad["error"] = t.user_attrs.get("error")
-            self.ladders[t.number] = lad
-            if "arch" not in t.user_attrs:  # infeasible (told), or asked and never sampled
-                if not told:
-                    lad.update(state="failed", error="interrupted: the driver stopped before this ladder was sampled")
-                    self._tell(lad, None)
-                continue
-            self._build(lad, optuna.trial.FixedTrial(dict(t.params), number=t.number))
-            if lad["arch"] != t.user_attrs["arch"]:
-                raise UserError(
-                    f"ladder {t.number}: its parameters no longer give the architecture it was asked with "
-                    "(was the space file changed?); resume needs the same space"
-                )
-            if "duplicate_of" in t.user_attrs:
-                lad.update(state="duplicate", of=int(t.user_attrs["duplicate_of"]))
-        for lad in self.ladders.values():  # a duplicate whose twin was told while the driver was dying
-            twin = self.ladders.get(lad.get("of"))
-            if lad["state"] == "duplicate" and not lad["told"] and twin is not None and twin["told"]:
-                self._tell_copy(lad, twin)
+    def max_tokens(self) -> int:
+        return self.plan.max_tokens(rung_space(self.space, self.ladder.rungs - 1, self.ladder.ratio))
 
-    def proposal_for(self, trial: Any) -> Proposal | None:
-        """The proposal a rung trial of the record study was asked with (None if it is not a rung)."""
-        where = self.rung_of.get(trial.number) or (trial.user_attrs.get("ladder"), trial.user_attrs.get("rung"))
-        lad = self.ladders.get(where[0])
-        if lad is None or not lad["specs"] or where[1] is None:
-            return None
-        self.rung_of[trial.number] = (lad["id"], int(where[1]))
-        return self._proposal(trial.number, lad["specs"][int(where[1])])
+    def record(self) -> dict[str, Any]:
+        ladder, spec = self.ladder, self.ladders_spec
+        return {
+            "kind": "ladder-search",
+            "ladder": {
+                "rungs": ladder.rungs,
+                "ratio": ladder.ratio,
+                "risk": ladder.risk,
+                "target_compute": ladder.target_compute,
+                "target_params": ladder.target_params,
+                "prune_margin": ladder.prune_margin,
+            },
+            "ladder_study": spec.study_name,
+            "objectives": [{"name": o, "direction": d} for o, d in zip(spec.objectives, spec.directions, strict=True)],
+        }
 
-    def restore_rungs(self, record: Any, rows: dict[int, dict[str, Any]], replaying: list[int]) -> None:
-        """Put each rung trial of the record study back in its ladder: a completed rung keeps its
-        compute and loss, a failed one ends its ladder as it did, one in `replaying` will be trained
-        again under its own number; rungs never asked are queued. Then refit what is complete."""
-        import optuna
+    def conclude(self, opts: Any) -> dict[str, Any]:
+        """`--validate-top K`: the top K trained at a held-out scale (ladder_validate.py), once per directory."""
+        out = Path(self.out)
+        if not self.ladder.validate_top or (out / "validation.parquet").exists():
+            return {}
+        run = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+        if "validation" in run:
+            return {}
+        from archscale.search.strategies.ladder_validate import validate_top
 
-        asked: dict[int, set[int]] = {}
-        for t in record.get_trials(deepcopy=False):
-            if t.user_attrs.get("ladder") not in self.ladders or t.user_attrs.get("rung") is None:
-                continue
-            lad, rung = self.ladders[t.user_attrs["ladder"]], int(t.user_attrs["rung"])
-            self.rung_of[t.number] = (lad["id"], rung)
-            asked.setdefault(lad["id"], set()).add(rung)
-            row = rows.get(t.number) or {}
-            if t.state == optuna.trial.TrialState.COMPLETE:
-                spec = lad["specs"][rung] if lad["specs"] else {}
-                compute = row.get("compute") or spec.get("counts", {}).get("flops_per_token", 0) * spec.get("tokens", 0)
-                loss = row.get("eval_loss") if row.get("eval_loss") is not None else t.values[0]
-                lad["rungs"][rung] = (float(compute), float(loss))
-            elif t.number not in replaying and not lad["told"]:
-                lad.update(state="failed", error=f"rung {rung} {t.state.name.lower()}: {row.get('error')}")
-                self._tell(lad, None)
-        for lad in self.ladders.values():
-            if lad["told"] or lad["state"] != "first":
-                continue
-            if len(lad["rungs"]) == self.ladder.rungs:
-                lad["state"] = "done"
-            elif 0 in lad["rungs"]:
-                lad["state"] = "rest"
-                self.queue.extend(s for s in lad["specs"][1:] if s["rung"] not in asked.get(lad["id"], set()))
-            elif 0 not in asked.get(lad["id"], set()):
-                self.queue.append(lad["specs"][0])
-        if any(lad["state"] == "done" for lad in self.ladders.values()):
-            self._refit(final=False)
+        return {"validation": validate_top(self, opts, self.ladder.validate_top, self.ladder.validate_compute)}
 
     def state(self) -> dict[str, Any]:
-        return {"started": self.started}
+        keep = ("started", "ladders", "queue", "rung_of")
+        return copy.deepcopy({key: getattr(self, key) for key in keep})
 
     def restore(self, state: dict[str, Any]) -> None:
         self.started = int(state.get("started", self.started))
+        for key in ("ladders", "queue", "rung_of"):
+            if key in state:
+                setattr(self, key, copy.deepcopy(state[key]))
+        if any(lad["state"] == "done" for lad in self.ladders.values()):
+            self._refit(final=False)  # the latest joint fit, as the original held it

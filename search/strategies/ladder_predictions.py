@@ -1,4 +1,4 @@
-"""DIR/predictions.parquet: one row per architecture of a ladder search (see search/ladder.py).
+"""DIR/predictions.parquet: one row per architecture of a ladder search (see search/strategies/ladder.py).
 
 Columns: `ladder_id`, `arch_id`, `label`, `status` (predicted, not identified, pruned, failed,
 duplicate, running), `reason`, `target_compute`, the counts at the target size (`target_params`,
@@ -22,7 +22,7 @@ from archscale.search.results import write_atomically
 
 
 def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
-    from archscale.analysis.laws.ladder_record import crossings
+    from archscale.analysis import crossings
 
     rows = []
     predicted = {}
