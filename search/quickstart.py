@@ -138,9 +138,7 @@ def _search_base(search_dir: Path) -> dict[str, Any]:
 
 def analyse(out: Path) -> dict[str, Any]:
     """Fits, report and plots for a quickstart directory; returns what was found."""
-    import polars as pl
-
-    from archscale.analysis.laws.groups import fit_groups
+    from archscale.analysis import quickstart_findings
     from archscale.analysis.present.charts import NoData, build_chart, save_chart
     from archscale.analysis.present.report import write_report
 
@@ -159,44 +157,12 @@ def analyse(out: Path) -> dict[str, Any]:
         except NoData:
             pass
 
-    search = pl.concat([pl.read_parquet(d / "trials.parquet") for d in dirs[:2]], how="diagonal_relaxed")
-    by_arch = (
-        search.filter(pl.col("status") == "completed")
-        .group_by("label")
-        .agg(pl.col("eval_loss").mean().alias("mean"), pl.col("eval_loss").std().alias("std"), pl.len().alias("seeds"))
-        .sort("mean")
-    )
-    scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
-    fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {  # alpha only where the runs identify and bound it; else why (fits.LawFit)
-        name: {
-            "alpha": None if "alpha" in fit.undetermined() or not fit.identified else fit.params["alpha"],
-            "ci": fit.ci().get("alpha"),
-            "n_runs": fit.n_runs,
-            "interval": fit.interval_note,
-            "why_not": fit.not_identified or fit.undetermined().get("alpha", ""),
-        }
-        for name, fit in fits.items()
-    }
-    largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
-    winner = by_arch.row(0, named=True) if by_arch.height else None
-    holds, gap = None, None
-    if winner is not None and largest.height:
-        holds = largest.row(0, named=True)["group"] == winner["label"]
-        mine = largest.filter(pl.col("group") == winner["label"])
-        if mine.height:
-            gap = float(mine["eval_loss"][0] - largest["eval_loss"][0])  # 0 when the winner holds
+    found = quickstart_findings(dirs[:2], dirs[2], bootstrap=200)
     return {
         "out": str(out),
         "report": str(report),
         "plots": written,
-        "best": winner,
-        "ranking": by_arch.to_dicts(),
-        "exponents": exponents,
-        "largest_size": largest.select("group", "params", "eval_loss").to_dicts(),
-        "winner_holds_at_largest": holds,
-        "winner_gap_at_largest": gap,
-        "seed_std": winner.get("std") if winner else None,
+        **found,
         "storage": str(out / "search" / "optuna.journal"),
     }
 

@@ -11,7 +11,7 @@ rung 0 is behind the best rung 0 so far by more than `prune_margin` nats (equal 
 compute up to the solver's tolerance) is stopped there and told to Optuna as PRUNED. The others
 run their larger rungs in parallel.
 
-When a ladder completes, every complete ladder is refitted jointly (`archscale.analysis.ladders`:
+When a ladder completes, every complete ladder is refitted jointly (`archscale.analysis.laws.ladder`:
 each architecture its own A and alpha in compute, one shared E), and each ladder whose law is
 identified is told its predicted loss at the target compute (`--risk ucb`: the upper end of its
 95% interval). A ladder whose law is not identified is told FAIL with the reason; ladders that
@@ -55,7 +55,7 @@ class LadderProposals(LadderResume, ProposalStrategy):
         self.ladders: dict[int, dict[str, Any]] = {}
         self.rung_of: dict[int, tuple[int, int]] = {}  # record-study number -> (ladder, rung)
         self._study = None
-        self.fit = None  # the latest joint fit (analysis.ladders.LadderFit)
+        self.fit = None  # the latest joint fit (analysis.laws.ladder_record.LadderFit)
         self.restored = False  # rebuilt from the ladder study (`restore_ladders`, on resume)
 
     @property

@@ -3,7 +3,7 @@
 Columns: `ladder_id`, `arch_id`, `label`, `status` (predicted, not identified, pruned, failed,
 duplicate, running), `reason`, `target_compute`, the counts at the target size (`target_params`,
 `target_flops_per_token`, `target_kv_cache_bytes_per_token`), `law` ("shared E", or "no floor
-(E = 0)" when the ladders show no flattening: analysis/ladders_nofloor.py), `predicted_loss` with
+(E = 0)" when the ladders show no flattening: analysis/laws/ladder_nofloor.py), `predicted_loss` with
 its 95% interval (`lo`, `hi`), the law's parameters (`E`, `log_A`, `alpha`, `c0`), the joint fit's `sigma` and `dof`,
 the small-scale result it started from (`rung0_compute`, `rung0_loss`) and `crossings`: a list of
 {other, compute, overtakes} saying at which compute this architecture overtakes (or is
@@ -22,7 +22,7 @@ from archscale.search.results import write_atomically
 
 
 def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
-    from archscale.analysis import crossings
+    from archscale.analysis import crossings_by_ladder
 
     rows = []
     predicted = {}
@@ -60,10 +60,10 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
         law = fit.laws.get(i) if fit is not None else None
         pred = fit.predict(i, lad["target_compute"]) if law is not None and lad.get("target_compute") else None
         if pred is not None and math.isfinite(pred[1]):
-            row["curve"] = _curve(fit, i, row["rung0_compute"], lad["target_compute"])
+            row["curve"] = fit.curve(i, row["rung0_compute"], lad["target_compute"])
             row.update(
                 status="predicted",
-                law=getattr(fit, "law", "shared E"),
+                law=fit.law,
                 predicted_loss=pred[0],
                 lo=pred[1],
                 hi=pred[2],
@@ -83,28 +83,11 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
     if fit is not None and predicted:
         lo = min(r["top_compute"] for r in predicted.values())
         hi = 10 * max(r["target_compute"] for r in predicted.values())
-        for cross in crossings(fit, lo, hi):
-            for me, other, overtakes in (
-                (cross["winner"], cross["loser"], True),
-                (cross["loser"], cross["winner"], False),
-            ):
-                if me in predicted and other in predicted:
-                    predicted[me]["crossings"].append(
-                        {"other": predicted[other]["label"], "compute": cross["compute"], "overtakes": overtakes}
-                    )
+        for me, found in crossings_by_ladder(fit, lo, hi).items():
+            for cross in found:
+                if me in predicted and cross["other"] in predicted:
+                    predicted[me]["crossings"].append({**cross, "other": predicted[cross["other"]]["label"]})
     return rows
-
-
-def _curve(fit: Any, ladder: int, start: float, stop: float, points: int = 24) -> list[dict[str, float]]:
-    """The fitted law with its 95% band from the first rung to the target, for the report's chart."""
-    import numpy as np
-
-    out = []
-    for c in np.geomspace(start, stop, points):
-        p = fit.predict(ladder, float(c))
-        if p is not None and math.isfinite(p[1]):
-            out.append({"compute": float(c), "loss": p[0], "lo": p[1], "hi": p[2]})
-    return out
 
 
 def write_predictions(out: Path, ladders: dict[int, dict[str, Any]], fit: Any, plan: Any) -> None:
