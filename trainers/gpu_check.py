@@ -3,29 +3,19 @@
     items = torch_items(quick=True)      # list[CheckItem]; on a machine without CUDA the GPU items are skipped
 
 No Ray here: `archscale.search.gpu_check` adds the memory-estimate and Ray items and runs the
-command (`archscale check gpu`). Each group of items runs guarded: an exception becomes a failed
+command (`archscale check gpu`). Each item (or group) runs `guarded`: an exception becomes a failed
 item carrying the error's last line, so one broken path never hides the others.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 
 from archscale.trainers.gpu_check_attention import attention_items
 from archscale.trainers.gpu_check_device import devices_item, peaks_item, versions
 from archscale.trainers.gpu_check_kernels import kernel_items
-from archscale.trainers.gpu_check_report import CheckItem
+from archscale.trainers.gpu_check_report import CheckItem, guarded
 from archscale.trainers.gpu_check_training import training_items
-
-
-def guarded(name: str, run: Callable[[], list[CheckItem]]) -> list[CheckItem]:
-    """`run()`'s items, or one failed item named `name` with the error if it raised."""
-    try:
-        return run()
-    except Exception as e:
-        return [CheckItem.failed(name, e)]
 
 
 def check_device() -> torch.device:
@@ -50,5 +40,5 @@ def torch_items(quick: bool) -> list[CheckItem]:
         items.append(CheckItem.failed("peaks", e))
     items += guarded("attention", lambda: attention_items(device, quick))
     items += guarded("kernels", lambda: kernel_items(device, quick, copy_bandwidth))
-    items += guarded("training", lambda: training_items(device, quick, peak_flops))
+    items += training_items(device, quick, peak_flops)  # each guarded inside
     return items

@@ -58,6 +58,14 @@ class Comparison:
         return self.error / self.baseline_error if self.baseline_error > 0 else (0.0 if self.error == 0 else math.inf)
 
 
+@dataclass(frozen=True)
+class BackendRun:
+    """One candidate backend on one case: its comparisons, or the error that stopped it."""
+
+    comparisons: tuple[Comparison, ...] = ()
+    error: str | None = None
+
+
 def relative_error(golden: torch.Tensor, x: torch.Tensor) -> float:
     """mean |x - golden| / mean |golden|, computed in float64 (NaN anywhere gives NaN)."""
     golden, x = golden.detach().double(), x.detach().double()
@@ -103,8 +111,9 @@ def _outputs(model, idx: torch.Tensor, dout: torch.Tensor, backward: bool) -> di
 
 def run_case(
     arch: ArchConfig, candidates: dict[str, bool], device: torch.device, dtype: torch.dtype
-) -> tuple[float, dict[str, list[Comparison]]]:
-    """The baseline's worst error against float64, and each candidate backend's comparisons.
+) -> tuple[float, dict[str, BackendRun]]:
+    """The baseline's worst error against float64, and each candidate backend's run (comparisons,
+    or the error it raised: a compile failure of one backend must not hide the others).
     `candidates` maps backend name -> whether to run its backward."""
     torch.manual_seed(0)
     source = build_model(arch, attention_backend="materialised")
@@ -128,18 +137,26 @@ def run_case(
     baseline_worst = max(relative_error(golden[k], baseline[k]) for k in compared)
     results = {}
     for backend, backward in candidates.items():
-        got = _outputs(copy(backend, dtype), idx, dout, backward)
+        try:
+            got = _outputs(copy(backend, dtype), idx, dout, backward)
+        except Exception as e:
+            results[backend] = BackendRun(error=CheckItem.failed(backend, e).reason)
+            continue
         kept = [k for k in got if k in compared]
-        results[backend] = [compare_to_reference(golden[k], baseline[k], got[k], dtype, k) for k in kept]
+        results[backend] = BackendRun(
+            tuple(compare_to_reference(golden[k], baseline[k], got[k], dtype, k) for k in kept)
+        )
     return baseline_worst, results
 
 
-def _backend_item(name: str, comparisons: dict[str, list[Comparison]], mode: str) -> CheckItem:
-    """One backend's item from its comparisons by case label."""
+def _backend_item(name: str, runs: dict[str, BackendRun], mode: str) -> CheckItem:
+    """One backend's item from its runs by case label."""
+    comparisons = {case: run.comparisons for case, run in runs.items()}
     worst_case, worst = max(
         ((case, c) for case, cs in comparisons.items() for c in cs), key=lambda cc: cc[1].ratio, default=(None, None)
     )
-    bad = [
+    bad = [f"{case}: {run.error}" for case, run in runs.items() if run.error is not None]
+    bad += [
         f"{case}: {c.what} error {c.error:.3g} > {c.multiple:g} x {c.baseline_error:.3g}"
         for case, cs in comparisons.items()
         for c in cs
@@ -154,7 +171,7 @@ def _backend_item(name: str, comparisons: dict[str, list[Comparison]], mode: str
         "allowed_ratio": worst.multiple if worst else None,
     }
     if bad:
-        reason = f"{len(bad)} tensor(s) over PyTorch's rule; first: " + "; ".join(bad[:3])
+        reason = f"{len(bad)} error(s) or tensor(s) over PyTorch's rule; first: " + "; ".join(bad[:3])
         return CheckItem(name, "fail", reason=reason, numbers=numbers, verdict=reason)
     verdict = (
         f"{mode}: {numbers['cases']} cases, error vs float64 at most {numbers['worst_error_ratio']:.3g} x "
@@ -171,14 +188,14 @@ def attention_items(device: torch.device, quick: bool) -> list[CheckItem]:
     candidates = {"sdpa": True, "flex": on_cuda}  # flex: compiled fwd + bwd on CUDA; eager forward on CPU
     flex_name = "attention.flex_compiled" if on_cuda else "attention.flex_eager"
     baseline_errors: dict[str, float] = {}
-    by_backend: dict[str, dict[str, list[Comparison]]] = {b: {} for b in candidates}
+    by_backend: dict[str, dict[str, BackendRun]] = {b: {} for b in candidates}
     for position, window in itertools.product(POSITIONS, windows):
         label = f"{position}/w{window[0]}/g{window[1]}"
         if on_cuda:
             torch._dynamo.reset()  # each case's score_mod is new code: keep dynamo under its recompile limit
         baseline_errors[label], results = run_case(case_arch(position, window, on_cuda), candidates, device, dtype)
-        for backend, comparisons in results.items():
-            by_backend[backend][label] = comparisons
+        for backend, run in results.items():
+            by_backend[backend][label] = run
     worst_label = max(baseline_errors, key=baseline_errors.__getitem__)
     bound = REFERENCE_BOUND[dtype]
     worst_error = baseline_errors[worst_label]

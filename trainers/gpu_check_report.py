@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,15 @@ class CheckItem:
         """An item whose code raised: the error's last line, no traceback."""
         message = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
         return cls(name, "fail", reason=message, verdict=f"error: {message}")
+
+
+def guarded(name: str, run: Callable[[], list[CheckItem]]) -> list[CheckItem]:
+    """`run()`'s items, or one failed item named `name` carrying the error if it raised: one broken
+    path never hides the others, and no traceback reaches the user."""
+    try:
+        return run()
+    except Exception as e:
+        return [CheckItem.failed(name, e)]
 
 
 @dataclass(frozen=True)

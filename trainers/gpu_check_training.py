@@ -20,7 +20,7 @@ import torch
 
 from archscale.spaces import ArchConfig, count
 from archscale.spaces.training import TrainConfig
-from archscale.trainers.gpu_check_report import NEEDS_CUDA, CheckItem
+from archscale.trainers.gpu_check_report import NEEDS_CUDA, CheckItem, guarded
 
 STEPS = 50
 WARM_STEPS = 10  # steps before the first evaluation: compilation and allocator warm-up happen here
@@ -38,6 +38,24 @@ GPT2_SMALL = ArchConfig(
     norm_position="pre",
     bias=True,
     tie_embeddings=True,
+)
+# What GPT-2 small leaves out, compiled together: the fused RMSNorm and SwiGLU Triton kernels inside
+# torch.compile, FlexAttention (ALiBi's score_mod, windowed and global layers) inside the compiled
+# model, grouped-query attention and QK-norm.
+VARIANTS_SMALL = ArchConfig(
+    vocab_size=256,
+    seq_len=512,
+    d_model=256,
+    n_layers=4,
+    n_heads=4,
+    n_kv_heads=2,
+    d_ff=688,
+    position="alibi",
+    attention_window=128,
+    global_every=2,
+    norm="rmsnorm",
+    ffn_activation="swiglu",
+    qk_norm=True,
 )
 CPU_TINY = ArchConfig(vocab_size=256, seq_len=64, d_model=64, n_layers=2, n_heads=4, d_ff=256, position="rope")
 
@@ -119,21 +137,45 @@ def training_item(device: torch.device, quick: bool, peak_flops: float | None) -
     return CheckItem(name, "pass", numbers=numbers, verdict=verdict)
 
 
+def variants_item(quick: bool) -> CheckItem:
+    """training.compiled_variants (CUDA): VARIANTS_SMALL trains compiled in bf16 to a finite loss."""
+    measured = train_steps(VARIANTS_SMALL, 8, (2 if quick else 5) * WARM_STEPS, "cuda", compile=True)
+    loss = measured.final_train_loss
+    numbers = {"tokens_per_s": measured.tokens_per_s, "steps": measured.steps, "final_train_loss": loss}
+    if measured.status != "completed" or loss is None or not math.isfinite(loss):
+        reason = f"the run ended {measured.status} (final train loss {loss})"
+        return CheckItem("training.compiled_variants", "fail", reason=reason, numbers=numbers, verdict=reason)
+    verdict = (
+        f"fused RMSNorm + SwiGLU kernels and FlexAttention (ALiBi, windows) inside torch.compile: "
+        f"{measured.steps} steps, loss {loss:.3f}, {measured.tokens_per_s:,.0f} tokens/s"
+    )
+    return CheckItem("training.compiled_variants", "pass", numbers=numbers, verdict=verdict)
+
+
 def training_items(device: torch.device, quick: bool, peak_flops: float | None) -> list[CheckItem]:
-    """Both training items, the one this device does not run skipped with the reason."""
+    """Every training item, each guarded; the ones this device does not run skipped with the reason."""
     if device.type == "cuda":
-        return [training_item(device, quick, peak_flops), CheckItem.skipped("training.cpu_tiny", "CUDA is present")]
-    return [training_item(device, quick, peak_flops), CheckItem.skipped("training.gpt2_124m", NEEDS_CUDA)]
+        return [
+            *guarded("training.gpt2_124m", lambda: [training_item(device, quick, peak_flops)]),
+            *guarded("training.compiled_variants", lambda: [variants_item(quick)]),
+            CheckItem.skipped("training.cpu_tiny", "CUDA is present: see training.gpt2_124m"),
+        ]
+    return [
+        *guarded("training.cpu_tiny", lambda: [training_item(device, quick, peak_flops)]),
+        CheckItem.skipped("training.gpt2_124m", NEEDS_CUDA),
+        CheckItem.skipped("training.compiled_variants", NEEDS_CUDA),
+    ]
 
 
 def peak_training_memory(arch: ArchConfig, batch_size: int) -> int:
-    """torch.cuda.max_memory_allocated over two steps and an evaluation of archscale's loop on CUDA
-    (eager, bf16 autocast, as a search trial trains), from a freshly emptied allocator."""
+    """torch.cuda.max_memory_allocated, less what was allocated before, over two steps and an
+    evaluation of archscale's loop on CUDA (eager, bf16 autocast, as a search trial trains)."""
     from archscale.trainers.loop import train
 
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    already = torch.cuda.memory_allocated()  # anything this process still holds is not the trial's
     step_tokens = batch_size * arch.seq_len
     config = TrainConfig(
         tokens=2 * step_tokens,
@@ -143,7 +185,7 @@ def peak_training_memory(arch: ArchConfig, batch_size: int) -> int:
         device="cuda",
     )
     train(arch, config, "pystdlib", out=None)
-    peak = torch.cuda.max_memory_allocated()
+    peak = torch.cuda.max_memory_allocated() - already
     gc.collect()
     torch.cuda.empty_cache()
     return int(peak)

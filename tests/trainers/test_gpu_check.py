@@ -35,6 +35,7 @@ ITEMS = {
     "kernels.rmsnorm": "gpu",
     "training.cpu_tiny": "cpu",
     "training.gpt2_124m": "gpu",
+    "training.compiled_variants": "gpu",
     "memory.estimate": "gpu",
     "ray.packing": "gpu",
     "ray.search": "gpu",
@@ -133,7 +134,21 @@ def test_a_wrong_backend_fails_the_attention_item(monkeypatch, wrong):
     _, broken = run_case(arch, {"sdpa": True}, torch.device("cpu"), torch.float32)
     item = _backend_item("attention.sdpa", {"alibi": broken["sdpa"]}, "fp32")
     assert item.status == "fail" and "over PyTorch's rule" in item.reason
-    assert any(not c.ok and c.what == "logits" for c in broken["sdpa"])
+    assert any(not c.ok and c.what == "logits" for c in broken["sdpa"].comparisons)
+
+
+def test_a_backend_that_raises_fails_its_item_alone(monkeypatch):
+    class Raises(attention_module.SDPA):
+        def attend(self, q, k, v, window, shared):
+            raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setitem(attention_module.BACKEND_CLASSES, "sdpa", Raises)
+    arch = case_arch("rope", (None, None), on_cuda=False)
+    _, runs = run_case(arch, {"sdpa": True, "flex": False}, torch.device("cpu"), torch.float32)
+    assert runs["sdpa"].error == "RuntimeError: no kernel image is available" and runs["flex"].error is None
+    item = _backend_item("attention.sdpa", {"rope": runs["sdpa"]}, "fp32")
+    assert item.status == "fail" and "no kernel image" in item.reason
+    assert _backend_item("attention.flex_eager", {"rope": runs["flex"]}, "fp32").status == "pass"
 
 
 def test_items_and_report():
