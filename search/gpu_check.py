@@ -138,12 +138,13 @@ def run_check(quick: bool, out: Path | None, address: str | None) -> CheckReport
     """Every item: on this machine, or with `address` on that Ray cluster's GPU workers."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     gpus = 0.0
-    where = "this machine"
     if address:
-        from archscale.clusters.connect import connect
+        from archscale.clusters.connect import connect, scrub
 
-        gpus = connect(address)["gpus"]
-        where = f"Ray cluster {address}"
+        try:
+            gpus = connect(address)["gpus"]
+        except Exception as e:  # whatever Ray raises for an address it cannot join (it varies by cause)
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({scrub(str(e), address)})") from e
     if address and gpus >= 1:
         import ray
 
@@ -154,11 +155,13 @@ def run_check(quick: bool, out: Path | None, address: str | None) -> CheckReport
             import torch
 
             torch.cuda.empty_cache()
-        if not address:  # the embedded Ray started for the searches sees this machine's GPUs
-            gpus = float(env["device"] == "cuda")
-    env = {**env, "ran_on": where, "cluster_gpus": gpus}
-    if gpus < 1:
-        reason = f"the Ray cluster at {address} has no GPUs" if address else NEEDS_CUDA
+    if not address:  # the embedded Ray started for the searches sees this machine's GPUs
+        gpus = float(env["device"] == "cuda")
+    cluster = cluster_item(address, gpus, env)
+    items.append(cluster)
+    env = {**env, "ran_on": f"Ray cluster {address}" if address else "this machine", "cluster_gpus": gpus}
+    if gpus < 1 or env["device"] != "cuda":
+        reason = NEEDS_CUDA if not address else (cluster.reason or "no GPU task ran")
         items += [CheckItem.skipped(name, reason) for name in RAY_ITEMS]
         return CheckReport(tuple(items), env)
     with tempfile.TemporaryDirectory(prefix="archscale-check-gpu-") as scratch:
@@ -167,6 +170,23 @@ def run_check(quick: bool, out: Path | None, address: str | None) -> CheckReport
             target = base / name.replace(".", "-")
             items += guarded(name, lambda n=name, t=trials, o=target: [search_item(n, t, o, quick, address)])
     return CheckReport(tuple(items), env)
+
+
+def cluster_item(address: str | None, gpus: float, env: dict) -> CheckItem:
+    """With --address: whether the cluster has GPUs and a task holding one sees CUDA through torch."""
+    if not address:
+        return CheckItem.skipped(
+            "cluster", "no --address: everything ran on this machine (searches on an embedded Ray)"
+        )
+    numbers = {"cluster_gpus": gpus, "task_device": env["device"], "task_device_name": env.get("device_name")}
+    if gpus < 1:
+        reason = f"the Ray cluster at {address} has no GPUs: the torch items ran on this machine"
+        return CheckItem.skipped("cluster", reason)
+    if env["device"] != "cuda":
+        reason = f"the cluster has {gpus:g} GPUs but torch in a task holding one sees no CUDA (a CPU-only torch?)"
+        return CheckItem("cluster", "fail", reason=reason, numbers=numbers, verdict=reason)
+    verdict = f"{gpus:g} GPUs in the cluster; the GPU items ran in a Ray task on a {env.get('device_name')}"
+    return CheckItem("cluster", "pass", numbers=numbers, verdict=verdict)
 
 
 @user_errors

@@ -37,6 +37,7 @@ ITEMS = {
     "training.gpt2_124m": "gpu",
     "training.compiled_variants": "gpu",
     "memory.estimate": "gpu",
+    "cluster": "no --address",
     "ray.packing": "gpu",
     "ray.search": "gpu",
 }
@@ -66,6 +67,8 @@ def test_check_gpu_cpu_mode_runs_every_item_and_writes_json_and_markdown(tmp_pat
         item = items[name]
         if kind == "gpu":
             assert item["status"] == "skipped" and "CUDA" in item["reason"], item
+        elif kind == "no --address":
+            assert item["status"] == "skipped" and item["reason"].startswith(kind), item
         else:
             assert item["status"] == "pass", item
         assert item["verdict"]
