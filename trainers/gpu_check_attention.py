@@ -1,7 +1,7 @@
 """The GPU check's attention items: every backend against a float64 reference, forward and backward.
 
 For each case (every position coding x full attention, all layers windowed, windowed and global
-layers alternating) one small decoder is built once and copied into:
+layers alternating; --quick: four codings x full and alternating) one small decoder is built once and copied into:
 - golden: the `materialised` backend in float64 (the reference);
 - baseline: the `materialised` backend, eager, in the dtype under test (bf16 on CUDA, fp32 on CPU);
 - each candidate backend in that dtype.
@@ -37,6 +37,10 @@ REFERENCE_BOUND = {torch.bfloat16: 5e-2, torch.float32: 1e-4}
 # (rounding noise only): its relative error means nothing, so it is not compared.
 ZERO_BY_MATH = 1e-10
 WINDOWS = ((None, None), (8, None), (8, 2))  # (attention_window, global_every): full, windowed, alternating
+# --quick: one coding of each kind the backends treat differently (no bias: the fused path; a
+# rotation; a bias by formula; a learned bias table), full and windowed + global layers. On CUDA
+# every case compiles FlexAttention afresh, so this is what keeps --quick short.
+QUICK_POSITIONS = ("none", "rope", "alibi", "t5_bias")
 
 
 @dataclass(frozen=True)
@@ -185,11 +189,12 @@ def attention_items(device: torch.device, quick: bool) -> list[CheckItem]:
     on_cuda = device.type == "cuda"
     dtype = torch.bfloat16 if on_cuda else torch.float32
     windows = (WINDOWS[0], WINDOWS[2]) if quick else WINDOWS
+    positions = QUICK_POSITIONS if quick else POSITIONS
     candidates = {"sdpa": True, "flex": on_cuda}  # flex: compiled fwd + bwd on CUDA; eager forward on CPU
     flex_name = "attention.flex_compiled" if on_cuda else "attention.flex_eager"
     baseline_errors: dict[str, float] = {}
     by_backend: dict[str, dict[str, BackendRun]] = {b: {} for b in candidates}
-    for position, window in itertools.product(POSITIONS, windows):
+    for position, window in itertools.product(positions, windows):
         label = f"{position}/w{window[0]}/g{window[1]}"
         if on_cuda:
             torch._dynamo.reset()  # each case's score_mod is new code: keep dynamo under its recompile limit
