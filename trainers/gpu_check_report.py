@@ -12,6 +12,7 @@ Torch-free: the command and the writers import this without torch; the items are
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -88,7 +89,7 @@ class CheckReport:
         return {
             "verdict": self.verdict,
             "environment": self.environment,
-            "items": [asdict(i) for i in self.items],
+            "items": [{**asdict(i), "numbers": {k: _strict(v) for k, v in i.numbers.items()}} for i in self.items],
         }
 
     def to_markdown(self) -> str:
@@ -120,6 +121,11 @@ class CheckReport:
             tmp.write_text(text)
             os.replace(tmp, path)
         return paths
+
+
+def _strict(v: Any) -> Any:
+    """A number JSON can hold: NaN and infinities become the strings "nan", "inf", "-inf"."""
+    return str(v) if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _number(v: Any) -> str:

@@ -166,6 +166,12 @@ def test_items_and_report():
     failing = CheckReport((*passing.items, failed))
     assert failing.exit_code == 1 and failing.verdict.endswith("failing kernels.swiglu")
     assert "| kernels.swiglu | fail |" in failing.to_markdown()
+    odd = CheckReport((CheckItem("a", "pass", numbers={"ratio": float("inf"), "rate": float("nan"), "n": 3}),))
+    assert json.loads(json.dumps(odd.to_dict(), allow_nan=False))["items"][0]["numbers"] == {
+        "ratio": "inf",
+        "rate": "nan",
+        "n": 3,
+    }
 
 
 def test_steady_throughput_excludes_the_steps_before_the_first_evaluation():
