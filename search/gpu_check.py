@@ -191,7 +191,9 @@ def cluster_item(address: str | None, gpus: float, env: dict) -> CheckItem:
 
 @user_errors
 def gpu_command(
-    quick: Annotated[bool, typer.Option("--quick", help="Shrink every item (under 5 minutes on one GPU).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Shrink every item (meant to finish in under 5 minutes on one GPU).")
+    ] = False,
     as_json: JsonFlag = False,
     out: Annotated[
         Optional[Path],
