@@ -16,6 +16,7 @@ from archscale.trainers.gpu_check_device import devices_item, peaks_item, versio
 from archscale.trainers.gpu_check_kernels import kernel_items
 from archscale.trainers.gpu_check_report import CheckItem, guarded
 from archscale.trainers.gpu_check_training import training_items
+from archscale.trainers.metrics import git_revision
 
 
 def check_device() -> torch.device:
@@ -23,10 +24,10 @@ def check_device() -> torch.device:
 
 
 def environment(quick: bool) -> dict:
-    """Where the torch items ran: versions, the device, --quick."""
+    """Where the torch items ran: versions, git revision, the device, --quick."""
     device = check_device()
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else None
-    return {**versions(), "device": device.type, "device_name": name, "quick": quick}
+    return {**versions(), "git_revision": git_revision(), "device": device.type, "device_name": name, "quick": quick}
 
 
 def torch_items(quick: bool) -> list[CheckItem]:

@@ -10,32 +10,18 @@ only meaningful against what this device actually does, not a datasheet figure:
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import time
 from collections.abc import Callable
 
 import torch
 
+from archscale.trainers import metrics
 from archscale.trainers.gpu_check_report import CheckItem
 
 
 def versions() -> dict[str, str | None]:
-    """torch, its CUDA, Triton and archscale versions (None where absent)."""
-
-    def version(pkg: str) -> str | None:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "archscale": version("archscale"),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "triton": version("triton"),
-        "python": platform.python_version(),
-    }
+    """The run's versions (`trainers.metrics.versions`: python, torch, archscale, triton, ...) and torch's CUDA."""
+    return {**metrics.versions(), "cuda": torch.version.cuda}
 
 
 def devices_item() -> CheckItem:
