@@ -119,6 +119,11 @@ def search_item(name: str, trials: int, out: Path, quick: bool, address: str | N
     return CheckItem(name, "pass", numbers=numbers, verdict=f"{what} in {summary.get('wall_s')} s ({out})")
 
 
+def search_dir_name(item: str) -> str:
+    """The results directory of a Ray item's search, under --out: ray-packing, ray-search."""
+    return item.replace(".", "-")
+
+
 def trial_gpu_fractions(out: Path) -> list[float]:
     """The GPU fraction `--gpus-per-trial auto` gave each trial in results directory `out`, recomputed
     from its row (architecture columns and batch size) by the same rule Ray was given."""
@@ -167,7 +172,7 @@ def run_check(quick: bool, out: Path | None, address: str | None) -> CheckReport
     with tempfile.TemporaryDirectory(prefix="archscale-check-gpu-") as scratch:
         base = out if out is not None else Path(scratch)
         for name, trials in zip(RAY_ITEMS, (PACKED_TRIALS, SEARCH_TRIALS), strict=True):
-            target = base / name.replace(".", "-")
+            target = base / search_dir_name(name)
             items += guarded(name, lambda n=name, t=trials, o=target: [search_item(n, t, o, quick, address)])
     return CheckReport(tuple(items), env)
 
@@ -209,6 +214,9 @@ def gpu_command(
         raise UserError(f"--out: {out} already holds a check ({JSON_NAME}); results are never overwritten")
     if out is not None and out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file; give a directory")
+    held = [out / search_dir_name(n) for n in RAY_ITEMS if out is not None and (out / search_dir_name(n)).exists()]
+    if held:
+        raise UserError(f"--out: {held[0]} already exists (an earlier check's search); choose a new --out")
     report = run_check(quick, out, address)
     paths = report.write(out) if out is not None else ()
     if as_json:

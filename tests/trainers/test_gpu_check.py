@@ -92,6 +92,16 @@ def test_check_gpu_refuses_an_out_dir_holding_a_check_and_help_imports_no_torch(
         env=_cpu_only_env(),
     )
     assert r.returncode == 2 and r.stderr.startswith("error: --out:") and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / JSON_NAME).unlink()
+    (tmp_path / "ray-search").mkdir()  # a search an interrupted check left behind
+    r = subprocess.run(
+        [sys.executable, "-m", "archscale.search.cli", "check", "gpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_cpu_only_env(),
+    )
+    assert r.returncode == 2 and "ray-search already exists" in r.stderr
     code = (
         "import sys; from typer.testing import CliRunner; from archscale.search.cli import app; "
         "r = CliRunner().invoke(app, ['check', 'gpu', '--help']); assert r.exit_code == 0, r.output; "
