@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from archscale.spaces import ArchConfig, count
+from archscale.spaces.outcome import RunStatus
 from archscale.spaces.training import TrainConfig
 from archscale.trainers.gpu_check_report import NEEDS_CUDA, CheckItem, guarded
 
@@ -66,8 +67,16 @@ class Throughput:
 
     tokens_per_s: float
     steps: int
-    status: str
+    status: RunStatus
     final_train_loss: float | None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the run does not count as trained (not completed, or no finite loss), or None."""
+        loss = self.final_train_loss
+        if self.status != RunStatus.COMPLETED or loss is None or not math.isfinite(loss):
+            return f"the run ended {self.status} (final train loss {loss})"
+        return None
 
 
 def steady_throughput(reports: list[dict], summary: dict) -> Throughput:
@@ -79,7 +88,7 @@ def steady_throughput(reports: list[dict], summary: dict) -> Throughput:
         rate = (timed[-1][0] - timed[0][0]) / (timed[-1][1] - timed[0][1])
     else:
         rate = summary.get("tokens_per_s") or float("nan")
-    return Throughput(rate, summary["steps"], summary["status"], summary.get("train_loss"))
+    return Throughput(rate, summary["steps"], RunStatus(summary["status"]), summary.get("train_loss"))
 
 
 def train_steps(arch: ArchConfig, batch_size: int, steps: int, device: str, compile: bool) -> Throughput:
@@ -125,9 +134,8 @@ def training_item(device: torch.device, quick: bool, peak_flops: float | None) -
         "mfu_against": "measured bf16 matmul peak" if on_cuda else "measured fp32 matmul peak (CPU)",
         "final_train_loss": measured.final_train_loss,
     }
-    loss = measured.final_train_loss
-    if measured.status != "completed" or loss is None or not math.isfinite(loss):
-        reason = f"the run ended {measured.status} (final train loss {loss})"
+    reason = measured.problem
+    if reason is not None:
         return CheckItem(name, "fail", reason=reason, numbers=numbers, verdict=reason)
     mfu_text = f", MFU {mfu:.1%}" if mfu is not None else ""
     verdict = (
@@ -142,8 +150,8 @@ def variants_item(quick: bool) -> CheckItem:
     measured = train_steps(VARIANTS_SMALL, 8, (2 if quick else 5) * WARM_STEPS, "cuda", compile=True)
     loss = measured.final_train_loss
     numbers = {"tokens_per_s": measured.tokens_per_s, "steps": measured.steps, "final_train_loss": loss}
-    if measured.status != "completed" or loss is None or not math.isfinite(loss):
-        reason = f"the run ended {measured.status} (final train loss {loss})"
+    reason = measured.problem
+    if reason is not None:
         return CheckItem("training.compiled_variants", "fail", reason=reason, numbers=numbers, verdict=reason)
     verdict = (
         f"fused RMSNorm + SwiGLU kernels and FlexAttention (ALiBi, windows) inside torch.compile: "

@@ -191,3 +191,6 @@ def test_steady_throughput_excludes_the_steps_before_the_first_evaluation():
     assert measured.tokens_per_s == pytest.approx(2000.0)
     single = steady_throughput(reports[:1], {"steps": 10, "status": "completed", "tokens_per_s": 200.0})
     assert single.tokens_per_s == 200.0
+    assert measured.problem is None
+    diverged = steady_throughput(reports, {"steps": 20, "status": "diverged", "train_loss": None})
+    assert diverged.problem == "the run ended diverged (final train loss None)"
