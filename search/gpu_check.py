@@ -85,19 +85,19 @@ def gpu_node_items(quick: bool) -> tuple[list[CheckItem], dict]:
 def search_item(name: str, trials: int, out: Path, quick: bool, address: str | None) -> CheckItem:
     """`trials` trials of the tiny space through `run_search` with `--gpus-per-trial auto`; passes
     when every trial completed (ray.packing: all at once, each asking at most 1/trials of a GPU)."""
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
 
     packing = name == "ray.packing"
     opts = SearchOptions(
         space="tiny",
         out=str(out),
         trials=trials,
-        tokens=20_000 if quick else 100_000,
-        gpus_per_trial="auto",
-        concurrency=trials if packing else None,
-        scheduler="none" if packing else "asha",
-        address=address,
-        progress=False,
+        budget=BudgetOptions(tokens=20_000 if quick else 100_000),
+        strategy=StrategyOptions(scheduler="none" if packing else "asha"),
+        execution=ExecutionOptions(
+            gpus_per_trial="auto", concurrency=trials if packing else None, address=address, progress=False
+        ),
     )
     summary = run_search(opts)
     by_status = summary["by_status"]
