@@ -70,6 +70,7 @@ RESULT_COLUMNS: dict[str, Any] = {
     "tokens_per_s": float,
     "wall_s": float,
     "error": str,  # why a trial failed (or was pruned by an interruption)
+    "run_status": str,  # how its training run ended (spaces.outcome.RunStatus: completed, stopped, diverged, failed)
     "eval_loss_by_length": list[LENGTH_LOSS],  # type: ignore[valid-type]  # at 1x, 2x, 4x seq_len
     "attention_backend": str,  # sdpa | flex | materialised: how the trainer ran attention (trainers/attention.py)
 }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from archscale.analysis.data.runs import diverged_run
+
 
 def lr_sensitivity(trials: pl.DataFrame, *, metric: str = "eval_loss") -> pl.DataFrame:
     """Learning-rate sensitivity of each ``(run, arch_id)`` over the learning rates tried for it.
@@ -12,8 +14,9 @@ def lr_sensitivity(trials: pl.DataFrame, *, metric: str = "eval_loss") -> pl.Dat
     instabilities", section 2.2: ``E_lr[min(L(lr), L0) - L*]``, where ``L(lr)`` is the final loss at
     learning rate ``lr`` (here the mean over its seeds), ``L* = min_lr L(lr)`` and ``L0`` the loss at
     initialisation, which caps a run that diverged. ``L0`` is taken as ``ln(vocab_size)`` (the loss
-    of the uniform prediction a freshly initialised decoder makes); a failed trial whose error
-    says it diverged (the trainer's non-finite loss or 3x-loss checks) counts as ``L0``. The expectation is the mean
+    of the uniform prediction a freshly initialised decoder makes); a failed trial whose run
+    diverged (``run_status``: the trainer's non-finite loss or 3x-loss checks) counts as ``L0``.
+    The expectation is the mean
     over the distinct learning rates tried (a search samples them log-uniformly, as the paper's grid
     is log-spaced). Columns: ``run, arch_id, lrs, lr_min, lr_max, best_lr, best_loss,
     lr_sensitivity`` (null with fewer than 2 learning rates: nothing to compare).
@@ -24,9 +27,7 @@ def lr_sensitivity(trials: pl.DataFrame, *, metric: str = "eval_loss") -> pl.Dat
                                     "lr_max": pl.Float64, "best_lr": pl.Float64, "best_loss": pl.Float64,
                                     "lr_sensitivity": pl.Float64})  # fmt: skip
     vocab = pl.col("vocab_size").cast(pl.Float64) if "vocab_size" in trials.columns else pl.lit(None, pl.Float64)
-    error = pl.col("error").cast(pl.String).str.to_lowercase() if "error" in trials.columns else pl.lit(None, pl.String)
-    # the trainer records a divergence as "diverged: <reason>" (search/trial.py); "infeasible" is not one
-    diverged = (pl.col("status") == "failed") & error.str.contains("diverg").fill_null(False)
+    diverged = (pl.col("status") == "failed") & diverged_run(trials)
     init_loss = vocab.log()
     usable = trials.filter(pl.col("arch_id").is_not_null() & pl.col("lr").is_not_null()).with_columns(
         l0=init_loss, y=pl.when(diverged).then(init_loss).otherwise(pl.col(metric))

@@ -24,6 +24,16 @@ def completed(source: Source, loss: str = "eval_loss") -> pl.DataFrame:
     return load_trials(source, status="completed").filter(pl.col(loss).is_finite()).collect()
 
 
+def diverged_run(trials: pl.DataFrame) -> pl.Expr:
+    """True for a trial whose training diverged: the trainer's typed outcome (``run_status``, a
+    ``spaces.outcome.RunStatus`` value). Results written before that column existed (or rows whose
+    run never reported one) fall back to the error text the trainer wrote for the same outcome,
+    "diverged: <reason>"."""
+    typed = pl.col("run_status") == "diverged" if "run_status" in trials.columns else pl.lit(None, pl.Boolean)
+    text = pl.col("error").cast(pl.String).str.starts_with("diverged") if "error" in trials.columns else pl.lit(False)
+    return pl.coalesce(typed, text.fill_null(False))
+
+
 def series_column(runs: pl.DataFrame) -> pl.DataFrame:
     """Add ``series``: the scaling-study ``group``, else the run name (one series per search)."""
     if "group" in runs.columns and runs["group"].drop_nulls().len():

@@ -184,7 +184,7 @@ def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path, ray_cluste
     assert trials.height == 4 and trials["lr"].n_unique() == 2  # both kinds of trial happened
     for row in trials.iter_rows(named=True):
         if row["lr"] > 1:
-            assert row["status"] == "failed" and "diverged" in row["error"], row
+            assert row["status"] == "failed" and row["run_status"] == "diverged" and "diverged" in row["error"], row
         else:
             assert row["status"] == "completed", row
 
