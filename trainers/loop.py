@@ -132,7 +132,7 @@ def train(
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    counts = count(arch)
+    counts = count(arch, cfg.flops_convention)
     summary: dict[str, Any] = {
         "status": None,
         "reason": None,
