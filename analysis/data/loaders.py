@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from archscale.spaces.record import ARCH_COLUMNS, STATUSES, curve_schema, trial_schema
+from archscale.spaces.record import ABSENT_COLUMN_VALUES, ARCH_COLUMNS, STATUSES, curve_schema, trial_schema
 
 PathLike = str | os.PathLike[str]
 
@@ -98,13 +98,16 @@ def _legacy_lengths(column: str) -> pl.Expr:
 
 
 def _conform(lf: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
-    """Add missing expected columns as typed nulls and cast present ones to the expected dtype."""
+    """Add missing expected columns (as typed nulls, or what they meant before they existed:
+    `ABSENT_COLUMN_VALUES`) and cast present ones to the expected dtype."""
     present = lf.collect_schema()
     if present.get("eval_loss_by_length") == pl.String and "eval_loss_by_length" in schema:
         lf = lf.with_columns(_legacy_lengths("eval_loss_by_length"))
         present = lf.collect_schema()
     exprs = [
-        pl.col(name).cast(dtype, strict=False) if name in present else pl.lit(None, dtype).alias(name)
+        pl.col(name).cast(dtype, strict=False)
+        if name in present
+        else pl.lit(ABSENT_COLUMN_VALUES.get(name), dtype).alias(name)
         for name, dtype in schema.items()
         if name not in present or present[name] != dtype
     ]
