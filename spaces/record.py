@@ -124,7 +124,8 @@ def repeated_share(trial_epochs: float) -> float:
 
 
 def repeats_data(trial_epochs: float | None) -> bool:
-    """Whether a trial of `trial_epochs` epochs trained on repeated data (`REPEATED_DATA_EPOCHS`)."""
+    """Whether a trial of `trial_epochs` epochs trained on repeated data: at least `REPEATED_DATA_EPOCHS`
+    (analysis compares the `epochs` column with that constant, the same rule on a whole column)."""
     return trial_epochs is not None and trial_epochs >= REPEATED_DATA_EPOCHS
 
 
