@@ -99,7 +99,8 @@ def _legacy_lengths(column: str) -> pl.Expr:
 
 def _conform(lf: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
     """Add missing expected columns (as typed nulls, or what they meant before they existed:
-    `ABSENT_COLUMN_VALUES`) and cast present ones to the expected dtype."""
+    `ABSENT_COLUMN_VALUES`, which also fills their nulls: rows an older writer carried over when a
+    resumed run added the column) and cast present ones to the expected dtype."""
     present = lf.collect_schema()
     if present.get("eval_loss_by_length") == pl.String and "eval_loss_by_length" in schema:
         lf = lf.with_columns(_legacy_lengths("eval_loss_by_length"))
@@ -111,7 +112,9 @@ def _conform(lf: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
         for name, dtype in schema.items()
         if name not in present or present[name] != dtype
     ]
-    return lf.with_columns(exprs) if exprs else lf
+    lf = lf.with_columns(exprs) if exprs else lf
+    legacy = [pl.col(name).fill_null(value) for name, value in ABSENT_COLUMN_VALUES.items() if name in schema]
+    return lf.with_columns(legacy) if legacy else lf
 
 
 def _scan(path: Path, schema: dict[str, pl.DataType]) -> pl.LazyFrame:

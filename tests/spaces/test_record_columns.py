@@ -36,9 +36,13 @@ def test_results_without_the_column_read_as_dense(tmp_path):
     old.write_parquet(tmp_path / "old" / "trials.parquet")
     (tmp_path / "new").mkdir()
     pl.DataFrame([_row(1)], schema=trial_schema(), strict=False).write_parquet(tmp_path / "new" / "trials.parquet")
-    trials = load_trials([tmp_path / "old", tmp_path / "new"]).collect().sort("trial_id")
-    assert trials["flops_convention"].to_list() == ["dense", "causal"]
-    assert trials["epochs"].to_list() == [None, None]  # epochs have no legacy meaning: unknown
+    (tmp_path / "resumed").mkdir()  # an old row carried into a newer writer's file: the column is there, null
+    pl.DataFrame([{**_row(2), "flops_convention": None}], schema=trial_schema(), strict=False).write_parquet(
+        tmp_path / "resumed" / "trials.parquet"
+    )
+    trials = load_trials([tmp_path / d for d in ("old", "new", "resumed")]).collect().sort("trial_id")
+    assert trials["flops_convention"].to_list() == ["dense", "causal", "dense"]
+    assert trials["epochs"].to_list() == [None, None, None]  # epochs have no legacy meaning: unknown
 
 
 def test_a_comparison_that_mixes_repetition_or_conventions_says_so():
