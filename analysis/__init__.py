@@ -1,9 +1,10 @@
 """archscale.analysis: turn results directories into knowledge.
 
-Lazy polars loaders, scaling-law fits with bootstrap uncertainty, Pareto fronts, effects across
-seeds, Altair charts and the offline HTML report. Reads only result files, so it works on results
-copied off a cluster; importing it never imports torch, Ray or Triton, and the heavy modules
-(polars, scipy, altair) load on first use of a name below.
+Four layers, imports pointing down: ``present`` (charts, tables, the report) -> ``compare``
+(statistics, rankings, effects, verdicts) -> ``laws`` (every scaling law behind one registry,
+``LAWS``) -> ``data`` (results directories, comparison cells, synthetic runs). Reads only result
+files, so it works on results copied off a cluster; importing it never imports torch, Ray or
+Triton, and the heavy modules (polars, scipy, altair) load on first use of a name below.
 
     >>> import archscale.analysis as an
     >>> trials = an.load_trials("results/my-search", status="completed").collect()
@@ -18,36 +19,44 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
-    # loading
-    "load": "loaders", "load_trials": "loaders", "load_curves": "loaders", "load_run": "loaders",
-    "open_study": "loaders", "length_losses": "loaders",
-    # fits
-    "fit_power_law": "fits", "fit_chinchilla": "fits", "fit_isoflop": "fits", "FlopsModel": "fits",
-    "PowerLawFit": "fits", "ChinchillaFit": "fits", "IsoFlopFit": "fits", "compute_budgets": "fits",
-    "leave_largest_out": "fits", "fit_groups": "fits", "rank_architectures": "fits",
-    "effective_compute_multiplier": "fits", "fit_results": "fit_table", "read_runs": "fit_table",
-    # what the report shows, as library calls
-    "completed": "runs", "series_column": "runs", "NoData": "runs",
-    "scaling_analysis": "scaling", "ScalingAnalysis": "scaling", "frontier": "scaling", "scaling_fits": "scaling",
-    "pareto_analysis": "pareto", "ParetoAnalysis": "pareto", "cost_objectives": "pareto", "hypervolumes": "pareto",
-    # search analysis
-    "pareto_mask": "pareto", "pareto_front": "pareto", "hypervolume": "pareto",
-    "axis_effects": "effects", "best_architectures": "effects", "parameter_importance": "effects",
-    "learning_curves": "effects", "best_curves": "effects", "with_budget_cells": "effects",
-    # comparisons that respect sample size, pairing and selection; the verdicts built from them
-    "rank_configurations": "comparisons", "compare_to_best": "comparisons", "lr_sensitivity": "comparisons",
-    "at_equal_tokens": "comparisons", "comparable_trials": "comparisons", "holm": "comparisons",
-    "seeds_needed": "comparisons", "verdicts": "verdict", "Verdicts": "verdict", "verdicts_text": "verdict",
-    "verdict_lines": "verdict",
-    # a ladder search's laws (the predicted-at-target search)
-    "fit_ladders": "ladders", "LadderFit": "ladders", "crossings": "ladders", "load_predictions": "ladders",
-    "ladder_chart": "ladders",
-    # charts and report
-    "build_chart": "charts", "save_chart": "charts", "chart_svg": "charts",
-    "scaling_chart": "charts", "isoflop_chart": "charts", "pareto_chart": "charts", "curves_chart": "charts",
-    "effects_chart": "charts", "importance_chart": "charts", "length_chart": "charts",
-    "build_report": "report", "write_report": "report", "section_errors": "report",
-    "serve_dashboard": "dashboard", "ray_dashboard_address": "dashboard",
+    # data: loading results, the cells comparisons are made in
+    "load": "data.loaders", "load_trials": "data.loaders", "load_curves": "data.loaders", "load_run": "data.loaders",
+    "open_study": "data.loaders", "length_losses": "data.loaders", "load_predictions": "data.predictions",
+    "completed": "data.runs", "series_column": "data.runs", "NoData": "data.runs",
+    "with_budget_cells": "data.cells", "at_equal_tokens": "data.cells", "comparable_trials": "data.cells",
+    # laws: every law behind one registry, one fitted-law record
+    "LAWS": "laws.registry", "Law": "laws.registry", "FittedLaw": "laws.fitted",
+    "fit_power_law": "laws.power", "fit_chinchilla": "laws.chinchilla", "fit_isoflop": "laws.isoflop",
+    "FlopsModel": "laws.inputs", "compute_budgets": "laws.inputs", "LawFit": "laws.record",
+    "PowerLawFit": "laws.power", "ChinchillaFit": "laws.chinchilla", "IsoFlopFit": "laws.isoflop",
+    "leave_largest_out": "laws.groups", "fit_groups": "laws.groups",
+    "fit_results": "laws.table", "read_runs": "laws.table",
+    "fit_ladders": "laws.ladder", "LadderFit": "laws.ladder_record", "crossings": "laws.ladder_record",
+    "crossings_by_ladder": "laws.ladder_record",
+    # compare: statistics, rankings, effects, what the report shows, verdicts
+    "rank_architectures": "compare.law_ranking", "effective_compute_multiplier": "compare.law_ranking",
+    "scaling_analysis": "compare.scaling", "ScalingAnalysis": "compare.scaling", "frontier": "compare.scaling",
+    "scaling_fits": "compare.scaling",
+    "pareto_analysis": "compare.pareto", "ParetoAnalysis": "compare.pareto", "cost_objectives": "compare.pareto",
+    "hypervolumes": "compare.pareto", "pareto_mask": "compare.pareto", "pareto_front": "compare.pareto",
+    "hypervolume": "compare.pareto",
+    "axis_effects": "compare.effects", "parameter_importance": "compare.importance",
+    "best_architectures": "compare.best", "learning_curves": "compare.best", "best_curves": "compare.best",
+    "rank_configurations": "compare.rankings", "compare_to_best": "compare.rankings", "lr_sensitivity": "compare.lr",
+    "holm": "compare.stats", "seeds_needed": "compare.stats",
+    "verdicts": "compare.verdicts", "Verdicts": "compare.verdicts",
+    # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
+    "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
+    "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
+    # present: charts, report, dashboards
+    "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
+    "ladder_chart": "present.predictions", "CHARTS": "present.charts",
+    "build_chart": "present.charts", "save_chart": "present.charts", "chart_svg": "present.charts",
+    "scaling_chart": "present.charts", "isoflop_chart": "present.charts", "pareto_chart": "present.charts",
+    "curves_chart": "present.charts", "effects_chart": "present.charts", "importance_chart": "present.charts",
+    "length_chart": "present.charts",
+    "build_report": "present.report", "write_report": "present.report", "section_errors": "present.report_parts",
+    "serve_dashboard": "present.dashboard", "ray_dashboard_address": "present.dashboard",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
@@ -67,16 +76,37 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from .charts import *  # noqa: F403
-    from .comparisons import *  # noqa: F403
-    from .dashboard import *  # noqa: F403
-    from .effects import *  # noqa: F403
-    from .fit_table import *  # noqa: F403
-    from .fits import *  # noqa: F403
-    from .ladders import *  # noqa: F403
-    from .loaders import *  # noqa: F403
-    from .pareto import *  # noqa: F403
-    from .report import *  # noqa: F403
-    from .runs import *  # noqa: F403
-    from .scaling import *  # noqa: F403
-    from .verdict import *  # noqa: F403
+    from .compare.best import *  # noqa: F403
+    from .compare.effects import *  # noqa: F403
+    from .compare.findings import *  # noqa: F403
+    from .compare.importance import *  # noqa: F403
+    from .compare.ladder_summary import *  # noqa: F403
+    from .compare.law_ranking import *  # noqa: F403
+    from .compare.lr import *  # noqa: F403
+    from .compare.pareto import *  # noqa: F403
+    from .compare.rankings import *  # noqa: F403
+    from .compare.scaling import *  # noqa: F403
+    from .compare.stats import *  # noqa: F403
+    from .compare.validation import *  # noqa: F403
+    from .compare.verdicts import *  # noqa: F403
+    from .data.cells import *  # noqa: F403
+    from .data.loaders import *  # noqa: F403
+    from .data.predictions import *  # noqa: F403
+    from .data.runs import *  # noqa: F403
+    from .laws.chinchilla import *  # noqa: F403
+    from .laws.fitted import *  # noqa: F403
+    from .laws.groups import *  # noqa: F403
+    from .laws.inputs import *  # noqa: F403
+    from .laws.isoflop import *  # noqa: F403
+    from .laws.ladder import *  # noqa: F403
+    from .laws.ladder_record import *  # noqa: F403
+    from .laws.power import *  # noqa: F403
+    from .laws.record import *  # noqa: F403
+    from .laws.registry import *  # noqa: F403
+    from .laws.table import *  # noqa: F403
+    from .present.charts import *  # noqa: F403
+    from .present.dashboard import *  # noqa: F403
+    from .present.predictions import *  # noqa: F403
+    from .present.report import *  # noqa: F403
+    from .present.report_parts import *  # noqa: F403
+    from .present.verdict_text import *  # noqa: F403

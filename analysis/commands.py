@@ -22,7 +22,7 @@ from archscale.spaces.errors import UserError
 
 
 class LawName(str, Enum):
-    """``archscale.analysis.fit_table.LAWS`` (a test keeps the two equal)."""
+    """``archscale.analysis.laws.table.LAWS`` (a test keeps the two equal)."""
 
     power = "power"
     chinchilla = "chinchilla"
@@ -30,7 +30,7 @@ class LawName(str, Enum):
 
 
 class ChartKind(str, Enum):
-    """``archscale.analysis.charts.KINDS`` (a test keeps the two equal)."""
+    """``archscale.analysis.present.charts.KINDS`` (a test keeps the two equal)."""
 
     scaling = "scaling"
     isoflop = "isoflop"
@@ -91,7 +91,7 @@ def fit_command(
 
     Exits 2 with one line when the runs cannot identify the law (naming the design that would);
     a quantity the runs do not bound is printed as "not determined", with why."""
-    from .fit_table import fit_results
+    from .laws.table import fit_results
 
     out = fit_results(
         input,
@@ -165,7 +165,7 @@ def plot_command(
     _check_dirs(dirs)
     import polars as pl
 
-    from .charts import NoData, build_chart, save_chart
+    from .present.charts import NoData, build_chart, save_chart
 
     try:
         chart = build_chart(dirs, kind.value, x=x, y=y, target=target, bootstrap=bootstrap)
@@ -196,7 +196,8 @@ def report_command(
     _check_dirs(dirs)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"{out}: the report is HTML; use a .html file name")
-    from .report import section_errors, write_report
+    from .present.report import write_report
+    from .present.report_parts import section_errors
 
     path = write_report(dirs, out, bootstrap=bootstrap, target=target)
     print(path)
@@ -218,8 +219,8 @@ def dashboard_command(
 ) -> None:
     """Serve optuna-dashboard on the search's study; print the Ray dashboard and TensorBoard hints."""
     _check_dirs([dir])
-    from .dashboard import ray_dashboard_address, serve_dashboard, tensorboard_logdir
-    from .loaders import study_storage
+    from .data.loaders import study_storage
+    from .present.dashboard import ray_dashboard_address, serve_dashboard, tensorboard_logdir
 
     try:
         study_storage(dir, storage)

@@ -133,7 +133,7 @@ def main() -> None:
     import polars as pl
 
     from archscale.analysis import write_report
-    from archscale.analysis.synthetic import write_search
+    from archscale.analysis.data.synthetic_results import write_search
 
     with tempfile.TemporaryDirectory() as tmp:
         seeds = 2

@@ -91,7 +91,7 @@ def task_seed(name: str, law: str, noise: float, i: int) -> int:
 
 
 def simulate(design: dict[str, Any], law: str, noise: float, seed: int) -> Any:
-    from archscale.analysis import synthetic
+    from archscale.analysis.data import synthetic
 
     rng = np.random.default_rng(seed)
     if design["kind"] == "ladder":
@@ -111,9 +111,9 @@ def simulate(design: dict[str, Any], law: str, noise: float, seed: int) -> Any:
 
 def truths(law: str, target: float) -> dict[str, float]:
     """The true value of every quantity the fit of ``law`` reports, at compute ``target``."""
-    from archscale.analysis.fits_chinchilla import compute_optimal, loss_at_optimum
-    from archscale.analysis.fits_common import FlopsModel
-    from archscale.analysis.synthetic import TINY_CHINCHILLA, TINY_FLOPS, TINY_POWER
+    from archscale.analysis.data.synthetic import TINY_CHINCHILLA, TINY_FLOPS, TINY_POWER
+    from archscale.analysis.laws.chinchilla import compute_optimal, loss_at_optimum
+    from archscale.analysis.laws.inputs import FlopsModel
 
     if law == "power":
         p = TINY_POWER
@@ -182,7 +182,7 @@ def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
 def _one_ladder_search(simulated: Any, seed: int) -> dict[str, Any]:
     """The ladder search's fit (``fit_ladders``: shared E, 200 parametric-bootstrap refits, basic
     interval) and each ladder's predicted loss at 10x the top rung's compute against its truth."""
-    from archscale.analysis.ladders import fit_ladders
+    from archscale.analysis.laws.ladder import fit_ladders
 
     runs, truth = simulated
     target = 10.0 * max(float(c.max()) for c, _ in runs.values())
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--min-bootstrap-units",
         type=int,
         default=None,
-        help="override fits_common.MIN_BOOTSTRAP_UNITS (measure the bootstrap where the tool would not use it)",
+        help="override laws.intervals.MIN_BOOTSTRAP_UNITS (measure the bootstrap where the tool would not use it)",
     )
     args = ap.parse_args(argv)
     sets = args.sets or (40 if args.quick else 200)
@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _init(min_units: int | None) -> None:
     if min_units is not None:
-        from archscale.analysis import fits_common
+        from archscale.analysis.laws import intervals
 
-        fits_common.MIN_BOOTSTRAP_UNITS = min_units
+        intervals.MIN_BOOTSTRAP_UNITS = min_units
 
 
 def _table(report: dict[str, Any]) -> str:

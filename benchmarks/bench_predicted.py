@@ -58,9 +58,10 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 
 def one_search(out: Path, seed: int, quick: bool) -> dict:
-    from archscale.search.options import SearchOptions
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
     from archscale.search.run import run_search
     from archscale.search.status import status
+    from archscale.search.strategies.ladder_plan import LadderPlan
 
     space = dict(SPACE)
     path = out / "space.yaml"
@@ -72,15 +73,13 @@ def one_search(out: Path, seed: int, quick: bool) -> dict:
         space=str(path),
         out=str(out / f"search-{seed}"),
         trials=4 if quick else 10,
-        tokens_per_param=tpp,
-        seed=seed,
-        sampler="tpe",
-        target_compute=target,
-        ladder=3,
-        ladder_ratio=ratio,
-        validate_top=3,
-        train={"eval_every_tokens": 50_000},
-        progress=False,
+        budget=BudgetOptions(tokens_per_param=tpp, train={"eval_every_tokens": 50_000}),
+        strategy=StrategyOptions(
+            seed=seed,
+            sampler="tpe",
+            ladder=LadderPlan(rungs=3, ratio=ratio, target_compute=target, validate_top=3),
+        ),
+        execution=ExecutionOptions(progress=False),
     )
     started = time.monotonic()
     run_search(opts)

@@ -32,7 +32,8 @@ def _train_one(args: tuple[dict, dict]) -> float:
 def overhead(trials: int, tokens: int, width: int) -> None:
     import polars as pl
 
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
     from archscale.spaces.space import load_space, shipped_spaces
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,12 +44,9 @@ def overhead(trials: int, tokens: int, width: int) -> None:
                 space="tiny",
                 out=str(out),
                 trials=trials,
-                tokens=tokens,
-                scheduler="none",
-                sampler="random",
-                concurrency=width,
-                progress=False,
-                train={"threads": 1},
+                budget=BudgetOptions(tokens=tokens, train={"threads": 1}),
+                strategy=StrategyOptions(scheduler="none", sampler="random"),
+                execution=ExecutionOptions(concurrency=width, progress=False),
             )
         )
         search_s = time.perf_counter() - start
@@ -76,7 +74,8 @@ def overhead(trials: int, tokens: int, width: int) -> None:
 def efficiency(trials: int, tokens: int, seeds: int) -> None:
     import polars as pl
 
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
 
     fractions = []
     for seed in range(seeds):
@@ -89,11 +88,9 @@ def efficiency(trials: int, tokens: int, seeds: int) -> None:
                         space="tiny",
                         out=str(out),
                         trials=trials,
-                        tokens=tokens,
-                        sampler=sampler,
-                        scheduler=scheduler,
-                        seed=seed,
-                        progress=False,
+                        budget=BudgetOptions(tokens=tokens),
+                        strategy=StrategyOptions(sampler=sampler, scheduler=scheduler, seed=seed),
+                        execution=ExecutionOptions(progress=False),
                     )
                 )
                 results[name] = pl.read_parquet(out / "trials.parquet").sort("trial_id")

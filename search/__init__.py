@@ -1,1 +1,1 @@
-"""archscale.search"""
+"""archscale.search: running many trainings (strategies propose, Ray Tune trains, results files record)."""

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "archscale.trainers.commands",
     "archscale.search.commands",
     "archscale.analysis.commands",
+    "archscale.search.gpu_check",  # `check gpu`, on the `check` group of archscale.trainers.commands
 )
 
 

@@ -5,11 +5,13 @@ Module-level imports: typer and the standard library only (see search/cli.py).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Optional
 
 import typer
 
+from archscale.search.display import emit
 from archscale.spaces.cli_options import (
     Address,
     BudgetActiveParams,
@@ -40,106 +42,7 @@ def _split(objectives: str) -> list[str]:
     return [o.strip() for o in objectives.split(",") if o.strip()]
 
 
-def _emit(summary: dict, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    requested = f" of {summary['requested']} requested" if summary.get("requested") else ""
-    console.print(
-        f"[bold]{summary['out']}[/]: {summary['trials']} trials{requested}: "
-        + ", ".join(f"{n} {s}" for s, n in sorted(summary["by_status"].items()))
-        + (f" in {summary['wall_s']:.0f}s" if "wall_s" in summary else "")
-    )
-    if summary.get("best"):
-        table = Table(title="best completed trials")
-        for col in ("trial", "architecture", "seed", "eval_loss", "params", "tokens"):
-            table.add_column(col)
-        for b in summary["best"]:
-            table.add_row(
-                str(b["trial_id"]),
-                b["label"],
-                str(b["seed"]),
-                f"{b['eval_loss']:.4f}",
-                f"{b['params']:,}",
-                f"{b['tokens']:,}",
-            )
-        console.print(table)
-    if "ladder" in summary:
-        _emit_ladders(console, summary)
-    elif summary.get("pareto"):
-        console.print(f"Pareto front: trials {', '.join(str(p['trial_id']) for p in summary['pareto'])}")
-    if summary.get("study"):
-        study = summary["study"]
-        console.print(
-            f"study {summary['study_name']}: {study['trials']} trials from {study['drivers']} driver(s): "
-            + ", ".join(f"{n} {s}" for s, n in sorted(study["by_state"].items()))
-        )
-
-
-def _emit_ladders(console, summary: dict) -> None:
-    """A ladder search: the ranking predicted at the target beside the small-scale ranking."""
-    from rich.table import Table
-
-    ladder = summary["ladder"]
-    target = ladder.get("target_compute") or ladder.get("target_params")
-    unit = "FLOPs" if ladder.get("target_compute") else "params"
-    small = {r["ladder_id"]: i + 1 for i, r in enumerate(summary["small_scale"])}
-    table = Table(title=f"predicted at the target ({target:.3g} {unit}; risk {ladder.get('risk')})")
-    for col in ("rank", "architecture", "predicted loss", "95% interval", "alpha", "rung-0 loss", "small-scale rank"):
-        table.add_column(col)
-    for i, r in enumerate(summary["predicted"]):
-        table.add_row(
-            str(i + 1),
-            r["label"],
-            f"{r['predicted_loss']:.4f}",
-            f"{r['lo']:.4f} to {r['hi']:.4f}",
-            f"{r['alpha']:.3f}",
-            f"{r['rung0_loss']:.4f}",
-            str(small.get(r["ladder_id"], "-")),
-        )
-    console.print(table)
-    if any(r.get("law") == "no floor (E = 0)" for r in summary["predicted"]):
-        console.print(
-            "law: no floor (E = 0): the ladders show no flattening, so each is a straight line in log-log; "
-            "if the loss flattens before the target, these predictions are optimistic (docs/guide.md)"
-        )
-    for r in summary["predicted"]:
-        for c in r.get("crossings") or []:
-            if c["overtakes"]:
-                console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
-    for r in summary["not_predicted"]:
-        console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
-    if summary.get("validation_skipped"):
-        console.print(f"--validate-top: skipped: {summary['validation_skipped']}")
-    check = summary.get("validation")
-    if check:
-        table = Table(title="checked against real training at a held-out scale")
-        for col in ("architecture", "compute", "predicted", "95% interval", "actual", "covered"):
-            table.add_column(col)
-        for r in check["rows"]:
-            actual = "-" if r["actual_loss"] is None else f"{r['actual_loss']:.4f}"
-            table.add_row(
-                r["label"],
-                f"{r['compute']:.3g}",
-                f"{r['predicted_loss']:.4f}",
-                f"{r['lo']:.4f} to {r['hi']:.4f}",
-                actual,
-                str(r["covered"]),
-            )
-        console.print(table)
-        console.print(
-            f"predicted winner {check['predicted_winner']}; actual winner {check['actual_winner']}; "
-            f"small-scale search would have chosen {check['small_scale_winner']}"
-        )
-
-
-@search_app.command("run")
-@user_errors
-def search_run(
+def search_options(
     space_file: Annotated[str, typer.Argument(help="Space YAML, or a shipped space name (tiny, activations, ...).")],
     out: Out,
     trials: Annotated[
@@ -221,15 +124,72 @@ def search_run(
         typer.Option("--validate-compute", help="That scale in FLOPs (default: 4x the largest rung's compute)."),
     ] = None,
     as_json: JsonFlag = False,
-) -> None:
+):
+    """`search run`'s flags, defined once (also parsed by `search submit`), as a `SearchOptions`."""
+    from archscale.search.options import (
+        BudgetOptions,
+        ExecutionOptions,
+        SearchOptions,
+        StrategyOptions,
+        ladder_from_args,
+    )
+
+    override = budget_override(budget_params, budget_non_embedding_params, budget_flops_per_token, budget_active_params)
+    ladder_plan = ladder_from_args(
+        {
+            "target_compute": target_compute,
+            "target_params": target_params,
+            "ladder": ladder,
+            "ladder_ratio": ladder_ratio,
+            "risk": risk,
+            "ladder_prune_margin": ladder_prune_margin,
+            "validate_top": validate_top,
+            "validate_compute": validate_compute,
+        }
+    )
+    return SearchOptions(
+        space=space_file,
+        out=out,
+        trials=trials,
+        budget=BudgetOptions(
+            budget_kind=override[0] if override else None,
+            budget_value=override[1] if override else None,
+            tokens=tokens,
+            tokens_per_param=tokens_per_param,
+            data=data,
+            train={"eval_every_tokens": eval_every_tokens} if eval_every_tokens else {},
+            seeds=seeds,
+        ),
+        strategy=StrategyOptions(
+            objectives=_split(objectives),
+            sampler=sampler,
+            scheduler=scheduler,
+            seed=seed,
+            study_name=study_name,
+            ladder=ladder_plan,
+        ),
+        execution=ExecutionOptions(
+            address=address,
+            storage=storage,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            concurrency=concurrency,
+            progress=not as_json,
+        ),
+    )
+
+
+@search_app.command("run")
+@user_errors
+@functools.wraps(search_options, assigned=("__annotations__",))  # typer reads search_options' flags
+def search_run(*args, **kwargs) -> None:
     """Search a space: Optuna proposes, Ray Tune trains, results land in --out as trials finish."""
     from archscale.search.run import run_search
-
-    opts = _options_from_run_params(dict(locals()), validate=False)
-    run_search(opts)
     from archscale.search.status import status
 
-    _emit(status(out), as_json)
+    opts = search_options(*args, **kwargs)
+    run_search(opts)
+    emit(status(opts.out), as_json=not opts.execution.progress)
 
 
 @search_app.command("resume")
@@ -251,7 +211,7 @@ def search_resume(
     from archscale.search.status import status
 
     resume_search(out, trials=trials, address=address, progress=not as_json, storage=storage)
-    _emit(status(out), as_json)
+    emit(status(out), as_json)
 
 
 @search_app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -283,7 +243,9 @@ def search_submit(
         run_ctx = run_command.make_context("run", [space_file, *ctx.args], resilient_parsing=False)
     except TyperException as e:
         raise UserError(f"search submit: {e.format_message()}") from None
-    _options_from_run_params(run_ctx.params)
+    from archscale.search.options import prepare
+
+    prepare(search_options(**run_ctx.params))
     from archscale.clusters.jobs import submit
 
     try:
@@ -298,50 +260,6 @@ def search_submit(
     typer.echo(f"status:     {info['status']}")
     if wait:
         typer.echo(f"finished: {info['final_status']}\n{info['logs']}")
-
-
-def _options_from_run_params(p: dict, validate: bool = True):
-    """SearchOptions from `search run`'s parsed parameters (shared by run and submit); `validate`
-    checks them as a local run would (run_search validates on its own, so `search run` skips it)."""
-    from archscale.search.options import SearchOptions, prepare
-
-    override = budget_override(
-        p["budget_params"], p["budget_non_embedding_params"], p["budget_flops_per_token"], p["budget_active_params"]
-    )
-    opts = SearchOptions(
-        space=p["space_file"],
-        out=p["out"],
-        trials=p["trials"],
-        budget_kind=override[0] if override else None,
-        budget_value=override[1] if override else None,
-        tokens=p["tokens"],
-        tokens_per_param=p["tokens_per_param"],
-        data=p["data"],
-        sampler=p["sampler"],
-        objectives=_split(p["objectives"]),
-        scheduler=p["scheduler"],
-        seeds=p["seeds"],
-        concurrency=p["concurrency"],
-        cpus_per_trial=p["cpus_per_trial"],
-        gpus_per_trial=p["gpus_per_trial"],
-        address=p["address"],
-        storage=p["storage"],
-        seed=p["seed"],
-        study_name=p["study_name"],
-        target_compute=p["target_compute"],
-        target_params=p["target_params"],
-        ladder=p["ladder"],
-        ladder_ratio=p["ladder_ratio"],
-        risk=p["risk"],
-        ladder_prune_margin=p["ladder_prune_margin"],
-        validate_top=p["validate_top"],
-        validate_compute=p["validate_compute"],
-        train={"eval_every_tokens": p["eval_every_tokens"]} if p["eval_every_tokens"] else {},
-        progress=not p["as_json"],
-    )
-    if validate:
-        prepare(opts)
-    return opts
 
 
 @search_app.command("status")
@@ -359,7 +277,7 @@ def search_status(
     """Counts by state, best trials, Pareto front and progress of a search (running or finished)."""
     from archscale.search.status import status
 
-    _emit(status(out, storage=storage), as_json)
+    emit(status(out, storage=storage), as_json)
 
 
 @study_app.command("run")
@@ -379,24 +297,26 @@ def study_run(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a scaling-study grid; writes the same results format as a search."""
-    from archscale.search.options import SearchOptions
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
     from archscale.search.status import status
     from archscale.search.study import run_study
 
     opts = SearchOptions(
         space="",
         out=out,
-        data=data,
-        scheduler=scheduler,
-        concurrency=concurrency,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        address=address,
-        storage=storage,
-        progress=not as_json,
+        budget=BudgetOptions(data=data),
+        strategy=StrategyOptions(scheduler=scheduler),
+        execution=ExecutionOptions(
+            address=address,
+            storage=storage,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            concurrency=concurrency,
+            progress=not as_json,
+        ),
     )
     run_study(study_file, out, opts)
-    _emit(status(out), as_json)
+    emit(status(out), as_json)
 
 
 @user_errors

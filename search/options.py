@@ -1,7 +1,14 @@
-"""What a search is asked to do, checked before any cluster work starts.
+"""What a search is asked to do, grouped by concern and checked before any cluster work starts.
 
-    opts = SearchOptions(space="tiny", out="results/x", trials=12, tokens=400_000)
+    opts = SearchOptions(space="tiny", out="results/x", trials=12, budget=BudgetOptions(tokens=400_000))
     space, study, plan = prepare(opts)   # raises UserError naming the flag or file and what is allowed
+
+Three groups: `BudgetOptions` (what each trial is given: budget, tokens, data, fixed training
+settings, seeds), `StrategyOptions` (how trials are proposed and judged: objectives, sampler,
+scheduler, sampler seed, study name, and a ladder search's `LadderPlan`) and `ExecutionOptions`
+(where and how trials run: Ray address, study storage, resources, concurrency, progress).
+run.json keeps them as one flat `args` mapping (`to_args` / `from_args`), the record every reader
+of a results directory already knows.
 
 Everything that can be checked is checked here: the space file, the budget, the data spec, the
 objectives, the sampler and scheduler, resources, and that some sampled architecture can meet
@@ -10,6 +17,7 @@ the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,134 +25,189 @@ from typing import Any
 
 from archscale.search.proposals import TrialPlan
 from archscale.search.storage import OBJECTIVES, SAMPLERS, StudySpec
+from archscale.search.strategies.ladder_plan import LadderPlan
 from archscale.spaces.errors import BudgetError, UserError
 from archscale.spaces.space import Space, load_space, resolve_space_path
 
 SCHEDULERS = ("asha", "none")
 
 
-@dataclass
+@dataclass(frozen=True)
+class BudgetOptions:
+    """What each trial is given."""
+
+    budget_kind: str | None = None  # overrides the space file's budget (--budget-params N, ...)
+    budget_value: float | None = None
+    tokens: int | None = None  # fixed tokens per trial, or
+    tokens_per_param: float | None = None  # tokens = R x active_params
+    data: str = "pystdlib"
+    train: dict[str, Any] = field(default_factory=dict)  # fixed training settings (eval interval, ...)
+    seeds: int = 1  # training seeds per architecture
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """How trials are proposed and judged."""
+
+    objectives: list[str] = field(default_factory=lambda: ["eval_loss"])
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    seed: int = 0  # sampler seed and first training seed
+    study_name: str | None = None  # several drivers may share one study (same storage and name)
+    group: str | None = None
+    ladder: LadderPlan | None = None  # a ladder search (search/strategies/ladder.py); None otherwise
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Where and how trials run (shared by searches and studies)."""
+
+    address: str | None = None
+    storage: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: str = "0"  # a fraction, or "auto" (from an analytic memory estimate)
+    concurrency: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
 class SearchOptions:
     space: str
     out: str
-    trials: int = 12
-    budget_kind: str | None = None
-    budget_value: float | None = None
-    tokens: int | None = None
-    tokens_per_param: float | None = None
-    data: str = "pystdlib"
-    sampler: str = "tpe"
-    objectives: list[str] = field(default_factory=lambda: ["eval_loss"])
-    scheduler: str = "asha"
-    seeds: int = 1
-    concurrency: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: str = "0"  # a fraction, or "auto" (from an analytic memory estimate)
-    address: str | None = None
-    storage: str | None = None
-    seed: int = 0
-    train: dict[str, Any] = field(default_factory=dict)  # fixed training settings (eval interval, ...)
-    study_name: str | None = None  # several drivers may share one study (same storage and name)
-    group: str | None = None
-    progress: bool = True
-    # a ladder search (search/ladder.py): the target scale, and how each architecture is judged
-    target_compute: float | None = None
-    target_params: float | None = None
-    ladder: int = 3
-    ladder_ratio: float = 2.0
-    risk: str = "mean"
-    ladder_prune_margin: float = 0.05
-    validate_top: int = 0  # after a ladder search: train the top K at a held-out larger scale
-    validate_compute: float | None = None  # that scale (default: 4x the largest rung's compute)
+    trials: int = 12  # architectures to try (a ladder search: ladders)
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    strategy: StrategyOptions = field(default_factory=StrategyOptions)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
 
     @property
     def is_ladder(self) -> bool:
-        return self.target_compute is not None or self.target_params is not None
+        return self.strategy.ladder is not None
+
+    @property
+    def objectives(self) -> list[str]:
+        """The objectives as given, or a ladder search's default (predicted_loss)."""
+        given = self.strategy.objectives
+        return ["predicted_loss"] if self.is_ladder and given == ["eval_loss"] else list(given)
+
+    def to_args(self) -> dict[str, Any]:
+        """The flat `args` of run.json (the ladder plan's fields under their flag names)."""
+        args: dict[str, Any] = {"space": self.space, "out": self.out, "trials": self.trials}
+        for group in (self.budget, self.strategy, self.execution):
+            args.update({f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.name != "ladder"})
+        args["objectives"] = self.objectives  # as searched (a ladder search's default: predicted_loss)
+        ladder = self.strategy.ladder or LadderPlan()
+        args.update({flag: getattr(ladder, name) for flag, name in LADDER_ARGS.items()})
+        if self.strategy.ladder is None:
+            args.update(target_compute=None, target_params=None)
+        return args
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> SearchOptions:
+        """From flat `args` (run.json's, or keyword arguments by flag name); unknown keys are ignored."""
+        groups = {}
+        for name, group in (("budget", BudgetOptions), ("strategy", StrategyOptions), ("execution", ExecutionOptions)):
+            given = {f.name: args[f.name] for f in dataclasses.fields(group) if f.name in args and f.name != "ladder"}
+            groups[name] = group(**given)  # args["ladder"] is --ladder (rungs), not the plan
+        if (plan := ladder_from_args(args)) is not None:
+            groups["strategy"] = dataclasses.replace(groups["strategy"], ladder=plan)
+        top = {k: args[k] for k in ("space", "out", "trials") if k in args}
+        return cls(**top, **groups)
 
 
-def ladder_plan(opts: SearchOptions):
-    """The ladder plan of a search with a target, checked; None for an ordinary search."""
-    if not opts.is_ladder:
+#: run.json / CLI flag name -> LadderPlan field
+LADDER_ARGS = {
+    "target_compute": "target_compute",
+    "target_params": "target_params",
+    "ladder": "rungs",
+    "ladder_ratio": "ratio",
+    "risk": "risk",
+    "ladder_prune_margin": "prune_margin",
+    "validate_top": "validate_top",
+    "validate_compute": "validate_compute",
+}
+
+
+def ladder_from_args(args: dict[str, Any]) -> LadderPlan | None:
+    """The ladder plan the flags (or run.json's args) ask for: None without a target (a plain search)."""
+    given = {name: args[flag] for flag, name in LADDER_ARGS.items() if args.get(flag) is not None}
+    if args.get("target_compute") is None and args.get("target_params") is None:
+        if given.get("validate_top"):
+            raise UserError(
+                "--validate-top: checks a ladder search's predictions; give --target-compute or --target-params"
+            )
         return None
-    from archscale.search.ladder import LadderPlan
-
-    plan = LadderPlan(
-        rungs=opts.ladder,
-        ratio=opts.ladder_ratio,
-        risk=opts.risk,
-        target_compute=opts.target_compute,
-        target_params=opts.target_params,
-        prune_margin=opts.ladder_prune_margin,
-    )
-    plan.check()
-    return plan
+    return LadderPlan(**given)
 
 
 def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     """Validate the options and build (space, study spec, plan). Raises UserError with what to fix."""
+    budget, strategy = opts.budget, opts.strategy
     space = load_space(resolve_space_path(opts.space))
-    if opts.budget_kind is not None:
-        space = space.with_budget(opts.budget_kind, opts.budget_value)
+    if budget.budget_kind is not None:
+        space = space.with_budget(budget.budget_kind, budget.budget_value)
     if space.budget is None:
         raise UserError(f"{opts.space}: no budget: add a budget block or pass --budget-params N")
     if opts.trials < 1:
         raise UserError(f"--trials: must be >= 1, got {opts.trials}")
-    if opts.seeds < 1:
-        raise UserError(f"--seeds: must be >= 1, got {opts.seeds}")
-    loss = "predicted_loss" if opts.is_ladder else "eval_loss"
-    if opts.is_ladder and opts.objectives == ["eval_loss"]:  # the default objective, for a ladder search
-        opts.objectives = ["predicted_loss"]
-    bad = [o for o in opts.objectives if o not in OBJECTIVES or o in ("eval_loss", "predicted_loss") and o != loss]
-    if bad or loss not in opts.objectives:
-        where = "a search with --target-compute/--target-params" if opts.is_ladder else "a search without a target"
-        raise UserError(
-            f"--objectives: got {','.join(opts.objectives)}; {where} must include {loss}, allowed: "
-            f"{', '.join(o for o in OBJECTIVES if o not in ('eval_loss', 'predicted_loss') or o == loss)}"
-        )
-    if opts.validate_top and not opts.is_ladder:
-        raise UserError(
-            "--validate-top: checks a ladder search's predictions; give --target-compute or --target-params"
-        )
-    if opts.validate_top < 0:
-        raise UserError(f"--validate-top: must be >= 0, got {opts.validate_top}")
+    if budget.seeds < 1:
+        raise UserError(f"--seeds: must be >= 1, got {budget.seeds}")
+    _check_objectives(opts)
     if opts.is_ladder:
-        ladder_plan(opts)
-        if "tokens_per_s" in opts.objectives:
+        strategy.ladder.check()
+        if budget.seeds != 1:
             raise UserError(
-                "--objectives: tokens_per_s is measured at the rungs, not the target; "
-                "use a cost objective (params, flops_per_token, kv_cache_bytes_per_token)"
+                "--seeds: a ladder search trains each rung once (the joint fit pools noise across ladders); "
+                "give --seeds 1"
             )
-    if opts.sampler not in SAMPLERS:
-        raise UserError(f"--sampler: got {opts.sampler!r}; allowed: {', '.join(SAMPLERS)}")
-    check_execution(opts)
-    if opts.tokens and opts.tokens_per_param:
+    if strategy.sampler not in SAMPLERS:
+        raise UserError(f"--sampler: got {strategy.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    check_scheduler(strategy.scheduler)
+    check_execution(opts.execution)
+    if budget.tokens and budget.tokens_per_param:
         raise UserError("give --tokens or --tokens-per-param, not both")
     tokens_in_space = next((a.value for k, a in space.spec.train.items() if k == "tokens"), None)
-    tokens = opts.tokens or tokens_in_space
-    if not tokens and not opts.tokens_per_param:
+    tokens = budget.tokens or tokens_in_space
+    if not tokens and not budget.tokens_per_param:
         raise UserError("training length: give --tokens T or --tokens-per-param R (or train.tokens in the space file)")
-    check_data(opts.data, space)
+    check_data(budget.data, space)
     _check_feasible(space)
     out = Path(opts.out).resolve()
-    storage = opts.storage or str(out / "optuna.journal")
+    storage = opts.execution.storage or str(out / "optuna.journal")
     study = StudySpec(  # a ladder search: this study records every rung; its ladders live in `ladder_study`
         storage=storage,
-        study_name=opts.study_name or f"archscale-{space.name}",
-        objectives=["eval_loss"] if opts.is_ladder else list(opts.objectives),
-        sampler=opts.sampler,
-        seed=opts.seed,
+        study_name=strategy.study_name or f"archscale-{space.name}",
+        objectives=["eval_loss"] if opts.is_ladder else opts.objectives,
+        sampler=strategy.sampler,
+        seed=strategy.seed,
     )
-    defaults = {"eval_every_tokens": None, **opts.train}
     plan = TrialPlan(
         target_tokens=tokens,
-        tokens_per_param=opts.tokens_per_param,
-        data=opts.data,
-        train_defaults=defaults,
-        seeds=opts.seeds,
-        base_seed=opts.seed,
-        group=opts.group,
+        tokens_per_param=budget.tokens_per_param,
+        data=budget.data,
+        train_defaults={"eval_every_tokens": None, **budget.train},
+        seeds=budget.seeds,
+        base_seed=strategy.seed,
+        group=strategy.group,
     )
     return space, study, plan
+
+
+def _check_objectives(opts: SearchOptions) -> None:
+    """A search ranks by eval_loss, a ladder search by predicted_loss; costs may come with either."""
+    objectives = opts.objectives
+    loss = "predicted_loss" if opts.is_ladder else "eval_loss"
+    bad = [o for o in objectives if o not in OBJECTIVES or o in ("eval_loss", "predicted_loss") and o != loss]
+    if bad or loss not in objectives:
+        where = "a search with --target-compute/--target-params" if opts.is_ladder else "a search without a target"
+        raise UserError(
+            f"--objectives: got {','.join(objectives)}; {where} must include {loss}, allowed: "
+            f"{', '.join(o for o in OBJECTIVES if o not in ('eval_loss', 'predicted_loss') or o == loss)}"
+        )
+    if opts.is_ladder and "tokens_per_s" in objectives:
+        raise UserError(
+            "--objectives: tokens_per_s is measured at the rungs, not the target; "
+            "use a cost objective (params, flops_per_token, kv_cache_bytes_per_token)"
+        )
 
 
 def ladder_study(opts: SearchOptions, study: StudySpec) -> StudySpec:
@@ -152,25 +215,30 @@ def ladder_study(opts: SearchOptions, study: StudySpec) -> StudySpec:
     return StudySpec(
         storage=study.storage,
         study_name=f"{study.study_name}-ladders",
-        objectives=list(opts.objectives),
-        sampler=opts.sampler,
-        seed=opts.seed,
+        objectives=opts.objectives,
+        sampler=opts.strategy.sampler,
+        seed=opts.strategy.seed,
     )
 
 
-def check_execution(opts: SearchOptions) -> None:
+def check_scheduler(name: str) -> None:
+    if name not in SCHEDULERS:
+        raise UserError(f"--scheduler: got {name!r}; allowed: {', '.join(SCHEDULERS)}")
+
+
+def check_execution(execution: ExecutionOptions) -> None:
     """The options that say how trials run (shared by searches and studies)."""
-    if opts.scheduler not in SCHEDULERS:
-        raise UserError(f"--scheduler: got {opts.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
-    if opts.cpus_per_trial <= 0:
-        raise UserError(f"--cpus-per-trial: must be > 0, got {opts.cpus_per_trial}")
-    if opts.concurrency is not None and opts.concurrency < 1:
-        raise UserError(f"--concurrency: must be >= 1, got {opts.concurrency}")
-    if opts.gpus_per_trial != "auto":
+    if execution.cpus_per_trial <= 0:
+        raise UserError(f"--cpus-per-trial: must be > 0, got {execution.cpus_per_trial}")
+    if execution.concurrency is not None and execution.concurrency < 1:
+        raise UserError(f"--concurrency: must be >= 1, got {execution.concurrency}")
+    if execution.gpus_per_trial != "auto":
         try:
-            g = float(opts.gpus_per_trial)
+            g = float(execution.gpus_per_trial)
         except ValueError:
-            raise UserError(f"--gpus-per-trial: got {opts.gpus_per_trial!r}; allowed: a number >= 0 or auto") from None
+            raise UserError(
+                f"--gpus-per-trial: got {execution.gpus_per_trial!r}; allowed: a number >= 0 or auto"
+            ) from None
         if g < 0:
             raise UserError(f"--gpus-per-trial: must be >= 0, got {g}")
 

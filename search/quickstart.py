@@ -47,7 +47,8 @@ SMALL = Plan(trials=12, tokens=60_000, eval_every=20_480, sizes=(30_000, 50_000,
 
 
 def quickstart(out: str | Path, *, small: bool = False, address: str | None = None, say=print) -> dict[str, Any]:
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
     from archscale.search.study import run_study
 
     plan = SMALL if small else FULL
@@ -66,12 +67,9 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
             space="quickstart",
             out=str(out / "search"),
             trials=plan.trials,
-            tokens=plan.tokens,
-            scheduler="asha",
-            objectives=["eval_loss", "kv_cache_bytes_per_token"],
-            train=train,
-            address=address,
-            seed=0,
+            budget=BudgetOptions(tokens=plan.tokens, train=train),
+            strategy=StrategyOptions(scheduler="asha", objectives=["eval_loss", "kv_cache_bytes_per_token"], seed=0),
+            execution=ExecutionOptions(address=address),
         )
     )
     budget = 120_000
@@ -124,9 +122,11 @@ def quickstart(out: str | Path, *, small: bool = False, address: str | None = No
 
 
 def _opts(out: Path, address: str | None):
-    from archscale.search.run import SearchOptions
+    from archscale.search.options import ExecutionOptions, SearchOptions, StrategyOptions
 
-    return SearchOptions(space="", out=str(out), scheduler="none", address=address)
+    return SearchOptions(
+        space="", out=str(out), strategy=StrategyOptions(scheduler="none"), execution=ExecutionOptions(address=address)
+    )
 
 
 def _search_base(search_dir: Path) -> dict[str, Any]:
@@ -138,11 +138,9 @@ def _search_base(search_dir: Path) -> dict[str, Any]:
 
 def analyse(out: Path) -> dict[str, Any]:
     """Fits, report and plots for a quickstart directory; returns what was found."""
-    import polars as pl
-
-    from archscale.analysis.charts import NoData, build_chart, save_chart
-    from archscale.analysis.fits import fit_groups
-    from archscale.analysis.report import write_report
+    from archscale.analysis import quickstart_findings
+    from archscale.analysis.present.charts import NoData, build_chart, save_chart
+    from archscale.analysis.present.report import write_report
 
     dirs = [out / "search", out / "seeds", out / "scaling"]
     report = write_report(dirs, out / "report.html")
@@ -159,44 +157,12 @@ def analyse(out: Path) -> dict[str, Any]:
         except NoData:
             pass
 
-    search = pl.concat([pl.read_parquet(d / "trials.parquet") for d in dirs[:2]], how="diagonal_relaxed")
-    by_arch = (
-        search.filter(pl.col("status") == "completed")
-        .group_by("label")
-        .agg(pl.col("eval_loss").mean().alias("mean"), pl.col("eval_loss").std().alias("std"), pl.len().alias("seeds"))
-        .sort("mean")
-    )
-    scaling = pl.read_parquet(dirs[2] / "trials.parquet").filter(pl.col("status") == "completed")
-    fits = fit_groups(scaling, by="group", law="power", x="compute", bootstrap=200)
-    exponents = {  # alpha only where the runs identify and bound it; else why (fits.LawFit)
-        name: {
-            "alpha": None if "alpha" in fit.undetermined() or not fit.identified else fit.params["alpha"],
-            "ci": fit.ci().get("alpha"),
-            "n_runs": fit.n_runs,
-            "interval": fit.interval_note,
-            "why_not": fit.not_identified or fit.undetermined().get("alpha", ""),
-        }
-        for name, fit in fits.items()
-    }
-    largest = scaling.filter(pl.col("params") == pl.col("params").max().over("group")).sort("eval_loss")
-    winner = by_arch.row(0, named=True) if by_arch.height else None
-    holds, gap = None, None
-    if winner is not None and largest.height:
-        holds = largest.row(0, named=True)["group"] == winner["label"]
-        mine = largest.filter(pl.col("group") == winner["label"])
-        if mine.height:
-            gap = float(mine["eval_loss"][0] - largest["eval_loss"][0])  # 0 when the winner holds
+    found = quickstart_findings(dirs[:2], dirs[2], bootstrap=200)
     return {
         "out": str(out),
         "report": str(report),
         "plots": written,
-        "best": winner,
-        "ranking": by_arch.to_dicts(),
-        "exponents": exponents,
-        "largest_size": largest.select("group", "params", "eval_loss").to_dicts(),
-        "winner_holds_at_largest": holds,
-        "winner_gap_at_largest": gap,
-        "seed_std": winner.get("std") if winner else None,
+        **found,
         "storage": str(out / "search" / "optuna.journal"),
     }
 
@@ -206,7 +172,8 @@ def describe(findings: dict[str, Any]) -> str:
     with (``archscale.analysis.verdicts_text``: the best architecture with its interval and n, which
     differences are resolved and which are within noise with the seeds that would resolve them,
     which fits are identified and what they predict), then where the report and plots are."""
-    from archscale.analysis.verdict import verdicts, verdicts_text
+    from archscale.analysis.compare.verdicts import verdicts
+    from archscale.analysis.present.verdict_text import verdicts_text
 
     out = Path(findings["out"])
     lines = [f"done in {findings['wall_s']:.0f} s"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import platform
 import tempfile
 import threading
 import time
@@ -181,3 +182,37 @@ def summarize(out: str | Path, wall_s: float | None = None) -> dict[str, Any]:
     if wall_s is not None:
         summary["wall_s"] = round(wall_s, 1)
     return summary
+
+
+def describe_environment() -> dict[str, Any]:
+    """Versions, git revision and hardware, for run.json (every run describes itself)."""
+    import importlib.metadata as md
+    import subprocess
+
+    versions = {}
+    for pkg in ("archscale", "torch", "ray", "optuna", "polars", "altair"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    versions["python"] = platform.python_version()
+    try:
+        git = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    hardware = {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    return {"versions": versions, "git_revision": git, "hardware": hardware}

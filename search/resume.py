@@ -21,26 +21,25 @@ can be lost with a node or left unreadable by a crash (a truncated `tuner.pkl`: 
    for more), new ones are proposed in the same study until the count is reached, in a new Ray
    experiment `search-2`, `search-3`, ...
 
-A ladder search (search/ladder.py) resumes from its two studies and trials.parquet alone
-(`_resume_ladders`): the ladders are rebuilt from the ladder study's parameters, completed rungs
-keep their results, rungs that were training are trained again under their own numbers, and
-missing rungs and ladders are run.
+Every strategy resumes the same way: the one built for a first run (`run.strategy_for`) is
+told what the directory holds (`ProposalStrategy.resume`), rebuilds interrupted trials
+(`rebuild`) and continues. A strategy whose proposals must follow its studies (the ladder
+search: `ray_restorable = False`) skips step 2 and resumes from its studies and trials.parquet
+alone (search/strategies/ladder_resume.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from archscale.search.proposals import Proposal, SpaceProposals, TrialPlan
+from archscale.search.proposals import Proposal, TrialPlan
 from archscale.search.results import ResultsWriter, write_json
-from archscale.spaces.errors import BudgetError, UserError
+from archscale.spaces.errors import UserError
 from archscale.spaces.record import TrialStatus
 
 INTERRUPTED = "interrupted: the driver stopped before this trial's proposal was recorded"
@@ -69,7 +68,19 @@ def _options(
         if trials < int(args["trials"]):
             raise UserError(f"--trials: {trials} is fewer than the {args['trials']} this search already asked for")
         args["trials"] = trials
-    return SearchOptions(**{k: v for k, v in args.items() if k in SearchOptions.__dataclass_fields__})
+    return SearchOptions.from_args(args)
+
+
+def with_recorded_convention(space: Any, run: dict[str, Any]) -> Any:
+    """The space with the FLOP convention its first run counted in (run.json's budget), so a resumed
+    or extended search never mixes conventions; a run.json from before conventions were recorded
+    counted the dense way."""
+    import dataclasses
+
+    recorded = (run.get("budget") or {}).get("flops_convention", "dense")
+    if space.budget is None or space.budget.flops_convention == recorded:
+        return space
+    return dataclasses.replace(space, budget=dataclasses.replace(space.budget, flops_convention=recorded))
 
 
 def resume_search(
@@ -82,9 +93,11 @@ def resume_search(
 ) -> dict[str, Any]:
     from archscale.search.options import prepare
     from archscale.search.results import summarize
-    from archscale.search.run import run_trials
+    from archscale.search.run import strategy_for
+    from archscale.search.runner import run_trials
     from archscale.search.searcher import ProposalSearcher
     from archscale.search.storage import is_journal, repair_journal
+    from archscale.search.strategies.replay import ReplayProposals
 
     out = Path(out).resolve()
     if not (out / "run.json").exists():
@@ -94,32 +107,35 @@ def resume_search(
         raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
     opts = _options(out, run, trials, address, storage, progress)
     space, study_spec, plan = prepare(opts)
+    space = with_recorded_convention(space, run)
     if is_journal(study_spec.storage) and (message := repair_journal(study_spec.storage)):
         say(message)
-    if run["kind"] == "ladder-search":
-        _resume_ladders(out, run, opts, space, study_spec, plan, say)
-        return summarize(out)
     run_id = run.get("run_id")
-    requested = opts.trials * opts.seeds
+    strategy = strategy_for(opts, space, plan, study_spec)
     experiments = _ray_experiments(out)
-
-    if experiments:
+    if experiments and strategy.ray_restorable:
         _restore(experiments[-1], opts, say)
-    elif (out / "trials.parquet").exists():
+    elif (out / "trials.parquet").exists() and strategy.ray_restorable:
         say(f"{out / 'ray'}: no Ray experiment folder; {FROM_STUDY}")
 
     study = study_spec.open()
-    unfinished = sync_with_study(out, study, space, plan, run_id)
-    owned = len(own_trials(study, run_id, out))
-    total = len(unfinished) + max(0, requested - owned)
-    if total:
+    unfinished = sync_with_study(out, study, plan, run_id, rebuild=strategy.rebuild)
+    found = strategy.resume(study, own_trials(study, run_id, out), ResultsWriter(out).trials, unfinished)
+    if found:
+        say(f"{out}: {found}; {len(unfinished)} trial(s) to train again; {FROM_STUDY}")
+    replay = ReplayProposals(unfinished, then=strategy)
+    if replay.total:
         name = f"search-{len(experiments) + 1}" if experiments else "search"
-        proposals = ReplayProposals(space, plan, unfinished, then=SpaceProposals(space, plan))
-        searcher = ProposalSearcher(proposals, study_spec, out, run_id=run_id)
-        max_tokens = plan.target_tokens or int(plan.tokens_per_param * space.budget.value)
-        run_trials(searcher, study_spec, opts, out, total=total, max_tokens=max_tokens, experiment=name)
-        sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False)
+        searcher = ProposalSearcher(replay, study_spec, out, run_id=run_id)
+        try:
+            run_trials(searcher, study_spec, opts.execution, out, opts.strategy.scheduler, experiment=name)
+            sync_with_study(out, study_spec.open(), plan, run_id, replay=False, rebuild=strategy.rebuild)
+        finally:
+            strategy.close()
+    else:
+        strategy.close()
     _record_resume(out, run, opts.trials, experiments)
+    strategy.conclude(opts)
     return summarize(out)
 
 
@@ -135,60 +151,12 @@ def _record_resume(out: Path, run: dict[str, Any], trials: int, experiments: lis
     write_json(out / "run.json", run)
 
 
-def _resume_ladders(out: Path, run: dict[str, Any], opts, space, study_spec, plan, say: Callable[[str], None]) -> None:
-    """A ladder search (search/ladder.py) resumes from its two studies and trials.parquet alone:
-    the ladders are rebuilt from the ladder study's parameters, completed rungs keep their results,
-    rungs that were training are trained again under their own numbers (from the start: Ray's
-    experiment is not restored, since its searcher state would replay proposals out of step with
-    the studies), missing rungs and ladders are run, and `--validate-top` runs if it had not."""
-    from archscale.search.ladder import LadderProposals
-    from archscale.search.options import ladder_plan, ladder_study
-    from archscale.search.run import run_trials
-    from archscale.search.searcher import ProposalSearcher
-
-    ladder = ladder_plan(opts)
-    proposals = LadderProposals(space, plan, ladder, ladder_study(opts, study_spec), opts.trials, out)
-    proposals.restore_ladders()
-    study = study_spec.open()
-    run_id = run.get("run_id")
-    unfinished = sync_with_study(out, study, space, plan, run_id, rebuild=proposals.proposal_for)
-    proposals.restore_rungs(study, ResultsWriter(out).trials, unfinished)
-    experiments = _ray_experiments(out)
-    total = len(unfinished) + len(proposals.queue) + max(0, opts.trials - proposals.started) * ladder.rungs
-    say(
-        f"{out}: ladder search: {len(proposals.ladders)} of {opts.trials} ladders asked, "
-        f"{sum(lad['told'] for lad in proposals.ladders.values())} told; {len(unfinished)} rung(s) to train "
-        f"again, {len(proposals.queue)} not started; {FROM_STUDY}"
-    )
-    try:
-        if total:
-            searcher = ProposalSearcher(
-                ReplayProposals(space, plan, unfinished, then=proposals, rebuild=proposals.proposal_for),
-                study_spec,
-                out,
-                run_id=run_id,
-            )
-            top = space.budget.value * ladder.ratio ** (ladder.rungs - 1)
-            max_tokens = plan.target_tokens or int(plan.tokens_per_param * top)
-            name = f"search-{len(experiments) + 1}" if experiments else "search"
-            run_opts = dataclasses.replace(opts, scheduler="none")
-            run_trials(searcher, study_spec, run_opts, out, total=total, max_tokens=max_tokens, experiment=name)
-            sync_with_study(out, study_spec.open(), space, plan, run_id, replay=False, rebuild=proposals.proposal_for)
-    finally:
-        proposals.close()
-    _record_resume(out, run, opts.trials, experiments)
-    if opts.validate_top and not (out / "validation.parquet").exists() and "validation" not in run:
-        from archscale.search.validate import validate_top
-
-        validate_top(proposals, opts, opts.validate_top, opts.validate_compute)
-
-
 def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
     """Continue Ray's last experiment when its state is readable; say why not otherwise."""
     from ray import tune
 
     from archscale.clusters.connect import connect
-    from archscale.search.run import quiet_tune, trial_resources
+    from archscale.search.runner import quiet_tune, trial_resources
     from archscale.search.trial import run_trial
 
     if not (experiment / "tuner.pkl").exists():
@@ -199,8 +167,9 @@ def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
         say(f"{experiment}: Ray's experiment state is unreadable ({problem}); {FROM_STUDY}")
         return False
     quiet_tune()
-    connect(opts.address)
-    trainable = tune.with_resources(run_trial, trial_resources(opts.cpus_per_trial, opts.gpus_per_trial))
+    execution = opts.execution
+    connect(execution.address)
+    trainable = tune.with_resources(run_trial, trial_resources(execution.cpus_per_trial, execution.gpus_per_trial))
     try:
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
         with contextlib.redirect_stdout(sys.stderr):
@@ -251,18 +220,16 @@ def own_trials(study, run_id: str | None, out: Path) -> dict[int, Any]:
 def sync_with_study(
     out: Path,
     study,
-    space,
     plan: TrialPlan,
     run_id: str | None,
+    rebuild: Callable[[Any], Proposal | None],
     replay: bool = True,
-    rebuild: Callable[[Any], Proposal | None] | None = None,
 ) -> list[int]:
     """Bring trials.parquet in line with the study for this directory's trials; return the numbers of
     those still RUNNING that can be replayed (all of them told FAIL when `replay` is False).
-    `rebuild(trial)` gives the proposal a trial was asked with (default: from its parameters)."""
+    `rebuild(trial)` gives the proposal a trial was asked with (the strategy's `rebuild`)."""
     import optuna
 
-    rebuild = rebuild or functools.partial(replay_proposal, space, plan)
     states = optuna.trial.TrialState
     writer = ResultsWriter(out)  # no run is going on: this is the directory's only writer now
     unfinished: list[int] = []
@@ -302,67 +269,3 @@ def _recorded_row(plan: TrialPlan, t, rebuild: Callable[[Any], Proposal | None])
         seed = int(t.user_attrs.get("seed", plan.base_seed))
         proposal = Proposal(t.number, seed, None, None, {}, plan.data, 0, plan.group, error=INTERRUPTED)
     return _row(proposal)
-
-
-def replay_proposal(space, plan: TrialPlan, t) -> Proposal | None:
-    """The proposal an Optuna trial was asked with, rebuilt from its parameters (None if it has none yet)."""
-    import optuna
-
-    if "seed" not in t.user_attrs or ("arch" not in t.user_attrs and not t.params):
-        return None
-    seed = int(t.user_attrs["seed"])
-    try:
-        sample = space.sample(optuna.trial.FixedTrial(dict(t.params), number=t.number))
-    except (BudgetError, ValueError) as e:
-        error = f"infeasible: {e}"
-        return Proposal(t.number, seed, None, None, {}, plan.data, 0, plan.group, error=error)
-    arch, counts = sample.arch.to_dict(), sample.counts.to_dict()
-    if t.user_attrs.get("arch") not in (None, arch):
-        raise UserError(
-            f"trial {t.number}: its parameters no longer give the architecture it was asked with "
-            "(was the space file changed?); resume needs the same space"
-        )
-    tokens = plan.tokens_for(counts)
-    return Proposal(
-        number=t.number,
-        seed=seed,
-        arch=arch,
-        counts=counts,
-        train={**plan.train_defaults, **sample.train, "tokens": tokens, "seed": seed},
-        data=plan.data,
-        target_tokens=tokens,
-        group=plan.group,
-    )
-
-
-class ReplayProposals:
-    """Trials to train again under their own numbers first (see the module docstring), then new ones."""
-
-    def __init__(self, space, plan: TrialPlan, numbers: list[int], then, rebuild=None):
-        self.space, self.plan = space, plan
-        self.pending = list(numbers)
-        self.then = then
-        self.rebuild = rebuild  # trial -> the proposal it was asked with (default: from its parameters)
-
-    def propose(self, study: Any) -> Proposal | None:
-        base = getattr(study, "_study", study)  # the searcher may hand a wrapper that tags new trials
-        while self.pending:
-            number = self.pending.pop(0)
-            storage = base._storage
-            t = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(base._study_id, number))
-            if t.state.is_finished():
-                continue
-            proposal = self.rebuild(t) if self.rebuild else replay_proposal(self.space, self.plan, t)
-            if proposal is not None:
-                return proposal
-        return self.then.propose(study)
-
-    def finished(self, number: int, status: Any, report: Any) -> None:
-        self.then.finished(number, status, report)
-
-    def state(self) -> dict[str, Any]:
-        return {"pending": list(self.pending), "then": self.then.state()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.pending = list(state.get("pending", self.pending))
-        self.then.restore(state.get("then", {}))

@@ -5,9 +5,9 @@ stopped the trial early, so the sampler learns from partial-budget losses as if 
 it cannot sample with our define-by-run space program, and it does not give us the trial number
 that ties results files to the study. Here:
 
-- `suggest` takes the next `Proposal` from the strategy (`search/proposals.py`: Optuna sampling a
-  space for a search, a planned grid for a scaling study), writes its trials.parquet row at once,
-  and hands Ray its config.
+- `suggest` takes the next `Proposal` from the strategy (`search/strategies/`, behind the contract
+  in `strategies/contract.py`: Optuna sampling a space, a planned grid, ladders of sizes), writes
+  its trials.parquet row at once, and hands Ray its config.
 - `on_trial_result` records every evaluation: a curve row, and an Optuna intermediate value
   (single objective).
 - `on_trial_complete` decides the trial's status once (`trial.ended_as`) and records it in both
@@ -35,9 +35,10 @@ from typing import Any
 from ray.tune import Stopper
 from ray.tune.search import Searcher
 
-from archscale.search.proposals import WAIT, Proposal, Proposals
+from archscale.search.proposals import Proposal
 from archscale.search.results import DiskFullError, ResultsWriter, disk_nearly_full, no_space
 from archscale.search.storage import COST_OBJECTIVES, StudySpec
+from archscale.search.strategies.contract import WAIT, ProposalStrategy
 from archscale.search.trial import TrialReport, ended_as
 from archscale.spaces.record import TrialStatus, new_trial_row
 
@@ -49,7 +50,7 @@ class ProposalSearcher(Searcher):
 
     def __init__(
         self,
-        proposals: Proposals,
+        proposals: ProposalStrategy,
         study: StudySpec,
         out: str | Path,
         writer: ResultsWriter | None = None,
@@ -149,6 +150,7 @@ class ProposalSearcher(Searcher):
             storage = self.study._storage
             optuna_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
             storage.set_trial_intermediate_value(optuna_id, int(report.tokens), float(loss))
+        self.proposals.reported(number, report)
 
     def _on_trial_complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         import optuna
@@ -255,7 +257,18 @@ def _final_fields(last: TrialReport | None, worker_error: bool) -> dict[str, Any
     if last is None:
         return {"error": WORKER_DIED if worker_error else "the trial ended without reporting"}
     fields: dict[str, Any] = {"error": WORKER_DIED if worker_error else last.error}
-    for key in ("tokens", "compute", "tokens_per_s", "wall_s", "eval_bpb", "train_loss", "attention_backend"):
+    keys = (
+        "tokens",
+        "compute",
+        "epochs",
+        "tokens_per_s",
+        "wall_s",
+        "eval_bpb",
+        "train_loss",
+        "attention_backend",
+        "run_status",
+    )
+    for key in keys:
         value = getattr(last, key)
         if value is not None:
             fields[key] = value

@@ -28,7 +28,7 @@ def _run_of(out: Path) -> dict[str, Any]:
 def status(out: str | Path | Sequence[str | Path], storage: str | None = None) -> dict[str, Any]:
     import polars as pl
 
-    from archscale.analysis.pareto import pareto_mask
+    from archscale.analysis.compare.pareto import pareto_mask
 
     dirs = [Path(out)] if isinstance(out, (str, Path)) else [Path(d) for d in out]
     runs = [_run_of(d) for d in dirs]
@@ -53,6 +53,8 @@ def status(out: str | Path | Sequence[str | Path], storage: str | None = None) -
         if len(dirs) > 1:
             raise UserError(f"{dirs[1]}: a ladder search's status is shown one directory at a time")
         summary["requested"] = int(args[0].get("trials", 0)) * int(runs[0].get("ladder", {}).get("rungs", 1))
+        from archscale.analysis import ladder_summary
+
         summary.update(ladder_summary(dirs[0], runs[0], objectives, directions))
         summary["best"] = []  # rungs of different sizes: their losses do not rank architectures
         return summary
@@ -65,50 +67,6 @@ def status(out: str | Path | Sequence[str | Path], storage: str | None = None) -
     if storage:
         summary["study"] = study_counts(storage, summary["study_name"], objectives)
     return summary
-
-
-def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], directions: list[str]) -> dict[str, Any]:
-    """A ladder search's predictions: the ranking at the target with intervals, the crossings, and
-    the small-scale (rung 0) ranking beside it, from DIR/predictions.parquet."""
-    import polars as pl
-
-    from archscale.analysis.pareto import pareto_mask
-
-    path = out / "predictions.parquet"
-    ladder = run.get("ladder", {})
-    info: dict[str, Any] = {"ladder": ladder, "predicted": [], "not_predicted": [], "small_scale": []}
-    if not path.exists():
-        return info
-    pred = pl.read_parquet(path)
-    ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
-    info["predicted"] = ok.select(
-        "ladder_id", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rung0_loss", "target_compute", "crossings"
-    ).to_dicts()
-    info["not_predicted"] = (
-        pred.filter(pl.col("status") != "predicted").select("ladder_id", "label", "status", "reason").to_dicts()
-    )
-    info["small_scale"] = (
-        pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss").select("ladder_id", "label", "rung0_loss")
-    ).to_dicts()
-    validation = out / "validation.parquet"
-    if run.get("validation", {}).get("skipped"):
-        info["validation_skipped"] = run["validation"]["skipped"]
-    if validation.exists():
-        rows = pl.read_parquet(validation).to_dicts()
-        from archscale.search.validate import summarize_validation
-
-        summary = summarize_validation(rows)
-        info["validation"] = {"rows": summary.pop("validated"), **summary}
-    costs = {
-        "params": "target_params",
-        "flops_per_token": "target_flops_per_token",
-        "kv_cache_bytes_per_token": "target_kv_cache_bytes_per_token",
-    }
-    columns = [("predicted_loss" if o == "predicted_loss" else costs.get(o)) for o in objectives]
-    if len(objectives) > 1 and ok.height and all(columns):
-        mask = pareto_mask(ok.select(columns).to_numpy().astype(float), maximize=[d == "maximize" for d in directions])
-        info["pareto"] = ok.filter(pl.Series(mask)).select("ladder_id", "label", *columns).to_dicts()
-    return info
 
 
 def _summarize_union(dirs: list[Path], trials) -> dict[str, Any]:

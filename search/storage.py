@@ -28,7 +28,7 @@ from archscale.spaces.record import COUNT_COLUMNS
 #: objective name -> Optuna direction. Cost objectives are counts of the architecture itself.
 OBJECTIVES = {
     "eval_loss": "minimize",
-    "predicted_loss": "minimize",  # a ladder search's loss at the target scale (search/ladder.py)
+    "predicted_loss": "minimize",  # a ladder search's loss at the target scale (search/strategies/ladder.py)
     **{name: "minimize" for name in COUNT_COLUMNS},
     "tokens_per_s": "maximize",
 }

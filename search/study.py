@@ -30,14 +30,14 @@ the lr is used unchanged at every size (the shared-rate problem; docs/transfer.m
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from archscale.search.proposals import GridPoint, GridProposals, TrialPlan, active_params
+from archscale.search.proposals import TrialPlan
 from archscale.search.storage import StudySpec
+from archscale.search.strategies.grid import GridPoint, GridProposals
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
 from archscale.spaces.record import ARCH_COLUMNS
 from archscale.spaces.solver import BUDGET_KINDS
@@ -250,7 +250,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
             elif spec.tokens:
                 budgets = list(spec.tokens)
             else:
-                budgets = [int(spec.tokens_per_param * active_params(counts))]
+                budgets = [TrialPlan(tokens_per_param=spec.tokens_per_param).tokens_for(counts)]  # the one rule
             for tokens in budgets:
                 for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
                     points.append(
@@ -270,32 +270,34 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
 
 
 def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
-    """Run a study file into `out` with the execution options of `opts` (a SearchOptions)."""
+    """Run a study file into `out` with the execution options of `opts` (a SearchOptions: its
+    execution, scheduler, sampler seed, data and fixed training settings)."""
     from archscale.clusters.connect import redact
-    from archscale.search.options import check_data, check_execution
-    from archscale.search.results import write_json
-    from archscale.search.run import describe_environment, run_trials
+    from archscale.search.options import check_data, check_execution, check_scheduler
+    from archscale.search.results import describe_environment, write_json
+    from archscale.search.runner import run_trials
     from archscale.search.searcher import ProposalSearcher
 
     spec = load_study_file(path)
     path = "<study>" if isinstance(path, dict) else path
     points = plan_grid(spec, path)
-    data = opts.data if opts.data != "pystdlib" else spec.data
-    check_execution(opts)
+    data = opts.budget.data if opts.budget.data != "pystdlib" else spec.data
+    check_scheduler(opts.strategy.scheduler)
+    check_execution(opts.execution)
     check_data(data)  # a bad data spec fails before Ray starts
     out = Path(out).resolve()
     if (out / "run.json").exists():
         raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    storage = opts.storage or str(out / "optuna.journal")
+    storage = opts.execution.storage or str(out / "optuna.journal")
     study = StudySpec(
         storage=storage,
         study_name=f"archscale-study-{spec.name}",
         objectives=["eval_loss"],
         sampler="random",
-        seed=opts.seed,
+        seed=opts.strategy.seed,
     )
-    plan = TrialPlan(target_tokens=None, data=data, train_defaults=dict(opts.train), seeds=1)
+    plan = TrialPlan(target_tokens=None, data=data, train_defaults=dict(opts.budget.train), seeds=1)
     write_json(
         out / "run.json",
         {
@@ -304,7 +306,7 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
             "study_file": str(path),
             "grid": len(points),
             "budget": spec.sizes.model_dump(mode="json"),
-            "args": {**asdict(opts), "storage": redact(opts.storage)},
+            "args": {**opts.to_args(), "storage": redact(opts.execution.storage)},
             "objectives": [{"name": "eval_loss", "direction": "minimize"}],
             "storage": redact(storage),
             "study_name": study.study_name,
@@ -314,6 +316,4 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
         },
     )
     searcher = ProposalSearcher(GridProposals(points, plan), study, out)
-    return run_trials(
-        searcher, study, opts, out, total=len(points), max_tokens=max(p.tokens for p in points), experiment="study"
-    )
+    return run_trials(searcher, study, opts.execution, out, opts.strategy.scheduler, experiment="study")

@@ -46,6 +46,7 @@ class TrialReport:
     target_tokens: int
     tokens: int = 0
     compute: float | None = None
+    epochs: float | None = None  # tokens / the training split's tokens (spaces.record.epochs)
     step: int | None = None
     eval_loss: float | None = None
     eval_bpb: float | None = None
@@ -62,6 +63,7 @@ class TrialReport:
     expert_token_share: list[float] | None = None
     dropped_token_frac: float | None = None
     eval_loss_by_length: list[dict[str, Any]] = field(default_factory=list)
+    run_status: str | None = None  # the trainer's typed outcome (RunStatus value), in the final report only
     error: str | None = None
     params: int | None = None
     non_embedding_params: int | None = None
@@ -143,7 +145,9 @@ def run_trial(config: dict[str, Any]) -> None:
         )
     except Exception as e:
         last = traceback.format_exception_only(type(e), e)[-1].strip()
-        tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=last).to_result())
+        tune.report(
+            TrialReport(**base, status=TrialStatus.FAILED, error=last, run_status=RunStatus.FAILED.value).to_result()
+        )
         return
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -161,6 +165,7 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
         tokens=summary["tokens"],
         compute=summary["compute"],
+        epochs=summary.get("epochs"),
         eval_loss=summary["eval_loss"],
         eval_bpb=summary.get("eval_bpb"),
         train_loss=summary.get("train_loss"),
@@ -169,6 +174,7 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
         attention_backend=summary.get("attention_backend"),
         error=None if completed else f"{outcome.value}: {summary.get('reason')}",
+        run_status=outcome.value,
     )
 
 

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, FLOPS_CONVENTIONS
 from archscale.spaces.errors import UserError
 
 SCHEDULES = ("cosine", "wsd")
@@ -59,6 +60,9 @@ class TrainConfig:
     # position and T5 bias tables): under mup / completep their lr is width-independent (CompleteP
     # Table 1 "Embedding LR": eta_base), so a multiplier tuned at the base transfers; see docs/transfer.md
     embedding_lr_mult: float = _f(1.0, searchable=True)
+    # how `compute` (and the trial's flops_per_token) charge attention's masked entries: causal or
+    # dense (spaces/counting.py). A space sets it in `budget:`, so the budget and compute agree.
+    flops_convention: str = _f(DEFAULT_FLOPS_CONVENTION)
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> UserError:
@@ -68,6 +72,8 @@ class TrainConfig:
             raise bad("schedule", f"allowed values are {list(SCHEDULES)}")
         if self.device not in DEVICES:
             raise bad("device", f"allowed values are {list(DEVICES)}")
+        if self.flops_convention not in FLOPS_CONVENTIONS:
+            raise bad("flops_convention", f"allowed values are {list(FLOPS_CONVENTIONS)}")
         for name in ("tokens", "batch_size", "eval_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a positive integer")

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from archscale.analysis import synthetic
+from archscale.analysis.data import synthetic_results as synthetic
 
 
 @pytest.fixture(scope="session")

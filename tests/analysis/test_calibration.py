@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy.special import fdtri
 
-from archscale.analysis import synthetic
-from archscale.analysis.fits_profile import LinearLaw, _coarse_axis, _rss_min, lr_quantile
+from archscale.analysis.data import synthetic
+from archscale.analysis.laws.profile import LinearLaw, _coarse_axis, _rss_min, lr_quantile
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_calibration.py"
 

@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from archscale.analysis import charts as ch
 from archscale.analysis import fit_power_law, load_trials
-from archscale.analysis.runs import completed, series_column
-from archscale.analysis.scaling import scaling_fits
+from archscale.analysis.compare.scaling import scaling_fits
+from archscale.analysis.data.runs import completed, series_column
+from archscale.analysis.present import charts as ch
 
 
 def marks(spec: dict) -> list[str]:

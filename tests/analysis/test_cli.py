@@ -184,9 +184,9 @@ def test_help_at_80_columns_shows_every_option_in_full(command: str) -> None:
 
 
 def test_cli_choices_match_the_library() -> None:
-    from archscale.analysis.charts import KINDS
     from archscale.analysis.commands import ChartKind, LawName
-    from archscale.analysis.fit_table import LAWS
+    from archscale.analysis.laws.table import LAWS
+    from archscale.analysis.present.charts import KINDS
 
     assert tuple(k.value for k in LawName) == LAWS
     assert tuple(k.value for k in ChartKind) == KINDS
@@ -230,7 +230,7 @@ def test_fit_results_raises_user_errors_once_prefixed(law_csv: Path) -> None:
 
 
 def test_report_command_names_failed_sections(app: typer.Typer, study_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from archscale.analysis import report
+    from archscale.analysis.present import report
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

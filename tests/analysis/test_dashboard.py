@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from archscale.analysis import dashboard
+from archscale.analysis.present import dashboard
 from tests.helpers import chromium, needs_chromium
 
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 def dashboard_server(results: Path, log: Path) -> Iterator[tuple[int, dict]]:
     """optuna-dashboard on `results` in a subprocess; yields its port and its /api/studies answer."""
     port = free_port()
-    code = f"from archscale.analysis.dashboard import serve_dashboard; serve_dashboard({str(results)!r}, port={port})"
+    code = f"from archscale.analysis import serve_dashboard; serve_dashboard({str(results)!r}, port={port})"
     with log.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=sink, stderr=subprocess.STDOUT)
     try:

@@ -15,7 +15,7 @@ from archscale.analysis import (
     load_trials,
     parameter_importance,
 )
-from archscale.analysis.synthetic import SEARCH_EFFECTS
+from archscale.analysis.data.synthetic_results import SEARCH_EFFECTS
 
 
 def test_axis_effects_recover_known_effects(search_dir: Path) -> None:
@@ -95,7 +95,7 @@ def test_study_effects_compare_families_at_equal_size(study_dir: Path) -> None:
 
 def test_study_effects_pair_by_seed_within_grid_points(tmp_path: Path) -> None:
     """With seeds, a family and the baseline are paired on (grid point, seed): shared noise cancels."""
-    from archscale.analysis import synthetic
+    from archscale.analysis.data import synthetic_results as synthetic
 
     d = synthetic.write_study(tmp_path / "s", budgets=(1e18, 1e19), sizes_per_budget=3, seeds=3, seed_noise=0.05)
     eff = axis_effects(load_trials(d), axes=["position"])
@@ -127,3 +127,25 @@ def test_full_attention_is_the_window_axis_baseline_and_a_value_of_its_own():
     assert set(window["baseline"]) == {"full"} and set(window["value"]) == {"full", "16", "32"}
     assert window.filter(pl.col("value") == "16")["effect"][0] == pytest.approx(3.4 - 3.1)
     assert eff.filter(pl.col("axis") == "global_every").height == 0  # one windowed value only: nothing to compare
+
+
+def test_the_effects_axes_are_every_variant_table_and_choice_of_arch_config() -> None:
+    """The axes are derived from the trial record and the variant tables, not kept by hand (a hand
+    list once missed ``parametrization`` and ``embedding_scale``)."""
+    from archscale.analysis.data.loaders import ARCH_AXES, NOT_AXES
+    from archscale.spaces.record import ARCH_COLUMNS
+    from archscale.spaces.variants import BY_FIELD
+
+    assert {"parametrization", "embedding_scale"} <= set(ARCH_AXES)
+    assert set(BY_FIELD) <= set(ARCH_AXES)  # every variant table's field
+    assert set(ARCH_AXES) == set(ARCH_COLUMNS) - NOT_AXES and NOT_AXES <= set(ARCH_COLUMNS)
+
+
+def test_axis_effects_compare_parametrisations() -> None:
+    trials = pl.DataFrame(
+        {"run": "r", "status": "completed", "seed": [0, 1, 2] * 2, "arch_id": ["s"] * 3 + ["m"] * 3,
+         "parametrization": ["standard"] * 3 + ["mup"] * 3, "eval_loss": [3.0, 3.1, 3.05, 2.8, 2.9, 2.85]}
+    )  # fmt: skip
+    eff = axis_effects(trials, baselines={"parametrization": "standard"})
+    row = eff.filter((pl.col("axis") == "parametrization") & (pl.col("value") == "mup")).row(0, named=True)
+    assert row["effect"] == pytest.approx(-0.2)

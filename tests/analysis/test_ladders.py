@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from archscale.analysis.ladders import crossings, fit_ladders
+from archscale.analysis.laws.ladder import fit_ladders
+from archscale.analysis.laws.ladder_record import crossings
 
 C = 1e12 * np.array([1.0, 4.0, 16.0])  # a ladder of ratio 2 in parameters, tokens proportional
 
@@ -78,8 +79,8 @@ def test_interval_coverage_at_the_ladder_design():
 def test_ladders_with_no_flattening_get_the_law_without_a_floor_with_calibrated_t_intervals():
     """Straight lines in log-log (E = 0): the shared-E fit ends at E = 0, so the nested law is fitted;
     its t intervals cover the true loss at 10x the top rung at close to the nominal rate."""
-    from archscale.analysis.ladders import fit_ladders
-    from archscale.analysis.ladders_nofloor import LAW, NoFloorFit
+    from archscale.analysis.laws.ladder import fit_ladders
+    from archscale.analysis.laws.ladder_nofloor import LAW, NoFloorFit
 
     rng = np.random.default_rng(5)
     compute = np.array([1e10, 4e10, 1.6e11])
@@ -102,3 +103,26 @@ def test_ladders_with_no_flattening_get_the_law_without_a_floor_with_calibrated_
             hits += lo <= a * target**-al <= hi
     assert fallback >= 50, "straight lines in log-log often end the shared-E fit at E = 0"
     assert 0.88 <= hits / total <= 0.99, (fallback, hits / total)
+
+
+def test_the_ladder_curve_and_crossings_from_each_side() -> None:
+    """What predictions.parquet stores per ladder: the band along compute and who crosses whom."""
+    from archscale.analysis import crossings_by_ladder
+    from archscale.analysis.data import synthetic
+
+    runs, _ = synthetic.ladder_search_runs(np.random.default_rng(0), ladders=4, noise=0.005)
+    fit = fit_ladders(runs, bootstrap=100, seed=0)
+    curve = fit.curve(0, 1e10, 1e13)
+    assert (
+        len(curve) == 24 and curve[0]["compute"] == pytest.approx(1e10) and curve[-1]["compute"] == pytest.approx(1e13)
+    )
+    assert all(p["lo"] <= p["loss"] <= p["hi"] for p in curve)
+    assert curve[-1]["loss"] == pytest.approx(fit.predict(0, 1e13)[0])
+    lo, hi = 1e9, 1e14
+    sides = crossings_by_ladder(fit, lo, hi)
+    pairs = crossings(fit, lo, hi)
+    assert pairs and sum(len(v) for v in sides.values()) == 2 * len(pairs)
+    for c in pairs:
+        assert {"other": c["loser"], "compute": c["compute"], "overtakes": True} in sides[c["winner"]]
+        assert {"other": c["winner"], "compute": c["compute"], "overtakes": False} in sides[c["loser"]]
+        assert math.isfinite(c["compute"])

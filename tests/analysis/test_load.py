@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from archscale.analysis import length_losses, load, load_curves, load_run, load_trials, open_study
-from archscale.analysis.loaders import redact_url, study_storage
+from archscale.analysis.data.loaders import redact_url, study_storage
 
 
 def test_load_trials_is_lazy_and_has_run_column(search_dir: Path) -> None:

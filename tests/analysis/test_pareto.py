@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archscale.analysis.pareto import hypervolume, pareto_front, pareto_mask
+from archscale.analysis.compare.pareto import hypervolume, pareto_front, pareto_mask
 
 
 def brute_force_front(points: list[tuple[float, ...]], maximize: list[bool]) -> list[bool]:

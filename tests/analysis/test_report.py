@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from archscale.analysis import build_report, section_errors
-from archscale.analysis.report import html_table
+from archscale.analysis.present.html_tables import html_table
 
 
 def test_empty_dir_report_says_no_data(tmp_path: Path) -> None:
@@ -24,7 +24,9 @@ def test_running_search_report(running_dir: Path) -> None:
 
 
 def test_study_report_has_fit_tables(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from archscale.analysis import report, scaling
+    from archscale.analysis.compare import scaling
+    from archscale.analysis.compare import verdicts as verdicts_module
+    from archscale.analysis.present import report
 
     calls = []
     original = scaling.scaling_analysis
@@ -34,7 +36,7 @@ def test_study_report_has_fit_tables(study_dir: Path, monkeypatch: pytest.Monkey
         return original(*args, **kwargs)
 
     monkeypatch.setattr(report, "scaling_analysis", counted)
-    monkeypatch.setattr(scaling, "scaling_analysis", counted)  # what verdicts would call on its own
+    monkeypatch.setattr(verdicts_module, "scaling_analysis", counted)  # what verdicts would call on its own
     html = build_report(study_dir, bootstrap=10, target=1e21)
     assert len(calls) == 1  # the verdicts and the scaling section share one analysis (it refits every family)
     for text in (
@@ -91,7 +93,7 @@ def test_html_table_formats_and_escapes() -> None:
 
 
 def test_run_summary_space_table() -> None:
-    from archscale.analysis.report import describe_run, space_table
+    from archscale.analysis.present.report_parts import describe_run, space_table
 
     space = {
         "name": "quickstart",
@@ -136,17 +138,17 @@ def test_verdicts_lead_the_report_and_what_was_run_follows(study_dir: Path, sear
 
 
 def test_a_failing_verdicts_section_is_reported(study_dir: Path, monkeypatch) -> None:
-    from archscale.analysis import verdict as vd
+    from archscale.analysis.present import report
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(vd, "verdicts", broken)
+    monkeypatch.setattr(report, "verdicts", broken)
     assert section_errors(build_report(study_dir, bootstrap=0)) == {"Verdicts": "RuntimeError: boom"}
 
 
 def test_a_failing_section_is_shown_as_failed_not_as_no_data(study_dir: Path, monkeypatch) -> None:
-    from archscale.analysis import report
+    from archscale.analysis.present import report
 
     def broken(*args, **kwargs):
         raise KeyError("params")

@@ -81,7 +81,7 @@ def _quickstart_like_study(tmp_path: Path, seeds: int = 1) -> Path:
     import numpy as np
     import polars as pl
 
-    from archscale.analysis import synthetic
+    from archscale.analysis.data import synthetic
 
     frames = []
     for i, name in enumerate(("baseline", "swiglu·rope")):

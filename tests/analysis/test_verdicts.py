@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -18,17 +17,20 @@ from archscale.analysis import (
     axis_effects,
     comparable_trials,
     compare_to_best,
-    fit_power_law,
     holm,
     load_trials,
     lr_sensitivity,
     rank_configurations,
     seeds_needed,
-    synthetic,
     verdicts,
     verdicts_text,
     with_budget_cells,
 )
+from archscale.analysis.compare.scaling import ScalingAnalysis, scaling_analysis
+from archscale.analysis.data import synthetic_results as synthetic
+
+#: A real scaling analysis with no fits: verdicts on hand-made trials, without a study to fit.
+NO_FITS = ScalingAnalysis(runs=pl.DataFrame(), target=math.nan, bootstrap=0, power={}, approach3=None, approach2=None)
 
 
 def cell_trials(losses: dict[str, list[float]], *, run: str = "study", seeds: list[int] | None = None) -> pl.DataFrame:
@@ -86,7 +88,7 @@ def test_a_null_difference_is_within_noise_and_says_how_many_seeds_to_run() -> N
     assert row["verdict"] == "within noise" and row["lo"] < 0 < row["hi"]
     expected = seeds_needed([row["diff"]], [row["sd"]], paired=[True])[0]
     assert row["seeds_needed"] == expected and row["seeds_needed"] > 3
-    text = verdicts_text(verdicts(trials, scaling=SimpleNamespace()))
+    text = verdicts_text(verdicts(trials, scaling=NO_FITS))
     assert "within noise" in text and "would resolve it" in text and "n=3" in text
 
 
@@ -244,7 +246,7 @@ def test_verdicts_rank_re_run_finalists_not_the_lucky_draw() -> None:
          "lr": [6e-3, 3e-3, 1e-3], "seed": 0, "eval_loss": [2.22, 2.40, 2.60]}
     )  # fmt: skip
     reruns = cell_trials({"lucky": [2.50, 2.47, 2.49], "steady": [2.41, 2.40, 2.42]}, run="seeds", seeds=[1, 2, 3])
-    v = verdicts(pl.concat([search, reruns], how="diagonal_relaxed"), scaling=SimpleNamespace())
+    v = verdicts(pl.concat([search, reruns], how="diagonal_relaxed"), scaling=NO_FITS)
     assert v.best["run"] == "seeds" and v.best["name"] == "steady" and v.best["n"] == 3
     assert v.best["lo"] < v.best["mean"] < v.best["hi"]
     assert v.differences["verdict"][0] == "resolved" and v.differences["n_pairs"][0] == 3
@@ -253,27 +255,28 @@ def test_verdicts_rank_re_run_finalists_not_the_lucky_draw() -> None:
     assert text.startswith("Best architecture (seeds") and "steady" in text.splitlines()[0]
 
 
-def test_verdicts_read_fit_identification_defensively() -> None:
-    x = np.geomspace(1e15, 1e18, 7)  # enough runs for an interval (3+ residual degrees of freedom)
-    noise = np.array([0.004, -0.003, 0.002, -0.004, 0.003, -0.002, 0.001])
-    good = fit_power_law(x, 1.7 + 50 * x**-0.1 + noise, x_name="compute", bootstrap=10)
-    edge = SimpleNamespace(warnings=("E=4.5e-05 is at the edge of the search box",), n_runs=4)
-    refused = SimpleNamespace(identified=False, reason="tokens are a fixed multiple of params", warnings=(), n_runs=6)
-    s = SimpleNamespace(target=1e19, power={"good": good, "edge": edge, "refused": refused}, approach3=None,
-                        design={"good": ["only 1 tokens-per-parameter ratio"]})  # fmt: skip
-    trials = cell_trials({"a": [3.0, 3.1], "b": [3.2, 3.3]})
-    fits = verdicts(trials, scaling=s).fits
+def test_verdicts_say_why_a_family_has_no_power_law(tmp_path: Path) -> None:
+    """On a real ``scaling_analysis``: a family whose power law is refused (2 runs) is named in the
+    fits with the reason, and the text says it (the verdicts once read a field that does not exist
+    and dropped every refusal)."""
+    d = synthetic.write_study(tmp_path / "study", budgets=(1e17, 1e18, 1e19, 1e20), sizes_per_budget=3)
+    trials = pl.read_parquet(d / "trials.parquet")
+    few = trials.filter(pl.col("group") != "baseline")["group"][0]
+    keep = trials.filter((pl.col("group") != few) | (pl.col("trial_id").is_in(
+        trials.filter(pl.col("group") == few)["trial_id"].head(2).implode())))  # fmt: skip
+    keep.write_parquet(d / "trials.parquet")
+    s = scaling_analysis(d, bootstrap=0)
+    reason = s.power_refused[few]
+    assert "at least 3 runs" in reason and f"power law {few}" in s.refused
+    fits = verdicts(d, scaling=s).fits
     by = {(r["law"], r["series"]): r for r in fits.iter_rows(named=True)}
-    ok = by[("power law in compute", "good")]
-    assert ok["identified"] and ok["estimate"] == pytest.approx(good.loss_at(1e19)[0, 0]) and ok["n_runs"] == 7
-    assert (
-        not by[("power law in compute", "edge")]["identified"]
-        and by[("power law in compute", "edge")]["estimate"] is None
-    )
-    assert by[("power law in compute", "refused")]["reason"] == "tokens are a fixed multiple of params"
-    assert not by[("Chinchilla Approach 3", "good")]["identified"]
-    text = verdicts_text(verdicts(trials, scaling=s))
-    assert "not identified: tokens are a fixed multiple of params" in text and "good: identified" in text
+    row = by[("power law in compute", few)]
+    assert not row["identified"] and row["reason"] == reason and row["estimate"] is None
+    good = by[("power law in compute", "baseline")]
+    assert good["identified"] and good["estimate"] == pytest.approx(s.power["baseline"].loss_at(s.target)[0, 0])
+    text = verdicts_text(verdicts(d, scaling=s))
+    assert f"power law in compute, {few}: not identified: {reason}" in text
+    assert "power law in compute, baseline: identified" in text
 
 
 def test_verdicts_on_the_synthetic_fixtures(search_dir: Path, study_dir: Path) -> None:

@@ -59,7 +59,7 @@ def test_quickstart_small(tmp_path: Path) -> None:
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = out / "report.html"
-    from archscale.analysis.report import section_errors
+    from archscale.analysis.present.report_parts import section_errors
 
     assert section_errors(report) == {}  # every section rendered; none raised
     dom = chromium("--dump-dom", report.as_uri())

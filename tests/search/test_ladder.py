@@ -17,27 +17,16 @@ import yaml
 from typer.testing import CliRunner
 
 from archscale.search.cli import app
-from archscale.search.ladder import LadderPlan, LadderProposals
 from archscale.search.options import SearchOptions, ladder_study, prepare
-from archscale.search.proposals import WAIT
+from archscale.search.strategies.contract import WAIT
+from archscale.search.strategies.ladder import LadderProposals
+from archscale.search.strategies.ladder_plan import LadderPlan
 from archscale.search.trial import TrialReport
 from archscale.spaces.errors import UserError
 from archscale.spaces.record import TrialStatus
+from tests.helpers import FOUR_ACTIVATIONS
 
-SPACE = {
-    "name": "ladder",
-    "arch": {
-        "vocab_size": 256,
-        "seq_len": 32,
-        "n_layers": 1,
-        "n_heads": 2,
-        "norm": "rmsnorm",
-        "ffn_activation": {"choices": ["relu", "swiglu", "gelu", "geglu"]},
-        "position": "rope",
-    },
-    "train": {"lr": 3.0e-3, "batch_size": 8},
-    "budget": {"kind": "params", "value": 12000, "tolerance": 0.03},
-}
+SPACE = {**FOUR_ACTIVATIONS, "name": "ladder"}
 # the truth each activation's rungs are drawn from: L = 1.5 + A (C / 1e9)^-alpha
 LAWS = {"relu": (3.0, 0.30), "swiglu": (2.0, 0.20), "gelu": (3.5, 0.35), "geglu": (2.6, 0.25)}
 
@@ -54,14 +43,15 @@ def _options(tmp_path, **kw) -> SearchOptions:
         target_compute=1e12,
         progress=False,
     )
-    return SearchOptions(**{**base, **kw})
+    return SearchOptions.from_args({**base, **kw})
 
 
 def _setup(tmp_path, **kw):
     opts = _options(tmp_path, **kw)
     space, study_spec, plan = prepare(opts)
     ladders = ladder_study(opts, study_spec)
-    ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=opts.target_compute, prune_margin=opts.ladder_prune_margin)
+    given = opts.strategy.ladder
+    ladder = LadderPlan(rungs=3, ratio=2.0, target_compute=given.target_compute, prune_margin=given.prune_margin)
     (tmp_path / "out").mkdir(exist_ok=True)
     return LadderProposals(space, plan, ladder, ladders, opts.trials, tmp_path / "out"), study_spec, ladders
 
@@ -210,7 +200,8 @@ def test_ladder_search_end_to_end(tmp_path, ray_cluster):
     assert r.exit_code == 0, r.output
     status = json.loads(r.stdout)
     assert len(status["predicted"]) + len(status["not_predicted"]) == 3 and len(status["small_scale"]) == 3
-    from archscale.analysis.report import section_errors, write_report
+    from archscale.analysis.present.report import write_report
+    from archscale.analysis.present.report_parts import section_errors
 
     report = write_report([out], tmp_path / "report.html", bootstrap=10)
     assert section_errors(report) == {} and "Predicted at the target" in report.read_text()
@@ -229,7 +220,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
     """The driver dies with rungs training; a new driver rebuilds the ladders from the two studies
     (`restore_ladders`, `restore_rungs`), trains the interrupted rungs again under their own numbers
     and the missing ones anew, and ends with the predictions an uninterrupted run makes."""
-    from archscale.search.resume import ReplayProposals
+    from archscale.search.strategies.replay import ReplayProposals
 
     (tmp_path / "whole").mkdir()
     _drive(tmp_path / "whole", ladder_prune_margin=10.0)
@@ -247,7 +238,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
     second.restore_rungs(record, {}, running)
     for i, lad in first.ladders.items():
         assert second.ladders[i]["rungs"] == lad["rungs"]  # the told loss and the counted compute, exactly
-    replay = ReplayProposals(None, None, running, then=second, rebuild=second.proposal_for)
+    replay = ReplayProposals(running, then=second)
     _loop(replay, record)
     second.close()
     rungs = [t for t in record.get_trials(deepcopy=False)]
@@ -265,7 +256,7 @@ def test_an_interrupted_ladder_search_resumes_without_training_a_rung_twice(tmp_
 @pytest.mark.slow
 def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_out_scale(tmp_path, ray_cluster):
     """Predictions from known laws (so they are identified); the held-out runs are real training."""
-    from archscale.search.validate import validate_top
+    from archscale.search.strategies.ladder_validate import validate_top
 
     proposals, _, _ = _drive(tmp_path, ladder_prune_margin=10.0, trials=4)
     opts = _options(tmp_path, train={"eval_every_tokens": 8192, "eval_tokens": 2048})
@@ -284,3 +275,25 @@ def test_validate_top_trains_the_finalists_and_the_small_scale_pick_at_a_held_ou
     for row in predicted.iter_rows(named=True):
         assert row["run_lo"] <= row["lo"] <= row["predicted_loss"] <= row["hi"] <= row["run_hi"]  # one run is noisier
         assert row["covered"] == (row["run_lo"] <= row["actual_loss"] <= row["run_hi"])
+
+
+def test_the_first_run_of_a_ladder_search_tags_its_trials_with_the_run_id(tmp_path, monkeypatch):
+    """Defect: the first run of a ladder search built its searcher without the directory's run_id
+    (plain searches and resumed ladder searches had it), so its trials were not tagged for a study
+    several drivers share, and a later resume could not tell them apart."""
+    import archscale.search.run as run_module
+
+    seen = []
+    monkeypatch.setattr(run_module, "run_trials", lambda searcher, *args, **kwargs: seen.append(searcher) or {})
+    run_module.run_search(_options(tmp_path))
+    (searcher,) = seen
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["kind"] == "ladder-search" and searcher.run_id == run["run_id"] is not None
+    asked = searcher.suggest("ray-1")  # the searcher tags what it asks with that run_id
+    record = optuna.load_study(
+        study_name=run["study_name"],
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "out" / "optuna.journal"))
+        ),
+    )
+    assert record.trials[asked["number"]].user_attrs["run_id"] == run["run_id"]

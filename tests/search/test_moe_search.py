@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from archscale.search.run import SearchOptions, run_search
+from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+from archscale.search.run import run_search
 from tests.helpers import assert_results_agree_with_study
 
 ROUTER_CURVES = ("router_aux_loss", "expert_load_max_over_mean", "expert_token_share", "dropped_token_frac")
@@ -17,12 +18,10 @@ def test_search_over_the_moe_space_records_active_params_and_router_health(tmp_p
             space="moe",
             out=str(out),
             trials=4,
-            tokens=8192,
-            train={"eval_every_tokens": 4096, "eval_tokens": 2048, "batch_size": 8},
-            sampler="random",
-            seed=1,  # the random sampler's first four draws hold both FFN kinds, one MoE with a capacity factor
-            scheduler="none",
-            progress=False,
+            budget=BudgetOptions(tokens=8192, train={"eval_every_tokens": 4096, "eval_tokens": 2048, "batch_size": 8}),
+            # the random sampler's first four draws hold both FFN kinds, one MoE with a capacity factor
+            strategy=StrategyOptions(sampler="random", seed=1, scheduler="none"),
+            execution=ExecutionOptions(progress=False),
         )
     )
     trials, curves, _ = assert_results_agree_with_study(out)

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import yaml
 
-from archscale.analysis.loaders import TRIAL_SCHEMA, load_trials
-from archscale.search.options import SearchOptions
+from archscale.analysis.data.loaders import TRIAL_SCHEMA, load_trials
+from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
 from archscale.search.run import run_search
 from archscale.search.study import load_study_file, plan_grid, run_study
 from archscale.spaces import ArchConfig
@@ -132,9 +132,9 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
             space=str(space),
             out=str(search),
             trials=1,
-            scheduler="none",
-            progress=False,
-            train={"eval_every_tokens": 2048, "eval_tokens": 1024},
+            budget=BudgetOptions(train={"eval_every_tokens": 2048, "eval_tokens": 1024}),
+            strategy=StrategyOptions(scheduler="none"),
+            execution=ExecutionOptions(progress=False),
         )
     )
     row = load_trials(search).collect().row(0, named=True)
@@ -168,7 +168,9 @@ def test_every_field_reaches_trials_parquet_and_survives_a_study(tmp_path, ray_c
     for name in set(TRAIN) - {"tokens"}:
         assert point.train[name] == row[name], name
     studied = tmp_path / "study"
-    run_study(study, studied, SearchOptions(space="", out=str(studied), scheduler="none", progress=False))
+    none, quiet = StrategyOptions(scheduler="none"), ExecutionOptions(progress=False)
+    quiet = SearchOptions(space="", out=str(studied), strategy=none, execution=quiet)
+    run_study(study, studied, quiet)
     srow = load_trials(studied).collect().row(0, named=True)
     assert srow["status"] == "completed", srow["error"]
     for name in set(ARCH) | {"n_heads"}:

@@ -1,5 +1,6 @@
 """Searches and studies on a real local Ray, with real training, a real on-disk Optuna study."""
 
+import dataclasses
 import json
 
 import polars as pl
@@ -8,11 +9,13 @@ import yaml
 from typer.testing import CliRunner
 
 from archscale.search.cli import app
-from archscale.search.run import SearchOptions, run_search
+from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+from archscale.search.run import run_search
 from archscale.search.study import run_study
 from tests.helpers import assert_results_agree_with_study
 
 TRAIN = {"eval_every_tokens": 8192, "batch_size": 8}
+QUIET = ExecutionOptions(progress=False)
 
 
 def small_space(tmp_path, **budget):
@@ -42,11 +45,9 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
             space=str(small_space(tmp_path)),
             out=str(out),
             trials=6,
-            tokens=32768,
-            train=TRAIN,
-            scheduler="asha",
-            seeds=1,
-            progress=False,
+            budget=BudgetOptions(tokens=32768, train=TRAIN, seeds=1),
+            strategy=StrategyOptions(scheduler="asha"),
+            execution=QUIET,
         )
     )
     trials, curves, study = assert_results_agree_with_study(out)
@@ -66,7 +67,8 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
 
     # the same directory is never silently overwritten
     with pytest.raises(FileExistsError, match="resume"):
-        run_search(SearchOptions(space=str(small_space(tmp_path)), out=str(out), trials=1, tokens=1000, progress=False))
+        again = SearchOptions(space=str(small_space(tmp_path)), out=str(out), budget=BudgetOptions(tokens=1000))
+        run_search(dataclasses.replace(again, trials=1, execution=QUIET))
 
     r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
     assert r.exit_code == 0, r.output
@@ -83,13 +85,11 @@ def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
             space=str(space),
             out=str(out),
             trials=2,
-            tokens=16384,
-            train=TRAIN,
-            scheduler="none",
-            seeds=2,
-            sampler="nsga2",
-            objectives=["eval_loss", "kv_cache_bytes_per_token"],
-            progress=False,
+            budget=BudgetOptions(tokens=16384, train=TRAIN, seeds=2),
+            strategy=StrategyOptions(
+                scheduler="none", sampler="nsga2", objectives=["eval_loss", "kv_cache_bytes_per_token"]
+            ),
+            execution=QUIET,
         )
     )
     trials, _, study = assert_results_agree_with_study(out)
@@ -126,7 +126,8 @@ def test_study_grid(tmp_path, ray_cluster):
     }
     p = tmp_path / "study.yaml"
     p.write_text(yaml.safe_dump(spec))
-    run_study(p, out, SearchOptions(space="", out=str(out), scheduler="none", progress=False))
+    opts = SearchOptions(space="", out=str(out), strategy=StrategyOptions(scheduler="none"), execution=QUIET)
+    run_study(p, out, opts)
     trials, _, _ = assert_results_agree_with_study(out)
     assert trials.height == 4 and set(trials["group"]) == {"baseline", "modern"}
     assert (trials["status"] == "completed").all()
@@ -174,19 +175,16 @@ def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path, ray_cluste
             space=str(p),
             out=str(out),
             trials=4,
-            tokens=16384,
-            train=TRAIN,
-            scheduler="none",
-            sampler="random",
-            seed=3,
-            progress=False,
+            budget=BudgetOptions(tokens=16384, train=TRAIN),
+            strategy=StrategyOptions(scheduler="none", sampler="random", seed=3),
+            execution=QUIET,
         )
     )
     trials, _, _ = assert_results_agree_with_study(out)
     assert trials.height == 4 and trials["lr"].n_unique() == 2  # both kinds of trial happened
     for row in trials.iter_rows(named=True):
         if row["lr"] > 1:
-            assert row["status"] == "failed" and "diverged" in row["error"], row
+            assert row["status"] == "failed" and row["run_status"] == "diverged" and "diverged" in row["error"], row
         else:
             assert row["status"] == "completed", row
 
@@ -197,3 +195,24 @@ def test_storage_passwords_are_redacted():
     assert redact("postgresql://alice:s3cret@db:5432/optuna") == "postgresql://alice:***@db:5432/optuna"
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     assert redact(None) is None
+
+
+@pytest.mark.parametrize("target", [None, 1e12])
+def test_options_round_trip_through_run_json_args(target):
+    """run.json keeps the grouped options as flat args (the names of the flags); resume rebuilds them."""
+    from archscale.search.strategies.ladder_plan import LadderPlan
+
+    ladder = LadderPlan(rungs=4, ratio=3.0, target_compute=target, validate_top=2) if target else None
+    opts = SearchOptions(
+        space="tiny",
+        out="x",
+        trials=5,
+        budget=BudgetOptions(tokens_per_param=8, seeds=1, train={"eval_every_tokens": 100}),
+        strategy=StrategyOptions(
+            objectives=["eval_loss", "params"] if not target else ["predicted_loss"], ladder=ladder
+        ),
+        execution=ExecutionOptions(concurrency=2, storage="s.journal"),
+    )
+    args = json.loads(json.dumps(opts.to_args()))
+    assert args["ladder"] == (4 if target else 3) and args["seeds"] == 1 and args["concurrency"] == 2
+    assert SearchOptions.from_args(args) == opts

@@ -263,7 +263,8 @@ def test_help_does_not_import_torch_or_transformers():
 def test_export_the_best_trial_of_a_real_search(tmp_path):
     import yaml
 
-    from archscale.search.run import SearchOptions, run_search
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
 
     space = {
         "name": "llama-like",
@@ -286,10 +287,9 @@ def test_export_the_best_trial_of_a_real_search(tmp_path):
         space=str(tmp_path / "space.yaml"),
         out=str(results),
         trials=2,
-        tokens=4096,
-        train={"eval_every_tokens": 2048, "batch_size": 8},
-        scheduler="none",
-        progress=False,
+        budget=BudgetOptions(tokens=4096, train={"eval_every_tokens": 2048, "batch_size": 8}),
+        strategy=StrategyOptions(scheduler="none"),
+        execution=ExecutionOptions(progress=False),
     )
     run_search(options)
     trials = pl.read_parquet(results / "trials.parquet")

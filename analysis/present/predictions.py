@@ -1,0 +1,51 @@
+"""A ladder search's predictions as the report shows them: the ranking at the target and the chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import polars as pl
+
+
+def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
+    """What the report shows of predictions.parquet: the ranking at the target (with the small-scale
+    rank beside it), the crossings as sentences, and the architectures with no prediction and why."""
+    ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+    small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
+    small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+    table = ok.select(
+        "run", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rungs", "rung0_loss",
+        pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
+        "target_compute",
+    ).with_row_index("rank", offset=1)  # fmt: skip
+    lines = [
+        f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+        for r in ok.iter_rows(named=True)
+        for c in (r["crossings"] or [])
+        if c["overtakes"]
+    ]
+    missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
+    return table, lines, missing
+
+
+def ladder_chart(predictions: Any, trials: Any) -> Any:
+    """Each predicted architecture's fitted law with its 95% band from its ladder to the target,
+    over the rungs it was fitted to (Altair)."""
+    ok = predictions.filter(pl.col("status") == "predicted")
+    curves = ok.select("label", "curve").explode("curve").unnest("curve")
+    rungs = trials.filter(pl.col("ladder_id").is_in(ok["ladder_id"].to_list()) & (pl.col("status") == "completed"))
+    rungs = rungs.select("label", "compute", "eval_loss")
+    x = alt.X("compute:Q", scale=alt.Scale(type="log"), title="training compute (FLOPs)")
+    band = (
+        alt.Chart(curves)
+        .mark_area(opacity=0.2)
+        .encode(x=x, y=alt.Y("lo:Q", title="loss (nats/token)"), y2="hi:Q", color="label:N")
+    )
+    line = alt.Chart(curves).mark_line().encode(x=x, y=alt.Y("loss:Q", scale=alt.Scale(zero=False)), color="label:N")
+    points = (
+        alt.Chart(rungs)
+        .mark_point(filled=True)
+        .encode(x=x, y="eval_loss:Q", color="label:N", tooltip=["label", "compute", "eval_loss"])
+    )
+    return (band + line + points).properties(width=560, height=320, title="fitted laws from the ladders to the target")
