@@ -21,7 +21,7 @@ Learning-rate transfer: `train: {lr: {from_search: DIR}}` (in the study's `train
 architecture's) takes, from the finished search in DIR, the completed trial of the same
 architecture (every field but the sizes: d_model, d_ff, n_layers, head_dim and the base shapes)
 and the same parametrisation with the lowest seed-averaged eval loss, and uses its lr at every
-size with the base shapes set to that trial's (`base_d_model`, and `base_n_layers` under
+size with the base shapes set to that trial's (`base_d_model`, `base_head_dim`, `base_d_ff`, and `base_n_layers` under
 completep). Under mup / completep that is the transfer: the optimizer scales each group's lr from
 the base shapes (`archscale.spaces.transfer.PARAMETER_ROLES`). Under standard there is no rule and
 the lr is used unchanged at every size (the shared-rate problem; docs/transfer.md).
@@ -144,7 +144,10 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
 
 # Fields that may differ between a search trial and the study's architecture it tunes the lr for:
 # the sizes a budget solves, and the base shapes (which the transfer sets).
-_SIZE_FIELDS = ("d_model", "d_ff", "expert_d_ff", "n_layers", "head_dim", "base_d_model", "base_n_layers")
+_SIZE_FIELDS = (
+    "d_model", "d_ff", "expert_d_ff", "n_layers", "head_dim",
+    "base_d_model", "base_n_layers", "base_head_dim", "base_d_ff",
+)  # fmt: skip
 
 
 def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -184,8 +187,12 @@ def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float
     trial = same.filter(pl.col("trial_id") == best["trial_id"]).row(0, named=True)
     p = variants.PARAMETRIZATIONS[want["parametrization"]]
     base: dict[str, Any] = {}
-    if p.width:
+    if p.width:  # the winning trial's shape is the base every size's multipliers are measured from
         base["base_d_model"] = trial.get("base_d_model") or trial["d_model"]
+        base["base_head_dim"] = (
+            trial.get("base_head_dim") or trial.get("head_dim") or trial["d_model"] // trial["n_heads"]
+        )
+        base["base_d_ff"] = trial.get("base_d_ff") or trial["d_ff"]
     if p.depth:
         base["base_n_layers"] = trial.get("base_n_layers") or trial["n_layers"]
     source = {

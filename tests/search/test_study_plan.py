@@ -108,6 +108,8 @@ def test_lr_from_search_transfers_the_best_seed_averaged_lr_with_the_base_shapes
     for p in points:
         assert p.train == {"lr": 4e-3, "batch_size": 8}
         assert p.arch["parametrization"] == "mup" and p.arch["base_d_model"] == 32  # the searched size
+        # the base head_dim and d_ff travel with it: each size is measured from the searched shape
+        assert p.arch["base_d_ff"] == 96 and p.arch["base_head_dim"] == 32 // BASE["n_heads"]
         assert p.transfer["lr_from_search"] == str(search) and p.transfer["lr_seeds"] == 2
     # standard: matched under its own parametrisation, used unchanged, no base shapes
     spec = load_study_file({**spec.model_dump(), "base": BASE})
