@@ -102,7 +102,7 @@ Out = Annotated[
 Data = Annotated[str, typer.Option("--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets.")]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Train each architecture with this many seeds.")]
 Concurrency = Annotated[
-    Optional[int], typer.Option("--concurrency", help="Trials at once (default: cluster CPUs / cpus-per-trial).")
+    Optional[int], typer.Option("--concurrency", min=1, help="Trials at once (default: cluster CPUs / cpus-per-trial).")
 ]
 CpusPerTrial = Annotated[float, typer.Option("--cpus-per-trial", help="CPUs per trial (also its torch threads).")]
 GpusPerTrial = Annotated[
