@@ -287,6 +287,34 @@ def test_a_malformed_arch_file_is_refused_in_one_line(mutation, tmp_path):
         assert_refused_in_one_line(args, ("arch.yaml",), words, Probe(mp), out)
 
 
+# `archscale COMMAND ...` with every other command's flags: {space}, {study}, {arch}, {out} are filled in
+OTHER_FLAG_MUTATIONS: list[tuple[tuple[str, ...], str]] = [
+    (("train", "--arch", "{arch}", "--tokens", "4096", "--out", "{out}", "--lr", "-1"), "--lr"),
+    (("train", "--arch", "{arch}", "--tokens", "0", "--out", "{out}"), "--tokens"),
+    (("train", "--arch", "{arch}", "--tokens", "4096", "--out", "{out}", "--batch-size", "0"), "--batch-size"),
+    (("space", "show", "{space}", "--budget-params", "-1"), "--budget-params"),
+    (("space", "show", "{space}", "--budget-params", "10"), "--budget-params"),
+    (("space", "show", "{space}", "--samples", "0"), "--samples"),
+    (("study", "run", "{study}", "--out", "{out}", "--concurrency", "0"), "--concurrency"),
+    (("study", "run", "{study}", "--out", "{out}", "--cpus-per-trial", "0"), "--cpus-per-trial"),
+    (("study", "run", "{study}", "--out", "{out}", "--storage", "nonsense://x"), "--storage"),
+    (("search", "resume", "{out}", "--trials", "0"), "--trials"),
+]
+
+
+@pytest.mark.parametrize("mutation", OTHER_FLAG_MUTATIONS, ids=lambda m: " ".join(m[0][:2]) + m[1])
+def test_a_bad_flag_of_another_command_is_refused_in_one_line(mutation, tmp_path):
+    args, flag = mutation
+    files = {"space": SPACE, "study": STUDY, "arch": ARCH}
+    paths = {name: tmp_path / f"{name}.yaml" for name in files}
+    for name, doc in files.items():
+        paths[name].write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    filled = [a.format(out=out, **paths) for a in args]
+    with pytest.MonkeyPatch.context() as mp:
+        assert_refused_in_one_line(filled, (flag,), (flag,), Probe(mp), out)
+
+
 # ---- generated: any value of a class, not only the ones in the tables ----
 
 POSITIVE = [
