@@ -196,9 +196,33 @@ class Space:
             raise BudgetError(str(solution))
         return Sample(solution.arch, train, {**choices, **budget_axes}, solution.counts, solution.deviation)
 
+    def _choices_problem(self, choices: dict[str, Any], b: BudgetSpec) -> str | None:
+        """Why these choices are invalid at any size (`qk_norm` without a norm, more experts per token
+        than experts, ...), or None: ArchConfig's own rules, checked on the choices with stand-in
+        shapes for the solved fields, so the error names the rule rather than a solved architecture."""
+        n_heads = choices.get("n_heads", ArchConfig.model_fields["n_heads"].default)
+        if "d_model" in b.free:
+            head_dim = 2 * b.head_dim_multiple  # even, as on the solver's grid
+        else:  # the solver's head_dim for a fixed d_model
+            head_dim = choices.get("d_model", ArchConfig.model_fields["d_model"].default) // max(1, n_heads)
+        head_dim = choices.get("head_dim") or head_dim
+        stand_in = {"d_model": n_heads * head_dim, "d_ff": 4 * n_heads * head_dim}
+        probe = {**{k: v for k, v in stand_in.items() if k in b.free}, "head_dim": head_dim, **choices}
+        if "n_layers" in b.free:
+            probe["n_layers"] = 1
+        try:
+            ArchConfig(**probe)
+        except ValidationError as e:
+            key, message = validation_problem(e)
+            return f"{self.path or '<space>'}: invalid architecture: {f'{key}: ' if key else ''}{message}"
+        return None
+
     def _solve(self, choices: dict[str, Any], budget_axes: dict[str, Any]) -> Solution | BudgetError:
         """The solver's architecture for these choices, or the error (naming where the budget was given)."""
         b = self.spec.budget or BudgetSpec(value=self.budget.value)
+        problem = self._choices_problem(choices, b)
+        if problem is not None:
+            return BudgetError(problem)
         try:
             solution = solve(
                 choices,

@@ -89,6 +89,8 @@ SPACE_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
     # fixed values that can never be valid
     (("arch", "n_kv_heads"), 3, ("n_kv_heads",)),  # divides neither 2 nor 4
     (("arch", "head_dim"), 7, ("head_dim",)),  # RoPE needs an even head dimension
+    (("arch",), {**SPACE["arch"], "norm": "none", "qk_norm": True}, ("qk_norm",)),  # nothing to normalise with
+    (("arch",), {**SPACE["arch"], "ffn_type": "moe", "n_experts": 2, "experts_top_k": 4}, ("experts_top_k",)),
     # impossible budgets
     (("budget", "value"), 10, ("budget", "value")),
     (("budget", "value"), 1.0e15, ("budget", "value")),
