@@ -275,7 +275,8 @@ def check_storage(storage: str | None) -> None:
     try:
         from sqlalchemy.engine import make_url
 
-        make_url(storage).get_dialect()
+        url = "postgresql://" + storage.split("://", 1)[1] if storage.startswith("postgres://") else storage
+        make_url(url).get_dialect()  # postgres:// is PostgreSQL too (search/storage.py gives it a driver)
     except Exception as e:  # an unparsable URL, or a dialect SQLAlchemy does not know
         raise UserError(
             f"--storage: {redact(storage)} is neither a journal file (a path ending in .journal) nor a database "

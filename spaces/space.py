@@ -88,6 +88,9 @@ class Space:
         if self.budget is None and self.spec.budget is not None:
             self.budget = Budget(self.spec.budget.kind, self.spec.budget.value, self.spec.budget.tolerance)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_solved": {}}  # the solve cache is rebuilt, not shipped to workers or checkpoints
+
     @property
     def budget_where(self) -> str:
         """Where the budget was given, for errors: the flag, or the file and its key."""
@@ -238,7 +241,8 @@ class Space:
         except BudgetError as e:
             return BudgetError(f"{self.budget_where}: {e}")
         if "d_model" in b.free:
-            step = b.d_model_multiple if choices.get("head_dim") else b.head_dim_multiple * choices.get("n_heads", 4)
+            n_heads = choices.get("n_heads", ArchConfig.model_fields["n_heads"].default)
+            step = b.d_model_multiple if choices.get("head_dim") else b.head_dim_multiple * n_heads
             if solution.arch.d_model >= MAX_CANDIDATES * step:  # the solver's largest width: the budget is beyond it
                 more = "" if "n_layers" in b.free else ", or free n_layers"
                 return BudgetError(

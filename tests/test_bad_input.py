@@ -393,3 +393,11 @@ def test_the_probe_can_fail(tmp_path):
         with pytest.raises(AssertionError):
             assert_refused_in_one_line(args, ("space.yaml",), ("x",), probe, out)
         assert probe.calls  # the valid search got as far as Ray or Optuna, and was stopped there
+
+
+def test_nothing_valid_is_refused_by_the_storage_check():
+    """The --storage check refuses before any directory is made, but never a storage that opens."""
+    from archscale.search.options import check_storage
+
+    for url in (None, "results/x/optuna.journal", "sqlite:///x.db", "postgresql://u@h/db", "postgres://u@h/db"):
+        check_storage(url)
