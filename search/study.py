@@ -315,7 +315,12 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
     data = opts.budget.data if opts.budget.data != "pystdlib" else spec.data
     check_scheduler(opts.strategy.scheduler)
     check_execution(opts.execution)
-    check_data(data)  # a bad data spec fails before Ray starts
+    try:
+        check_data(data)  # a bad data spec fails before Ray starts
+    except UserError as e:  # named as the flag when given as one, else as the study file's key
+        if data == opts.budget.data:
+            raise
+        raise SpaceError(path, "data", str(e).removeprefix("--data: ")) from None
     check_storage(opts.execution.storage)
     out = Path(out).resolve()
     if (out / "run.json").exists():

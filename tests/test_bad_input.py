@@ -150,6 +150,9 @@ STUDY_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
     (("bogus_section",), 1, ("bogus_section",)),
     (("seeds",), 0, ("seeds",)),
     (("base", "n_heads"), 0, ("n_heads",)),
+    (("data",), "nope", ("data", "nope")),
+    (("train", "bogus_setting"), 1, ("bogus_setting",)),
+    (("isoflop",), [-1.0], ("isoflop",)),
 ]
 
 ARCH = {"vocab_size": 256, "seq_len": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
