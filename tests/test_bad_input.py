@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archscale.spaces.arch import ArchConfig
+from archscale.spaces.schema import BudgetSpec
 from archscale.spaces.training import TrainConfig
 
 SPACE = {
@@ -167,7 +168,10 @@ ARCH_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
 ]
 
 
-KNOWN_KEYS = set(ArchConfig.model_fields) | {f.name for f in dataclasses.fields(TrainConfig)}
+# every key some section accepts (budget's too: `ffn_ratio` or `match_gated` would be a valid budget key)
+KNOWN_KEYS = (
+    set(ArchConfig.model_fields) | {f.name for f in dataclasses.fields(TrainConfig)} | set(BudgetSpec.model_fields)
+)
 
 
 def mutated(base: dict, path: tuple[str, ...], value: object) -> dict:
