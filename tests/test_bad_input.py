@@ -169,9 +169,7 @@ ARCH_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
 
 
 # every key some section accepts (budget's too: `ffn_ratio` or `match_gated` would be a valid budget key)
-KNOWN_KEYS = (
-    set(ArchConfig.model_fields) | {f.name for f in dataclasses.fields(TrainConfig)} | set(BudgetSpec.model_fields)
-)
+KNOWN_KEYS = {*ArchConfig.model_fields, *BudgetSpec.model_fields, *(f.name for f in dataclasses.fields(TrainConfig))}
 
 
 def mutated(base: dict, path: tuple[str, ...], value: object) -> dict:
@@ -314,10 +312,9 @@ OTHER_FLAG_MUTATIONS: list[tuple[tuple[str, ...], str]] = [
 @pytest.mark.parametrize("mutation", OTHER_FLAG_MUTATIONS, ids=lambda m: " ".join(m[0][:2]) + m[1])
 def test_a_bad_flag_of_another_command_is_refused_in_one_line(mutation, tmp_path):
     args, flag = mutation
-    files = {"space": SPACE, "study": STUDY, "arch": ARCH}
-    paths = {name: tmp_path / f"{name}.yaml" for name in files}
-    for name, doc in files.items():
-        paths[name].write_text(yaml.safe_dump(doc))
+    paths = {name: tmp_path / f"{name}.yaml" for name in ("space", "study", "arch")}
+    for path, doc in zip(paths.values(), (SPACE, STUDY, ARCH), strict=True):
+        path.write_text(yaml.safe_dump(doc))
     out = tmp_path / "out"
     filled = [a.format(out=out, **paths) for a in args]
     with pytest.MonkeyPatch.context() as mp:
@@ -400,11 +397,3 @@ def test_the_probe_can_fail(tmp_path):
         with pytest.raises(AssertionError):
             assert_refused_in_one_line(args, ("space.yaml",), ("x",), probe, out)
         assert probe.calls  # the valid search got as far as Ray or Optuna, and was stopped there
-
-
-def test_nothing_valid_is_refused_by_the_storage_check():
-    """The --storage check refuses before any directory is made, but never a storage that opens."""
-    from archscale.search.options import check_storage
-
-    for url in (None, "results/x/optuna.journal", "sqlite:///x.db", "postgresql://u@h/db", "postgres://u@h/db"):
-        check_storage(url)

@@ -146,6 +146,10 @@ def test_bad_input_fails_before_ray(tmp_path):
             [sys.executable, "-m", "archscale.search.cli", *args], capture_output=True, text=True, timeout=60
         )
 
+    from archscale.search.options import check_storage
+
+    for url in (None, "results/x/optuna.journal", "sqlite:///x.db", "postgresql://u@h/db", "postgres://u@h/db"):
+        check_storage(url)  # the --storage check never refuses a storage that opens
     space = small_space(tmp_path)
     cases = [
         (["--sampler", "bayes", "--tokens", "100"], "--sampler"),
