@@ -26,6 +26,7 @@ from typing import Any
 from archscale.search.proposals import TrialPlan
 from archscale.search.storage import OBJECTIVES, SAMPLERS, StudySpec, is_journal
 from archscale.search.strategies.ladder_plan import LadderPlan
+from archscale.spaces.cli_options import budget_flag
 from archscale.spaces.errors import BudgetError, UserError
 from archscale.spaces.space import Space, load_space, resolve_space_path
 
@@ -144,7 +145,7 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     budget, strategy = opts.budget, opts.strategy
     space = load_space(resolve_space_path(opts.space))
     if budget.budget_kind is not None:
-        space = space.with_budget(budget.budget_kind, budget.budget_value)
+        space = space.with_budget(budget.budget_kind, budget.budget_value, given_as=budget_flag(budget.budget_kind))
     if space.budget is None:
         raise UserError(f"{opts.space}: no budget: add a budget block or pass --budget-params N")
     if opts.trials < 1:

@@ -103,11 +103,11 @@ class Space:
     def with_budget(
         self, kind: str, value: float, tolerance: float | None = None, given_as: str | None = None
     ) -> Space:
-        """A copy whose budget is overridden (the CLI's --budget-* flags): errors about it name
-        `given_as`, by default the flag of its kind (`--budget-params`)."""
+        """A copy whose budget is overridden: errors about it name `given_as` (the --budget-* flag
+        that gave it), by default where this space's budget was given (a ladder's rungs)."""
         if kind not in BUDGET_KINDS:
             raise SpaceError(self.path, "budget.kind", f"got {kind!r}; allowed: {', '.join(BUDGET_KINDS)}")
-        given_as = given_as or f"--budget-{kind.replace('_', '-')}"
+        given_as = given_as or self.budget_where
         if not value > 0:
             raise UserError(f"{given_as}: must be > 0, got {value:g}")
         tol = tolerance if tolerance is not None else (self.budget.tolerance if self.budget else 0.01)

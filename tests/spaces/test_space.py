@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archscale.spaces import BudgetError, SpaceError, count
+from archscale.spaces.cli_options import budget_override
 from archscale.spaces.errors import UserError
 from archscale.spaces.space import load_space, shipped_spaces, space_from_dict
 from archscale.trainers import build_model
@@ -76,11 +77,13 @@ def test_conditions_and_defaults():
 def test_impossible_budgets_name_where_they_were_given():
     tiny = load_space(SHIPPED["tiny"])
     with pytest.raises(BudgetError, match=r"^--budget-params: params budget 1,000 is below"):
-        tiny.with_budget("params", 1_000).sample_random(0)
+        tiny.with_budget(*budget_override(1_000, None, None)).sample_random(0)
+    with pytest.raises(BudgetError, match=r"^\S*tiny.yaml: budget.value: params budget 1,000 is below"):
+        tiny.with_budget("params", 1_000, 0.01).sample_random(0)  # derived from the file's budget (a rung)
     with pytest.raises(BudgetError, match=r"tiny.yaml: budget.value: .* is above the largest architecture"):
         space_from_dict({**tiny.spec.model_dump(), "budget": {"value": 1e15}}, tiny.path).sample_random(0)
     with pytest.raises(UserError, match=r"^--budget-flops-per-token: must be > 0, got -1"):
-        tiny.with_budget("flops_per_token", -1)
+        tiny.with_budget(*budget_override(None, None, -1))
 
 
 def test_a_distinct_choice_is_solved_once():
