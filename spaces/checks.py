@@ -99,24 +99,33 @@ def _check_kv_heads(spec: SpaceFile, path: str | Path | None) -> None:
 
 def _check_position_rules(spec: SpaceFile, path: str | Path | None) -> None:
     """A position coding's rule on fields the space fixes (RoPE needs an even head_dim): refuse a
-    space that can sample that coding with a fixed value it refuses, naming the rule."""
+    space that can sample that coding with a fixed value it refuses, or whose solver grid
+    (`budget.head_dim_multiple`) gives head dimensions it refuses, naming the rule."""
     positions = _possible_values(spec, "position")
     if positions is None:
         return
     defaults = {name: f.default for name, f in ArchConfig.model_fields.items()}
     fixed = {n: a.value for n, a in spec.arch.items() if a.value is not None and a.when is None}
+    solved_head_dim = spec.budget is not None and "d_model" in spec.budget.free and "head_dim" not in spec.arch
     for position in positions:
         rule = variants.POSITIONS[position].check
-        try:
-            problem = rule(SimpleNamespace(**{**defaults, **fixed, "position": position}))
-        except (TypeError, AttributeError):  # the rule reads a field the space leaves to be derived or solved
-            continue
-        field = (problem or "").split(":")[0]
-        if problem is not None and field in fixed:
+        probes = [("arch", {})]
+        if solved_head_dim:  # the solver's head_dim is a multiple of head_dim_multiple
+            probes.append(("budget.head_dim_multiple", {"head_dim": spec.budget.head_dim_multiple}))
+        for where, extra in probes:
+            try:
+                problem = rule(SimpleNamespace(**{**defaults, **fixed, "position": position, **extra}))
+            except (TypeError, AttributeError):  # the rule reads a field the space leaves to be derived or solved
+                continue
+            field = (problem or "").split(":")[0]
+            if problem is None or (where == "arch" and field not in fixed):
+                continue
+            key = f"arch.{field}" if where == "arch" else where
+            fix = field if where == "arch" else "head_dim_multiple (an even one)"
             raise SpaceError(
                 path,
-                f"arch.{field}",
-                f"{problem.split(':', 1)[1].strip()} (position={position} can be sampled); fix {field}, or position",
+                key,
+                f"{problem.split(':', 1)[1].strip()} (position={position} can be sampled); fix {fix}, or position",
             )
 
 

@@ -151,6 +151,11 @@ BAD = [
     ({"arch": {"n_heads": 4, "n_kv_heads": {"choices": [3, 8]}}}, "arch.n_kv_heads", "allowed with n_heads=4"),
     ({"arch": {"position": "rope", "head_dim": 7}}, "arch.head_dim", "rope needs an even head_dim"),
     ({"arch": {"position": {"choices": ["alibi", "rope"]}, "head_dim": 7}}, "arch.head_dim", "position=rope"),
+    (
+        {"arch": {"position": "rope"}, "budget": {"value": 3.0e4, "head_dim_multiple": 3}},
+        "budget.head_dim_multiple",
+        "rope needs an even head_dim, got 3",
+    ),
     ({"arch": {"ffn_activation": {"choices": ["relu"], "when": {"norm": "batchnorm"}}}}, "when.norm", "batchnorm"),
     # training values, by TrainConfig's own rules
     ({"train": {"lr": -0.1}}, "train.lr", "must be a number > 0, got -0.1"),
