@@ -75,9 +75,7 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except TyperException as e:  # usage errors: unknown option, missing argument, bad value
-        print(f"error: {e.format_message()}", file=sys.stderr)
-        if e.exit_code == 2:
-            print("(see `archscale COMMAND --help`)", file=sys.stderr)
+        print(f"error: {usage_line(e)}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         if os.environ.get("ARCHSCALE_TRACEBACK"):
@@ -90,6 +88,16 @@ def main() -> None:
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def usage_line(e: Exception) -> str:
+    """A usage error as one line, with the help to read: `Invalid value for '--tokens': 'abc' is not
+    a valid integer (see archscale search run --help)`."""
+    message = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
+    ctx = getattr(e, "ctx", None)
+    if getattr(e, "exit_code", None) != 2:
+        return message
+    return f"{message} (see {ctx.command_path if ctx is not None else 'archscale COMMAND'} --help)"
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def search_options(
     budget_non_embedding_params: BudgetNonEmbeddingParams = None,
     budget_flops_per_token: BudgetFlopsPerToken = None,
     budget_active_params: BudgetActiveParams = None,
-    tokens: Annotated[Optional[int], typer.Option("--tokens", help="Training tokens per trial.")] = None,
+    tokens: Annotated[Optional[int], typer.Option("--tokens", min=1, help="Training tokens per trial.")] = None,
     tokens_per_param: Annotated[
         Optional[float],
         typer.Option("--tokens-per-param", help="Training tokens = R x active_params (= params for a dense model)."),
@@ -85,7 +85,7 @@ def search_options(
         ),
     ] = None,
     eval_every_tokens: Annotated[
-        Optional[int], typer.Option("--eval-every-tokens", help="Evaluation interval (default: 10 per run).")
+        Optional[int], typer.Option("--eval-every-tokens", min=1, help="Evaluation interval (default: 10 per run).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
     target_compute: Annotated[
@@ -117,7 +117,9 @@ def search_options(
     ] = 0.05,
     validate_top: Annotated[
         int,
-        typer.Option("--validate-top", help="Ladder search: then train the top K for real at a held-out larger scale."),
+        typer.Option(
+            "--validate-top", min=0, help="Ladder search: then train the top K for real at a held-out larger scale."
+        ),
     ] = 0,
     validate_compute: Annotated[
         Optional[float],
@@ -197,7 +199,7 @@ def search_run(*args, **kwargs) -> None:
 def search_resume(
     out: Annotated[str, typer.Argument(help="A results directory written by `archscale search run`.")],
     trials: Annotated[
-        Optional[int], typer.Option("--trials", help="Extend the search to this many architectures.")
+        Optional[int], typer.Option("--trials", min=1, help="Extend the search to this many architectures.")
     ] = None,
     address: Address = None,
     storage: Annotated[

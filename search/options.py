@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from archscale.search.proposals import TrialPlan
-from archscale.search.storage import OBJECTIVES, SAMPLERS, StudySpec
+from archscale.search.storage import OBJECTIVES, SAMPLERS, StudySpec, is_journal
 from archscale.search.strategies.ladder_plan import LadderPlan
+from archscale.spaces.cli_options import budget_flag
 from archscale.spaces.errors import BudgetError, UserError
 from archscale.spaces.space import Space, load_space, resolve_space_path
 
@@ -144,7 +145,7 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     budget, strategy = opts.budget, opts.strategy
     space = load_space(resolve_space_path(opts.space))
     if budget.budget_kind is not None:
-        space = space.with_budget(budget.budget_kind, budget.budget_value)
+        space = space.with_budget(budget.budget_kind, budget.budget_value, given_as=budget_flag(budget.budget_kind))
     if space.budget is None:
         raise UserError(f"{opts.space}: no budget: add a budget block or pass --budget-params N")
     if opts.trials < 1:
@@ -163,6 +164,11 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
         raise UserError(f"--sampler: got {strategy.sampler!r}; allowed: {', '.join(SAMPLERS)}")
     check_scheduler(strategy.scheduler)
     check_execution(opts.execution)
+    check_storage(opts.execution.storage)
+    if budget.tokens is not None and budget.tokens < 1:
+        raise UserError(f"--tokens: must be >= 1, got {budget.tokens}")
+    if budget.tokens_per_param is not None and not budget.tokens_per_param > 0:
+        raise UserError(f"--tokens-per-param: must be > 0, got {budget.tokens_per_param:g}")
     if budget.tokens and budget.tokens_per_param:
         raise UserError("give --tokens or --tokens-per-param, not both")
     tokens_in_space = next((a.value for k, a in space.spec.train.items() if k == "tokens"), None)
@@ -244,7 +250,8 @@ def check_execution(execution: ExecutionOptions) -> None:
 
 
 def _check_feasible(space: Space, tries: int = 200) -> None:
-    """Fail before any cluster work when no sampled architecture can meet the budget."""
+    """Fail before any cluster work when no sampled architecture can meet the budget (the space
+    solves each distinct choice once, so an impossible budget is refused in a few solves)."""
     rng, first = random.Random(0), None
     for _ in range(tries):
         try:
@@ -252,9 +259,30 @@ def _check_feasible(space: Space, tries: int = 200) -> None:
             return
         except BudgetError as e:
             first = first or e
+    where = space.budget_where
     raise UserError(
-        f"{space.path}: budget: none of {tries} sampled architectures can meet {space.budget.describe()}: {first}"
+        f"{where}: none of {tries} sampled architectures can meet {space.budget.describe()}: "
+        f"{str(first).removeprefix(f'{where}: ')}"
     )
+
+
+def check_storage(storage: str | None) -> None:
+    """--storage: a journal file path (ending in .journal) or a database URL SQLAlchemy has a dialect
+    for; checked without connecting, before any results directory is made."""
+    if storage is None or is_journal(storage):
+        return
+    from archscale.clusters.connect import redact
+
+    try:
+        from sqlalchemy.engine import make_url
+
+        url = "postgresql://" + storage.split("://", 1)[1] if storage.startswith("postgres://") else storage
+        make_url(url).get_dialect()  # postgres:// is PostgreSQL too (search/storage.py gives it a driver)
+    except Exception as e:  # an unparsable URL, or a dialect SQLAlchemy does not know
+        raise UserError(
+            f"--storage: {redact(storage)} is neither a journal file (a path ending in .journal) nor a database "
+            f"URL SQLAlchemy knows (sqlite:///PATH, postgresql://USER@HOST/DB, mysql://...): {type(e).__name__}"
+        ) from None
 
 
 def check_data(spec: str, space: Space | None = None) -> None:

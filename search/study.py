@@ -33,15 +33,19 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from archscale.search.proposals import TrialPlan
 from archscale.search.storage import StudySpec
 from archscale.search.strategies.grid import GridPoint, GridProposals
-from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping
+from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping, validation_error
 from archscale.spaces.record import ARCH_COLUMNS
 from archscale.spaces.solver import BUDGET_KINDS
 from archscale.spaces.space import space_from_dict
+from archscale.spaces.training import TrainConfig
+from archscale.spaces.training import value_problem as train_value_problem
+
+TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 
 
 class _Strict(BaseModel):
@@ -50,11 +54,11 @@ class _Strict(BaseModel):
 
 class Sizes(_Strict):
     kind: Literal[BUDGET_KINDS] = "params"  # type: ignore[valid-type]  # the solver's kinds
-    values: list[float] = Field(min_length=1)
+    values: list[PositiveFloat] = Field(min_length=1)
     tolerance: float = Field(0.02, gt=0, lt=1)
     free: list[Literal["d_model", "d_ff", "n_layers"]] = ["d_model", "d_ff"]
     ffn_ratio: float = Field(4.0, gt=0)
-    aspect_ratio: float | None = None
+    aspect_ratio: PositiveFloat | None = None
 
 
 class FromSearch(_Strict):
@@ -70,9 +74,9 @@ class StudyFile(_Strict):
     architectures: dict[str, dict[str, Any]] = {}
     from_search: FromSearch | None = None
     sizes: Sizes
-    tokens: list[int] | None = None
-    tokens_per_param: float | None = None
-    isoflop: list[float] | None = None
+    tokens: list[PositiveInt] | None = Field(None, min_length=1)
+    tokens_per_param: PositiveFloat | None = None
+    isoflop: list[PositiveFloat] | None = Field(None, min_length=1)
     train: dict[str, Any] = {}
     seeds: int = Field(1, ge=1)
     first_seed: int = Field(0, ge=0)  # seeds run are first_seed .. first_seed + seeds - 1
@@ -95,11 +99,32 @@ def load_study_file(path: str | Path | dict[str, Any]) -> StudyFile:
     data = path if isinstance(path, dict) else load_mapping(path)
     path = "<study>" if isinstance(path, dict) else path
     try:
-        return StudyFile.model_validate(data)
+        spec = StudyFile.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        raise SpaceError(path, key, err["msg"].removeprefix("Value error, ")) from None
+        raise validation_error(e, path, allowed_keys=_allowed_keys) from None
+    for where, train in [("train", spec.train)] + [
+        (f"architectures.{group}.train", a.get("train") or {}) for group, a in spec.architectures.items()
+    ]:
+        _check_train(train, path, where)
+    return spec
+
+
+def _allowed_keys(loc: tuple) -> str:
+    models = {"sizes": Sizes, "from_search": FromSearch}
+    model = models.get(loc[0]) if len(loc) == 2 else StudyFile if len(loc) == 1 else None
+    return ", ".join(model.model_fields) if model is not None else "(see docs/guide.md)"
+
+
+def _check_train(train: Any, path: str | Path, where: str) -> None:
+    """A study's (or one architecture's) fixed training settings: known fields with values that can be valid."""
+    if not isinstance(train, dict):
+        raise SpaceError(path, where, f"expected a mapping of training settings, got {train!r}")
+    for name, value in train.items():
+        if name not in TRAIN_FIELDS:
+            raise SpaceError(path, f"{where}.{name}", f"not a training setting; allowed: {', '.join(TRAIN_FIELDS)}")
+        problem = None if name == "lr" and isinstance(value, dict) else train_value_problem(name, value)
+        if problem is not None:  # lr may be {from_search: DIR}: `_lr_from_search` checks that form
+            raise SpaceError(path, f"{where}.{name}", problem)
 
 
 def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) -> dict[str, dict[str, Any]]:
@@ -248,9 +273,15 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
                 budget["aspect_ratio"] = spec.sizes.aspect_ratio
             try:
                 space = space_from_dict({"name": group, "arch": fixed, "budget": budget}, path)
+                space.budget_from = "sizes.values"
                 sample = space.sample_random(0)
-            except (BudgetError, SpaceError) as e:
-                raise SpaceError(path, f"architectures.{group}", f"at size {size:,.0f}: {e}") from None
+            except SpaceError as e:  # a field of base or of this architecture
+                key = f"architectures.{group}" + (f".{e.key.removeprefix('arch.')}" if e.key else "")
+                raise SpaceError(path, key, f"at size {size:,.0f}: {e.message}") from None
+            except BudgetError as e:
+                reason = str(e).removeprefix("sizes.values: ")
+                where = f"architectures.{group}"
+                raise SpaceError(path, where, f"sizes.values: at size {size:,.0f}: {reason}") from None
             counts = sample.counts.to_dict()
             if spec.isoflop:
                 budgets = [int(c / counts["flops_per_token"]) for c in spec.isoflop]
@@ -280,7 +311,7 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
     """Run a study file into `out` with the execution options of `opts` (a SearchOptions: its
     execution, scheduler, sampler seed, data and fixed training settings)."""
     from archscale.clusters.connect import redact
-    from archscale.search.options import check_data, check_execution, check_scheduler
+    from archscale.search.options import check_data, check_execution, check_scheduler, check_storage
     from archscale.search.results import describe_environment, write_json
     from archscale.search.runner import run_trials
     from archscale.search.searcher import ProposalSearcher
@@ -291,7 +322,13 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
     data = opts.budget.data if opts.budget.data != "pystdlib" else spec.data
     check_scheduler(opts.strategy.scheduler)
     check_execution(opts.execution)
-    check_data(data)  # a bad data spec fails before Ray starts
+    try:
+        check_data(data)  # a bad data spec fails before Ray starts
+    except UserError as e:  # named as the flag when given as one, else as the study file's key
+        if data == opts.budget.data:
+            raise
+        raise SpaceError(path, "data", str(e).removeprefix("--data: ")) from None
+    check_storage(opts.execution.storage)
     out = Path(out).resolve()
     if (out / "run.json").exists():
         raise FileExistsError(f"{out}: already holds results (run.json); choose a new --out")

@@ -270,15 +270,17 @@ class ArchConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str) -> ArchConfig:
         """Load an architecture from a YAML or JSON file of ArchConfig fields."""
-        from archscale.spaces.errors import SpaceError, load_mapping
+        from pydantic import ValidationError
+
+        from archscale.spaces.errors import load_mapping, validation_error
 
         data = load_mapping(path)
         if "arch" in data and isinstance(data["arch"], dict):
             data = data["arch"]
         try:
             return cls(**data)
-        except ValueError as e:
-            raise SpaceError(path, "", _first_error(e)) from None
+        except ValidationError as e:  # rendered in the project's one-line form (spaces/errors.py)
+            raise validation_error(e, path, allowed_keys=lambda loc: ", ".join(cls.model_fields)) from None
 
 
 def unread_field(arch: ArchConfig) -> str | None:
@@ -357,18 +359,3 @@ def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
     if annotation is float:
         return "positive number", ("a positive number",)
     return "any", ()
-
-
-def _first_error(e: ValueError) -> str:
-    """A one-line message from a pydantic ValidationError (or any ValueError)."""
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        parts = []
-        for err in errors():
-            loc = ".".join(str(x) for x in err.get("loc", ()))
-            msg = err.get("msg", "").removeprefix("Value error, ")
-            if err.get("type") == "extra_forbidden":
-                msg = f"unknown field; allowed: {', '.join(ArchConfig.model_fields)}"
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        return "; ".join(parts)
-    return str(e)

@@ -7,6 +7,7 @@ Run by `spaces.space.space_from_dict` after the schema has parsed; each failure 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from archscale.spaces import variants
@@ -14,6 +15,7 @@ from archscale.spaces.arch import ArchConfig, value_problem
 from archscale.spaces.errors import SpaceError
 from archscale.spaces.schema import BUDGET_AXES, Axis, SpaceFile, as_list
 from archscale.spaces.training import SEARCHABLE_TRAIN_FIELDS
+from archscale.spaces.training import value_problem as train_value_problem
 
 
 def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
@@ -26,6 +28,8 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
         _check_axis_values(path, key, name, axis)
         _check_when(path, key, axis, seen)
         seen.append(name)
+    _check_kv_heads(spec, path)
+    _check_position_rules(spec, path)
     _check_base_shapes(spec, path)
     _check_owned_fields(spec, path)
     _check_global_every(spec, path)
@@ -48,6 +52,10 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
             raise SpaceError(
                 path, key, f"not a searchable training setting; allowed: {', '.join(SEARCHABLE_TRAIN_FIELDS)}"
             )
+        for v in _axis_values(axis) + ([axis.default] if axis.default is not None else []):
+            problem = train_value_problem(name, v)
+            if problem is not None:
+                raise SpaceError(path, key, problem)
         _check_when(path, key, axis, seen)
     for i, c in enumerate(spec.constraints):
         for name, v in c.forbid.items():
@@ -56,6 +64,69 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
                     path, f"constraints.{i}.forbid.{name}", f"not an ArchConfig field; allowed: {', '.join(fields)}"
                 )
             _check_values(path, f"constraints.{i}.forbid.{name}", name, as_list(v))
+
+
+def _possible_values(spec: SpaceFile, name: str) -> list[Any] | None:
+    """Every value arch field `name` can take in this space, or None when that is not known at load
+    (an axis with `when`, or a range too wide to list): a field the space leaves out has its default."""
+    axis = spec.arch.get(name)
+    if axis is None:
+        return [ArchConfig.model_fields[name].default]
+    if axis.when is not None:
+        return None
+    if axis.low is not None and axis.is_int_range and int(axis.high) - int(axis.low) <= 4096:
+        return list(range(int(axis.low), int(axis.high) + 1, int(axis.step or 1)))
+    return _axis_values(axis) if axis.low is None else None
+
+
+def _check_kv_heads(spec: SpaceFile, path: str | Path | None) -> None:
+    """n_kv_heads must divide n_heads: sampling narrows the KV-head choices to the divisors of the
+    n_heads drawn, so refuse a space where some n_heads value leaves none of them."""
+    if "n_kv_heads" not in spec.arch:
+        return  # derived: = n_heads
+    heads, kv = _possible_values(spec, "n_heads"), _possible_values(spec, "n_kv_heads")
+    if heads is None or kv is None or None in kv:
+        return
+    for h in heads:
+        if not any(h % k == 0 for k in kv):
+            divisors = [k for k in range(1, h + 1) if h % k == 0]
+            raise SpaceError(
+                path,
+                "arch.n_kv_heads",
+                f"must divide n_heads, but with n_heads={h} none of {kv} does; allowed with n_heads={h}: {divisors}",
+            )
+
+
+def _check_position_rules(spec: SpaceFile, path: str | Path | None) -> None:
+    """A position coding's rule on fields the space fixes (RoPE needs an even head_dim): refuse a
+    space that can sample that coding with a fixed value it refuses, or whose solver grid
+    (`budget.head_dim_multiple`) gives head dimensions it refuses, naming the rule."""
+    positions = _possible_values(spec, "position")
+    if positions is None:
+        return
+    defaults = {name: f.default for name, f in ArchConfig.model_fields.items()}
+    fixed = {n: a.value for n, a in spec.arch.items() if a.value is not None and a.when is None}
+    solved_head_dim = spec.budget is not None and "d_model" in spec.budget.free and "head_dim" not in spec.arch
+    for position in positions:
+        rule = variants.POSITIONS[position].check
+        probes = [("arch", {})]
+        if solved_head_dim:  # the solver's head_dim is a multiple of head_dim_multiple
+            probes.append(("budget.head_dim_multiple", {"head_dim": spec.budget.head_dim_multiple}))
+        for where, extra in probes:
+            try:
+                problem = rule(SimpleNamespace(**{**defaults, **fixed, "position": position, **extra}))
+            except (TypeError, AttributeError):  # the rule reads a field the space leaves to be derived or solved
+                continue
+            field = (problem or "").split(":")[0]
+            if problem is None or (where == "arch" and field not in fixed):
+                continue
+            key = f"arch.{field}" if where == "arch" else where
+            fix = field if where == "arch" else "head_dim_multiple (an even one)"
+            raise SpaceError(
+                path,
+                key,
+                f"{problem.split(':', 1)[1].strip()} (position={position} can be sampled); fix {fix}, or position",
+            )
 
 
 def _check_base_shapes(spec: SpaceFile, path: str | Path | None) -> None:
@@ -142,7 +213,10 @@ def _check_values(path, key: str, name: str, values: list[Any]) -> None:
 
 
 def _check_when(path, key: str, axis: Axis, seen: list[str]) -> None:
-    for cond in axis.when or {}:
+    """A condition names an arch field listed before this axis, with values that field could hold."""
+    for cond, values in (axis.when or {}).items():
+        if cond in ArchConfig.model_fields:
+            _check_values(path, f"{key}.when.{cond}", cond, as_list(values))
         if cond not in seen:
             raise SpaceError(
                 path,

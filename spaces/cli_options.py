@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NamedTuple, Optional
 
 import typer
 
@@ -69,10 +69,25 @@ BudgetActiveParams = Annotated[
 ]
 
 
+def budget_flag(kind: str) -> str:
+    """The --budget-* flag of a budget kind: `params` -> `--budget-params`."""
+    return f"--budget-{kind.replace('_', '-')}"
+
+
+class BudgetOverride(NamedTuple):
+    """The budget one --budget-* flag gives; `space.with_budget(*override)` applies it, and errors
+    about it name the flag."""
+
+    kind: str
+    value: float
+    tolerance: float | None  # None: the space's own
+    given_as: str  # the flag
+
+
 def budget_override(
     params: float | None, non_embedding: float | None, flops: float | None, active: float | None = None
-) -> tuple[str, float] | None:
-    """The one budget the --budget-* flags name, as (kind, value), or None."""
+) -> BudgetOverride | None:
+    """The one budget the --budget-* flags name, or None."""
     given = [
         (k, v)
         for k, v in (
@@ -88,7 +103,7 @@ def budget_override(
             "give at most one of --budget-params, --budget-non-embedding-params, --budget-flops-per-token, "
             "--budget-active-params"
         )
-    return given[0] if given else None
+    return BudgetOverride(given[0][0], given[0][1], None, budget_flag(given[0][0])) if given else None
 
 
 # ---- where trials run and where results go ---------------------------------------------------
@@ -102,7 +117,7 @@ Out = Annotated[
 Data = Annotated[str, typer.Option("--data", help="Data spec: pystdlib, text:PATH, bin:DIR, copy, addition, brackets.")]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Train each architecture with this many seeds.")]
 Concurrency = Annotated[
-    Optional[int], typer.Option("--concurrency", help="Trials at once (default: cluster CPUs / cpus-per-trial).")
+    Optional[int], typer.Option("--concurrency", min=1, help="Trials at once (default: cluster CPUs / cpus-per-trial).")
 ]
 CpusPerTrial = Annotated[float, typer.Option("--cpus-per-trial", help="CPUs per trial (also its torch threads).")]
 GpusPerTrial = Annotated[

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class UserError(ValueError):
@@ -30,6 +34,51 @@ class SpaceError(UserError):
 
 class BudgetError(UserError):
     """The sampled choices cannot meet the budget; the message gives the feasible range."""
+
+
+# pydantic's names for the members of a union, appended to an error's location (`value.bool`)
+_UNION_MEMBERS = {"bool", "int", "float", "str", "none"}
+
+
+def validation_problem(e: ValidationError, allowed_keys: Callable[[tuple], str] | None = None) -> tuple[str, str]:
+    """The project's one-line form of a pydantic error: (key path, message), the message saying what
+    is allowed and the value given. The one renderer of pydantic errors from user input: no
+    documentation URL, no input dict. The first failing key is reported; the errors of one union at
+    that key are merged ("a valid integer or a valid string"). `allowed_keys(loc)` lists the keys
+    allowed where an unknown key `loc` was given."""
+    errors = e.errors(include_url=False)
+    union = len(errors) > 1
+
+    def where(err: dict) -> tuple[str, ...]:
+        loc = [str(x) for x in err["loc"] if not str(x).startswith("function-")]
+        while union and loc and (loc[-1] in _UNION_MEMBERS or "[" in loc[-1]):
+            loc.pop()  # a union member's tag, not a key the user wrote
+        return tuple(loc)
+
+    first = errors[0]
+    loc = where(first)
+    if first["type"] == "extra_forbidden":
+        allowed = f"; allowed here: {allowed_keys(loc)}" if allowed_keys is not None else ""
+        return ".".join(loc), f"unknown key{allowed}"
+    same = [err for err in errors if where(err) == loc]
+    messages = [err["msg"].removeprefix("Value error, ") for err in same]
+    merged = messages[0] + "".join(
+        " or " + m.removeprefix("Input should be ") for m in dict.fromkeys(messages[1:]) if m != messages[0]
+    )
+    given = first.get("input")
+    if not isinstance(given, dict) and "got " not in merged:
+        shown = repr(given)
+        merged += f", got {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    return ".".join(loc), merged
+
+
+def validation_error(
+    e: ValidationError, path: str | Path | None, prefix: str = "", allowed_keys: Callable[[tuple], str] | None = None
+) -> SpaceError:
+    """A pydantic error from the file `path` as a `SpaceError` (keys under `prefix`), rendered by
+    `validation_problem`; raise it `from None`."""
+    key, message = validation_problem(e, allowed_keys)
+    return SpaceError(path, ".".join(k for k in (prefix, key) if k), message)
 
 
 class _Loader(yaml.SafeLoader):

@@ -34,9 +34,16 @@ from archscale.spaces.arch import ArchConfig
 from archscale.spaces.checks import check_semantics
 from archscale.spaces.choosers import Chooser, OptunaChooser, RandomChooser
 from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, Counts, FlopsConvention, count
-from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
+from archscale.spaces.errors import (
+    BudgetError,
+    SpaceError,
+    UserError,
+    load_mapping,
+    validation_error,
+    validation_problem,
+)
 from archscale.spaces.schema import BUDGET_AXES, Axis, BudgetSpec, Constraint, SpaceFile, as_list
-from archscale.spaces.solver import BUDGET_KINDS, Budget, solve
+from archscale.spaces.solver import BUDGET_KINDS, MAX_CANDIDATES, Budget, Solution, solve
 
 __all__ = [
     "Axis",
@@ -74,24 +81,39 @@ class Space:
     spec: SpaceFile
     path: str | None = None
     budget: Budget | None = field(default=None)
+    budget_from: str | None = None  # the flag that gave the budget (--budget-params); None: the file's budget
+    _solved: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.budget is None and self.spec.budget is not None:
             b = self.spec.budget
             self.budget = Budget(b.kind, b.value, b.tolerance, b.flops_convention)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_solved": {}}  # the solve cache is rebuilt, not shipped to workers or checkpoints
+
+    @property
+    def budget_where(self) -> str:
+        """Where the budget was given, for errors: the flag, or the file and its key."""
+        return self.budget_from or f"{self.path or '<space>'}: budget.value"
+
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def with_budget(self, kind: str, value: float, tolerance: float | None = None) -> Space:
-        """A copy whose budget is overridden (the CLI's --budget-* flags)."""
+    def with_budget(
+        self, kind: str, value: float, tolerance: float | None = None, given_as: str | None = None
+    ) -> Space:
+        """A copy whose budget is overridden: errors about it name `given_as` (the --budget-* flag
+        that gave it), by default where this space's budget was given (a ladder's rungs)."""
         if kind not in BUDGET_KINDS:
             raise SpaceError(self.path, "budget.kind", f"got {kind!r}; allowed: {', '.join(BUDGET_KINDS)}")
+        given_as = given_as or self.budget_where
         if not value > 0:
-            raise SpaceError(self.path, "budget.value", f"must be > 0, got {value}")
+            raise UserError(f"{given_as}: must be > 0, got {value:g}")
         tol = tolerance if tolerance is not None else (self.budget.tolerance if self.budget else 0.01)
-        return Space(self.spec, self.path, Budget(kind, float(value), tol, self.flops_convention))  # type: ignore[arg-type]
+        budget = Budget(kind, float(value), tol, self.flops_convention)  # type: ignore[arg-type]
+        return Space(self.spec, self.path, budget, given_as)
 
     @property
     def flops_convention(self) -> FlopsConvention:
@@ -171,22 +193,70 @@ class Space:
         if self.budget is None:
             try:
                 arch = ArchConfig(**choices)
-            except ValueError as e:
-                raise BudgetError(f"invalid architecture: {e}") from None
+            except ValidationError as e:
+                key, message = validation_problem(e)
+                raise BudgetError(f"invalid architecture: {f'{key}: ' if key else ''}{message}") from None
             return Sample(arch, train, {**choices, **budget_axes}, count(arch, self.flops_convention), 0.0)
-        b = self.spec.budget or BudgetSpec(value=self.budget.value)
-        solution = solve(
-            choices,
-            self.budget,
-            free=tuple(b.free),
-            ffn_ratio=float(budget_axes.get("ffn_ratio", 4.0)),
-            match_gated=b.match_gated,
-            aspect_ratio=budget_axes.get("aspect_ratio"),
-            head_dim_multiple=b.head_dim_multiple,
-            d_model_multiple=b.d_model_multiple,
-            d_ff_multiple=b.d_ff_multiple,
-        )
+        key = (self.budget, tuple(sorted(choices.items(), key=str)), tuple(sorted(budget_axes.items())))
+        if key not in self._solved:  # one solve per distinct choice of the solved fields
+            self._solved[key] = self._solve(choices, budget_axes)
+        solution = self._solved[key]
+        if isinstance(solution, BudgetError):
+            raise BudgetError(str(solution))
         return Sample(solution.arch, train, {**choices, **budget_axes}, solution.counts, solution.deviation)
+
+    def _choices_problem(self, choices: dict[str, Any], b: BudgetSpec) -> str | None:
+        """Why these choices are invalid at any size (`qk_norm` without a norm, more experts per token
+        than experts, ...), or None: ArchConfig's own rules, checked on the choices with stand-in
+        shapes for the solved fields, so the error names the rule rather than a solved architecture."""
+        n_heads = choices.get("n_heads", ArchConfig.model_fields["n_heads"].default)
+        if "d_model" in b.free:
+            head_dim = 2 * b.head_dim_multiple  # even, as on the solver's grid
+        else:  # the solver's head_dim for a fixed d_model
+            head_dim = choices.get("d_model", ArchConfig.model_fields["d_model"].default) // max(1, n_heads)
+        head_dim = choices.get("head_dim") or head_dim
+        stand_in = {"d_model": n_heads * head_dim, "d_ff": 4 * n_heads * head_dim}
+        probe = {**{k: v for k, v in stand_in.items() if k in b.free}, "head_dim": head_dim, **choices}
+        if "n_layers" in b.free:
+            probe["n_layers"] = 1
+        try:
+            ArchConfig(**probe)
+        except ValidationError as e:
+            key, message = validation_problem(e)
+            return f"{self.path or '<space>'}: invalid architecture: {f'{key}: ' if key else ''}{message}"
+        return None
+
+    def _solve(self, choices: dict[str, Any], budget_axes: dict[str, Any]) -> Solution | BudgetError:
+        """The solver's architecture for these choices, or the error (naming where the budget was given)."""
+        b = self.spec.budget or BudgetSpec(value=self.budget.value)
+        problem = self._choices_problem(choices, b)
+        if problem is not None:
+            return BudgetError(problem)
+        try:
+            solution = solve(
+                choices,
+                self.budget,
+                free=tuple(b.free),
+                ffn_ratio=float(budget_axes.get("ffn_ratio", 4.0)),
+                match_gated=b.match_gated,
+                aspect_ratio=budget_axes.get("aspect_ratio"),
+                head_dim_multiple=b.head_dim_multiple,
+                d_model_multiple=b.d_model_multiple,
+                d_ff_multiple=b.d_ff_multiple,
+            )
+        except BudgetError as e:
+            return BudgetError(f"{self.budget_where}: {e}")
+        if "d_model" in b.free:
+            n_heads = choices.get("n_heads", ArchConfig.model_fields["n_heads"].default)
+            step = b.d_model_multiple if choices.get("head_dim") else b.head_dim_multiple * n_heads
+            if solution.arch.d_model >= MAX_CANDIDATES * step:  # the solver's largest width: the budget is beyond it
+                more = "" if "n_layers" in b.free else ", or free n_layers"
+                return BudgetError(
+                    f"{self.budget_where}: {self.budget.describe()} is above the largest architecture these "
+                    f"choices reach at ffn_ratio {budget_axes.get('ffn_ratio', 4.0)} (d_model at most "
+                    f"{MAX_CANDIDATES * step:,}); lower the budget{more}"
+                )
+        return solution
 
 
 def _matches(conditions: dict[str, Any], known: dict[str, Any]) -> bool:
@@ -207,12 +277,7 @@ def space_from_dict(data: dict[str, Any], path: str | Path | None = None) -> Spa
     try:
         spec = SpaceFile.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed here: {_allowed_keys(err['loc'])}"
-        raise SpaceError(path, key, msg) from None
+        raise validation_error(e, path, allowed_keys=_allowed_keys) from None
     check_semantics(spec, path)
     return Space(spec, str(path) if path else None)
 

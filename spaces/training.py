@@ -10,6 +10,7 @@ trial row records it; those two lists are derived from here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,41 +66,14 @@ class TrainConfig:
     flops_convention: str = _f(DEFAULT_FLOPS_CONVENTION)
 
     def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> UserError:
-            return UserError(f"{name}: {allowed}, got {getattr(self, name)!r}")
-
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"allowed values are {list(SCHEDULES)}")
-        if self.device not in DEVICES:
-            raise bad("device", f"allowed values are {list(DEVICES)}")
-        if self.flops_convention not in FLOPS_CONVENTIONS:
-            raise bad("flops_convention", f"allowed values are {list(FLOPS_CONVENTIONS)}")
-        for name in ("tokens", "batch_size", "eval_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "must be a positive integer")
-        for name in ("warmup_tokens", "checkpoint_every_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise bad(name, "must be >= 0 or None")
-        for name in ("eval_every_tokens", "tokens_per_step", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise bad(name, "must be >= 1 or None")
-        if not self.lr > 0:
-            raise bad("lr", "must be > 0")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "must be >= 0")
-        if not self.embedding_lr_mult > 0:
-            raise bad("embedding_lr_mult", "must be > 0")
-        if not self.router_aux_loss_coef >= 0:
-            raise bad("router_aux_loss_coef", "must be >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", "must be in [0, 1]")
-        if not 0 <= self.wsd_decay_frac <= 1:
-            raise bad("wsd_decay_frac", "must be in [0, 1]")
+        for f in dataclasses.fields(self):
+            problem = value_problem(f.name, getattr(self, f.name))
+            if problem is not None:
+                raise UserError(f"{f.name}: {problem}")
         if self.warmup_tokens is not None and self.warmup_tokens > self.tokens:
-            raise bad(
-                "warmup_tokens",
-                f"must be at most the run's {self.tokens:,} tokens (a warmup longer than "
-                "the run never reaches the peak learning rate)",
+            raise UserError(
+                f"warmup_tokens: must be at most the run's {self.tokens:,} tokens (a warmup longer than "
+                f"the run never reaches the peak learning rate), got {self.warmup_tokens!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +86,48 @@ class TrainConfig:
         if unknown:
             raise UserError(f"unknown TrainConfig field(s) {sorted(unknown)}; allowed: {sorted(names)}")
         return cls(**d)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# field -> (whether a value can ever be valid, whatever the other fields are; what is allowed)
+_VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _number(v) and v > 0, "must be a number > 0"),
+    "warmup_tokens": (lambda v: v is None or _number(v) and v >= 0, "must be >= 0 or None"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "must be a number >= 0"),
+    "batch_size": (lambda v: _integer(v) and v >= 1, "must be a positive integer"),
+    "tokens": (lambda v: _integer(v) and v >= 1, "must be a positive integer"),
+    "schedule": (lambda v: v in SCHEDULES, f"allowed values are {list(SCHEDULES)}"),
+    "eval_every_tokens": (lambda v: v is None or _number(v) and v >= 1, "must be >= 1 or None"),
+    "eval_tokens": (lambda v: _integer(v) and v >= 1, "must be a positive integer"),
+    "checkpoint_every_tokens": (lambda v: v is None or _number(v) and v >= 0, "must be >= 0 or None"),
+    "tokens_per_step": (lambda v: v is None or _number(v) and v >= 1, "must be >= 1 or None"),
+    "grad_clip": (lambda v: v is None or _number(v) and v >= 0, "must be >= 0 or None (0 or None: no clipping)"),
+    "threads": (lambda v: v is None or _number(v) and v >= 1, "must be >= 1 or None"),
+    "device": (lambda v: v in DEVICES, f"allowed values are {list(DEVICES)}"),
+    "min_lr_ratio": (lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    "wsd_decay_frac": (lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    "beta1": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
+    "beta2": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
+    "router_aux_loss_coef": (lambda v: _number(v) and v >= 0, "must be a number >= 0"),
+    "embedding_lr_mult": (lambda v: _number(v) and v > 0, "must be a number > 0"),
+    "flops_convention": (lambda v: v in FLOPS_CONVENTIONS, f"allowed values are {list(FLOPS_CONVENTIONS)}"),
+}
+
+
+def value_problem(name: str, value: Any) -> str | None:
+    """Why `value` can never be TrainConfig field `name`, whatever the other fields are (what is
+    allowed, and the value given); None if it can. `TrainConfig` and space files check with this."""
+    rule = _VALUE_RULES.get(name)
+    if rule is None or rule[0](value):
+        return None
+    return f"{rule[1]}, got {value!r}"
 
 
 #: Training fields a space file's `train:` block may search (or fix).

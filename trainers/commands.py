@@ -47,11 +47,14 @@ def train_command(
 ) -> None:
     """Train one architecture on one data source; write curves, summary and checkpoints to --out."""
     from archscale.spaces import ArchConfig
+    from archscale.spaces.training import value_problem
 
     try:
         arch_config = ArchConfig.from_file(str(arch))
     except ValueError as e:  # SpaceError: names the file and the field
         _fail(str(e))
+    if lr is not None and (problem := value_problem("lr", lr)) is not None:
+        _fail(f"--lr: {problem}")  # a flag's value is named as the flag, before --out is touched
     summary_path = out / "summary.json"
     resume_from = None
     if resume:

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archscale.spaces import BudgetError, SpaceError, count
+from archscale.spaces.cli_options import budget_override
+from archscale.spaces.errors import UserError
 from archscale.spaces.space import load_space, shipped_spaces, space_from_dict
 from archscale.trainers import build_model
 
@@ -74,6 +76,27 @@ def test_conditions_and_defaults():
             assert not s.arch.qk_norm and s.arch.norm_position == "pre"  # forbid rule holds
             checked += 1
     assert checked >= 5  # the branch above ran: the rule was checked on real samples
+
+
+def test_impossible_budgets_name_where_they_were_given():
+    tiny = load_space(SHIPPED["tiny"])
+    with pytest.raises(BudgetError, match=r"^--budget-params: params budget 1,000 is below"):
+        tiny.with_budget(*budget_override(1_000, None, None)).sample_random(0)
+    with pytest.raises(BudgetError, match=r"^\S*tiny.yaml: budget.value: params budget 1,000 is below"):
+        tiny.with_budget("params", 1_000, 0.01).sample_random(0)  # derived from the file's budget (a rung)
+    with pytest.raises(BudgetError, match=r"tiny.yaml: budget.value: .* is above the largest architecture"):
+        space_from_dict({**tiny.spec.model_dump(), "budget": {"value": 1e15}}, tiny.path).sample_random(0)
+    with pytest.raises(UserError, match=r"^--budget-flops-per-token: must be > 0, got -1"):
+        tiny.with_budget(*budget_override(None, None, -1))
+
+
+def test_a_distinct_choice_is_solved_once():
+    space = load_space(SHIPPED["tiny"])
+    samples = [space.sample_random(seed) for seed in range(50)]
+    distinct = {tuple(sorted(s.choices.items(), key=str)) for s in samples}
+    assert len(space._solved) == len(distinct) < len(samples)  # every repeat came from the cache
+    again = space.sample_random(0)
+    assert again.arch == samples[0].arch and again.counts == samples[0].counts
 
 
 def test_budget_override_and_infeasible_range():
@@ -144,6 +167,28 @@ BAD = [
         "arch.n_experts",
         "only read under ffn_type in {moe}, but this space can sample ffn_type=dense",
     ),
+    # fixed values that can never be valid, refused at load with the rule named
+    ({"arch": {"n_heads": {"choices": [2, 4]}, "n_kv_heads": 3}}, "arch.n_kv_heads", "with n_heads=2 none of [3]"),
+    ({"arch": {"n_heads": 4, "n_kv_heads": {"choices": [3, 8]}}}, "arch.n_kv_heads", "allowed with n_heads=4"),
+    ({"arch": {"position": "rope", "head_dim": 7}}, "arch.head_dim", "rope needs an even head_dim"),
+    ({"arch": {"position": {"choices": ["alibi", "rope"]}, "head_dim": 7}}, "arch.head_dim", "position=rope"),
+    (
+        {"arch": {"position": "rope"}, "budget": {"value": 3.0e4, "head_dim_multiple": 3}},
+        "budget.head_dim_multiple",
+        "rope needs an even head_dim, got 3",
+    ),
+    ({"arch": {"ffn_activation": {"choices": ["relu"], "when": {"norm": "batchnorm"}}}}, "when.norm", "batchnorm"),
+    # training values, by TrainConfig's own rules
+    ({"train": {"lr": -0.1}}, "train.lr", "must be a number > 0, got -0.1"),
+    ({"train": {"lr": {"choices": [1.0e-3, "fast"]}}}, "train.lr", "got 'fast'"),
+    ({"train": {"weight_decay": -1.0}}, "train.weight_decay", ">= 0"),
+    ({"train": {"grad_clip": -1.0}}, "train.grad_clip", ">= 0 or None"),
+    ({"train": {"warmup_tokens": {"low": -10, "high": 100}}}, "train.warmup_tokens", ">= 0"),
+    ({"train": {"schedule": "sawtooth"}}, "train.schedule", "'cosine', 'wsd'"),
+    ({"train": {"batch_size": 2.5}}, "train.batch_size", "positive integer"),
+    # pydantic's errors in the project's form: the value given, no URL
+    ({"budget": {"value": "lots"}}, "budget.value", "got 'lots'"),
+    ({"arch": {"n_layers": {"value": {"a": 1}}}}, "arch.n_layers.value", "a valid boolean or a valid integer"),
 ]
 
 
