@@ -130,11 +130,13 @@ def _check_position_rules(spec: SpaceFile, path: str | Path | None) -> None:
 
 
 def _check_base_shapes(spec: SpaceFile, path: str | Path | None) -> None:
-    """base_d_model / base_n_layers only mean something under the parametrisations that read them:
-    refuse a space where one is set for a parametrisation it could be sampled with that ignores it."""
+    """The base shapes (base_d_model, base_head_dim, base_d_ff, base_n_layers) only mean something under
+    the parametrisations that read them: refuse a space where one is set for a parametrisation it could
+    be sampled with that ignores it."""
     p_axis = spec.arch.get("parametrization")
     possible = _axis_values(p_axis) if p_axis is not None else ["standard"]
-    for name, rule in (("base_d_model", "width"), ("base_n_layers", "depth")):
+    base_shapes = {"base_d_model": "width", "base_head_dim": "width", "base_d_ff": "width", "base_n_layers": "depth"}
+    for name, rule in base_shapes.items():
         axis = spec.arch.get(name)
         if axis is None:
             continue

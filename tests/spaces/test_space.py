@@ -295,6 +295,9 @@ def test_base_shapes_only_where_the_parametrization_reads_them():
         space_from_dict({"arch": {"parametrization": either, "base_d_model": 64}})
     with pytest.raises(SpaceError, match=r"arch.base_n_layers: .* can sample parametrization=mup"):
         space_from_dict({"arch": {"parametrization": "mup", "base_n_layers": 2}})
+    for name in ("base_head_dim", "base_d_ff"):  # the width base's other shapes, like base_d_model
+        with pytest.raises(SpaceError, match=rf"arch.{name}: .* can sample parametrization=standard"):
+            space_from_dict({"arch": {"parametrization": either, name: 16}})
     space = space_from_dict(
         {"arch": {"parametrization": either, "base_d_model": {"value": 32, "when": {"parametrization": "mup"}}}}
     )
