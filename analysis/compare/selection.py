@@ -1,0 +1,87 @@
+"""The reported best is selected: the probability each configuration is best, and intervals corrected for it.
+
+* ``p_best``: for each configuration of a cell, the probability that its true mean is the lowest,
+  from draws ``mean_i + se_i * t(dof_i)`` (each configuration's own noise, or its borrowed
+  variance with that variance's degrees of freedom), with its Monte Carlo standard error
+  ``sqrt(p (1 - p) / draws)``. Configurations with no noise estimate take no part (null).
+* ``selected_best``: a parametric bootstrap of the **whole selection**. Truths are the observed
+  means shrunk towards their precision-weighted mean by the empirical-Bayes factor
+  ``tau^2 / (tau^2 + se_i^2)``, ``tau^2 = max(0, var(means) - mean(se^2))`` (plugging in the raw
+  means would make the candidates look further apart than they are, and so understate the
+  winner's curse; with all truths equal, ``tau^2`` is ~0 and the whole curse is simulated). Each
+  draw simulates every mean, picks the lowest, and records how far the picked mean lies below its
+  own truth, and how far the picked lead over the runner-up exceeds the true difference between
+  those two. The quantiles of those errors turn the observed best mean and lead into intervals
+  that include the selection (``best_lo/best_hi``, ``lead_lo/lead_hi``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Draws for p_best and the selection bootstrap (Monte Carlo error of p_best <= 0.5/sqrt(draws) ~ 0.008).
+DRAWS = 4000
+
+
+def _draws(rng: np.random.Generator, center: np.ndarray, se: np.ndarray, dof: np.ndarray, draws: int) -> np.ndarray:
+    t = rng.standard_t(np.where(np.isfinite(dof), dof, 1e6)[None, :], size=(draws, center.size))
+    return center[None, :] + se[None, :] * t
+
+
+def p_best(mean: np.ndarray, se: np.ndarray, dof: np.ndarray, *, draws: int = DRAWS, seed: int = 0):
+    """``(p, mc_se)`` per configuration (NaN where se is unknown)."""
+    mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
+    ok = np.isfinite(mean) & np.isfinite(se) & (se >= 0)
+    p = np.full(mean.shape, np.nan)
+    if ok.sum() == 0:
+        return p, p.copy()
+    if ok.sum() == 1:
+        p[ok] = 1.0
+        return p, np.where(ok, 0.0, np.nan)
+    sims = _draws(np.random.default_rng(seed), mean[ok], se[ok], dof[ok], draws)
+    winner = np.argmin(sims, axis=1)
+    p[ok] = np.bincount(winner, minlength=ok.sum()) / draws
+    return p, np.sqrt(p * (1 - p) / draws)
+
+
+def shrunk_truths(mean: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Empirical-Bayes truths for the selection bootstrap (see the module docstring)."""
+    w = 1 / np.maximum(se, 1e-12) ** 2
+    center = np.sum(w * mean) / np.sum(w)
+    tau2 = max(0.0, float(np.var(mean, ddof=1)) - float(np.mean(se**2))) if mean.size > 1 else 0.0
+    return center + tau2 / (tau2 + se**2) * (mean - center)
+
+
+def selected_best(
+    mean: np.ndarray, se: np.ndarray, dof: np.ndarray, *, level: float = 0.95, draws: int = DRAWS, seed: int = 0
+) -> dict[str, float]:
+    """The selection-corrected interval of the best (lowest) mean and of its lead over the
+    runner-up, over configurations with a noise estimate. Keys ``best_lo, best_hi, lead,
+    lead_lo, lead_hi, optimism`` (the mean amount the selected mean lies below its truth)."""
+    mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
+    ok = np.isfinite(mean) & np.isfinite(se)
+    mean, se, dof = mean[ok], se[ok], dof[ok]
+    nan = {k: float("nan") for k in ("best_lo", "best_hi", "lead", "lead_lo", "lead_hi", "optimism")}
+    if mean.size == 0:
+        return nan
+    rng = np.random.default_rng(seed)
+    truth = shrunk_truths(mean, se)
+    sims = _draws(rng, truth, se, dof, draws)
+    order = np.argsort(sims, axis=1)
+    first, second = order[:, 0], order[:, 1] if mean.size > 1 else order[:, 0]
+    rows = np.arange(draws)
+    err = sims[rows, first] - truth[first]  # < 0: the picked one looks better than it is
+    q = ((1 - level) / 2, (1 + level) / 2)
+    e_lo, e_hi = np.quantile(err, q)
+    sorted_obs = np.sort(mean)
+    out = {
+        "best_lo": float(sorted_obs[0] - e_hi),
+        "best_hi": float(sorted_obs[0] - e_lo),
+        "optimism": float(-err.mean()),
+    }
+    if mean.size < 2:
+        return {**nan, **out}
+    lead_err = (sims[rows, second] - sims[rows, first]) - (truth[second] - truth[first])
+    l_lo, l_hi = np.quantile(lead_err, q)
+    lead = float(sorted_obs[1] - sorted_obs[0])
+    return {**out, "lead": lead, "lead_lo": lead - float(l_hi), "lead_hi": lead - float(l_lo)}
