@@ -155,15 +155,24 @@ def noise_model(per_config: pl.DataFrame) -> NoiseModel:
 
 def cell_variances(per_config: pl.DataFrame, *, by: list[str]) -> pl.DataFrame:
     """``per_config`` with the variance of one run each configuration is judged with: ``var``,
-    ``var_dof``, ``noise`` (``own seeds``, ``noise model``, ``none``) and ``noise_why`` (why a
+    ``var_dof`` (its own, or borrowed), ``var_moderated``/``dof_moderated`` (a replicated
+    configuration's own variance combined with the model's prediction as a prior worth its
+    effective dof, as limma moderates variances: what the selection simulation draws from,
+    where 2-dof variances drawn independently would make the minimum of ten draws absurdly
+    heavy-tailed), ``noise`` (``own seeds``, ``noise model``, ``none``) and ``noise_why`` (why a
     one-run configuration has none). The model is fitted per ``by`` group (a run)."""
     parts = []
     for _, part in per_config.group_by(by, maintain_order=True):
         model = noise_model(part)
         own = (part["n"] >= 2).to_numpy() & part["std"].fill_null(np.nan).is_finite().to_numpy()
         borrowed, k, why = model.borrow(_covariates(part), part.height)
-        var = np.where(own, part["std"].fill_null(np.nan).to_numpy() ** 2, borrowed)
-        dof = np.where(own, part["n"].to_numpy() - 1.0, k)
+        s2, k_own = part["std"].fill_null(np.nan).to_numpy() ** 2, part["n"].to_numpy() - 1.0
+        var = np.where(own, s2, borrowed)
+        dof = np.where(own, k_own, k)
+        # moderated (limma-style): the model's prediction as a prior worth k dof, the own s^2 worth n - 1
+        prior_ok = np.isfinite(borrowed) & np.isfinite(k)
+        mod_var = np.where(own & prior_ok, (k * borrowed + k_own * s2) / np.where(prior_ok, k + k_own, 1), var)
+        mod_dof = np.where(own & prior_ok, np.minimum(k + k_own, MAX_DOF), dof)
         kind = np.where(own, "own seeds", np.where(np.isfinite(borrowed), "noise model", "none"))
         why = [
             None if o or np.isfinite(b) else (NO_NOISE if not w else f"{NO_NOISE} ({w})")
@@ -173,6 +182,8 @@ def cell_variances(per_config: pl.DataFrame, *, by: list[str]) -> pl.DataFrame:
             part.with_columns(
                 var=pl.Series(var, dtype=pl.Float64).fill_nan(None),
                 var_dof=pl.Series(dof, dtype=pl.Float64).fill_nan(None),
+                var_moderated=pl.Series(mod_var, dtype=pl.Float64).fill_nan(None),
+                dof_moderated=pl.Series(mod_dof, dtype=pl.Float64).fill_nan(None),
                 noise=pl.Series(kind, dtype=pl.String),
                 noise_why=pl.Series(why, dtype=pl.String),
             )
@@ -180,6 +191,7 @@ def cell_variances(per_config: pl.DataFrame, *, by: list[str]) -> pl.DataFrame:
     if not parts:
         return per_config.with_columns(
             var=pl.lit(None, pl.Float64), var_dof=pl.lit(None, pl.Float64),
+            var_moderated=pl.lit(None, pl.Float64), dof_moderated=pl.lit(None, pl.Float64),
             noise=pl.lit(None, pl.String), noise_why=pl.lit(None, pl.String),
         )  # fmt: skip
     return pl.concat(parts)

@@ -23,7 +23,7 @@ import polars as pl
 from archscale.analysis.data.cells import configuration, display_name, with_budget_cells, with_identity_columns
 
 from .noise import cell_variances
-from .selection import p_best, selected_best
+from .selection import SharedSeeds, p_best, seed_correlation, selected_best
 from .stats import MIN_EFFECT, holm, seeds_needed_range, t_test, verdict
 
 
@@ -43,16 +43,40 @@ def _per_config(done: pl.DataFrame, metric: str) -> pl.DataFrame:
         mean=pl.col(metric).mean(),
         std=pl.col(metric).std(),
         budget=pl.col("compute").mean() if "compute" in done.columns else pl.lit(None, pl.Float64),
+        seeds=pl.col("seed").drop_nulls().unique().sort(),
         **optional,
     )
-    return cell_variances(per.sort("run", "cell", "config"), by=["run"])
+    return cell_variances(per.sort("run", "cell", "config"), by=["run"]).join(
+        _seed_correlations(done, metric), on=["run", "cell"], how="left"
+    )
+
+
+def _seed_correlations(done: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """``seed_corr`` per ``(run, cell)``: ``selection.seed_correlation`` over its configurations."""
+    rows = []
+    for (run, cell), part in done.filter(pl.col("seed").is_not_null()).group_by("run", "cell", maintain_order=True):
+        wide = part.group_by("config", "seed").agg(y=pl.col(metric).mean()).pivot("seed", index="config", values="y")
+        y = wide.drop("config").to_numpy().astype(float) if wide.width > 1 else np.zeros((0, 0))
+        rows.append({"run": run, "cell": cell, "seed_corr": seed_correlation(y) if y.size else 0.0})
+    return pl.DataFrame(rows, schema={"run": pl.String, "cell": pl.String, "seed_corr": pl.Float64})
+
+
+def shared_seeds(part: pl.DataFrame) -> SharedSeeds | None:
+    """The shared-seed structure of one cell of a ranking (its ``seeds`` and ``seed_corr``)."""
+    rho = part["seed_corr"].fill_null(0.0)[0] if part.height else 0.0
+    lists = part["seeds"].to_list()
+    if rho <= 0 or any(not s for s in lists):
+        return None
+    index = {seed: i for i, seed in enumerate(sorted({x for s in lists for x in s}))}
+    return SharedSeeds([[index[x] for x in s] for s in lists], len(index), float(rho))
 
 
 def _with_p_best(per: pl.DataFrame, seed: int) -> pl.DataFrame:
     parts = []
     for i, (_, part) in enumerate(per.group_by("run", "cell", maintain_order=True)):
-        se = (part["var"].fill_null(np.nan) / part["n"]).sqrt().to_numpy()
-        p, mc = p_best(part["mean"].to_numpy(), se, part["var_dof"].fill_null(np.nan).to_numpy(), seed=seed + i)
+        se = (part["var_moderated"].fill_null(np.nan) / part["n"]).sqrt().to_numpy()
+        dof = part["dof_moderated"].fill_null(np.nan).to_numpy()
+        p, mc = p_best(part["mean"].to_numpy(), se, dof, shared=shared_seeds(part), seed=seed + i)
         parts.append(part.with_columns(p_best=pl.Series(p).fill_nan(None), p_best_mc_se=pl.Series(mc).fill_nan(None)))
     return (
         pl.concat(parts)
@@ -63,7 +87,8 @@ def _with_p_best(per: pl.DataFrame, seed: int) -> pl.DataFrame:
 
 RANKING_COLUMNS = (
     "run", "cell", "rank", "name", "config", "arch_id", "lr", "n", "mean", "std", "lo", "hi", "interval",
-    "budget", "noise", "noise_why", "var", "var_dof", "p_best", "p_best_mc_se",
+    "budget", "noise", "noise_why", "var", "var_dof", "p_best", "p_best_mc_se", "seeds", "seed_corr",
+    "var_moderated", "dof_moderated",
 )  # fmt: skip
 
 
@@ -73,9 +98,11 @@ def rank_configurations(
     """Configurations ranked by seed-averaged ``metric`` within each ``(run, cell)``.
 
     Columns: ``run, cell, rank, name, config, arch_id, lr, n, mean, std, lo, hi, interval, budget,
-    noise, noise_why, var, var_dof, p_best, p_best_mc_se``. The interval is a t-interval on the
-    mean from the configuration's own seeds (n >= 2, ``own seeds``); with one seed, from the
-    variance the run's noise model lends it (``noise model, dof k``: ``compare.noise``); else none
+    noise, noise_why, var, var_dof, p_best, p_best_mc_se, seeds, seed_corr`` (the seeds each ran
+    and the correlation of runs with one seed in the cell: ``selection.seed_correlation``). The
+    interval is a t-interval on the mean from the configuration's own seeds (n >= 2, ``own
+    seeds``); with one seed, from the variance the run's noise model lends it (``noise model,
+    dof k``: ``compare.noise``); else none
     (``interval = "none"``, lo/hi null, ``noise_why`` says why). ``p_best``: the probability the
     configuration is the best of its cell, with its Monte Carlo error (``compare.selection``;
     null for a configuration without a noise estimate, which takes no part)."""
@@ -242,10 +269,9 @@ def best_interval(ranking: pl.DataFrame, *, level: float = 0.95, seed: int = 0) 
     configurations with a noise estimate (``candidates`` of them)."""
     rows = []
     for i, ((run, cell), part) in enumerate(ranking.group_by("run", "cell", maintain_order=True)):
-        se = (part["var"].fill_null(np.nan) / part["n"]).sqrt().to_numpy()
-        sel = selected_best(
-            part["mean"].to_numpy(), se, part["var_dof"].fill_null(np.nan).to_numpy(), level=level, seed=seed + i
-        )
+        se = (part["var_moderated"].fill_null(np.nan) / part["n"]).sqrt().to_numpy()
+        dof = part["dof_moderated"].fill_null(np.nan).to_numpy()
+        sel = selected_best(part["mean"].to_numpy(), se, dof, shared=shared_seeds(part), level=level, seed=seed + i)
         judged = part.filter(pl.col("var").is_not_null()).sort("mean")
         name = judged["name"][0] if judged.height else None
         rows.append({"run": run, "cell": cell, "name": name, "candidates": judged.height, **sel})

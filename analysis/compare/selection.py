@@ -13,9 +13,16 @@
   own truth, and how far the picked lead over the runner-up exceeds the true difference between
   those two. The quantiles of those errors turn the observed best mean and lead into intervals
   that include the selection (``best_lo/best_hi``, ``lead_lo/lead_hi``).
+* **Shared seeds.** Runs with one seed share part of their noise (the same data order: a seed
+  block, the rungs of a ladder). ``seed_correlation`` estimates the shared part from the
+  configurations' runs on common seeds, and the draws give every seed one shared normal, so the
+  configurations that ran it move together: the shared part does not help the selection (it
+  moves every candidate alike) but stays in the best's absolute interval.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,12 +30,68 @@ import numpy as np
 DRAWS = 4000
 
 
-def _draws(rng: np.random.Generator, center: np.ndarray, se: np.ndarray, dof: np.ndarray, draws: int) -> np.ndarray:
-    t = rng.standard_t(np.where(np.isfinite(dof), dof, 1e6)[None, :], size=(draws, center.size))
-    return center[None, :] + se[None, :] * t
+@dataclass(frozen=True)
+class SharedSeeds:
+    """Which seeds each configuration ran (``seeds[i]``, indices into the cell's seeds) and the
+    correlation ``rho`` of two configurations' runs with one seed (``seed_correlation``)."""
+
+    seeds: list[list[int]]
+    n_seeds: int
+    rho: float
 
 
-def p_best(mean: np.ndarray, se: np.ndarray, dof: np.ndarray, *, draws: int = DRAWS, seed: int = 0):
+def seed_correlation(y: np.ndarray) -> float:
+    """The shared part of the seed noise: the mean Pearson correlation, over every pair of
+    configurations, of their losses across the seeds both ran (``y``: configurations x seeds, NaN
+    where not run; pairs with 3+ common seeds), clipped to [0, 0.95]; 0 with no such pair."""
+    rs = []
+    for i in range(y.shape[0]):
+        for j in range(i + 1, y.shape[0]):
+            both = np.isfinite(y[i]) & np.isfinite(y[j])
+            if both.sum() >= 3 and np.std(y[i, both]) > 0 and np.std(y[j, both]) > 0:
+                rs.append(np.corrcoef(y[i, both], y[j, both])[0, 1])
+    return float(np.clip(np.mean(rs), 0.0, 0.95)) if rs else 0.0
+
+
+def _draws(
+    rng: np.random.Generator,
+    center: np.ndarray,
+    se: np.ndarray,
+    dof: np.ndarray,
+    draws: int,
+    shared: SharedSeeds | None = None,
+) -> np.ndarray:
+    """Simulated means: ``center + sigma* (sqrt(rho) zbar_seeds + sqrt(1 - rho) u / sqrt(n))`` with
+    ``sigma* = sigma_hat sqrt(k / chi2_k)`` (the variance's own uncertainty), ``z`` one normal per
+    seed shared by every configuration that ran it; with ``rho = 0`` this is ``se * t(k)``."""
+    k = np.where(np.isfinite(dof), dof, 1e6)
+    scale = np.sqrt(k[None, :] / rng.chisquare(k[None, :], size=(draws, center.size)))
+    own = rng.standard_normal((draws, center.size))
+    if shared is None or shared.rho <= 0:
+        return center[None, :] + se[None, :] * scale * own
+    n = np.array([len(s) for s in shared.seeds], float)
+    z = rng.standard_normal((draws, shared.n_seeds))
+    zbar = np.column_stack([z[:, s].mean(axis=1) for s in shared.seeds])
+    sigma = se * np.sqrt(n)
+    noise = np.sqrt(shared.rho) * zbar + np.sqrt(1 - shared.rho) * own / np.sqrt(n)[None, :]
+    return center[None, :] + sigma[None, :] * scale * noise
+
+
+def _subset(shared: SharedSeeds | None, ok: np.ndarray) -> SharedSeeds | None:
+    if shared is None:
+        return None
+    return SharedSeeds([s for s, keep in zip(shared.seeds, ok, strict=True) if keep], shared.n_seeds, shared.rho)
+
+
+def p_best(
+    mean: np.ndarray,
+    se: np.ndarray,
+    dof: np.ndarray,
+    *,
+    shared: SharedSeeds | None = None,
+    draws: int = DRAWS,
+    seed: int = 0,
+):
     """``(p, mc_se)`` per configuration (NaN where se is unknown)."""
     mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
     ok = np.isfinite(mean) & np.isfinite(se) & (se >= 0)
@@ -38,7 +101,7 @@ def p_best(mean: np.ndarray, se: np.ndarray, dof: np.ndarray, *, draws: int = DR
     if ok.sum() == 1:
         p[ok] = 1.0
         return p, np.where(ok, 0.0, np.nan)
-    sims = _draws(np.random.default_rng(seed), mean[ok], se[ok], dof[ok], draws)
+    sims = _draws(np.random.default_rng(seed), mean[ok], se[ok], dof[ok], draws, _subset(shared, ok))
     winner = np.argmin(sims, axis=1)
     p[ok] = np.bincount(winner, minlength=ok.sum()) / draws
     return p, np.sqrt(p * (1 - p) / draws)
@@ -53,20 +116,28 @@ def shrunk_truths(mean: np.ndarray, se: np.ndarray) -> np.ndarray:
 
 
 def selected_best(
-    mean: np.ndarray, se: np.ndarray, dof: np.ndarray, *, level: float = 0.95, draws: int = DRAWS, seed: int = 0
+    mean: np.ndarray,
+    se: np.ndarray,
+    dof: np.ndarray,
+    *,
+    shared: SharedSeeds | None = None,
+    level: float = 0.95,
+    draws: int = DRAWS,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The selection-corrected interval of the best (lowest) mean and of its lead over the
     runner-up, over configurations with a noise estimate. Keys ``best_lo, best_hi, lead,
     lead_lo, lead_hi, optimism`` (the mean amount the selected mean lies below its truth)."""
     mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
     ok = np.isfinite(mean) & np.isfinite(se)
+    shared = _subset(shared, ok)
     mean, se, dof = mean[ok], se[ok], dof[ok]
     nan = {k: float("nan") for k in ("best_lo", "best_hi", "lead", "lead_lo", "lead_hi", "optimism")}
     if mean.size == 0:
         return nan
     rng = np.random.default_rng(seed)
     truth = shrunk_truths(mean, se)
-    sims = _draws(rng, truth, se, dof, draws)
+    sims = _draws(rng, truth, se, dof, draws, shared)
     order = np.argsort(sims, axis=1)
     first, second = order[:, 0], order[:, 1] if mean.size > 1 else order[:, 0]
     rows = np.arange(draws)

@@ -91,7 +91,8 @@ def test_a_null_difference_is_within_noise_and_says_how_many_seeds_to_run() -> N
     assert row["seeds_needed"] == expected and row["seeds_needed"] > 3 and row["min_effect"] == 0.02
     assert row["seeds_needed_lo"] < row["seeds_needed"] < row["seeds_needed_hi"]
     text = verdicts_text(verdicts(trials, scaling=NO_FITS))
-    assert "within noise" in text and "would resolve it" in text and "n=3" in text
+    assert "within noise" in text and "would resolve a 0.02-nat difference" in text and "n=3" in text
+    assert "is best with probability" in text and "corrected for its selection" in text
 
 
 def test_pairing_shrinks_the_interval_when_seeds_share_noise(tmp_path: Path) -> None:
@@ -283,9 +284,10 @@ def test_verdicts_say_why_a_family_has_no_power_law(tmp_path: Path) -> None:
 
 def test_verdicts_on_the_synthetic_fixtures(search_dir: Path, study_dir: Path) -> None:
     v = verdicts([search_dir, study_dir], bootstrap=10)
-    assert v.best is not None and v.comparisons == int(
-        v.differences["p"].is_not_null().sum() + v.effects["p"].is_not_null().sum()
-    )
+    # the best is selected: every pair of the headline cell's architectures is in the family
+    k = v.ranking.height
+    assert v.best is not None and v.comparisons == k * (k - 1) // 2 + int(v.effects["p"].is_not_null().sum())
+    assert v.ranking["p_best"].sum() == pytest.approx(1.0) and v.best["best_lo"] < v.best["mean"]
     family = v.effects.filter(pl.col("axis") == "group").row(0, named=True)
     assert family["method"] == "paired" and family["verdict"] == "resolved" and family["effect"] < 0
     assert any("early stopping" in n for n in v.notes)
