@@ -85,3 +85,31 @@ def null_ladders(
         e = np.sqrt(shared) * common + np.sqrt(1 - shared) * rng.normal(0, 1, n.size)
         out[k] = (compute, truth + noise * e)
     return out
+
+
+def ladder_search_noisy(
+    rng: np.random.Generator,
+    *,
+    ladders: int = 4,
+    rungs: tuple[float, ...] = LADDER_SEARCH_RUNGS,
+    noise: float = 0.045,
+    sd_ratio: float = 1.0,
+    shared: float = 0.0,
+    floor: bool = True,
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, tuple[float, float, float]]]:
+    """``synthetic.ladder_search_runs``' truths with the noise real searches have: the first half
+    of the ladders at ``noise / sqrt(sd_ratio)``, the rest at ``noise * sqrt(sd_ratio)`` (a
+    ``sd_ratio`` between them, geometric mean ``noise``); ``shared`` of the noise variance common
+    to every ladder's rung r (one seed per rung); ``floor=False``: the truth has no floor (E = 0,
+    the same losses minus ``TINY_POWER``'s E)."""
+    from .synthetic import ladder_search_runs
+
+    clean, truth = ladder_search_runs(rng, ladders=ladders, rungs=rungs, noise=0.0)
+    e0 = 0.0 if floor else TINY_POWER["E"]
+    common = rng.normal(0, 1, len(rungs))
+    out = {}
+    for k, (compute, loss) in clean.items():
+        sd = noise / np.sqrt(sd_ratio) if k < ladders // 2 else noise * np.sqrt(sd_ratio)
+        e = np.sqrt(shared) * common + np.sqrt(1 - shared) * rng.normal(0, 1, len(rungs))
+        out[k] = (compute, loss - e0 + sd * e)
+    return out, {k: (e - e0, a, alpha) for k, (e, a, alpha) in truth.items()}
