@@ -222,7 +222,10 @@ def _one_ladder_search(simulated: Any, seed: int) -> dict[str, Any]:
     chosen = min(predicted.values(), key=lambda v: v[0][0]) if predicted else None
     selected = [_mark(chosen[0][1], chosen[0][2], chosen[1])] if chosen else [None]
     quantities = {"loss at 10x top rung": marks, "loss at 10x top rung, selected": selected}
-    return {"interval": "parametric bootstrap", "quantities": quantities}
+    widths = [p[2] - p[1] for p, _ in predicted.values()]
+    truths_at = [t for _, t in predicted.values()]
+    spread = float(max(truths_at) - min(truths_at)) if truths_at else float("nan")
+    return {"interval": "parametric bootstrap", "quantities": quantities, "widths": widths, "truth_spread": spread}
 
 
 def summarise(results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -243,10 +246,19 @@ def summarise(results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, 
             # Monte Carlo standard error of the coverage at the nominal 0.95 over this many intervals
             "mc_se": (0.95 * 0.05 / len(reported)) ** 0.5 if reported else None,
         }
-    return {"sets": n, "refused": n - len(fitted), "refusal_rate": (n - len(fitted)) / n, "intervals": methods}, {
-        "quantities": quantities,
-        "refusal_reasons": reasons[:3],
-    }
+    body: dict[str, Any] = {"quantities": quantities, "refusal_reasons": reasons[:3]}
+    if fitted and "widths" in fitted[0]:
+        # the width goal (issue 19): median interval width at the target no more than 2x the spread
+        # of the candidates' true losses there
+        width = float(np.median([w for r in fitted for w in r["widths"]])) if fitted else float("nan")
+        spread = float(np.median([r["truth_spread"] for r in fitted]))
+        body["width"] = {
+            "median_width": width,
+            "truth_spread": spread,
+            "ratio": width / spread,
+            "goal": width <= 2 * spread,
+        }
+    return {"sets": n, "refused": n - len(fitted), "refusal_rate": (n - len(fitted)) / n, "intervals": methods}, body
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

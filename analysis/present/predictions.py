@@ -14,8 +14,9 @@ def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
     ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
     small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
     small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+    extra = [c for c in ("p_best", "p_best_mc_se") if c in ok.columns]  # written by searches after issue 19
     table = ok.select(
-        "run", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rungs", "rung0_loss",
+        "run", "label", "predicted_loss", "lo", "hi", *extra, "law", "alpha", "rungs", "rung0_loss",
         pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
         "target_compute",
     ).with_row_index("rank", offset=1)  # fmt: skip
