@@ -97,6 +97,22 @@ def searched_axes(dir: PathLike) -> set[str]:
     return {k for k, v in space.items() if k in ARCH_AXES and isinstance(v, list) and len(v) > 1}
 
 
+def design_note(run: str, dir: PathLike) -> str | None:
+    """What kind of evidence a search's axis effects are, from its sampler (``run.json`` args)."""
+    sampler = (load_run(dir).get("args") or {}).get("sampler")
+    if not isinstance(sampler, str) or load_run(dir).get("kind") != "search":
+        return None
+    if sampler.lower() in ("random", "grid"):
+        return (
+            f"{run}: effects come from a {sampler.lower()} design: each value was assigned without looking at losses."
+        )
+    return (
+        f"{run}: effects are observational: the {sampler} sampler chose later values after seeing earlier losses, "
+        "so values it favoured also got later, better-tuned learning rates; confirm an effect with a random or "
+        "grid design (or a study)."
+    )
+
+
 def _with_lr_sensitivity(ranking: pl.DataFrame, sens: pl.DataFrame) -> pl.DataFrame:
     """LR sensitivity beside each configuration: by ``arch_id`` (any run), else by label."""
     best_of = sens.sort("lrs", descending=True)
@@ -128,6 +144,7 @@ def verdicts(
     ``scaling``: an already computed ``ScalingAnalysis`` (else ``scaling_analysis(source,
     bootstrap=bootstrap, target=target)`` is called; a search without a study has no fits)."""
     searched: dict[str, set[str]] = {}
+    notes: list[str] = []
     if isinstance(source, pl.DataFrame):
         trials, runs = source, list(dict.fromkeys(source["run"].to_list())) if "run" in source.columns else []
     else:
@@ -136,10 +153,10 @@ def verdicts(
         curves = load_curves(dirs) if curves is None else curves
         runs = list(dict.fromkeys(trials["run"].to_list()))
         searched = {name: axes for name, d in zip(run_names(dirs), dirs, strict=True) if (axes := searched_axes(d))}
+        notes += [note for name, d in zip(run_names(dirs), dirs, strict=True) if (note := design_note(name, d))]
     trials = with_identity_columns(trials)
     runs = runs or list(dict.fromkeys(trials["run"].to_list()))
     curves_lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
-    notes: list[str] = []
     comparable, asha_notes = comparable_trials(trials, curves_lf)
     notes += asha_notes
 

@@ -97,10 +97,14 @@ def verdict_lines(v: Verdicts) -> dict[str, list[str]]:
             if row["axis"] == "group"
             else "architectures per value"
         )
+        confounded = ""
+        if row["axis"] != "group" and 1 in (row.get("architectures"), row.get("base_architectures")):
+            confounded = " (rests on one architecture: confounded with its other axes)"
         out["effects"].append(
             f"{row['axis']} = {row['value']} vs {row['baseline']} ({row['run']}): {row['effect']:+.3f} "
             f"{_interval(row['lo'], row['hi'])} (n={row['n']} vs {row['n_base']}, {row['method']}): "
             + _next_step(row, "n_needed", "more_needed", unit, v.comparisons)
+            + confounded
         )
     for row in v.fits.iter_rows(named=True):
         head = f"{row['law']}, {row['series']}"

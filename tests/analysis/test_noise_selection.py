@@ -116,3 +116,24 @@ def test_bench_verdicts_quick_meets_the_null_goal() -> None:
     result = json.loads(out.stdout)
     assert result["goal_met"], result["null"]
     assert all("false_resolved" in cell for cell in result["null"].values())
+
+
+def test_an_effect_resting_on_one_architecture_says_so() -> None:
+    from archscale.analysis import axis_effects
+
+    rows = [{"run": "r", "status": "completed", "arch_id": arch, "lr": 1e-3, "seed": seed, "norm": norm,
+             "eval_loss": loss + 0.01 * seed}
+            for arch, norm, loss in (("a", "layernorm", 3.0), ("b", "rmsnorm", 2.9)) for seed in range(3)]  # fmt: skip
+    row = axis_effects(pl.DataFrame(rows), axes=["norm"]).filter(pl.col("value") == "rmsnorm").row(0, named=True)
+    assert row["architectures"] == 1 and row["base_architectures"] == 1
+
+
+def test_a_tpe_search_says_its_effects_are_observational(tmp_path: Path) -> None:
+    import json
+
+    from archscale.analysis.compare.verdicts import design_note
+
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "search", "args": {"sampler": "tpe"}}))
+    assert "observational" in design_note("s", tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "search", "args": {"sampler": "random"}}))
+    assert "random design" in design_note("s", tmp_path)
