@@ -277,6 +277,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="override laws.intervals.MIN_BOOTSTRAP_UNITS (measure the bootstrap where the tool would not use it)",
     )
+    ap.add_argument(
+        "--ladder-interval", choices=["union", "percentile"], default=None,
+        help="override laws.ladder_record.INTERVAL (how a ladder prediction's interval is made)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     sets = args.sets or (40 if args.quick else 200)
     noises = args.noise or ((0.045,) if args.quick else NOISE)
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for i in range(sets)
     ]
     started = time.perf_counter()
-    init = (args.min_bootstrap_units,)
+    init = (args.min_bootstrap_units, args.ladder_interval)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=init) as pool:
             results = list(pool.map(one, tasks, chunksize=8))
@@ -325,7 +329,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def _init(min_units: int | None) -> None:
+def _init(min_units: int | None, ladder_interval: str | None = None) -> None:
+    if ladder_interval is not None:
+        from archscale.analysis.laws import ladder_record
+
+        ladder_record.INTERVAL = ladder_interval
     if min_units is not None:
         from archscale.analysis.laws import intervals
 

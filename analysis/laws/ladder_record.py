@@ -16,6 +16,9 @@ ALPHA_BOUNDS = (0.01, 3.0)
 LOG_A_BOUNDS = (-30.0, 30.0)
 MIN_LADDERS = 2
 MIN_RUNGS = 3
+#: How ``LadderFit.predict`` makes its interval from the refits: ``"union"`` of the basic and the
+#: percentile intervals, or ``"percentile"`` alone (measured side by side by bench_calibration).
+INTERVAL = "union"
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class LadderFit:
         if len(draws) < 20:
             return mean, math.nan, math.nan
         q_lo, q_hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        if INTERVAL == "percentile":
+            return mean, float(q_lo), float(q_hi)
         # the union of the basic (reflected) and the percentile bootstrap intervals: the basic one
         # corrects for the fit's bias at the target, which the percentile one inherits, but fails
         # when the refits' distribution is skewed by E's bounds; neither is right at every ladder
