@@ -53,8 +53,12 @@ def _dof_from_log_variance(v: np.ndarray) -> np.ndarray:
     """``k`` with ``trigamma(k/2) = v``: the chi-square dof of a variance estimate whose log has variance v."""
     from scipy.optimize import brentq
 
-    out = np.full(np.shape(v), np.nan)
-    for i, vi in enumerate(np.atleast_1d(v)):
+    v = np.atleast_1d(np.asarray(v, float))
+    unique, back = np.unique(np.round(v, 12), return_inverse=True)  # an intercept-only model: one value
+    if unique.size < v.size:
+        return _dof_from_log_variance(unique)[back]
+    out = np.full(v.shape, np.nan)
+    for i, vi in enumerate(v):
         if not np.isfinite(vi) or vi <= 0:
             continue
         lo, hi = 1e-3, 2 * MAX_DOF

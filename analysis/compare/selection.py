@@ -40,10 +40,19 @@ class SharedSeeds:
     rho: float
 
 
+#: seed_correlation reads at most this many configurations (those with the most seeds).
+MAX_CORRELATED = 40
+#: A configuration whose mean is this many combined standard errors above the lowest takes no part
+#: in the draws: its probability of being best is below 1e-9 and is reported as 0.
+FAR = 6.0
+
+
 def seed_correlation(y: np.ndarray) -> float:
     """The shared part of the seed noise: the mean Pearson correlation, over every pair of
     configurations, of their losses across the seeds both ran (``y``: configurations x seeds, NaN
-    where not run; pairs with 3+ common seeds), clipped to [0, 0.95]; 0 with no such pair."""
+    where not run; pairs with 3+ common seeds; the ``MAX_CORRELATED`` configurations with the most
+    seeds), clipped to [0, 0.95]; 0 with no such pair."""
+    y = y[np.argsort(-np.isfinite(y).sum(axis=1), kind="stable")[:MAX_CORRELATED]]
     rs = []
     for i in range(y.shape[0]):
         for j in range(i + 1, y.shape[0]):
@@ -98,13 +107,26 @@ def p_best(
     p = np.full(mean.shape, np.nan)
     if ok.sum() == 0:
         return p, p.copy()
+    far = _far(mean, se, ok)
+    p[far] = 0.0
+    ok &= ~far
     if ok.sum() == 1:
         p[ok] = 1.0
-        return p, np.where(ok, 0.0, np.nan)
+        return p, np.where(ok | far, 0.0, np.nan)
     sims = _draws(np.random.default_rng(seed), mean[ok], se[ok], dof[ok], draws, _subset(shared, ok))
     winner = np.argmin(sims, axis=1)
     p[ok] = np.bincount(winner, minlength=ok.sum()) / draws
     return p, np.sqrt(p * (1 - p) / draws)
+
+
+def _far(mean: np.ndarray, se: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Configurations ``FAR`` combined standard errors above the lowest mean (never the lowest)."""
+    if not ok.any():
+        return np.zeros(mean.shape, bool)
+    i = np.flatnonzero(ok)[np.argmin(mean[ok])]
+    with np.errstate(invalid="ignore"):
+        gap = (mean - mean[i]) / np.sqrt(se**2 + se[i] ** 2 + 1e-300)
+    return ok & (gap > FAR)
 
 
 def shrunk_truths(mean: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -130,6 +152,10 @@ def selected_best(
     lead_lo, lead_hi, optimism`` (the mean amount the selected mean lies below its truth)."""
     mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
     ok = np.isfinite(mean) & np.isfinite(se)
+    far = _far(mean, se, ok)  # cannot be picked: leaving them out changes no draw's selection
+    if ok.sum() >= 2:  # but the runner-up stays, for the lead
+        far[np.flatnonzero(ok)[np.argsort(mean[ok])[1]]] = False
+    ok &= ~far
     shared = _subset(shared, ok)
     mean, se, dof = mean[ok], se[ok], dof[ok]
     nan = {k: float("nan") for k in ("best_lo", "best_hi", "lead", "lead_lo", "lead_hi", "optimism")}
