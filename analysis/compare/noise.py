@@ -50,23 +50,14 @@ def _trigamma(x: np.ndarray) -> np.ndarray:
 
 
 def _dof_from_log_variance(v: np.ndarray) -> np.ndarray:
-    """``k`` with ``trigamma(k/2) = v``: the chi-square dof of a variance estimate whose log has variance v."""
-    from scipy.optimize import brentq
-
+    """``k`` with ``trigamma(k/2) = v``: the chi-square dof of a variance estimate whose log has
+    variance ``v`` (interpolated in log-log on a fine grid of k, where trigamma is smooth and
+    decreasing; capped at ``MAX_DOF``)."""
     v = np.atleast_1d(np.asarray(v, float))
-    unique, back = np.unique(np.round(v, 12), return_inverse=True)  # an intercept-only model: one value
-    if unique.size < v.size:
-        return _dof_from_log_variance(unique)[back]
-    out = np.full(v.shape, np.nan)
-    for i, vi in enumerate(v):
-        if not np.isfinite(vi) or vi <= 0:
-            continue
-        lo, hi = 1e-3, 2 * MAX_DOF
-        if _trigamma(np.array(hi / 2)) > vi:
-            out[i] = MAX_DOF
-            continue
-        out[i] = min(brentq(lambda k, vi=vi: float(_trigamma(np.array(k / 2))) - vi, lo, hi), MAX_DOF)
-    return out
+    k = np.geomspace(1e-3, MAX_DOF, 4000)
+    t = _trigamma(k / 2)  # decreasing in k
+    out = np.exp(np.interp(np.log(np.where(v > 0, v, np.nan)), np.log(t[::-1]), np.log(k[::-1])))
+    return np.where(np.isfinite(v) & (v > 0), np.minimum(out, MAX_DOF), np.nan)
 
 
 @dataclass(frozen=True)

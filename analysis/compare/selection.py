@@ -26,8 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Draws for p_best and the selection bootstrap (Monte Carlo error of p_best <= 0.5/sqrt(draws) ~ 0.008).
+#: Draws for p_best and the selection bootstrap (Monte Carlo error of p_best <= 0.5/sqrt(draws) ~ 0.008),
+#: fewer (down to ``MIN_DRAWS``) when the candidates times the draws would exceed ``MAX_CELLS``; the
+#: reported Monte Carlo error says what that costs.
 DRAWS = 4000
+MIN_DRAWS = 400
+MAX_CELLS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ def p_best(
     seed: int = 0,
 ):
     """``(p, mc_se)`` per configuration (NaN where se is unknown)."""
+    draws = _draws_for(int(np.isfinite(np.asarray(se, float)).sum()), draws)
     mean, se, dof = (np.asarray(a, float) for a in (mean, se, dof))
     ok = np.isfinite(mean) & np.isfinite(se) & (se >= 0)
     p = np.full(mean.shape, np.nan)
@@ -117,6 +122,10 @@ def p_best(
     winner = np.argmin(sims, axis=1)
     p[ok] = np.bincount(winner, minlength=ok.sum()) / draws
     return p, np.sqrt(p * (1 - p) / draws)
+
+
+def _draws_for(candidates: int, draws: int) -> int:
+    return int(max(MIN_DRAWS, min(draws, MAX_CELLS // max(candidates, 1))))
 
 
 def _far(mean: np.ndarray, se: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -162,6 +171,7 @@ def selected_best(
     if mean.size == 0:
         return nan
     rng = np.random.default_rng(seed)
+    draws = _draws_for(mean.size, draws)
     truth = shrunk_truths(mean, se)
     sims = _draws(rng, truth, se, dof, draws, shared)
     order = np.argsort(sims, axis=1)
