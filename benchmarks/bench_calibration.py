@@ -186,7 +186,7 @@ def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
     seed = task_seed(*task)
     design = ALL_DESIGNS[name]
     if design["kind"] == "ladders":
-        return _one_ladder_search(simulate(design, law, noise, seed), seed)
+        return _one_ladder_search(simulate(design, law, noise, seed), seed, unequal="sd_ratio" in design)
     from archscale.analysis import fit_results
     from archscale.spaces.errors import UserError
 
@@ -201,7 +201,7 @@ def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
     return {"interval": doc.get("interval"), "quantities": quantities}
 
 
-def _one_ladder_search(simulated: Any, seed: int) -> dict[str, Any]:
+def _one_ladder_search(simulated: Any, seed: int, unequal: bool = False) -> dict[str, Any]:
     """The ladder search's fit (``fit_ladders``: shared E, 200 parametric-bootstrap refits, basic
     interval) and each ladder's predicted loss at 10x the top rung's compute against its truth."""
     from archscale.analysis.laws.ladder import fit_ladders
@@ -222,6 +222,10 @@ def _one_ladder_search(simulated: Any, seed: int) -> dict[str, Any]:
     chosen = min(predicted.values(), key=lambda v: v[0][0]) if predicted else None
     selected = [_mark(chosen[0][1], chosen[0][2], chosen[1])] if chosen else [None]
     quantities = {"loss at 10x top rung": marks, "loss at 10x top rung, selected": selected}
+    if unequal:  # the quiet half of the ladders and the noisy half, apart
+        half = len(marks) // 2
+        quantities["loss at 10x top rung, quiet ladders"] = marks[:half]
+        quantities["loss at 10x top rung, noisy ladders"] = marks[half:]
     widths = [p[2] - p[1] for p, _ in predicted.values()]
     truths_at = [t for _, t in predicted.values()]
     spread = float(max(truths_at) - min(truths_at)) if truths_at else float("nan")
