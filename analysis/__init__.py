@@ -43,13 +43,16 @@ _EXPORTS: dict[str, str] = {
     "axis_effects": "compare.effects", "parameter_importance": "compare.importance",
     "best_architectures": "compare.best", "learning_curves": "compare.best", "best_curves": "compare.best",
     "rank_configurations": "compare.rankings", "compare_to_best": "compare.rankings", "lr_sensitivity": "compare.lr",
-    "holm": "compare.stats", "seeds_needed": "compare.stats",
+    "holm": "compare.stats", "seeds_needed": "compare.stats", "seeds_needed_range": "compare.stats",
+    "best_interval": "compare.rankings", "p_best": "compare.selection", "noise_model": "compare.noise",
+    "ladder_p_best": "compare.ladder_verdicts", "ladder_differences": "compare.ladder_verdicts",
     "verdicts": "compare.verdicts", "Verdicts": "compare.verdicts",
     # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
     "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
     "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
     # present: charts, report, dashboards
     "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
+    "best_probabilities": "present.verdict_text",
     "ladder_chart": "present.predictions", "CHARTS": "present.charts",
     "build_chart": "present.charts", "save_chart": "present.charts", "chart_svg": "present.charts",
     "scaling_chart": "present.charts", "isoflop_chart": "present.charts", "pareto_chart": "present.charts",

@@ -148,7 +148,13 @@ def axis_effects(
     df = welch.join(paired, on=[*by, "axis", "value"], how="left").collect()
     if df.height == 0:
         return _empty_effects(by)
-    return _finish_effects(df, by, level)
+    # how many architectures each value (and its baseline) rests on: one is confounded with its other axes
+    archs = long.group_by(*by, "axis", "value").agg(architectures=pl.col("config").n_unique().cast(pl.UInt32))
+    out = _finish_effects(df, by, level)
+    base = archs.rename({"value": "baseline", "architectures": "base_architectures"}).collect()
+    return out.join(archs.collect(), on=[*by, "axis", "value"], how="left", maintain_order="left").join(
+        base, on=[*by, "axis", "baseline"], how="left", maintain_order="left"
+    )
 
 
 def _empty_effects(by: Sequence[str]) -> pl.DataFrame:
@@ -157,7 +163,8 @@ def _empty_effects(by: Sequence[str]) -> pl.DataFrame:
                 "n_base": pl.UInt32, "mean": pl.Float64, "std": pl.Float64, "baseline": pl.String,
                 "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "cells": pl.UInt32, "method": pl.String,
                 "dof": pl.Float64, "p": pl.Float64, "p_holm": pl.Float64, "verdict": pl.String, "sd": pl.Float64,
-                "n_needed": pl.Float64, "more_needed": pl.Float64, "comparisons": pl.UInt32}
+                "n_needed": pl.Float64, "more_needed": pl.Float64, "comparisons": pl.UInt32,
+                "architectures": pl.UInt32, "base_architectures": pl.UInt32}
     )  # fmt: skip
 
 

@@ -43,9 +43,9 @@ from archscale.analysis.data.runs import NoData
 
 from .effects import axis_effects
 from .lr import lr_sensitivity
-from .rankings import compare_to_best, rank_configurations
+from .rankings import best_interval, compare_to_best, rank_configurations
 from .scaling import ScalingAnalysis, scaling_analysis
-from .stats import ALPHA, holm, seeds_needed, verdict
+from .stats import ALPHA, MIN_EFFECT, holm, seeds_needed, verdict
 from .verdict_fits import FIT_SCHEMA, fit_rows
 
 
@@ -54,8 +54,11 @@ class Verdicts:
     """What the data supports (see module docstring). Every frame has an ``n`` column per estimate.
 
     ``best``: the headline cell's best architecture (``run, cell, name, n, mean, lo, hi,
-    interval, lr_sensitivity, lrs``) or None without completed trials. ``ranking``: the headline
-    cell's architectures by seed mean. ``differences``/``effects``: comparisons with ``p_holm`` and
+    interval, lr_sensitivity, lrs``, its ``p_best``, and the selection-corrected ``best_lo,
+    best_hi, lead, lead_lo, lead_hi, optimism, candidates``: ``rankings.best_interval``) or None
+    without completed trials: the lowest mean among architectures with a noise estimate.
+    ``ranking``: the headline cell's architectures by seed mean, with ``p_best``.
+    ``differences``/``effects``: comparisons with ``p_holm`` and
     ``verdict`` recomputed over both together, and ``seeds_needed``/``n_needed``. ``fits``: one row
     per (law, series): ``law, series, identified, quantity, estimate, lo, hi, at, n_runs, reason``.
     ``notes``: what to keep in mind (selection, early stopping, pooled intervals). ``comparisons``:
@@ -94,6 +97,22 @@ def searched_axes(dir: PathLike) -> set[str]:
     return {k for k, v in space.items() if k in ARCH_AXES and isinstance(v, list) and len(v) > 1}
 
 
+def design_note(run: str, dir: PathLike) -> str | None:
+    """What kind of evidence a search's axis effects are, from its sampler (``run.json`` args)."""
+    sampler = (load_run(dir).get("args") or {}).get("sampler")
+    if not isinstance(sampler, str) or load_run(dir).get("kind") != "search":
+        return None
+    if sampler.lower() in ("random", "grid"):
+        return (
+            f"{run}: effects come from a {sampler.lower()} design: each value was assigned without looking at losses."
+        )
+    return (
+        f"{run}: effects are observational: the {sampler} sampler chose later values after seeing earlier losses, "
+        "so values it favoured also got later, better-tuned learning rates; confirm an effect with a random or "
+        "grid design (or a study)."
+    )
+
+
 def _with_lr_sensitivity(ranking: pl.DataFrame, sens: pl.DataFrame) -> pl.DataFrame:
     """LR sensitivity beside each configuration: by ``arch_id`` (any run), else by label."""
     best_of = sens.sort("lrs", descending=True)
@@ -125,6 +144,7 @@ def verdicts(
     ``scaling``: an already computed ``ScalingAnalysis`` (else ``scaling_analysis(source,
     bootstrap=bootstrap, target=target)`` is called; a search without a study has no fits)."""
     searched: dict[str, set[str]] = {}
+    notes: list[str] = []
     if isinstance(source, pl.DataFrame):
         trials, runs = source, list(dict.fromkeys(source["run"].to_list())) if "run" in source.columns else []
     else:
@@ -133,10 +153,10 @@ def verdicts(
         curves = load_curves(dirs) if curves is None else curves
         runs = list(dict.fromkeys(trials["run"].to_list()))
         searched = {name: axes for name, d in zip(run_names(dirs), dirs, strict=True) if (axes := searched_axes(d))}
+        notes += [note for name, d in zip(run_names(dirs), dirs, strict=True) if (note := design_note(name, d))]
     trials = with_identity_columns(trials)
     runs = runs or list(dict.fromkeys(trials["run"].to_list()))
     curves_lf = curves.lazy() if isinstance(curves, pl.DataFrame) else curves
-    notes: list[str] = []
     comparable, asha_notes = comparable_trials(trials, curves_lf)
     notes += asha_notes
 
@@ -170,21 +190,34 @@ def verdicts(
         # a one-cell study's family effects are the differences from the best, already compared
         effects = effects.filter(~((pl.col("run") == cell[0]) & (pl.col("axis") == "group")))
 
-    # one family of comparisons: Holm over the differences and the effects together
-    p = np.concatenate([differences["p"].fill_null(np.nan).to_numpy(), effects["p"].fill_null(np.nan).to_numpy()])
-    adjusted = holm(p)
+    # one family of comparisons: Holm over the differences and the effects together; the best is
+    # selected, so the differences count as every pair of the headline cell's architectures
+    p_diff, p_eff = differences["p"].fill_null(np.nan).to_numpy(), effects["p"].fill_null(np.nan).to_numpy()
+    pairs = ranking.height * (ranking.height - 1) // 2 if cell is not None else int(np.isfinite(p_diff).sum())
+    p = np.concatenate([p_diff, p_eff])
+    comparisons = max(pairs, int(np.isfinite(p_diff).sum())) + int(np.isfinite(p_eff).sum())
+    adjusted = holm(p, family=comparisons)
     k = differences.height
-    comparisons = int(np.isfinite(p).sum())
     differences = _reverdict(differences, adjusted[:k], "diff", comparisons)
     effects = _reverdict(effects, adjusted[k:], "effect", comparisons)
 
     best = None
     if ranking.height:
-        best = ranking.row(0, named=True)
-        if best["interval"].startswith("pooled"):
+        judged = ranking.sort(pl.col("var").is_null(), "mean")
+        best = judged.row(0, named=True)
+        selected = best_interval(ranking, level=level).row(0, named=True)
+        best |= {k: v for k, v in selected.items() if k not in ("run", "cell", "name")}
+        if best["interval"].startswith("noise model"):
             notes.append(
-                f"{best['name']} has {best['n']} seed(s): its interval uses the seed spread pooled over every "
-                "architecture with replicas in its run."
+                f"{best['name']} has {best['n']} seed(s): its interval uses the variance the run's noise model "
+                "(fitted on the architectures with replicas) lends it."
+            )
+        lower = ranking.filter(pl.col("var").is_null() & (pl.col("mean") < best["mean"]))
+        if lower.height:
+            names = ", ".join(f"{r['name']} ({r['mean']:.3f})" for r in lower.iter_rows(named=True))
+            notes.append(
+                f"Lower means from one run each, with no noise estimate, are not ranked as best: {names}; "
+                "run 2 more seeds of each to judge them."
             )
         if cell is not None and trials.filter(pl.col("run") == cell[0])["group"].is_null().all():
             notes.append(
@@ -205,15 +238,19 @@ def _reverdict(frame: pl.DataFrame, p_holm: np.ndarray, effect: str, comparisons
     """Holm-adjusted p and verdict over the whole family, and ``needed_in_family``: the seeds
     (pairs, or per side) that resolve the difference at Bonferroni's ``0.05 / comparisons``, an
     upper bound on what Holm's step-down needs (it tests the smallest p at that level)."""
+    planned = frame[effect].fill_null(np.nan).to_numpy()
+    if "min_effect" in frame.columns:  # differences plan for the smallest effect of interest
+        planned = frame["min_effect"].fill_null(MIN_EFFECT).to_numpy()
     needed = seeds_needed(
-        frame[effect].fill_null(np.nan).to_numpy(),
+        planned,
         frame["sd"].fill_null(np.nan).to_numpy(),
         paired=(frame["method"] == "paired").to_numpy(),
         alpha=ALPHA / max(comparisons, 1),
     )
+    one_run = pl.col("verdict") == "one run"
     return frame.with_columns(
         p_holm=pl.Series(p_holm, dtype=pl.Float64).fill_nan(None), needed_in_family=pl.Series(needed)
-    ).with_columns(verdict=verdict(pl.col("p_holm"), pl.col("lo").is_not_null()))
+    ).with_columns(verdict=verdict(pl.col("p_holm"), pl.col("lo").is_not_null(), one_run=one_run))
 
 
 def _fits(

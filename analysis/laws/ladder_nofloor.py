@@ -11,7 +11,8 @@ is: each ladder is a straight line in log L against log C, fitted by least squar
 residual variance pooled over the ladders (3m rungs, 2m parameters, m residual degrees of freedom
 for m ladders of 3 rungs). The point prediction is the line at the target. Its interval does not
 assume E = 0: it is the union, over every floor E the data do not reject (a likelihood-ratio test
-against the best floor), of the t interval of the lines in log(L - E); at low noise that is the
+against the best floor, with the n - 2m - 1 residual degrees of freedom of the model with a
+floor), of the t interval of the lines in log(L - E); at low noise that is the
 plain t interval of E = 0, and when noise hides a floor the upper end rises with the floors the
 data still allow.
 
@@ -121,8 +122,10 @@ def fit_without_floor(
     floors = []
     if reason is None:
         best = min(g[2] for g in grid)
-        # floors the data do not reject: a likelihood-ratio test of E against the best floor (1 df)
-        limit = best * (1 + f.ppf(level, 1, dof) / dof)
+        # floors the data do not reject: a likelihood-ratio test of E against the best floor (1 df);
+        # the best floor's model has 2m + 1 parameters, so its residuals have n - 2m - 1 dof
+        lr_dof = dof - 1
+        limit = best * (1 + f.ppf(level, 1, lr_dof) / lr_dof) if lr_dof >= 1 else best
         floors = [(float(e), g[0], math.sqrt(g[1] / dof)) for e, g in zip(e_grid, grid, strict=True) if g[2] <= limit]
         floors = floors if floors and floors[0][0] == 0.0 else [(0.0, fitted, math.sqrt(sse_log0 / dof)), *floors]
     laws: dict[Any, LadderLaw] = {}

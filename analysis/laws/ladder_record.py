@@ -16,6 +16,9 @@ ALPHA_BOUNDS = (0.01, 3.0)
 LOG_A_BOUNDS = (-30.0, 30.0)
 MIN_LADDERS = 2
 MIN_RUNGS = 3
+#: How ``LadderFit.predict`` makes its interval from the refits: ``"union"`` of the basic and the
+#: percentile intervals, or ``"percentile"`` alone (measured side by side by bench_calibration).
+INTERVAL = "union"
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class LadderFit:
         if len(draws) < 20:
             return mean, math.nan, math.nan
         q_lo, q_hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        if INTERVAL == "percentile":
+            return mean, float(q_lo), float(q_hi)
         # the union of the basic (reflected) and the percentile bootstrap intervals: the basic one
         # corrects for the fit's bias at the target, which the percentile one inherits, but fails
         # when the refits' distribution is skewed by E's bounds; neither is right at every ladder
@@ -96,9 +101,16 @@ class LadderFit:
         return mean, float(min(2 * mean - q_hi, q_lo)), float(max(2 * mean - q_lo, q_hi))
 
 
+#: ``exp`` overflows above this: a crossing that far from c0 is outside any compute range.
+_MAX_LOG = 700.0
+
+
 def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:
     """Where one architecture's law overtakes another's between compute `lo` and `hi`:
-    {"winner", "loser", "compute"}: `winner` has the lower predicted loss above `compute`."""
+    {"winner", "loser", "compute", "p_overtakes"}: `winner` has the lower predicted loss above
+    `compute`; ``p_overtakes`` is the fraction of the bootstrap refits in which the winner is
+    worse at `lo` and better at `hi` (it overtakes inside the range), None with < 20 refits.
+    A crossing is never computed by overflowing ``exp``: one beyond e^700 of c0 is outside."""
     out = []
     laws = [law for law in fit.laws.values() if law.identified]
     for i, a in enumerate(laws):
@@ -106,18 +118,43 @@ def crossings(fit: LadderFit, lo: float, hi: float) -> list[dict[str, Any]]:
             if abs(a.alpha - b.alpha) < 1e-9:
                 continue
             x = (a.log_A - b.log_A) / (a.alpha - b.alpha)  # log(C*/c0) where the two curves meet
+            if not math.isfinite(x) or abs(x) > _MAX_LOG:
+                continue
             c_star = fit.c0 * math.exp(x)
             if lo < c_star < hi:
                 steeper, flatter = (a, b) if a.alpha > b.alpha else (b, a)
-                out.append({"winner": steeper.ladder, "loser": flatter.ladder, "compute": c_star})
+                p = _p_overtakes(fit, steeper.ladder, flatter.ladder, lo, hi)
+                out.append({"winner": steeper.ladder, "loser": flatter.ladder, "compute": c_star, "p_overtakes": p})
     return out
 
 
+def _p_overtakes(fit: LadderFit, winner: Any, loser: Any, lo: float, hi: float) -> float | None:
+    reps = [rep for rep in fit.replicates if winner in rep and loser in rep]
+    if len(reps) < 20:
+        return None
+    arr = np.array([[*rep[winner], *rep[loser]] for rep in reps])
+
+    def at(c: float, j: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return arr[:, j] + np.exp(arr[:, j + 1] - arr[:, j + 2] * math.log(c / fit.c0))
+
+    overtakes = (at(lo, 0) > at(lo, 3)) & (at(hi, 0) < at(hi, 3))
+    return float(np.mean(overtakes))
+
+
 def crossings_by_ladder(fit: LadderFit, lo: float, hi: float) -> dict[Any, list[dict[str, Any]]]:
-    """``crossings`` from each ladder's side: ``{ladder: [{"other", "compute", "overtakes"}]}``,
-    ``overtakes`` True where ``ladder`` is the one that becomes better above ``compute``."""
+    """``crossings`` from each ladder's side: ``{ladder: [{"other", "compute", "overtakes",
+    "p_overtakes"}]}``, ``overtakes`` True where ``ladder`` is the one that becomes better above
+    ``compute``."""
     out: dict[Any, list[dict[str, Any]]] = {}
     for cross in crossings(fit, lo, hi):
         for me, other, overtakes in ((cross["winner"], cross["loser"], True), (cross["loser"], cross["winner"], False)):
-            out.setdefault(me, []).append({"other": other, "compute": cross["compute"], "overtakes": overtakes})
+            out.setdefault(me, []).append(
+                {
+                    "other": other,
+                    "compute": cross["compute"],
+                    "overtakes": overtakes,
+                    "p_overtakes": cross["p_overtakes"],
+                }
+            )
     return out

@@ -14,19 +14,31 @@ def prediction_tables(pred: Any) -> tuple[Any, list[str], Any]:
     ok = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
     small = pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss")
     small_rank = {lid: i + 1 for i, lid in enumerate(small["ladder_id"].to_list())}
+    extra = [c for c in ("p_best", "p_best_mc_se") if c in ok.columns]  # written by searches after issue 19
     table = ok.select(
-        "run", "label", "predicted_loss", "lo", "hi", "law", "alpha", "rungs", "rung0_loss",
+        "run", "label", "predicted_loss", "lo", "hi", *extra, "law", "alpha", "rungs", "rung0_loss",
         pl.col("ladder_id").replace_strict(small_rank, default=None).alias("small_scale_rank"),
         "target_compute",
     ).with_row_index("rank", offset=1)  # fmt: skip
     lines = [
-        f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+        _crossing_line(r["label"], c)
         for r in ok.iter_rows(named=True)
         for c in (r["crossings"] or [])
-        if c["overtakes"]
+        if c["overtakes"] and not (0.2 < (c.get("p_overtakes") or 1.0) < 0.8)
     ]
     missing = pred.filter(pl.col("status") != "predicted").select("run", "label", "status", "reason")
     return table, lines, missing
+
+
+def _crossing_line(label: str, c: dict[str, Any]) -> str:
+    """A crossing as a sentence, with its probability when the search recorded one (a crossing
+    whose probability is between 0.2 and 0.8 is not printed at all)."""
+    p = c.get("p_overtakes")
+    if p is None:
+        return f"{label} overtakes {c['other']} above {c['compute']:.3g} FLOPs"
+    if p <= 0.2:
+        return f"{label} probably does not overtake {c['other']} in this range (probability {p:.2f})"
+    return f"{label} overtakes {c['other']} above {c['compute']:.3g} FLOPs (probability {p:.2f})"
 
 
 def ladder_chart(predictions: Any, trials: Any) -> Any:

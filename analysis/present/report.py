@@ -239,14 +239,17 @@ class _Report:
             body = "".join(f"<li>{html.escape(i)}</li>" for i in items[:limit])
             return f'<ul class="verdicts">{body}{more}</ul>'
 
-        ranking = v.ranking.select("rank", "name", "n", "mean", "lo", "hi", "interval", "lr_sensitivity", "lrs")
-        out = [f'<p class="verdict">{html.escape(lines["best"][0])}</p>', comparison_caveats(self.done)]
-        out.append(html_table(ranking))
+        ranking = v.ranking.select(
+            "rank", "name", "n", "mean", "lo", "hi", "interval", "p_best", "p_best_mc_se", "lr_sensitivity", "lrs"
+        )  # fmt: skip
+        out = [f'<p class="verdict">{html.escape(line)}</p>' for line in lines["best"]]
+        out += [comparison_caveats(self.done), html_table(ranking)]
         if lines["differences"]:
             plural = "" if v.comparisons == 1 else "s"
             out.append(f"<h3>Differences from the best ({v.comparisons} comparison{plural} in all, Holm-adjusted)</h3>")
             out.append(bullets(lines["differences"]))
-            cols = ["name", "n", "n_best", "n_pairs", "method", "diff", "lo", "hi", "p_holm", "verdict", "seeds_needed"]
+            cols = ["name", "n", "n_best", "n_pairs", "method", "diff", "lo", "hi", "p_holm", "verdict", "seeds_needed",
+                    "seeds_needed_lo", "seeds_needed_hi"]  # fmt: skip
             out.append(html_table(v.differences.select(cols)))
         if lines["effects"]:
             out.append("<h3>Effects at equal budget</h3>" + bullets(lines["effects"]))

@@ -123,6 +123,26 @@ def test_the_ladder_curve_and_crossings_from_each_side() -> None:
     pairs = crossings(fit, lo, hi)
     assert pairs and sum(len(v) for v in sides.values()) == 2 * len(pairs)
     for c in pairs:
-        assert {"other": c["loser"], "compute": c["compute"], "overtakes": True} in sides[c["winner"]]
-        assert {"other": c["winner"], "compute": c["compute"], "overtakes": False} in sides[c["loser"]]
-        assert math.isfinite(c["compute"])
+        p = c["p_overtakes"]
+        assert {"other": c["loser"], "compute": c["compute"], "overtakes": True, "p_overtakes": p} in sides[c["winner"]]
+        assert {"other": c["winner"], "compute": c["compute"], "overtakes": False, "p_overtakes": p} in sides[
+            c["loser"]
+        ]
+        assert math.isfinite(c["compute"]) and 0.0 <= p <= 1.0
+
+
+def test_crossings_never_overflow() -> None:
+    """Laws whose exponents nearly agree meet e^1000 away from c0: no crossing, no OverflowError."""
+    from archscale.analysis.laws.ladder_record import LadderFit, LadderLaw
+
+    laws = {0: LadderLaw(0, 1.0, 0.0, 0.3, 1.0, True), 1: LadderLaw(1, 1.0, 1e-3, 0.3 + 1e-6, 1.0, True)}
+    fit = LadderFit(laws, 1.0, 0.01, 3, 9, 1.0, True, None)
+    assert crossings(fit, 1e-300, 1e300) == []
+
+
+def test_printed_crossings_are_the_likely_ones() -> None:
+    from archscale.analysis.present.predictions import _crossing_line
+
+    c = {"other": "B", "compute": 1e12, "overtakes": True}
+    assert "probability 0.90" in _crossing_line("A", {**c, "p_overtakes": 0.9})
+    assert "probably does not" in _crossing_line("A", {**c, "p_overtakes": 0.1})
