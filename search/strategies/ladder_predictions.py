@@ -6,8 +6,10 @@ duplicate, running), `reason`, `target_compute`, the counts at the target size (
 (E = 0)" when the ladders show no flattening: analysis/laws/ladder_nofloor.py), `predicted_loss` with
 its 95% interval (`lo`, `hi`), the law's parameters (`E`, `log_A`, `alpha`, `c0`), the joint fit's `sigma` and `dof`,
 the small-scale result it started from (`rung0_compute`, `rung0_loss`) and `crossings`: a list of
-{other, compute, overtakes} saying at which compute this architecture overtakes (or is
-overtaken by) each other predicted architecture between its top rung and 10x the target; and
+{other, compute, overtakes, p_overtakes} saying at which compute this architecture overtakes (or is
+overtaken by) each other predicted architecture between its top rung and 10x the target, and in
+what share of the bootstrap refits; `p_best` and `p_best_mc_se`: the probability that it is the best
+at its target over the joint bootstrap refits (null with fewer than 20 refits); and
 `curve`: the fitted law with its 95% band at 24 compute values from rung 0 to the target.
 Rewritten whole (temp file, rename) after every refit.
 """
@@ -22,7 +24,7 @@ from archscale.search.results import write_atomically
 
 
 def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
-    from archscale.analysis import crossings_by_ladder
+    from archscale.analysis import crossings_by_ladder, ladder_p_best
 
     rows = []
     predicted = {}
@@ -53,6 +55,8 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
             "rung0_compute": rung0[0] if rung0 else None,
             "rung0_loss": rung0[1] if rung0 else None,
             "top_compute": max((c for c, _ in lad.get("rungs", {}).values()), default=None),
+            "p_best": None,
+            "p_best_mc_se": None,
             "crossings": [],
             "curve": [],
         }
@@ -81,6 +85,9 @@ def prediction_rows(ladders: dict[int, dict[str, Any]], fit: Any) -> list[dict[s
             row["status"] = {"pruned": "pruned", "failed": "failed", "duplicate": "duplicate"}.get(state, "running")
         rows.append(row)
     if fit is not None and predicted:
+        p_best = ladder_p_best(fit, {i: r["target_compute"] for i, r in predicted.items()})
+        for i, (p, mc_se) in p_best.items():
+            predicted[i].update(p_best=p, p_best_mc_se=mc_se)
         lo = min(r["top_compute"] for r in predicted.values())
         hi = 10 * max(r["target_compute"] for r in predicted.values())
         for me, found in crossings_by_ladder(fit, lo, hi).items():
@@ -96,7 +103,9 @@ def write_predictions(out: Path, ladders: dict[int, dict[str, Any]], fit: Any, p
     rows = prediction_rows(ladders, fit)
     if not rows:
         return
-    crossing = pl.List(pl.Struct({"other": pl.String, "compute": pl.Float64, "overtakes": pl.Boolean}))
+    crossing = pl.List(
+        pl.Struct({"other": pl.String, "compute": pl.Float64, "overtakes": pl.Boolean, "p_overtakes": pl.Float64})
+    )
     curve = pl.List(pl.Struct({"compute": pl.Float64, "loss": pl.Float64, "lo": pl.Float64, "hi": pl.Float64}))
     frame = pl.DataFrame(
         rows, schema_overrides={"crossings": crossing, "curve": curve}, infer_schema_length=None, strict=False

@@ -117,6 +117,11 @@ def test_every_ladder_is_told_and_predictions_match_the_truth(tmp_path):
         told = next(t for t in trials if t.number == row["ladder_id"])
         assert told.values[0] == pytest.approx(row["predicted_loss"])
     assert (pred["status"] == "predicted").sum() >= 2
+    # the probability of being best at the target: over the predicted ladders, summing to 1, highest
+    # for the lowest predicted loss
+    ranked = pred.filter(pl.col("status") == "predicted").sort("predicted_loss")
+    assert ranked["p_best"].null_count() == 0 and ranked["p_best"].sum() == pytest.approx(1.0)
+    assert ranked["p_best"].arg_max() == 0
     # rung 0 of a ladder always runs before its larger rungs
     for ladder_id in {lid for lid, _ in order}:
         rungs = [r for lid, r in order if lid == ladder_id]
