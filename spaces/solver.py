@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal, get_args
 
+from pydantic import ValidationError
+
 from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, Counts, FlopsConvention, count
-from archscale.spaces.errors import BudgetError
+from archscale.spaces.errors import BudgetError, validation_problem
 
 # active_params: what one token uses (= params unless ffn_type=moe), so dense and MoE FFNs compare
 # at equal per-token size
@@ -152,6 +154,12 @@ def solve(
     _, f, counts = best
     try:
         arch = ArchConfig(**f)
+    except ValidationError as e:  # a rule that depends on the solved shape (the choices passed before solving)
+        key, message = validation_problem(e)
+        solved = ", ".join(f"{k}={f[k]}" for k in ("d_model", "d_ff", "n_layers") if k in f)
+        raise BudgetError(
+            f"the solved architecture ({solved}) is invalid: {f'{key}: ' if key else ''}{message}"
+        ) from None
     except ValueError as e:
         raise BudgetError(f"the solved architecture is invalid: {e}") from None
     return Solution(arch=arch, counts=counts, deviation=counts[budget.kind] / target - 1)

@@ -271,6 +271,29 @@ def test_a_bad_flag_is_refused_in_one_line(mutation, tmp_path):
         assert_refused_in_one_line([*base, *flag], (flag[0],), words, Probe(mp), out)
 
 
+# a ladder search's own flags (`search run ... --target-compute C`)
+LADDER_FLAG_MUTATIONS: list[tuple[str, ...]] = [
+    ("--ladder", "2"),
+    ("--ladder-ratio", "1"),
+    ("--risk", "reckless"),
+    ("--ladder-prune-margin", "-0.1"),
+    ("--validate-top", "-1"),
+    ("--validate-compute", "-5"),
+    ("--target-compute", "0"),
+]
+
+
+@pytest.mark.parametrize("flag", LADDER_FLAG_MUTATIONS, ids="=".join)
+def test_a_bad_ladder_flag_is_refused_in_one_line(flag, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    out = tmp_path / "out"
+    base = ["search", "run", str(space), "--out", str(out), "--trials", "2", "--tokens-per-param", "2"]
+    base += ["--target-compute", "1e12"] if flag[0] != "--target-compute" else []
+    with pytest.MonkeyPatch.context() as mp:
+        assert_refused_in_one_line([*base, *flag], (flag[0],), (flag[0],), Probe(mp), out)
+
+
 @pytest.mark.parametrize("mutation", STUDY_MUTATIONS, ids=lambda m: ".".join(m[0]) + "=" + repr(m[1])[:20])
 def test_a_malformed_study_file_is_refused_in_one_line(mutation, tmp_path):
     path, value, words = mutation

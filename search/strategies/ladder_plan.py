@@ -44,6 +44,10 @@ class LadderPlan:
                 raise UserError(f"{name}: must be > 0, got {value}")
         if self.validate_top < 0:
             raise UserError(f"--validate-top: must be >= 0, got {self.validate_top}")
+        if not self.prune_margin >= 0:
+            raise UserError(f"--ladder-prune-margin: must be >= 0 nats, got {self.prune_margin}")
+        if self.validate_compute is not None and not self.validate_compute > 0:
+            raise UserError(f"--validate-compute: must be > 0 FLOPs, got {self.validate_compute}")
 
     def top_budget(self, space: Space) -> float:
         """The largest rung's budget value."""

@@ -361,3 +361,16 @@ def test_global_every_without_a_window_is_refused_at_load():
     assert (
         space_from_dict({"arch": {"attention_window": 16, "global_every": 2}}).sample_random(0).arch.global_every == 2
     )
+
+
+def test_an_invalid_solved_architecture_is_one_line():
+    """The solver's last check (rules of the solved shape) renders pydantic's error in one line."""
+    from archscale.spaces.errors import BudgetError
+    from archscale.spaces.solver import Budget, solve
+
+    choices = {"vocab_size": 256, "seq_len": 32, "n_layers": 1, "n_heads": 2, "norm": "none", "qk_norm": True}
+    with pytest.raises(BudgetError) as e:
+        solve(choices, Budget("params", 30000, 0.05))
+    message = str(e.value)
+    assert "\n" not in message and "errors.pydantic.dev" not in message and "qk_norm" in message, message
+    assert message.startswith("the solved architecture (d_model="), message
