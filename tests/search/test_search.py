@@ -95,9 +95,12 @@ def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
     trials, _, study = assert_results_agree_with_study(out)
     assert trials.height == 4
     feasible = trials.filter(pl.col("status") == "completed")
-    # each architecture is trained with both seeds
+    # each architecture is trained with both seeds (a replica that did not complete is shown with its error)
+    shown = trials.select("trial_id", "arch_id", "seed", "status", "error").to_dicts()
+    for _, group in trials.group_by("arch_id"):
+        assert sorted(group["seed"].to_list()) == [0, 1], shown
     for _, group in feasible.group_by("arch_id"):
-        assert sorted(group["seed"].to_list()) == [0, 1]
+        assert sorted(group["seed"].to_list()) == [0, 1], shown
     assert len(study.directions) == 2
     r = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
     assert r.exit_code == 0

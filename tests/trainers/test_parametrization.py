@@ -119,7 +119,7 @@ def test_embedding_lr_mult_scales_only_the_embedding_group():
     tuned = {g["role"]: g["lr_scale"] for g in make_optimizer(model, cfg, torch.device("cpu")).param_groups}
     assert tuned["embedding"] == pytest.approx(3.0 * plain["embedding"])
     assert {r: s for r, s in tuned.items() if r != "embedding"} == {r: s for r, s in plain.items() if r != "embedding"}
-    with pytest.raises(ValueError, match="embedding_lr_mult: must be > 0"):
+    with pytest.raises(ValueError, match="embedding_lr_mult: must be a number > 0"):
         TrainConfig(embedding_lr_mult=0.0)
 
 
