@@ -1,0 +1,125 @@
+"""Trials on several workers: data-parallel training (trainers/distributed.py) on CPU with gloo.
+
+Each worker is a real process in a real gloo process group, as Ray Train's TorchTrainer sets one
+up on every worker: 2 workers x half the batch must reach the losses of 1 worker x the whole
+batch, step by step, and a run whose worker is killed resumes from the last checkpoint to the
+uninterrupted run's losses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ARCH = {"vocab_size": 256, "seq_len": 32, "n_layers": 2, "d_model": 32, "n_heads": 2, "d_ff": 64}
+STEPS, BATCH = 20, 4
+TRAIN = {
+    "tokens": STEPS * BATCH * ARCH["seq_len"],
+    "batch_size": BATCH,
+    "lr": 3e-3,
+    "eval_every_tokens": BATCH * ARCH["seq_len"],  # an evaluation (and a report) after every step
+    "eval_tokens": 256,
+    "threads": 1,
+    "seed": 3,
+}
+
+WORKER = r"""
+import json, os, sys
+import torch.distributed as dist
+from archscale.trainers import train
+from archscale.trainers.distributed import Workers
+
+rank, world, port, out, kill_at = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+resume = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] else None
+arch, cfg = json.loads(os.environ["ARCH"]), json.loads(os.environ["TRAIN"])
+if world > 1:
+    import datetime
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=20))
+losses = []
+
+def report(metrics):
+    losses.append([metrics["step"], metrics["train_loss"], metrics["eval_loss"]])
+    if metrics["step"] == kill_at and rank == world - 1:
+        os.kill(os.getpid(), 9)  # this worker dies after the step's checkpoint was written
+
+summary = train(arch, cfg, "pystdlib", report=report, out=out if rank == 0 else None, resume_from=resume,
+                workers=Workers(rank, world))
+if rank == 0:
+    with open(os.path.join(out, "losses.json"), "w") as f:
+        json.dump({"losses": losses, "tokens": summary["tokens"], "compute": summary["compute"],
+                   "workers": summary["workers"]}, f)
+if world > 1:
+    dist.destroy_process_group()
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(world: int, out: Path, kill_at: int = -1, resume: str = "", train: dict | None = None) -> list[int]:
+    """`world` worker processes of one run; their exit codes."""
+    env = {**os.environ, "ARCH": json.dumps(ARCH), "TRAIN": json.dumps(train or TRAIN), "OMP_NUM_THREADS": "1"}
+    port = str(_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(rank), str(world), port, str(out), str(kill_at), resume],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+    codes = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode != 0 and kill_at < 0:
+            pytest.fail(f"worker failed ({p.returncode}):\n{err[-3000:]}")
+        codes.append(p.returncode)
+    return codes
+
+
+def _losses(out: Path) -> dict:
+    return json.loads((out / "losses.json").read_text())
+
+
+def test_two_workers_with_half_the_batch_each_reach_one_workers_losses(tmp_path):
+    _run(1, tmp_path / "one")
+    _run(2, tmp_path / "two")
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(one["losses"]) == len(two["losses"]) == STEPS
+    for (step_a, train_a, eval_a), (step_b, train_b, eval_b) in zip(one["losses"], two["losses"], strict=True):
+        assert step_a == step_b
+        assert train_b == pytest.approx(train_a, rel=1e-4, abs=1e-5), f"step {step_a}"
+        assert eval_b == pytest.approx(eval_a, rel=1e-4, abs=1e-5), f"step {step_a}"
+    assert one["losses"][-1][1] < one["losses"][0][1] - 0.1, "it trained"
+    # the budget and the counts do not depend on the number of workers
+    assert (one["tokens"], one["compute"]) == (two["tokens"], two["compute"])
+    assert (one["workers"], two["workers"]) == (1, 2)
+
+
+def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_losses(tmp_path):
+    _run(2, tmp_path / "whole")
+    codes = _run(2, tmp_path / "killed", kill_at=10)
+    assert codes[1] == -9 and codes[0] != 0, "the last worker was killed; the main one lost its peer"
+    checkpoint = tmp_path / "killed" / "checkpoint"
+    assert (checkpoint / "meta.json").exists() or any(checkpoint.iterdir()), "a checkpoint was written"
+    _run(2, tmp_path / "resumed", resume=str(checkpoint))
+    whole, resumed = _losses(tmp_path / "whole")["losses"], _losses(tmp_path / "resumed")["losses"]
+    assert [s for s, *_ in resumed] == list(range(11, STEPS + 1)), "resumed after step 10"
+    for (step, train_w, eval_w), (_, train_r, eval_r) in zip(whole[10:], resumed, strict=True):
+        assert train_r == pytest.approx(train_w, rel=1e-5, abs=1e-6), f"step {step}"
+        assert eval_r == pytest.approx(eval_w, rel=1e-5, abs=1e-6), f"step {step}"
