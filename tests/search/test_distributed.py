@@ -123,3 +123,33 @@ def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_losses(tmp_path
     for (step, train_w, eval_w), (_, train_r, eval_r) in zip(whole[10:], resumed, strict=True):
         assert train_r == pytest.approx(train_w, rel=1e-5, abs=1e-6), f"step {step}"
         assert eval_r == pytest.approx(eval_w, rel=1e-5, abs=1e-6), f"step {step}"
+
+
+def test_a_two_worker_trial_runs_inside_a_real_search(tmp_path, ray_cluster):
+    """A real local Ray (num_cpus=2): each trial's Tune function drives a Ray Train run of 2
+    workers x 1 CPU; the trials complete, their curves and Optuna values are recorded as a
+    one-worker trial's are, and the final report says the trial had 2 workers."""
+    from archscale.search.options import BudgetOptions, ExecutionOptions, SearchOptions, StrategyOptions
+    from archscale.search.run import run_search
+    from tests.helpers import assert_results_agree_with_study, write_space
+
+    out = tmp_path / "out"
+    summary = run_search(
+        SearchOptions(
+            space=str(write_space(tmp_path)),
+            out=str(out),
+            trials=2,
+            budget=BudgetOptions(tokens=8192, train={"eval_every_tokens": 4096, "eval_tokens": 1024}),
+            strategy=StrategyOptions(scheduler="none", sampler="random"),
+            execution=ExecutionOptions(progress=False, workers_per_trial=2),
+        )
+    )
+    trials, curves, study = assert_results_agree_with_study(out)
+    assert trials.height == 2 and set(trials["status"]) == {"completed"}, (summary, trials["error"].to_list())
+    assert curves.group_by("trial_id").len()["len"].to_list() == [2, 2]
+    assert (trials["tokens"] == 8192).all(), "the budget does not depend on the workers"
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 2 and all(len(t.intermediate_values) == 2 for t in complete)
+    finals = [json.loads(p.read_text().splitlines()[-1]) for p in sorted((out / "ray").glob("search/*/result.json"))]
+    assert len(finals) == 2 and all(f["workers"] == 2 and f["status"] == "completed" for f in finals), finals
+    assert all(f["tokens_per_s_per_worker"] == pytest.approx(f["tokens_per_s"] / 2) for f in finals)
