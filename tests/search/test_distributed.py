@@ -199,3 +199,21 @@ def test_a_killed_ray_train_worker_is_restarted_from_the_checkpoint(tmp_path):
     ]
     after = [r["tokens"] for r in results if r["timestamp"] > killed_at and r["status"] == "running"]
     assert after and min(after) > 20000, "the restarted workers resumed from the checkpoint, not from zero"
+
+
+def test_the_shard_flag_offers_every_shard_mode():
+    from archscale.search.commands import ShardKind
+    from archscale.trainers.distributed import SHARDS
+
+    assert tuple(k.value for k in ShardKind) == SHARDS
+
+
+def test_resources_of_a_multi_worker_trial():
+    """W workers hold W x (cpus, gpus); the Tune function that drives them holds no CPU."""
+    from archscale.search.resources import TrialResources
+
+    two = TrialResources(cpus=1.0, gpus="0.5", workers=2)
+    assert two.cpus_total == 2.0
+    assert two.tune_request()["cpu"] == 0
+    assert two.per_worker({"arch": None}) == {"CPU": 1.0, "GPU": 0.5}
+    assert TrialResources(cpus=2.0).tune_request() == {"cpu": 2.0}
