@@ -50,7 +50,7 @@ def report(metrics):
         os.kill(os.getpid(), 9)  # this worker dies after the step's checkpoint was written
 
 summary = train(arch, cfg, "pystdlib", report=report, out=out if rank == 0 else None, resume_from=resume,
-                workers=Workers(rank, world))
+                workers=Workers(rank, world, os.environ.get("SHARD", "ddp")))
 if rank == 0:
     with open(os.path.join(out, "losses.json"), "w") as f:
         json.dump({"losses": losses, "tokens": summary["tokens"], "compute": summary["compute"],
@@ -66,9 +66,9 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _run(world: int, out: Path, kill_at: int = -1, resume: str = "", train: dict | None = None) -> list[int]:
+def _run(world: int, out: Path, kill_at: int = -1, resume: str = "", shard: str = "ddp") -> list[int]:
     """`world` worker processes of one run; their exit codes."""
-    env = {**os.environ, "ARCH": json.dumps(ARCH), "TRAIN": json.dumps(train or TRAIN), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ARCH": json.dumps(ARCH), "TRAIN": json.dumps(TRAIN), "OMP_NUM_THREADS": "1", "SHARD": shard}
     port = str(_port())
     procs = [
         subprocess.Popen(
@@ -96,9 +96,10 @@ def _losses(out: Path) -> dict:
     return json.loads((out / "losses.json").read_text())
 
 
-def test_two_workers_with_half_the_batch_each_reach_one_workers_losses(tmp_path):
+@pytest.mark.parametrize("shard", ["ddp", "fsdp"])
+def test_two_workers_with_half_the_batch_each_reach_one_workers_losses(tmp_path, shard):
     _run(1, tmp_path / "one")
-    _run(2, tmp_path / "two")
+    _run(2, tmp_path / "two", shard=shard)
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one["losses"]) == len(two["losses"]) == STEPS
     for (step_a, train_a, eval_a), (step_b, train_b, eval_b) in zip(one["losses"], two["losses"], strict=True):
@@ -111,13 +112,16 @@ def test_two_workers_with_half_the_batch_each_reach_one_workers_losses(tmp_path)
     assert (one["workers"], two["workers"]) == (1, 2)
 
 
-def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_losses(tmp_path):
-    _run(2, tmp_path / "whole")
-    codes = _run(2, tmp_path / "killed", kill_at=10)
+@pytest.mark.parametrize("shard", ["ddp", "fsdp"])
+def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_losses(tmp_path, shard):
+    """Under FSDP the checkpoint holds the full states, gathered from the shards, and is loaded
+    back into them."""
+    _run(2, tmp_path / "whole", shard=shard)
+    codes = _run(2, tmp_path / "killed", kill_at=10, shard=shard)
     assert codes[1] == -9 and codes[0] != 0, "the last worker was killed; the main one lost its peer"
     checkpoint = tmp_path / "killed" / "checkpoint"
     assert (checkpoint / "meta.json").exists() or any(checkpoint.iterdir()), "a checkpoint was written"
-    _run(2, tmp_path / "resumed", resume=str(checkpoint))
+    _run(2, tmp_path / "resumed", resume=str(checkpoint), shard=shard)
     whole, resumed = _losses(tmp_path / "whole")["losses"], _losses(tmp_path / "resumed")["losses"]
     assert [s for s, *_ in resumed] == list(range(11, STEPS + 1)), "resumed after step 10"
     for (step, train_w, eval_w), (_, train_r, eval_r) in zip(whole[10:], resumed, strict=True):
