@@ -85,6 +85,9 @@ class TrialReport:
     active_params: int | None = None
     workers: int | None = None  # training processes of the trial (--workers-per-trial), in the final report
     tokens_per_s_per_worker: float | None = None
+    mfu: float | None = (
+        None  # each worker's model FLOP/s over PEAK_FLOPS_ENV's peak (the trial's MFU too); None without it
+    )
 
     def to_result(self) -> dict[str, Any]:
         """The dict given to `tune.report`. A failed trial's eval_loss is inf, never None, so
@@ -276,9 +279,26 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         attention_backend=summary.get("attention_backend"),
         workers=summary.get("workers"),
         tokens_per_s_per_worker=summary.get("tokens_per_s_per_worker"),
+        mfu=mfu(summary.get("tokens_per_s_per_worker"), summary.get("flops_per_token")),
         error=None if completed else f"{outcome.value}: {summary.get('reason')}",
         run_status=outcome.value,
     )
+
+
+#: one device's peak FLOP/s (the `peaks` figure `archscale check gpu` measures on the cluster's GPUs)
+PEAK_FLOPS_ENV = "ARCHSCALE_PEAK_FLOPS"
+
+
+def mfu(tokens_per_s_per_worker: float | None, flops_per_token: float | None) -> float | None:
+    """Model FLOPs utilisation of one worker (= the trial's: every worker trains at the trial's rate
+    over W): tokens/s x archscale's FLOPs per token (training, 3 x forward) over the device's peak
+    in `ARCHSCALE_PEAK_FLOPS`; None when that peak is not given or a figure is missing."""
+    import os
+
+    peak = float(os.environ.get(PEAK_FLOPS_ENV) or 0)
+    if not (peak > 0 and tokens_per_s_per_worker and flops_per_token):
+        return None
+    return tokens_per_s_per_worker * flops_per_token / peak
 
 
 def scratch_dir(number: int, worker: int | None = None) -> Path:

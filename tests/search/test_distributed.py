@@ -221,3 +221,17 @@ def test_resources_of_a_multi_worker_trial():
     assert two.tune_request()["cpu"] == 0
     assert two.per_worker({"arch": None}) == {"CPU": 1.0, "GPU": 0.5}
     assert TrialResources(cpus=2.0).tune_request() == {"cpu": 2.0}
+
+
+def test_mfu_is_each_workers_model_flops_over_the_given_peak(monkeypatch):
+    from archscale.search.trial import PEAK_FLOPS_ENV, final_report
+
+    summary = {"status": "completed", "tokens": 100, "compute": 6e8, "eval_loss": 2.0, "flops_per_token": 6e6}
+    summary |= {"tokens_per_s": 2000.0, "tokens_per_s_per_worker": 1000.0, "workers": 2}
+    base = {"trial_number": 0, "seed": 0, "target_tokens": 100}
+    monkeypatch.delenv(PEAK_FLOPS_ENV, raising=False)
+    assert final_report(base, summary).mfu is None, "no peak given: no MFU, never a guessed one"
+    monkeypatch.setenv(PEAK_FLOPS_ENV, "1e11")
+    report = final_report(base, summary)
+    assert report.mfu == pytest.approx(1000.0 * 6e6 / 1e11)
+    assert (report.workers, report.tokens_per_s, report.tokens_per_s_per_worker) == (2, 2000.0, 1000.0)
