@@ -71,6 +71,18 @@ def _options(
     return SearchOptions.from_args(args)
 
 
+def with_recorded_convention(space: Any, run: dict[str, Any]) -> Any:
+    """The space with the FLOP convention its first run counted in (run.json's budget), so a resumed
+    or extended search never mixes conventions; a run.json from before conventions were recorded
+    counted the dense way."""
+    import dataclasses
+
+    recorded = (run.get("budget") or {}).get("flops_convention", "dense")
+    if space.budget is None or space.budget.flops_convention == recorded:
+        return space
+    return dataclasses.replace(space, budget=dataclasses.replace(space.budget, flops_convention=recorded))
+
+
 def resume_search(
     out: str | Path,
     trials: int | None = None,
@@ -95,6 +107,7 @@ def resume_search(
         raise UserError(f"{out}: resume works on searches; this directory holds a {run.get('kind')}")
     opts = _options(out, run, trials, address, storage, progress)
     space, study_spec, plan = prepare(opts)
+    space = with_recorded_convention(space, run)
     if is_journal(study_spec.storage) and (message := repair_journal(study_spec.storage)):
         say(message)
     run_id = run.get("run_id")

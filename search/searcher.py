@@ -257,7 +257,17 @@ def _final_fields(last: TrialReport | None, worker_error: bool) -> dict[str, Any
     if last is None:
         return {"error": WORKER_DIED if worker_error else "the trial ended without reporting"}
     fields: dict[str, Any] = {"error": WORKER_DIED if worker_error else last.error}
-    keys = ("tokens", "compute", "tokens_per_s", "wall_s", "eval_bpb", "train_loss", "attention_backend", "run_status")
+    keys = (
+        "tokens",
+        "compute",
+        "epochs",
+        "tokens_per_s",
+        "wall_s",
+        "eval_bpb",
+        "train_loss",
+        "attention_backend",
+        "run_status",
+    )
     for key in keys:
         value = getattr(last, key)
         if value is not None:

@@ -59,6 +59,7 @@ class TrialReport:
     target_tokens: int
     tokens: int = 0
     compute: float | None = None
+    epochs: float | None = None  # tokens / the training split's tokens (spaces.record.epochs)
     step: int | None = None
     eval_loss: float | None = None
     eval_bpb: float | None = None
@@ -270,6 +271,7 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
         tokens=summary["tokens"],
         compute=summary["compute"],
+        epochs=summary.get("epochs"),
         eval_loss=summary["eval_loss"],
         eval_bpb=summary.get("eval_bpb"),
         train_loss=summary.get("train_loss"),

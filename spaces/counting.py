@@ -12,26 +12,44 @@ Conventions (tested against torch for every variant the spaces can produce):
 - `flops_per_token`: training FLOPs per token at `seq_len`, = 3 x forward matmul FLOPs
   (2 per multiply-accumulate; backward = 2 x forward): Q/K/V/output projections, Primer's depthwise
   convolutions (`qkv_conv` multiply-accumulates per channel of Q, K and V), attention scores and
-  weighted values over T keys per query in a global layer (the full T x T, no causal halving) and
-  min(attention_window, T) keys per query in a windowed layer (the band, again no halving), FFN,
-  LM head. Norms, softmax, biases, embedding lookups and elementwise work are not counted. A MoE
-  sublayer counts its router (d_model x n_experts) and the experts a token runs through (top-k
-  routed + shared), never the others; tokens a capacity factor drops are still counted (the count
+  weighted values over the keys each query is charged (`FLOPS_CONVENTIONS`, below), FFN, LM head.
+  Norms, softmax, biases, embedding lookups and elementwise work are not counted. A MoE sublayer
+  counts its router (d_model x n_experts) and the experts a token runs through (top-k routed +
+  shared), never the others; tokens a capacity factor drops are still counted (the count
   is what the model is sized for, not what one batch happened to route).
 - `kv_cache_bytes_per_token`: what one more generated token adds to the KV cache once the context
   is longer than the window: 2 (K and V) x global layers x n_kv_heads x head_dim x 2 bytes (bf16).
   Without a window every layer is global; a windowed layer's cache holds at most attention_window
   tokens, a constant that stops growing with the context.
+
+Attention's keys per query, by FLOP convention (`flops_convention`, a trial-row column):
+- `causal` (the default): the keys a query can see, nothing masked. Query i (0-based) of a global
+  layer sees i + 1 keys, (T + 1) / 2 per query on average; in a windowed layer min(i + 1, W). Full
+  and windowed layers are charged alike: what they compute once the mask is applied.
+- `dense`: the rectangle a plain implementation multiplies, masked entries included: T keys per
+  query in a global layer (the full T x T) and min(W, T) in a windowed one (the band, padding
+  included). archscale counted this way before the convention existed, so results without a
+  `flops_convention` column read as `dense`. It charges full attention for its masked half but a
+  window only for its band, so at "equal FLOPs" windows look cheaper than they are.
+FlopCounterMode measures `dense` (it sees the matmuls, not the mask); the contract tests check
+`causal` as that measurement minus the masked entries.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
 
 KV_CACHE_BYTES_PER_VALUE = 2  # bf16
+
+FlopsConvention = Literal["causal", "dense"]
+FLOPS_CONVENTIONS: tuple[str, ...] = get_args(FlopsConvention)
+DEFAULT_FLOPS_CONVENTION: FlopsConvention = "causal"
+#: the convention of results written before the `flops_convention` column existed
+LEGACY_FLOPS_CONVENTION: FlopsConvention = "dense"
 
 
 @dataclass(frozen=True)
@@ -55,11 +73,27 @@ def norms_per_block(arch: ArchConfig) -> int:
     return variants.BLOCKS[arch.block].norms(arch.ffn_per_block, out_norm)
 
 
-def count(arch: ArchConfig) -> Counts:
+def charged_keys(arch: ArchConfig, layer: int, T: int, flops_convention: FlopsConvention) -> float:
+    """Keys per query (mean over the T queries) that layer `layer`'s scores and values are charged.
+
+    `dense`: the band `variants.attended_keys` gives, K = T (global) or min(W, T) (windowed).
+    `causal`: query i sees min(i + 1, K) of them, so the T queries see K T - K (K - 1) / 2 in all.
+    """
+    keys = variants.attended_keys(arch, layer, T)
+    if flops_convention == "dense":
+        return float(keys)
+    if flops_convention == "causal":
+        return keys - keys * (keys - 1) / (2 * T)
+    raise ValueError(f"flops_convention: got {flops_convention!r}; allowed: {', '.join(FLOPS_CONVENTIONS)}")
+
+
+def count(arch: ArchConfig, flops_convention: FlopsConvention = DEFAULT_FLOPS_CONVENTION) -> Counts:
     """Count parameters, training FLOPs per token, and KV-cache bytes per token, analytically.
 
-    Every per-variant number comes from the tables in `variants.py`; `arch` may also be a plain
-    namespace with ArchConfig's fields (the solver's hot loop), so only fields are read here.
+    `flops_convention` says how attention's masked entries are charged (module docstring); only
+    `flops_per_token` depends on it. Every per-variant number comes from the tables in
+    `variants.py`; `arch` may also be a plain namespace with ArchConfig's fields (the solver's hot
+    loop), so only fields are read here.
     """
     d, L, T = arch.d_model, arch.n_layers, arch.seq_len
     q_width = arch.n_heads * arch.head_dim
@@ -95,8 +129,8 @@ def count(arch: ArchConfig) -> Counts:
     # forward matmul FLOPs per token (2 per multiply-accumulate)
     proj = 2 * (d * (q_width + 2 * kv_width) + q_width * d)
     conv = 2 * conv_channels * arch.qkv_conv
-    # QK^T and AV over each layer's attended keys: T (global) or min(W, T) (windowed)
-    keys = sum(variants.attended_keys(arch, i, T) for i in range(L))
+    # QK^T and AV over each layer's charged keys per query (`charged_keys`)
+    keys = sum(charged_keys(arch, i, T, flops_convention) for i in range(L))
     scores_and_values = 2 * 2 * arch.n_heads * arch.head_dim * keys
     ffn_flops = 2 * arch.ffn_per_block * (shape.active * (n_in + 1) * d * shape.d_ff + router)
     lm_head = 2 * d * arch.vocab_size

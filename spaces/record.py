@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
 from archscale.spaces import transfer
 from archscale.spaces.arch import ArchConfig
-from archscale.spaces.counting import Counts
+from archscale.spaces.counting import LEGACY_FLOPS_CONVENTION, Counts
 from archscale.spaces.training import RECORDED_TRAIN_FIELDS, TrainConfig
 
 
@@ -63,7 +64,8 @@ TRANSFER_COLUMNS: dict[str, Any] = {  # derived from the architecture's parametr
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "tokens": int,  # training tokens seen so far (= target_tokens when completed)
-    "compute": float,  # training FLOPs so far = flops_per_token x tokens
+    "compute": float,  # training FLOPs so far = flops_per_token x tokens (under the row's flops_convention)
+    "epochs": float,  # tokens / the training split's tokens (`epochs`); null for unlimited (synthetic) data
     "eval_loss": float,  # last validation loss, nats per target token
     "eval_bpb": float,  # the same in bits per byte (text data only)
     "train_loss": float,  # mean training loss since the previous evaluation
@@ -79,6 +81,7 @@ CURVE_COLUMNS: dict[str, Any] = {
     "trial_id": int,
     "tokens": int,
     "compute": float,
+    "epochs": float,
     "step": int,
     "train_loss": float,
     "eval_loss": float,
@@ -96,6 +99,34 @@ CURVE_COLUMNS: dict[str, Any] = {
     "expert_token_share": list[float],  # each expert's share of the token-expert assignments
     "dropped_token_frac": float,  # assignments dropped by expert_capacity_factor (0 when dropless)
 }
+
+
+#: What a column means in results written before it existed (a loader fills it in, not null): FLOPs
+#: were counted `dense` until `flops_convention` was recorded.
+ABSENT_COLUMN_VALUES: dict[str, Any] = {"flops_convention": LEGACY_FLOPS_CONVENTION}
+
+#: From this many epochs on, a trial counts as trained on repeated data. Batches are uniform random
+#: crops, so a run of E epochs has read before about `repeated_share(E)` = 1 - (1 - exp(-E)) / E of
+#: its tokens: 11% at E = 0.25 (a 2.8M-token run on pystdlib's ~11M-token training split), 33% at E = 0.9.
+REPEATED_DATA_EPOCHS = 0.25
+
+
+def epochs(tokens: int | float, train_split_tokens: int | None) -> float | None:
+    """Tokens seen / the training split's tokens; None when the data is unlimited (no split size)."""
+    if not train_split_tokens:
+        return None
+    return tokens / train_split_tokens
+
+
+def repeated_share(trial_epochs: float) -> float:
+    """The expected share of a run's tokens it had already read, with uniform random crops."""
+    return 1 - (1 - math.exp(-trial_epochs)) / trial_epochs if trial_epochs > 0 else 0.0
+
+
+def repeats_data(trial_epochs: float | None) -> bool:
+    """Whether a trial of `trial_epochs` epochs trained on repeated data: at least `REPEATED_DATA_EPOCHS`
+    (analysis compares the `epochs` column with that constant, the same rule on a whole column)."""
+    return trial_epochs is not None and trial_epochs >= REPEATED_DATA_EPOCHS
 
 
 def _column_type(annotation: Any) -> Any:

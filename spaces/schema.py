@@ -10,6 +10,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, FLOPS_CONVENTIONS
 from archscale.spaces.solver import BUDGET_KINDS
 
 Scalar = Union[bool, int, float, str]
@@ -73,6 +74,9 @@ class BudgetSpec(_Strict):
     head_dim_multiple: int = Field(8, ge=1)
     d_model_multiple: int = Field(8, ge=1)
     d_ff_multiple: int = Field(8, ge=1)
+    # how attention is charged in this space's every FLOP count (its budget and its trials' compute):
+    # causal (the keys a query sees) or dense (masked entries too); see spaces/counting.py
+    flops_convention: Literal[FLOPS_CONVENTIONS] = DEFAULT_FLOPS_CONVENTION  # type: ignore[valid-type]
 
     @field_validator("ffn_ratio", "aspect_ratio", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 
 from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig
-from archscale.spaces.counting import Counts, count
+from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, Counts, FlopsConvention, count
 from archscale.spaces.errors import BudgetError
 
 # active_params: what one token uses (= params unless ffn_type=moe), so dense and MoE FFNs compare
@@ -36,9 +36,11 @@ class Budget:
     kind: BudgetKind
     value: float
     tolerance: float = 0.01
+    flops_convention: FlopsConvention = DEFAULT_FLOPS_CONVENTION  # how every count of the run charges attention
 
     def describe(self) -> str:
-        return f"{self.kind} = {self.value:,.0f} (±{self.tolerance:.1%})"
+        convention = f", {self.flops_convention} attention" if self.kind == "flops_per_token" else ""
+        return f"{self.kind} = {self.value:,.0f} (±{self.tolerance:.1%}{convention})"
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,9 @@ def _arch_defaults() -> dict[str, Any]:
     return {name: f.default for name, f in ArchConfig.model_fields.items()}
 
 
-def _fast_count(fields: dict[str, Any]) -> Counts:
+def _fast_count(fields: dict[str, Any], flops_convention: FlopsConvention) -> Counts:
     """`count` on a plain namespace: the same arithmetic without pydantic validation (hot loop)."""
-    return count(SimpleNamespace(**fields))  # type: ignore[arg-type]
+    return count(SimpleNamespace(**fields), flops_convention)  # type: ignore[arg-type]
 
 
 def solve(
@@ -117,8 +119,8 @@ def solve(
         f = {**fields, "d_model": d, "head_dim": hd, "n_layers": layers}
         if solve_d_ff:
             m = d_ff_multiple
-            c1 = _fast_count({**f, "d_ff": m})[budget.kind]
-            c2 = _fast_count({**f, "d_ff": 2 * m})[budget.kind]
+            c1 = _fast_count({**f, "d_ff": m}, budget.flops_convention)[budget.kind]
+            c2 = _fast_count({**f, "d_ff": 2 * m}, budget.flops_convention)[budget.kind]
             slope = (c2 - c1) / m
             if slope > 0:
                 d_ff = max(m, round((target - (c1 - slope * m)) / slope / m) * m)
@@ -131,7 +133,7 @@ def solve(
             lowest = None
         else:
             lowest = None
-        counts = _fast_count(f)
+        counts = _fast_count(f, budget.flops_convention)
         achieved = counts[budget.kind]
         lowest = achieved if lowest is None else lowest
         if smallest is None:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from archscale.spaces.arch import ArchConfig
 from archscale.spaces.checks import check_semantics
 from archscale.spaces.choosers import Chooser, OptunaChooser, RandomChooser
-from archscale.spaces.counting import Counts
+from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, Counts, FlopsConvention, count
 from archscale.spaces.errors import BudgetError, SpaceError, load_mapping
 from archscale.spaces.schema import BUDGET_AXES, Axis, BudgetSpec, Constraint, SpaceFile, as_list
 from archscale.spaces.solver import BUDGET_KINDS, Budget, solve
@@ -77,7 +77,8 @@ class Space:
 
     def __post_init__(self) -> None:
         if self.budget is None and self.spec.budget is not None:
-            self.budget = Budget(self.spec.budget.kind, self.spec.budget.value, self.spec.budget.tolerance)
+            b = self.spec.budget
+            self.budget = Budget(b.kind, b.value, b.tolerance, b.flops_convention)
 
     @property
     def name(self) -> str:
@@ -90,7 +91,12 @@ class Space:
         if not value > 0:
             raise SpaceError(self.path, "budget.value", f"must be > 0, got {value}")
         tol = tolerance if tolerance is not None else (self.budget.tolerance if self.budget else 0.01)
-        return Space(self.spec, self.path, Budget(kind, float(value), tol))  # type: ignore[arg-type]
+        return Space(self.spec, self.path, Budget(kind, float(value), tol, self.flops_convention))  # type: ignore[arg-type]
+
+    @property
+    def flops_convention(self) -> FlopsConvention:
+        """How this space's FLOP counts charge attention: its budget's setting, else the default."""
+        return self.budget.flops_convention if self.budget else DEFAULT_FLOPS_CONVENTION
 
     # ---- sampling ----------------------------------------------------------------------------
     def sample(self, trial: Any) -> Sample:
@@ -161,14 +167,13 @@ class Space:
         for c in self.spec.constraints:  # constraints between fixed or range values
             if all(k in choices for k in c.forbid) and _matches(c.forbid, choices):
                 raise BudgetError(f"constraints: the combination {c.forbid} is forbidden")
+        train = {**train, "flops_convention": self.flops_convention}  # the trainer counts compute the same way
         if self.budget is None:
             try:
                 arch = ArchConfig(**choices)
             except ValueError as e:
                 raise BudgetError(f"invalid architecture: {e}") from None
-            from archscale.spaces.counting import count
-
-            return Sample(arch, train, {**choices, **budget_axes}, count(arch), 0.0)
+            return Sample(arch, train, {**choices, **budget_axes}, count(arch, self.flops_convention), 0.0)
         b = self.spec.budget or BudgetSpec(value=self.budget.value)
         solution = solve(
             choices,

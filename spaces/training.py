@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, FLOPS_CONVENTIONS
 from archscale.spaces.errors import UserError
 
 SCHEDULES = ("cosine", "wsd")
@@ -55,6 +56,9 @@ class TrainConfig:
     # ffn_type=moe: loss += coef x the Switch/GShard load-balancing loss (mean over MoE sublayers);
     # 0.01 is Switch Transformer's (Fedus et al. 2022) and Mixtral's. Ignored by dense models.
     router_aux_loss_coef: float = _f(0.01, searchable=True)
+    # how `compute` (and the trial's flops_per_token) charge attention's masked entries: causal or
+    # dense (spaces/counting.py). A space sets it in `budget:`, so the budget and compute agree.
+    flops_convention: str = _f(DEFAULT_FLOPS_CONVENTION)
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> UserError:
@@ -64,6 +68,8 @@ class TrainConfig:
             raise bad("schedule", f"allowed values are {list(SCHEDULES)}")
         if self.device not in DEVICES:
             raise bad("device", f"allowed values are {list(DEVICES)}")
+        if self.flops_convention not in FLOPS_CONVENTIONS:
+            raise bad("flops_convention", f"allowed values are {list(FLOPS_CONVENTIONS)}")
         for name in ("tokens", "batch_size", "eval_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a positive integer")

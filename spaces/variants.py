@@ -223,8 +223,8 @@ def global_layers(arch: Any) -> int:
 
 
 def attended_keys(arch: Any, layer: int, T: int) -> int:
-    """Keys per query that the FLOP count charges layer `layer` at length T: T for a global layer,
-    min(W, T) for a windowed one (no causal halving in either: the first queries see fewer)."""
+    """Keys per query that layer `layer` multiplies at length T: T for a global layer, min(W, T) for
+    a windowed one (the dense FLOP convention's charge; causal: `counting.charged_keys`)."""
     return min(arch.attention_window, T) if layer_windowed(arch, layer) else T
 
 

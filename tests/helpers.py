@@ -69,6 +69,24 @@ def write_space(tmp_path: Path) -> Path:
     return p
 
 
+#: Four activations at 12K parameters: the smallest space whose architectures differ (ladder and
+#: strategy tests simulate or train it).
+FOUR_ACTIVATIONS = {
+    "name": "four-activations",
+    "arch": {
+        "vocab_size": 256,
+        "seq_len": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "norm": "rmsnorm",
+        "ffn_activation": {"choices": ["relu", "swiglu", "gelu", "geglu"]},
+        "position": "rope",
+    },
+    "train": {"lr": 3.0e-3, "batch_size": 8},
+    "budget": {"kind": "params", "value": 12000, "tolerance": 0.03},
+}
+
+
 # ---- results checks ----
 
 

@@ -120,10 +120,13 @@ def training_item(device: torch.device, quick: bool, peak_flops: float | None) -
     batch = (8 if quick else 16) if on_cuda else 8
     steps = STEPS if on_cuda else (2 if quick else 4) * WARM_STEPS
     measured = train_steps(arch, batch, steps, device.type, compile=on_cuda)
-    flops_per_token = count(arch).flops_per_token
+    # MFU as PaLM (Chowdhery et al. 2022, appendix B) and nanoGPT define it: the full attention matrix is
+    # charged (6N + 12 L H Q T per token), i.e. archscale's dense convention, not the causal default
+    flops_per_token = count(arch, flops_convention="dense").flops_per_token
     mfu = measured.tokens_per_s * flops_per_token / peak_flops if peak_flops else None
     numbers = {
         "params": count(arch).params,
+        "mfu_flops_convention": "dense",
         "batch_size": batch,
         "seq_len": arch.seq_len,
         "steps": measured.steps,

@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from archscale.spaces import ArchConfig, count
 from archscale.spaces.outcome import RunStatus
+from archscale.spaces.record import REPEATED_DATA_EPOCHS, epochs, repeated_share, repeats_data
 from archscale.spaces.training import TrainConfig
 from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import open_data
@@ -40,6 +42,7 @@ from archscale.trainers.source import IGNORE, DataSource
 __all__ = [
     "LENGTH_FACTORS",
     "DIVERGENCE_FACTOR",
+    "RepeatedDataWarning",
     "Schedule",
     "diverged",
     "eval_rows",
@@ -75,6 +78,23 @@ def diverged(loss: float, grad_norm: float, initial_loss: float, after_warmup: b
     if after_warmup and loss > DIVERGENCE_FACTOR * initial_loss:
         return f"training loss {loss:.3g} > {DIVERGENCE_FACTOR:g}x the first step's {initial_loss:.3g} after warmup"
     return None
+
+
+class RepeatedDataWarning(UserWarning):
+    """A run will read its training split `REPEATED_DATA_EPOCHS` times or more (spaces/record.py)."""
+
+
+def warn_if_repeated(source: DataSource, tokens: int) -> None:
+    """Warn once, before training, when a run of `tokens` tokens repeats `source`'s training data."""
+    planned = epochs(tokens, source.train_tokens)
+    if repeats_data(planned):
+        warnings.warn(
+            f"{source.name}: {tokens:,} tokens are {planned:.2f} epochs of its {source.train_tokens:,}-token training "
+            f"split (>= {REPEATED_DATA_EPOCHS}), so ~{repeated_share(planned):.0%} of them repeat earlier ones; "
+            "compare it only with runs of similar epochs, or give more data",
+            RepeatedDataWarning,
+            stacklevel=3,
+        )
 
 
 def _write_parquet_atomically(rows: list[dict], path: Path) -> None:
@@ -140,7 +160,7 @@ def train(
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    counts = count(arch)
+    counts = count(arch, cfg.flops_convention)
     summary: dict[str, Any] = {
         "status": None,
         "reason": None,
@@ -151,6 +171,7 @@ def train(
         "attention_backend": None,  # sdpa | flex | materialised, chosen when the model is built
         "tokens": 0,
         "compute": 0.0,
+        "epochs": epochs(0, source.train_tokens),
         "steps": 0,
         "tokens_per_s": None,
         "wall_s": 0.0,
@@ -166,6 +187,7 @@ def train(
         "checkpoint": None,
         "resumed_from": str(resume_from) if resume_from else None,
     }
+    warn_if_repeated(source, cfg.tokens)
     try:
         flops = counts.flops_per_token
         _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, flops, summary, workers)
@@ -328,6 +350,7 @@ def _run(
         metrics = {
             "tokens": tokens,
             "compute": flops_per_token * tokens,
+            "epochs": epochs(tokens, source.train_tokens),
             "step": step,
             "train_loss": loss_sum / max(1, loss_steps),
             "eval_loss": eval_loss,
@@ -369,6 +392,7 @@ def _run(
         reason=reason,
         tokens=tokens,
         compute=flops_per_token * tokens,
+        epochs=epochs(tokens, source.train_tokens),
         steps=step,
         tokens_per_s=tokens / train_s if train_s > 0 else None,
         tokens_per_s_per_worker=tokens / train_s / workers.world_size if train_s > 0 else None,

@@ -24,6 +24,8 @@ class DataSource:
       `bytes_per_token` is the mean number of UTF-8 bytes per token on the validation split
       (1.0 for byte-level data; None when tokens are not text, e.g. synthetic tasks), so
       nats/token / bytes_per_token / ln 2 = bits per byte.
+    - `train_tokens` is the number of tokens in the training split, or None when training data is
+      unlimited (synthetic tasks draw fresh examples); a run's `epochs` is its tokens over this.
     - `train_batch(batch_size, seq_len, generator)` returns (x, y), int64 tensors of shape
       (B, T) on CPU; y is x shifted by one token, with -100 where no loss is taken. All
       randomness comes from `generator`, so a fixed generator state gives the same batch
@@ -39,6 +41,7 @@ class DataSource:
     vocab_size: int
     fingerprint: str
     bytes_per_token: float | None
+    train_tokens: int | None = None
 
     def train_batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
         raise NotImplementedError
@@ -52,6 +55,7 @@ class DataSource:
             "fingerprint": self.fingerprint,
             "vocab_size": self.vocab_size,
             "bytes_per_token": self.bytes_per_token,
+            "train_tokens": self.train_tokens,
         }
 
     def __repr__(self) -> str:

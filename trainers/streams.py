@@ -40,6 +40,10 @@ class TokenStream(DataSource):
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
+    def train_tokens(self) -> int:  # type: ignore[override]  # from the file's size: no map opened
+        return self._paths[0].stat().st_size // self._dtype.itemsize
+
+    @property
     def _train(self) -> np.ndarray:
         return self._open()[0]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from archscale.spaces.record import ARCH_COLUMNS, STATUSES, curve_schema, trial_schema
+from archscale.spaces.record import ABSENT_COLUMN_VALUES, ARCH_COLUMNS, STATUSES, curve_schema, trial_schema
 
 PathLike = str | os.PathLike[str]
 
@@ -98,17 +98,23 @@ def _legacy_lengths(column: str) -> pl.Expr:
 
 
 def _conform(lf: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
-    """Add missing expected columns as typed nulls and cast present ones to the expected dtype."""
+    """Add missing expected columns (as typed nulls, or what they meant before they existed:
+    `ABSENT_COLUMN_VALUES`, which also fills their nulls: rows an older writer carried over when a
+    resumed run added the column) and cast present ones to the expected dtype."""
     present = lf.collect_schema()
     if present.get("eval_loss_by_length") == pl.String and "eval_loss_by_length" in schema:
         lf = lf.with_columns(_legacy_lengths("eval_loss_by_length"))
         present = lf.collect_schema()
     exprs = [
-        pl.col(name).cast(dtype, strict=False) if name in present else pl.lit(None, dtype).alias(name)
+        pl.col(name).cast(dtype, strict=False)
+        if name in present
+        else pl.lit(ABSENT_COLUMN_VALUES.get(name), dtype).alias(name)
         for name, dtype in schema.items()
         if name not in present or present[name] != dtype
     ]
-    return lf.with_columns(exprs) if exprs else lf
+    lf = lf.with_columns(exprs) if exprs else lf
+    legacy = [pl.col(name).fill_null(value) for name, value in ABSENT_COLUMN_VALUES.items() if name in schema]
+    return lf.with_columns(legacy) if legacy else lf
 
 
 def _scan(path: Path, schema: dict[str, pl.DataType]) -> pl.LazyFrame:

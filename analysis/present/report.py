@@ -42,6 +42,7 @@ from .html_tables import html_table
 from .predictions import ladder_chart, prediction_tables
 from .report_parts import (
     CSS,
+    comparison_caveats,
     describe_run,
     figure,
     interval_notes,
@@ -103,7 +104,7 @@ class _Report:
             "Per run, the 10 best architectures by mean final eval loss (nats/token) over seed replicas; "
             "std across seeds."
         )
-        return f'<p class="note">{note}</p>' + html_table(best, max_rows=200)
+        return f'<p class="note">{note}</p>' + comparison_caveats(self.done) + html_table(best, max_rows=200)
 
     def pareto(self) -> str:
         p = pareto_analysis(self.done, costs=cost_objectives(self.done, [load_run(d) for d in self.dirs]))
@@ -221,7 +222,7 @@ class _Report:
             *[c for c in ("run",) if c in eff.columns], "axis", "value", "baseline", "n", "n_base", "effect", "lo",
             "hi", "method", "p_holm", "verdict", "n_needed",
         )  # fmt: skip
-        extra = "".join(note_paragraph(html.escape(n)) for n in notes)
+        extra = "".join(note_paragraph(html.escape(n)) for n in notes) + comparison_caveats(self.done)
         return (
             note_paragraph(html.escape(note)) + extra + figure(ch.effects_chart(eff)) + html_table(table, max_rows=200)
         )
@@ -239,7 +240,8 @@ class _Report:
             return f'<ul class="verdicts">{body}{more}</ul>'
 
         ranking = v.ranking.select("rank", "name", "n", "mean", "lo", "hi", "interval", "lr_sensitivity", "lrs")
-        out = [f'<p class="verdict">{html.escape(lines["best"][0])}</p>', html_table(ranking)]
+        out = [f'<p class="verdict">{html.escape(lines["best"][0])}</p>', comparison_caveats(self.done)]
+        out.append(html_table(ranking))
         if lines["differences"]:
             plural = "" if v.comparisons == 1 else "s"
             out.append(f"<h3>Differences from the best ({v.comparisons} comparison{plural} in all, Holm-adjusted)</h3>")

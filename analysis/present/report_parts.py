@@ -13,6 +13,7 @@ import polars as pl
 
 from archscale.analysis.data.loaders import redact_url
 from archscale.analysis.data.runs import NoData
+from archscale.spaces.record import REPEATED_DATA_EPOCHS
 
 from .chart_base import chart_svg
 from .html_tables import html_table
@@ -40,6 +41,28 @@ def figure(chart: Any) -> str:
 def note_paragraph(text: str) -> str:
     """A grey note paragraph (``text`` is trusted HTML)."""
     return f'<p class="note">{text}</p>'
+
+
+def comparison_caveats(trials: pl.DataFrame) -> str:
+    """Notes for a comparison whose trials mix repeated and fresh data (`epochs`, spaces/record.py)
+    or FLOP conventions (`flops_convention`); empty when they do not."""
+    notes = []
+    repeated = (trials["epochs"] >= REPEATED_DATA_EPOCHS).fill_null(False)  # spaces.record.repeats_data, vectorised
+    if repeated.any() and not repeated.all():
+        seen, fresh = trials["epochs"].filter(repeated), trials["epochs"].filter(~repeated).drop_nulls()
+        low = f"{fresh.min():.2f}-{fresh.max():.2f} epochs" if fresh.len() else "unlimited data"
+        notes.append(
+            f"Mixed data repetition: {int(repeated.sum())} of {trials.height} trials read their training split "
+            f">= {REPEATED_DATA_EPOCHS} times ({seen.min():.2f}-{seen.max():.2f} epochs), the others "
+            f"{low}; a difference between the two groups may be repetition, not architecture."
+        )
+    conventions = trials["flops_convention"].drop_nulls().unique().sort().to_list()
+    if len(conventions) > 1:
+        notes.append(
+            f"Mixed FLOP conventions ({', '.join(conventions)}): flops_per_token and compute are not comparable "
+            "across them (spaces/counting.py); compare runs counted the same way."
+        )
+    return "".join(note_paragraph(html.escape(n)) for n in notes)
 
 
 def nodata(reason: str) -> str:

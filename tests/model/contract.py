@@ -83,9 +83,14 @@ def check_contract(arch, seed):
     head_params = 0 if model.head is None else model.head.weight.numel()
     embedding_params = model.tok_emb.weight.numel() + position_params + head_params
     assert counts.non_embedding_params == counts.params - embedding_params
-    # a MoE counts the experts a token is routed to; a capacity factor may drop some in this batch
+    # a MoE counts the experts a token is routed to; a capacity factor may drop some in this batch.
+    # FlopCounterMode measures the dense convention (every score and value entry a matmul computes,
+    # masked or not); the causal count (the default) is that measurement minus the masked entries
     flops = forward_flops(model, arch) + dropped_expert_flops(model, arch)
-    assert 3 * flops / arch.seq_len == pytest.approx(counts.flops_per_token, rel=0.01)
+    assert 3 * flops / arch.seq_len == pytest.approx(count(arch, "dense").flops_per_token, rel=0.01)
+    causal = flops - masked_attention_flops(model, arch)
+    assert 3 * causal / arch.seq_len == pytest.approx(counts.flops_per_token, rel=0.01)
+    assert counts.flops_per_token == count(arch, "causal").flops_per_token
 
     # shapes (T shorter than seq_len too)
     idx = torch.randint(0, arch.vocab_size, (2, arch.seq_len))
@@ -121,6 +126,22 @@ def check_contract(arch, seed):
     assert all(
         b.r == transfer.residual_scale(arch) and b.attn.scale == transfer.attention_scale(arch) for b in model.blocks
     )
+
+
+def masked_entries(T: int, window: int | None) -> int:
+    """Score entries (per head) a layer computes but masks, counted on the shapes the backends
+    multiply: keys after the query in the full T x T, or left of position 0 in a window's band."""
+    if window is None or window >= T:
+        return int(torch.ones(T, T, dtype=torch.bool).triu(diagonal=1).sum())
+    band_positions = torch.arange(T)[:, None] - (window - 1) + torch.arange(window)  # (T, W) key positions
+    return int((band_positions < 0).sum())
+
+
+def masked_attention_flops(model, arch) -> float:
+    """Forward FLOPs FlopCounterMode counts for masked entries: QK^T and AV, 2 per multiply-accumulate,
+    head_dim multiply-accumulates per entry and head, summed over the model's layers."""
+    per_entry = 2 * 2 * arch.n_heads * arch.head_dim
+    return sum(per_entry * masked_entries(arch.seq_len, block.attn.window) for block in model.blocks)
 
 
 def idle_expert_parameters(model) -> set[str]:

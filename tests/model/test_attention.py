@@ -115,7 +115,8 @@ def test_score_bias_fact_matches_the_implementation():
 
 
 def test_window_counting_convention():
-    """A windowed layer is charged min(W, T) keys per query; only global layers grow the KV cache."""
+    """Under the dense convention a windowed layer is charged min(W, T) keys per query; only global
+    layers grow the KV cache (the causal convention: tests/model/test_contract.py)."""
     full = ArchConfig(seq_len=64, n_layers=4, attention_window=None)
     per_key = 3 * 2 * 2 * full.n_heads * full.head_dim  # train FLOPs of one attended key, per token and layer
     kv_per_layer = 2 * full.n_kv_heads * full.head_dim * 2
@@ -123,7 +124,7 @@ def test_window_counting_convention():
         arch = ArchConfig(**{**full.to_dict(), "attention_window": window, "global_every": global_every})
         assert [arch.windowed(i) for i in range(4)].count(True) == windowed_layers
         saved = windowed_layers * (64 - min(window, 64)) * per_key
-        assert count(arch).flops_per_token == count(full).flops_per_token - saved
+        assert count(arch, "dense").flops_per_token == count(full, "dense").flops_per_token - saved
         assert count(arch).kv_cache_bytes_per_token == (4 - windowed_layers) * kv_per_layer
         assert count(arch).params == count(full).params
     # global_every = 2: layers 1 and 3 (0-based) keep full attention

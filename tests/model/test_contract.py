@@ -20,10 +20,18 @@ from archscale.spaces.arch import (
     PARAMETRIZATIONS,
     POSITIONS,
 )
+from archscale.spaces.counting import FLOPS_CONVENTIONS, charged_keys
 from archscale.trainers.model import ACTIVATIONS, build_model
 from archscale.trainers.model import NORMS as NORM_REGISTRY
 from archscale.trainers.model import POSITIONS as POSITION_REGISTRY
-from tests.model.contract import COMBOS, check_contract, make_arch
+from tests.model.contract import (
+    COMBOS,
+    check_contract,
+    forward_flops,
+    make_arch,
+    masked_attention_flops,
+    masked_entries,
+)
 
 
 def test_registries_cover_every_config_value():
@@ -148,6 +156,41 @@ def test_attention_layout_contract(pos, layout):
     model = build_model(arch)
     assert [b.attn.window is not None for b in model.blocks] == windowed
     assert count(arch).kv_cache_bytes_per_token == 2 * windowed.count(False) * arch.n_kv_heads * arch.head_dim * 2
+
+
+@pytest.mark.parametrize("window", [None, 4, 12, 30], ids=["full", "w4", "w=T", "w>T"])
+@pytest.mark.parametrize("kv_heads", [4, 1])
+def test_both_flop_conventions_per_layer_kind(window, kv_heads):
+    """One layer of each kind: `dense` is what FlopCounterMode measures; `causal` is that minus the
+    masked entries (the upper half of a full layer, a window's padding), i.e. the keys a query sees."""
+    arch = layout_arch("rope", (window, None, 0), 0, n_layers=1, n_kv_heads=kv_heads)
+    T = arch.seq_len
+    model = build_model(arch)
+    measured = forward_flops(model, arch)
+    assert 3 * measured / T == pytest.approx(count(arch, "dense").flops_per_token, rel=1e-9)
+    masked = masked_attention_flops(model, arch)
+    assert masked == 2 * 2 * arch.n_heads * arch.head_dim * masked_entries(T, model.blocks[0].attn.window)
+    assert 3 * (measured - masked) / T == pytest.approx(count(arch, "causal").flops_per_token, rel=1e-9)
+    # the causal charge is the mean number of keys a query sees, read off the visible (T, T) mask
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    visible = (j <= i) & (i - j < (window or T))
+    assert charged_keys(arch, 0, T, "causal") == pytest.approx(float(visible.sum()) / T, rel=1e-12)
+    assert charged_keys(arch, 0, T, "dense") == min(window or T, T)
+    if window is None or window >= T:
+        assert charged_keys(arch, 0, T, "causal") == (T + 1) / 2
+
+
+def test_windows_at_equal_flops_under_each_convention():
+    """A window saves FLOPs against full attention under both conventions, less under causal (the
+    full layer is no longer charged its masked half); a window covering T costs what full attention does."""
+    full = ArchConfig(seq_len=256, n_layers=4)
+    windowed = ArchConfig(**{**full.to_dict(), "attention_window": 64})
+    covering = ArchConfig(**{**full.to_dict(), "attention_window": 256})
+    saved = {c: count(full, c).flops_per_token - count(windowed, c).flops_per_token for c in FLOPS_CONVENTIONS}
+    assert 0 < saved["causal"] < saved["dense"]
+    assert count(covering, "causal").flops_per_token == count(full, "causal").flops_per_token
+    with pytest.raises(ValueError, match="flops_convention: got 'sparse'; allowed: causal, dense"):
+        count(full, "sparse")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("pos", POSITIONS)

@@ -24,21 +24,9 @@ from archscale.search.strategies.ladder_plan import LadderPlan
 from archscale.search.trial import TrialReport
 from archscale.spaces.errors import UserError
 from archscale.spaces.record import TrialStatus
+from tests.helpers import FOUR_ACTIVATIONS
 
-SPACE = {
-    "name": "ladder",
-    "arch": {
-        "vocab_size": 256,
-        "seq_len": 32,
-        "n_layers": 1,
-        "n_heads": 2,
-        "norm": "rmsnorm",
-        "ffn_activation": {"choices": ["relu", "swiglu", "gelu", "geglu"]},
-        "position": "rope",
-    },
-    "train": {"lr": 3.0e-3, "batch_size": 8},
-    "budget": {"kind": "params", "value": 12000, "tolerance": 0.03},
-}
+SPACE = {**FOUR_ACTIVATIONS, "name": "ladder"}
 # the truth each activation's rungs are drawn from: L = 1.5 + A (C / 1e9)^-alpha
 LAWS = {"relu": (3.0, 0.30), "swiglu": (2.0, 0.20), "gelu": (3.5, 0.35), "geglu": (2.6, 0.25)}
 

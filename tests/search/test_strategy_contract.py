@@ -36,22 +36,10 @@ from archscale.search.study import load_study_file, plan_grid
 from archscale.search.trial import TrialReport
 from archscale.spaces.record import TrialStatus
 from archscale.spaces.space import space_from_dict
+from tests.helpers import FOUR_ACTIVATIONS
 
 RUN_ID = "contract"
-SPACE = {
-    "name": "contract",
-    "arch": {
-        "vocab_size": 256,
-        "seq_len": 32,
-        "n_layers": 1,
-        "n_heads": 2,
-        "norm": "rmsnorm",
-        "ffn_activation": {"choices": ["relu", "swiglu", "gelu", "geglu"]},
-        "position": "rope",
-    },
-    "train": {"lr": 3.0e-3, "batch_size": 8},
-    "budget": {"kind": "params", "value": 12000, "tolerance": 0.03},
-}
+SPACE = {**FOUR_ACTIVATIONS, "name": "contract"}
 OFFSET = {"relu": 0.0, "swiglu": -0.1, "gelu": 0.05, "geglu": -0.05}  # each activation's level in the law
 
 

@@ -6,6 +6,7 @@ import yaml
 from archscale.search.study import load_study_file, plan_grid
 from archscale.spaces import SpaceError
 from archscale.spaces.errors import UserError
+from tests.helpers import FOUR_ACTIVATIONS
 
 BASE = {"vocab_size": 256, "seq_len": 64, "n_layers": 2, "n_heads": 2}
 ARCHS = {
@@ -122,3 +123,15 @@ def test_lr_from_search_errors_name_the_problem(tmp_path):
         plan_grid(load_study_file({**study, "train": {"lr": {"from": str(search)}}}))
     with pytest.raises(UserError, match="no trials.parquet"):
         plan_grid(load_study_file({**study, "train": {"lr": {"from_search": str(tmp_path / "nope")}}}))
+
+
+def test_a_resumed_search_keeps_the_flop_convention_it_was_started_with():
+    from archscale.search.resume import with_recorded_convention
+    from archscale.spaces.space import space_from_dict
+
+    space = space_from_dict({**FOUR_ACTIVATIONS, "budget": {"kind": "flops_per_token", "value": 2.0e5}})
+    assert space.flops_convention == "causal"  # today's default
+    old = with_recorded_convention(space, {"budget": {"kind": "flops_per_token", "value": 2.0e5}})
+    assert old.flops_convention == "dense"  # run.json from before conventions were recorded
+    assert with_recorded_convention(space, {"budget": {"flops_convention": "causal"}}) is space
+    assert old.budget.value == space.budget.value and old.budget.kind == space.budget.kind  # nothing else changes

@@ -32,6 +32,9 @@ def _check_contract(src: DataSource, seq_len: int = 16) -> None:
     assert bool(((y == IGNORE) | ((y >= 0) & (y < src.vocab_size))).all())
     x2, y2 = src.train_batch(4, seq_len, torch.Generator().manual_seed(0))
     assert torch.equal(x, x2) and torch.equal(y, y2)  # same generator state, same batch
+    # the training split's size (what a run's epochs are measured in): the tokens it holds, or None
+    assert src.train_tokens is None or src.train_tokens == len(src._train)
+    assert src.describe()["train_tokens"] == src.train_tokens
     v1 = src.val_batches(seq_len, 200, batch_size=3)
     v2 = src.val_batches(seq_len, 200, batch_size=3)
     assert sum(b[0].shape[0] for b in v1) * seq_len >= 200
@@ -41,6 +44,7 @@ def _check_contract(src: DataSource, seq_len: int = 16) -> None:
 def test_pystdlib_contract_and_cache_location():
     src = open_data("pystdlib")
     assert (src.name, src.vocab_size, src.bytes_per_token) == ("pystdlib", 256, 1.0)
+    assert 5_000_000 < src.train_tokens < 50_000_000  # ~11.5M bytes for CPython 3.12's standard library
     assert src.fingerprint.startswith(f"py{sys.version_info.major}.{sys.version_info.minor}.")
     _check_contract(src, seq_len=64)
     assert cache_dir() == Path(os.environ["XDG_CACHE_HOME"]) / "archscale"
@@ -180,7 +184,7 @@ def test_bin_tokens(tmp_path):
     with pytest.raises(ValueError, match="vocab size unknown"):
         open_data(f"bin:{d}")
     src = open_data(f"bin:{d}", vocab_size=50_257)
-    assert src.vocab_size == 50_257 and src.bytes_per_token is None
+    assert src.vocab_size == 50_257 and src.bytes_per_token is None and src.train_tokens == 5000
     _check_contract(src)
     (d / "meta.json").write_text(json.dumps({"vocab_size": 50_257}))
     assert open_data(f"bin:{d}").vocab_size == 50_257
@@ -221,6 +225,7 @@ def test_bad_options():
 def test_synthetic_contract(task):
     src = open_data(task)
     assert src.vocab_size == len(SYMBOLS) and src.bytes_per_token is None
+    assert src.train_tokens is None  # fresh examples: no split to repeat, so no epochs
     _check_contract(src, seq_len=48)
     for x, y in [src.train_batch(8, 48, torch.Generator().manual_seed(0)), *src.val_batches(48, 8 * 48, 8)]:
         scored = y[:, :-1] != IGNORE  # each scored target is the next input token

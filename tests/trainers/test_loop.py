@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import polars as pl
 import pytest
@@ -12,13 +13,15 @@ import torch
 from archscale.search.trial import final_report
 from archscale.spaces import ArchConfig, count
 from archscale.spaces.outcome import RunStatus
-from archscale.spaces.record import TrialStatus
+from archscale.spaces.record import REPEATED_DATA_EPOCHS, TrialStatus, epochs, repeated_share, repeats_data
 from archscale.trainers import TrainConfig, train
-from archscale.trainers.loop import Schedule, diverged
+from archscale.trainers.data import open_data
+from archscale.trainers.loop import RepeatedDataWarning, Schedule, diverged
 
 METRIC_KEYS = {
     "tokens",
     "compute",
+    "epochs",
     "step",
     "train_loss",
     "eval_loss",
@@ -38,6 +41,7 @@ SUMMARY_KEYS = {
     "eval_loss_by_length",
     "tokens",
     "compute",
+    "epochs",
     "tokens_per_s",
     "wall_s",
     "params",
@@ -88,6 +92,7 @@ def test_metrics_curves_and_summary(tmp_path, tiny_arch):
     for m in seen:
         assert METRIC_KEYS <= set(m)
         assert m["compute"] == count(tiny_arch).flops_per_token * m["tokens"]
+        assert m["epochs"] == m["tokens"] / open_data("pystdlib").train_tokens
         assert len(m["grad_norm_by_layer"]) == tiny_arch.n_layers and all(g > 0 for g in m["grad_norm_by_layer"])
         assert 0 <= m["ffn_zero_frac"] <= 1 and 0 <= m["ffn_dead_frac"] <= 1
         assert m["checkpoint"] == str(tmp_path / "run" / "checkpoint")
@@ -171,6 +176,7 @@ def test_divergence_is_detected_and_reported(tmp_path, tiny_arch):
     assert report.to_result()["eval_loss"] == math.inf
     done = final_report(base, {**s, "status": RunStatus.COMPLETED, "eval_loss": 2.5})
     assert done.status == TrialStatus.COMPLETED and done.error is None
+    assert done.epochs == s["epochs"] > 0  # the trial row's epochs column comes from here
     stopped = final_report(base, {**s, "status": "stopped", "reason": "asked"})  # as read back from summary.json
     assert stopped.status == TrialStatus.FAILED and stopped.error == "stopped: asked"
     with pytest.raises(ValueError):  # an outcome the trainer never reports is an error, not a guess
@@ -250,6 +256,38 @@ def test_synthetic_task_trains_with_masked_loss(tiny_arch):
     arch = tiny_arch.model_copy(update={"vocab_size": 64})
     s = train(arch, quick(tokens=4096), "addition")
     assert s["status"] == "completed" and s["eval_bpb"] is None and math.isfinite(s["eval_loss"])
+    assert s["epochs"] is None  # fresh examples: no split, no epochs
+
+
+def test_compute_follows_the_flops_convention(tiny_arch):
+    """`compute` is counted under the run's convention (causal by default); the summary says which."""
+    for convention in ("causal", "dense"):
+        s = train(tiny_arch, quick(tokens=1024, flops_convention=convention), "pystdlib")
+        assert s["compute"] == count(tiny_arch, convention).flops_per_token * s["tokens"]
+        assert s["train_config"]["flops_convention"] == convention
+    assert count(tiny_arch, "causal").flops_per_token < count(tiny_arch, "dense").flops_per_token
+
+
+def test_repeated_data_warns_once_and_records_epochs(tmp_path, tiny_arch):
+    """A run that reads its training split REPEATED_DATA_EPOCHS times or more warns once, before training."""
+    f = tmp_path / "small.txt"
+    f.write_text("".join(f"row {i}: some text\n" for i in range(120)))  # ~2.3K training bytes
+    split = open_data(f"text:{f}").train_tokens
+    with pytest.warns(RepeatedDataWarning, match=r"epochs of its [\d,]+-token training split") as caught:
+        s = train(tiny_arch, quick(tokens=4096, eval_every_tokens=1024), f"text:{f}")
+    assert len([w for w in caught if w.category is RepeatedDataWarning]) == 1
+    assert s["epochs"] == pytest.approx(4096 / split) and repeats_data(s["epochs"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RepeatedDataWarning)
+        fresh = train(tiny_arch, quick(tokens=1024), "pystdlib")  # 1K of ~11.5M tokens: no warning
+    assert not repeats_data(fresh["epochs"])
+
+
+def test_the_repeated_data_rule():
+    assert epochs(5, None) is None and not repeats_data(None)
+    assert epochs(50, 200) == 0.25 and repeats_data(REPEATED_DATA_EPOCHS) and not repeats_data(0.2)
+    assert repeated_share(0.25) == pytest.approx(0.115, abs=0.001) and repeated_share(0.0) == 0.0
+    assert repeated_share(20.0) == pytest.approx(0.95)  # 20 epochs: nearly every token read before
 
 
 def test_vocab_too_small_for_data(tiny_arch):
@@ -295,7 +333,8 @@ def test_text_data_with_a_short_validation_split(tmp_path, tiny_arch):
     """Contexts longer than the validation split cannot be scored: null, not a failed run."""
     f = tmp_path / "small.txt"
     f.write_text("".join(f"row {i}: some text\n" for i in range(120)))  # ~2.4 KB, ~100 B validation
-    s = train(tiny_arch, quick(tokens=2048), f"text:{f}")
+    with pytest.warns(RepeatedDataWarning):  # 2K tokens of a ~2K-token training split
+        s = train(tiny_arch, quick(tokens=2048), f"text:{f}")
     assert s["status"] == "completed" and s["data"]["name"].startswith("text:")
     assert s["eval_loss_by_length"]["32"] is not None and s["eval_loss_by_length"]["128"] is None
 
