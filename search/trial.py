@@ -281,7 +281,7 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         attention_backend=summary.get("attention_backend"),
         workers=summary.get("workers"),
         tokens_per_s_per_worker=summary.get("tokens_per_s_per_worker"),
-        mfu=mfu(summary.get("tokens_per_s_per_worker"), summary.get("flops_per_token")),
+        mfu=mfu(summary.get("tokens_per_s_per_worker"), summary.get("arch")),
         error=None if completed else f"{outcome.value}: {summary.get('reason')}",
         run_status=outcome.value,
     )
@@ -291,16 +291,19 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
 PEAK_FLOPS_ENV = "ARCHSCALE_PEAK_FLOPS"
 
 
-def mfu(tokens_per_s_per_worker: float | None, flops_per_token: float | None) -> float | None:
+def mfu(tokens_per_s_per_worker: float | None, arch: dict[str, Any] | None) -> float | None:
     """Model FLOPs utilisation of one worker (= the trial's: every worker trains at the trial's rate
-    over W): tokens/s x archscale's FLOPs per token (training, 3 x forward) over the device's peak
-    in `ARCHSCALE_PEAK_FLOPS`; None when that peak is not given or a figure is missing."""
+    over W): tokens/s x archscale's training FLOPs per token under the dense convention (as PaLM and
+    nanoGPT count MFU, and `archscale check gpu` does) over the device's peak in
+    `ARCHSCALE_PEAK_FLOPS`; None when that peak is not given or a figure is missing."""
     import os
 
     peak = float(os.environ.get(PEAK_FLOPS_ENV) or 0)
-    if not (peak > 0 and tokens_per_s_per_worker and flops_per_token):
+    if not (peak > 0 and tokens_per_s_per_worker and arch):
         return None
-    return tokens_per_s_per_worker * flops_per_token / peak
+    from archscale.spaces import ArchConfig, count
+
+    return tokens_per_s_per_worker * count(ArchConfig(**arch), flops_convention="dense").flops_per_token / peak
 
 
 def scratch_dir(number: int, worker: int | None = None) -> Path:

@@ -225,13 +225,16 @@ def test_resources_of_a_multi_worker_trial():
 
 def test_mfu_is_each_workers_model_flops_over_the_given_peak(monkeypatch):
     from archscale.search.trial import PEAK_FLOPS_ENV, final_report
+    from archscale.spaces import ArchConfig, count
 
-    summary = {"status": "completed", "tokens": 100, "compute": 6e8, "eval_loss": 2.0, "flops_per_token": 6e6}
+    arch = ArchConfig(**ARCH)
+    summary = {"status": "completed", "tokens": 100, "compute": 6e8, "eval_loss": 2.0, "arch": arch.to_dict()}
     summary |= {"tokens_per_s": 2000.0, "tokens_per_s_per_worker": 1000.0, "workers": 2}
+    dense = count(arch, flops_convention="dense").flops_per_token  # MFU's convention, as check gpu's
     base = {"trial_number": 0, "seed": 0, "target_tokens": 100}
     monkeypatch.delenv(PEAK_FLOPS_ENV, raising=False)
     assert final_report(base, summary).mfu is None, "no peak given: no MFU, never a guessed one"
     monkeypatch.setenv(PEAK_FLOPS_ENV, "1e11")
     report = final_report(base, summary)
-    assert report.mfu == pytest.approx(1000.0 * 6e6 / 1e11)
+    assert report.mfu == pytest.approx(1000.0 * dense / 1e11)
     assert (report.workers, report.tokens_per_s, report.tokens_per_s_per_worker) == (2, 2000.0, 1000.0)
