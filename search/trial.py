@@ -194,7 +194,8 @@ def run_on_workers(config: dict[str, Any], resources: TrialResources, shard: str
 
     proposal = Proposal.from_config(config)
     per_worker = resources.per_worker(config)
-    storage = Path(tune.get_context().get_storage().trial_working_directory) / "train"
+    storage = tune.get_context().get_storage()  # the Train run is kept with the Tune trial (DIR/ray: shared
+    # storage on a multi-node cluster, which Ray Train needs for the workers' checkpoints)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"config": config, "shard": shard, "threads": max(1, int(resources.cpus))},
@@ -203,7 +204,8 @@ def run_on_workers(config: dict[str, Any], resources: TrialResources, shard: str
         ),
         run_config=train.RunConfig(
             name=f"trial-{proposal.number}",  # the same run again if Tune restarts this driver: Train resumes it
-            storage_path=str(storage),
+            storage_path=f"{storage.trial_fs_path}/train",
+            storage_filesystem=storage.storage_filesystem,
             callbacks=[TuneReportCallback()],
             failure_config=train.FailureConfig(max_failures=2),
             checkpoint_config=train.CheckpointConfig(num_to_keep=1),
@@ -257,15 +259,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         return
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    train.report(final_report(base, summary).to_result())
+    train.report(final_report(base, {**summary, "workers": workers.world_size}).to_result())
 
 
 def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
     """The last report of a trial that trained: completed when the trainer's `RunStatus` is
     completed, else failed (diverged, stopped or failed), with the error "<run status>: <reason>".
-    Decided from the typed outcome, not from text; `base` is the trial's identity and counts."""
+    Decided from the typed outcome, not from text; `base` is the trial's identity and counts; a
+    summary's `workers` (1 when absent) divides the trial's tokens/s into each worker's."""
     outcome = RunStatus(summary["status"])
     completed = outcome == RunStatus.COMPLETED
+    workers, tokens_per_s = summary.get("workers") or 1, summary.get("tokens_per_s")
+    per_worker = tokens_per_s / workers if tokens_per_s else None
     return TrialReport(
         **base,
         status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
@@ -279,9 +284,9 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         wall_s=summary.get("wall_s"),
         eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
         attention_backend=summary.get("attention_backend"),
-        workers=summary.get("workers"),
-        tokens_per_s_per_worker=summary.get("tokens_per_s_per_worker"),
-        mfu=mfu(summary.get("tokens_per_s_per_worker"), summary.get("arch")),
+        workers=workers,
+        tokens_per_s_per_worker=per_worker,
+        mfu=mfu(per_worker, summary.get("arch")),
         error=None if completed else f"{outcome.value}: {summary.get('reason')}",
         run_status=outcome.value,
     )

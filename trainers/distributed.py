@@ -12,9 +12,9 @@ torch.distributed. The loop (`trainers/loop.py`) asks a `Workers` for four thing
   worker's data position is the shared generator's (one data state to checkpoint).
 - `mean(t)`: a scalar averaged over the workers (the reported training loss; the mean of the
   workers' mean losses over equal slices is the whole batch's mean loss).
-- `model_state` / `load_model_state`, `optimizer_state` / `load_optimizer_state`: full (unsharded)
-  states, so a checkpoint has one format for every W and shard mode (FSDP gathers collectively:
-  every worker calls them; only the main worker writes the files).
+- `states` / `load_states`: the model's and the optimizer's full (unsharded) states, so a
+  checkpoint has one format for every W and shard mode (FSDP gathers collectively: every worker
+  calls them; only the main worker writes the files).
 
 One worker (`Workers()`, the default) is a no-op throughout: the single-process loop is unchanged.
 The process group is the caller's (Ray Train's `TorchTrainer` sets it up on every worker; the
@@ -65,12 +65,16 @@ class Workers:
         """The worker that writes the run's files and checkpoints (rank 0)."""
         return self.rank == 0
 
-    def check_batch(self, batch_size: int) -> None:
-        if batch_size % self.world_size:
+    @classmethod
+    def for_run(cls, workers: Workers | None, batch_size: int) -> Workers:
+        """The given workers (one when None), checked against the batch they split."""
+        workers = workers or cls()
+        if batch_size % workers.world_size:
             raise ValueError(
-                f"batch_size {batch_size} does not split over {self.world_size} workers; "
-                f"use a multiple of {self.world_size} (or fewer --workers-per-trial)"
+                f"batch_size {batch_size} does not split over {workers.world_size} workers; "
+                f"use a multiple of {workers.world_size} (or fewer --workers-per-trial)"
             )
+        return workers
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The module the training step calls (the model itself for one worker)."""
@@ -113,34 +117,25 @@ class Workers:
         return float(norm)
 
     # ---- full states for checkpoints (collective under FSDP) ---------------------------------
-    def model_state(self, model: nn.Module) -> dict:
+    def states(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        """{"model": ..., "optimizer": ...}: full state dicts, as one worker's would be."""
         if self.shard != "fsdp" or not self.distributed:
-            return model.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-    def load_model_state(self, model: nn.Module, state: dict) -> None:
-        if self.shard != "fsdp" or not self.distributed:
-            model.load_state_dict(state)
-            return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=False))
-
-    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-        if self.shard != "fsdp" or not self.distributed:
-            return optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+            return {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_optimizer_state_dict(model, optimizer, options=options)
+        model_state, optimizer_state = get_state_dict(model, optimizer, options=options)
+        return {"model": model_state, "optimizer": optimizer_state}
 
-    def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    def load_states(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Load what `states` returned (a checkpoint's "model" and "optimizer") into this worker's model."""
         if self.shard != "fsdp" or not self.distributed:
-            optimizer.load_state_dict(state)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
             return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
-        set_optimizer_state_dict(model, optimizer, state, options=options)
+        set_state_dict(
+            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"], options=options
+        )

@@ -131,18 +131,15 @@ def train(
     `out=None` writes no curves or summary; checkpoints then go to a fresh temp dir (its path is in
     the metrics and summary; the caller owns it). `resume_from` is a checkpoint directory of the
     same architecture and data; the run continues exactly where it was checkpointed.
-    `workers` (trainers/distributed.py) trains data-parallel: every worker calls `train` with its
-    rank, the batch is split over them, and only the main worker writes `out` and checkpoints.
+    `workers` (trainers/distributed.py): data-parallel, the batch split; only the main one writes `out`.
     Raises ValueError on bad input, FileExistsError if `out` already holds a finished run (unless
     resuming); exceptions from the model propagate after summary.json records `RunStatus.FAILED`.
     """
     arch = arch if isinstance(arch, ArchConfig) else ArchConfig(**arch)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
     source = open_data(data) if isinstance(data, str) else data
-    workers = workers or Workers()
-    workers.check_batch(cfg.batch_size)
-    if not workers.is_main:
-        out = None  # the main worker writes the run's files; the others only compute
+    workers = Workers.for_run(workers, cfg.batch_size)
+    out = out if workers.is_main else None  # the main worker writes the run's files; the others only compute
     if source.vocab_size > arch.vocab_size:
         raise ValueError(
             f"vocab_size: data {source.name!r} has {source.vocab_size} tokens but the architecture's "
@@ -257,8 +254,7 @@ def _run(
             )
         if meta["data"]["fingerprint"] != source.fingerprint:
             raise ValueError(f"{resume_from}: checkpoint was trained on {meta['data']} but data is {data_id}")
-        workers.load_model_state(model, state["model"])
-        workers.load_optimizer_state(model, optimizer, state["optimizer"])
+        workers.load_states(model, optimizer, state)
         data_gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in state:
@@ -272,9 +268,8 @@ def _run(
             )
 
     def checkpoint(wall_s: float) -> str | None:
-        state = {  # full states, gathered by every worker (collective under FSDP)
-            "model": workers.model_state(model),
-            "optimizer": workers.optimizer_state(model, optimizer),
+        state = {
+            **workers.states(model, optimizer),  # "model", "optimizer": full, gathered by every worker
             "data_rng": data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": step,
@@ -395,8 +390,6 @@ def _run(
         epochs=epochs(tokens, source.train_tokens),
         steps=step,
         tokens_per_s=tokens / train_s if train_s > 0 else None,
-        tokens_per_s_per_worker=tokens / train_s / workers.world_size if train_s > 0 else None,
-        workers=workers.world_size,
         wall_s=wall_s,
     )
     if status == RunStatus.COMPLETED:
