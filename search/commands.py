@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -36,6 +37,30 @@ search_app = command_group("Run, watch, resume, extend and submit architecture s
 study_app = command_group("Scaling studies: grids of architectures x sizes x token budgets, or isoFLOP grids.")
 
 SchedulerStudy = Annotated[str, typer.Option("--scheduler", help="asha | none (sizes differ, so none by default).")]
+WorkersPerTrial = Annotated[
+    int,
+    typer.Option(
+        "--workers-per-trial",
+        min=1,
+        help="Training workers per trial (Ray Train, data-parallel); --cpus-per-trial and --gpus-per-trial "
+        "are per worker, and the batch is split over the workers.",
+    ),
+]
+
+
+class ShardKind(str, Enum):
+    """``archscale.trainers.distributed.SHARDS`` (a test keeps the two equal)."""
+
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+Shard = Annotated[
+    ShardKind,
+    typer.Option(
+        "--shard", help="With several workers: ddp (a replica per worker) | fsdp (FSDP2, parameters sharded)."
+    ),
+]
 
 
 def _split(objectives: str) -> list[str]:
@@ -74,6 +99,8 @@ def search_options(
     concurrency: Concurrency = None,
     cpus_per_trial: CpusPerTrial = 1.0,
     gpus_per_trial: GpusPerTrial = "0",
+    workers_per_trial: WorkersPerTrial = 1,
+    shard: Shard = ShardKind.ddp,
     address: Address = None,
     storage: Storage = None,
     study_name: Annotated[
@@ -175,6 +202,8 @@ def search_options(
             storage=storage,
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
+            workers_per_trial=workers_per_trial,
+            shard=ShardKind(shard).value,
             concurrency=concurrency,
             progress=not as_json,
         ),
@@ -294,6 +323,8 @@ def study_run(
     concurrency: Concurrency = None,
     cpus_per_trial: CpusPerTrial = 1.0,
     gpus_per_trial: GpusPerTrial = "0",
+    workers_per_trial: WorkersPerTrial = 1,
+    shard: Shard = ShardKind.ddp,
     address: Address = None,
     storage: Storage = None,
     as_json: JsonFlag = False,
@@ -313,6 +344,8 @@ def study_run(
             storage=storage,
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
+            workers_per_trial=workers_per_trial,
+            shard=ShardKind(shard).value,
             concurrency=concurrency,
             progress=not as_json,
         ),

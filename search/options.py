@@ -69,6 +69,8 @@ class ExecutionOptions:
     gpus_per_trial: str = "0"  # a fraction, or "auto" (from an analytic memory estimate)
     concurrency: int | None = None
     progress: bool = True
+    workers_per_trial: int = 1  # >1: each trial trains data-parallel on a Ray Train run of this many workers
+    shard: str = "ddp"  # with several workers: ddp (replicated model) or fsdp (FSDP2, parameters sharded)
 
 
 @dataclass(frozen=True)

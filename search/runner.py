@@ -60,7 +60,6 @@ def run_trials(
     from archscale.search.callbacks import ProgressCallback
     from archscale.search.schedulers import make_scheduler
     from archscale.search.searcher import WRITE_FAILURES, StopOnWriteFailure
-    from archscale.search.trial import run_trial
 
     study.open()  # create the study (fails early on a bad storage URL)
     quiet_tune()
@@ -70,8 +69,8 @@ def run_trials(
     scheduler = scheduler if strategy.early_stopping else "none"
     max_tokens = strategy.max_tokens() if scheduler == "asha" else 1  # only ASHA places rungs by it
     trial_scheduler = make_scheduler(scheduler, study.objectives, max_tokens)
-    trainable = tune.with_resources(run_trial, trial_resources(execution.cpus_per_trial, execution.gpus_per_trial))
-    concurrency = execution.concurrency or max(1, int(cluster["cpus"] // execution.cpus_per_trial))
+    resources = resources_of(execution)
+    concurrency = execution.concurrency or max(1, int(cluster["cpus"] // resources.cpus_total))
     run_config = tune.RunConfig(
         name=experiment,
         storage_path=str(out / "ray"),
@@ -84,7 +83,7 @@ def run_trials(
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
     tuner = tune.Tuner(
-        trainable,
+        trainable(execution),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=trial_scheduler,
@@ -111,11 +110,29 @@ def run_trials(
     return summarize(out, wall_s=time.monotonic() - started)
 
 
-def trial_resources(cpus: float, gpus: str):
-    """Ray resources per trial: fixed, or a GPU fraction from an analytic memory estimate."""
-    if gpus == "auto":
-        from archscale.search.resources import gpu_fraction_for
+def resources_of(execution: ExecutionOptions):
+    """A trial's `TrialResources` (search/resources.py) from the execution options."""
+    from archscale.search.resources import TrialResources
 
-        return lambda config: {"cpu": cpus, "gpu": gpu_fraction_for(config)}
-    g = float(gpus)
-    return {"cpu": cpus, "gpu": g} if g else {"cpu": cpus}
+    return TrialResources(execution.cpus_per_trial, execution.gpus_per_trial, execution.workers_per_trial)
+
+
+def trainable(execution: ExecutionOptions):
+    """The Tune trainable with its resources: `run_trial` itself, or (several workers per trial)
+    `run_trial` bound to its workers, as the driver of a Ray Train run (search/trial.py)."""
+    from ray import tune
+
+    from archscale.search.trial import run_trial
+
+    resources = resources_of(execution)
+    if resources.workers == 1:
+        return tune.with_resources(run_trial, resources.tune_request())
+    bound = tune.with_parameters(run_trial, resources=resources, shard=execution.shard)
+    return tune.with_resources(bound, resources.tune_request())
+
+
+def trial_resources(cpus: float, gpus: str):
+    """Ray resources of a one-worker trial: fixed, or a GPU fraction from an analytic memory estimate."""
+    from archscale.search.resources import TrialResources
+
+    return TrialResources(cpus, gpus).tune_request()

@@ -12,6 +12,18 @@ place, and a file renamed away mid-copy made the sync print a traceback. Checkpo
 experiment folder through `tune.report(checkpoint=...)` (copied before `report` returns), curves
 and results through the report itself, so nothing of value stays behind in the scratch folder,
 which is removed when the trial ends.
+
+Several workers per trial (`--workers-per-trial W`): the Tune trial is the driver of one Ray Train
+run, the pattern Ray recommends for Tune + multi-GPU training (Ray 2.60's Train V2 user guide
+"Hyperparameter Tuning with Ray Tune": the Tune function builds a `TorchTrainer` and calls `fit`;
+`ScalingConfig` holds the workers' resources; `ray.tune.integration.ray_train.TuneReportCallback`
+hands rank 0's `ray.train.report` metrics to `ray.tune.report`). Each worker runs the same
+trainer with its `Workers` (trainers/distributed.py: DDP or FSDP2, the batch split over the
+workers) and reports the same `TrialReport`s; rank 0 attaches the checkpoint, which Ray Train
+persists and hands back (`ray.train.get_checkpoint`) when it restarts the workers after one dies
+(`FailureConfig(max_failures=2)`, as the single-worker trials' Tune retries). The budget, the
+counts and the FLOPs are the trial's whatever W; `tokens_per_s` is the trial's and
+`tokens_per_s_per_worker` each worker's share.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from archscale.search.proposals import Proposal
+from archscale.search.resources import TrialResources
 from archscale.spaces.outcome import RunStatus
 from archscale.spaces.record import COUNT_COLUMNS, TrialStatus, lengths_as_records
 
@@ -71,6 +84,11 @@ class TrialReport:
     kv_cache_bytes_per_token: int | None = None
     attention_backend: str | None = None  # chosen by the trainer when it builds the model
     active_params: int | None = None
+    workers: int | None = None  # training processes of the trial (--workers-per-trial), in the final report
+    tokens_per_s_per_worker: float | None = None
+    mfu: float | None = (
+        None  # each worker's model FLOP/s over PEAK_FLOPS_ENV's peak (the trial's MFU too); None without it
+    )
 
     def to_result(self) -> dict[str, Any]:
         """The dict given to `tune.report`. A failed trial's eval_loss is inf, never None, so
@@ -106,15 +124,18 @@ def ended_as(last: TrialReport | None, worker_error: bool) -> TrialStatus:
     return last.status
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """The Ray Tune trainable: `config` is a `Proposal.to_config()`."""
+def run_trial(config: dict[str, Any], resources: TrialResources | None = None, shard: str = "ddp") -> None:
+    """The Ray Tune trainable: `config` is a `Proposal.to_config()`; `resources` with several
+    workers makes this trial the driver of a Ray Train run (`run_on_workers`)."""
     from ray import tune
 
     proposal = Proposal.from_config(config)
-    counts = {k: (proposal.counts or {}).get(k) for k in COUNT_COLUMNS}
-    base = {"trial_number": proposal.number, "seed": proposal.seed, "target_tokens": proposal.target_tokens, **counts}
+    base = _identity(proposal)
     if proposal.error:  # infeasible architecture: recorded as failed, never trains
         tune.report(TrialReport(**base, status=TrialStatus.FAILED, error=proposal.error).to_result())
+        return
+    if resources is not None and resources.workers > 1:
+        run_on_workers(config, resources, shard)
         return
 
     from archscale.trainers import train
@@ -154,12 +175,102 @@ def run_trial(config: dict[str, Any]) -> None:
     tune.report(final_report(base, summary).to_result())
 
 
+def _identity(proposal: Proposal) -> dict[str, Any]:
+    """The fields every report of a trial carries: its numbers and its counts."""
+    counts = {k: (proposal.counts or {}).get(k) for k in COUNT_COLUMNS}
+    return {"trial_number": proposal.number, "seed": proposal.seed, "target_tokens": proposal.target_tokens, **counts}
+
+
+def run_on_workers(config: dict[str, Any], resources: TrialResources, shard: str) -> None:
+    """Drive one Ray Train run of `resources.workers` workers from inside the Tune trial; their
+    rank-0 reports reach Tune through `TuneReportCallback`. A run that fails past Ray Train's
+    retries ends the trial failed, with the error."""
+    import os
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # the default in Ray 2.60; the API used here is V2's
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    proposal = Proposal.from_config(config)
+    per_worker = resources.per_worker(config)
+    storage = tune.get_context().get_storage()  # the Train run is kept with the Tune trial (DIR/ray: shared
+    # storage on a multi-node cluster, which Ray Train needs for the workers' checkpoints)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config, "shard": shard, "threads": max(1, int(resources.cpus))},
+        scaling_config=train.ScalingConfig(
+            num_workers=resources.workers, use_gpu=per_worker.get("GPU", 0) > 0, resources_per_worker=per_worker
+        ),
+        run_config=train.RunConfig(
+            name=f"trial-{proposal.number}",  # the same run again if Tune restarts this driver: Train resumes it
+            storage_path=f"{storage.trial_fs_path}/train",
+            storage_filesystem=storage.storage_filesystem,
+            callbacks=[TuneReportCallback()],
+            failure_config=train.FailureConfig(max_failures=2),
+            checkpoint_config=train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as e:
+        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        failed = TrialReport(**_identity(proposal), status=TrialStatus.FAILED, error=last)
+        tune.report(dataclasses.replace(failed, run_status=RunStatus.FAILED.value).to_result())
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker of a trial: the trainer with this worker's `Workers`, reporting each
+    evaluation with `ray.train.report` (every worker reports; rank 0's metrics and checkpoint count)."""
+    from ray import train
+    from ray.train.torch import get_device
+
+    from archscale.trainers import train as train_model
+    from archscale.trainers.distributed import Workers
+
+    proposal = Proposal.from_config(loop_config["config"])
+    base = _identity(proposal)
+    context = train.get_context()
+    workers = Workers(context.get_world_rank(), context.get_world_size(), loop_config["shard"])
+    scratch = scratch_dir(proposal.number, worker=workers.rank)
+    checkpoint = train.get_checkpoint()
+    resume_from = checkpoint.to_directory(str(scratch / "restored")) if checkpoint is not None else None
+    device = get_device()
+    train_config = {"threads": loop_config["threads"], **proposal.train}
+    if device.type == "cuda":
+        train_config["device"] = str(device)
+    metric_names = {f.name for f in dataclasses.fields(TrialReport)}
+
+    def report(metrics: dict[str, Any]) -> None:
+        values = {k: v for k, v in metrics.items() if k in metric_names and k not in base}
+        payload = TrialReport(**base, **values, status=TrialStatus.RUNNING).to_result()
+        ckpt_dir = metrics.get("checkpoint") if workers.is_main else None
+        train.report(payload, checkpoint=train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+    try:
+        out = scratch / "run" if workers.is_main else None
+        summary = train_model(
+            proposal.arch, train_config, proposal.data, report=report, out=out, resume_from=resume_from, workers=workers
+        )
+    except Exception as e:
+        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        failed = TrialReport(**base, status=TrialStatus.FAILED, error=last, run_status=RunStatus.FAILED.value)
+        train.report(failed.to_result())
+        return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    train.report(final_report(base, {**summary, "workers": workers.world_size}).to_result())
+
+
 def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
     """The last report of a trial that trained: completed when the trainer's `RunStatus` is
     completed, else failed (diverged, stopped or failed), with the error "<run status>: <reason>".
-    Decided from the typed outcome, not from text; `base` is the trial's identity and counts."""
+    Decided from the typed outcome, not from text; `base` is the trial's identity and counts; a
+    summary's `workers` (1 when absent) divides the trial's tokens/s into each worker's."""
     outcome = RunStatus(summary["status"])
     completed = outcome == RunStatus.COMPLETED
+    workers, tokens_per_s = summary.get("workers") or 1, summary.get("tokens_per_s")
+    per_worker = tokens_per_s / workers if tokens_per_s else None
     return TrialReport(
         **base,
         status=TrialStatus.COMPLETED if completed else TrialStatus.FAILED,
@@ -173,21 +284,47 @@ def final_report(base: dict[str, Any], summary: dict[str, Any]) -> TrialReport:
         wall_s=summary.get("wall_s"),
         eval_loss_by_length=lengths_as_records(summary.get("eval_loss_by_length")),
         attention_backend=summary.get("attention_backend"),
+        workers=workers,
+        tokens_per_s_per_worker=per_worker,
+        mfu=mfu(per_worker, summary.get("arch")),
         error=None if completed else f"{outcome.value}: {summary.get('reason')}",
         run_status=outcome.value,
     )
 
 
-def scratch_dir(number: int) -> Path:
-    """A fresh folder for the trainer's files, outside everything Ray syncs (see the module docstring)."""
+#: one device's peak FLOP/s (the `peaks` figure `archscale check gpu` measures on the cluster's GPUs)
+PEAK_FLOPS_ENV = "ARCHSCALE_PEAK_FLOPS"
+
+
+def mfu(tokens_per_s_per_worker: float | None, arch: dict[str, Any] | None) -> float | None:
+    """Model FLOPs utilisation of one worker (= the trial's: every worker trains at the trial's rate
+    over W): tokens/s x archscale's training FLOPs per token under the dense convention (as PaLM and
+    nanoGPT count MFU, and `archscale check gpu` does) over the device's peak in
+    `ARCHSCALE_PEAK_FLOPS`; None when that peak is not given or a figure is missing."""
+    import os
+
+    peak = float(os.environ.get(PEAK_FLOPS_ENV) or 0)
+    if not (peak > 0 and tokens_per_s_per_worker and arch):
+        return None
+    from archscale.spaces import ArchConfig, count
+
+    return tokens_per_s_per_worker * count(ArchConfig(**arch), flops_convention="dense").flops_per_token / peak
+
+
+def scratch_dir(number: int, worker: int | None = None) -> Path:
+    """A fresh folder for the trainer's files, outside everything Ray syncs (see the module docstring);
+    a Ray Train worker's (`worker`: its rank) in the system's temp folder."""
     from ray import tune
 
     try:
+        if worker is not None:
+            raise LookupError("a Ray Train worker: no Tune trial folder here")
         base = Path(tune.get_context().get_storage().trial_working_directory)
     except Exception:  # outside a Tune session (or a Ray without the storage context)
         base = Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"archscale-trial-{number}-", dir=base))
+    prefix = f"archscale-trial-{number}-" if worker is None else f"archscale-trial-{number}-worker-{worker}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def _assigned_cpus() -> int | None:

@@ -31,6 +31,7 @@ from archscale.spaces.record import REPEATED_DATA_EPOCHS, epochs, repeated_share
 from archscale.spaces.training import TrainConfig
 from archscale.trainers.checkpoint import load_checkpoint, save_checkpoint
 from archscale.trainers.data import open_data
+from archscale.trainers.distributed import Workers
 from archscale.trainers.evaluation import LENGTH_FACTORS, eval_rows, evaluate, loss_by_length
 from archscale.trainers.metrics import ActivationStats, git_revision, grad_norm_by_block, hardware, versions
 from archscale.trainers.model import build_model
@@ -121,6 +122,7 @@ def train(
     report: Callable[[dict], bool | None] | None = None,
     out: str | Path | None = None,
     resume_from: str | Path | None = None,
+    workers: Workers | None = None,
 ) -> dict:
     """Train `arch` on `data`; return the summary (also written to `out/summary.json`).
 
@@ -129,12 +131,15 @@ def train(
     `out=None` writes no curves or summary; checkpoints then go to a fresh temp dir (its path is in
     the metrics and summary; the caller owns it). `resume_from` is a checkpoint directory of the
     same architecture and data; the run continues exactly where it was checkpointed.
+    `workers` (trainers/distributed.py): data-parallel, the batch split; only the main one writes `out`.
     Raises ValueError on bad input, FileExistsError if `out` already holds a finished run (unless
     resuming); exceptions from the model propagate after summary.json records `RunStatus.FAILED`.
     """
     arch = arch if isinstance(arch, ArchConfig) else ArchConfig(**arch)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
     source = open_data(data) if isinstance(data, str) else data
+    workers = Workers.for_run(workers, cfg.batch_size)
+    out = out if workers.is_main else None  # the main worker writes the run's files; the others only compute
     if source.vocab_size > arch.vocab_size:
         raise ValueError(
             f"vocab_size: data {source.name!r} has {source.vocab_size} tokens but the architecture's "
@@ -181,7 +186,8 @@ def train(
     }
     warn_if_repeated(source, cfg.tokens)
     try:
-        _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, counts.flops_per_token, summary)
+        flops = counts.flops_per_token
+        _run(arch, cfg, source, report, out_dir, ckpt_dir, resume_from, device, flops, summary, workers)
     except BaseException as e:
         summary.update(status=RunStatus.FAILED, reason=f"{type(e).__name__}: {e}")
         if out_dir is not None:
@@ -205,6 +211,7 @@ def _run(
     device: torch.device,
     flops_per_token: float,
     summary: dict,
+    workers: Workers,
 ) -> None:
     T = arch.seq_len
     micro_tokens = cfg.batch_size * T
@@ -222,9 +229,10 @@ def _run(
     torch.manual_seed(cfg.seed)
     model = build_model(arch, fused_kernels=cfg.kernels, device=device).to(device)
     summary["attention_backend"] = model.attention_backend
+    wrapped = workers.wrap(model)  # DDP or FSDP2 for several workers, before the optimizer sees the parameters
     optimizer = make_optimizer(model, cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # batch order, independent of init
-    forward = torch.compile(model) if cfg.compile else model
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -246,8 +254,7 @@ def _run(
             )
         if meta["data"]["fingerprint"] != source.fingerprint:
             raise ValueError(f"{resume_from}: checkpoint was trained on {meta['data']} but data is {data_id}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        workers.load_states(model, optimizer, state)
         data_gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in state:
@@ -260,10 +267,9 @@ def _run(
                 eval_loss=rows[-1]["eval_loss"], eval_bpb=rows[-1].get("eval_bpb"), train_loss=rows[-1]["train_loss"]
             )
 
-    def checkpoint(wall_s: float) -> str:
+    def checkpoint(wall_s: float) -> str | None:
         state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            **workers.states(model, optimizer),  # "model", "optimizer": full, gathered by every worker
             "data_rng": data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": step,
@@ -285,7 +291,7 @@ def _run(
             "tokens": tokens,
             "curves": rows,
         }
-        return str(save_checkpoint(ckpt_dir, state, meta))
+        return str(save_checkpoint(ckpt_dir, state, meta)) if workers.is_main else None
 
     t0 = time.perf_counter()
     params = list(model.parameters())
@@ -299,7 +305,7 @@ def _run(
             group["lr"] = lr * group.get("lr_scale", 1.0)
         step_loss = torch.zeros((), device=device)
         for _ in range(accum):
-            x, y = source.train_batch(cfg.batch_size, T, data_gen)
+            x, y = workers.split(*source.train_batch(cfg.batch_size, T, data_gen))  # this worker's rows
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast():
                 logits = forward(x)  # (B, T, V)
@@ -313,8 +319,8 @@ def _run(
         eval_due = tokens >= next_eval or tokens >= cfg.tokens
         if eval_due:
             block_norms = grad_norm_by_block(model)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"), foreach=True))
-        loss_value = float(step_loss)
+        grad_norm = workers.clip_grad_norm(params, cfg.grad_clip or float("inf"))
+        loss_value = float(workers.mean(step_loss))  # the whole batch's loss, on every worker
         if initial_loss is None:
             initial_loss = loss_value
         why = diverged(loss_value, grad_norm, initial_loss, after_warmup=step > warmup_steps)
@@ -360,9 +366,9 @@ def _run(
         if ckpt_every and (tokens >= next_ckpt or final):
             if tokens >= next_ckpt:
                 next_ckpt = (tokens // ckpt_every + 1) * ckpt_every
-            if ckpt_dir is None:
+            if ckpt_dir is None and workers.is_main:
                 ckpt_dir = Path(tempfile.mkdtemp(prefix="archscale-run-")) / "checkpoint"
-            metrics["checkpoint"] = str(ckpt_dir)
+            metrics["checkpoint"] = str(ckpt_dir) if workers.is_main else None
             rows.append(metrics)
             path = checkpoint(wall_s)
             summary["checkpoint"] = path
