@@ -166,6 +166,7 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
         raise UserError(f"--sampler: got {strategy.sampler!r}; allowed: {', '.join(SAMPLERS)}")
     check_scheduler(strategy.scheduler)
     check_execution(opts.execution)
+    _check_batch_splits(space, opts.execution)
     check_storage(opts.execution.storage)
     if budget.tokens is not None and budget.tokens < 1:
         raise UserError(f"--tokens: must be >= 1, got {budget.tokens}")
@@ -249,6 +250,22 @@ def check_execution(execution: ExecutionOptions) -> None:
             ) from None
         if g < 0:
             raise UserError(f"--gpus-per-trial: must be >= 0, got {g}")
+    if execution.workers_per_trial < 1:
+        raise UserError(f"--workers-per-trial: must be >= 1, got {execution.workers_per_trial}")
+
+
+def _check_batch_splits(space: Space, execution: ExecutionOptions) -> None:
+    """Several workers split each batch by rows: every batch size the space can train must divide."""
+    w = execution.workers_per_trial
+    axis = space.spec.train.get("batch_size")
+    if w == 1 or axis is None or axis.choices is None and axis.value is None:
+        return  # a range of batch sizes (rare) is checked when each trial starts
+    for b in [axis.value] if axis.value is not None else axis.choices:
+        if isinstance(b, int) and b % w:
+            raise UserError(
+                f"--workers-per-trial: {w} workers split each batch by rows, but {space.path or 'the space'}: "
+                f"train.batch_size {b} is not a multiple of {w}"
+            )
 
 
 def _check_feasible(space: Space, tries: int = 200) -> None:

@@ -156,8 +156,8 @@ def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
     from ray import tune
 
     from archscale.clusters.connect import connect
-    from archscale.search.runner import quiet_tune, trial_resources
-    from archscale.search.trial import run_trial
+    from archscale.search.runner import quiet_tune
+    from archscale.search.runner import trainable as runner_trainable
 
     if not (experiment / "tuner.pkl").exists():
         say(f"{experiment}: Ray's experiment state is missing; {FROM_STUDY}")
@@ -169,7 +169,7 @@ def _restore(experiment: Path, opts, say: Callable[[str], None]) -> bool:
     quiet_tune()
     execution = opts.execution
     connect(execution.address)
-    trainable = tune.with_resources(run_trial, trial_resources(execution.cpus_per_trial, execution.gpus_per_trial))
+    trainable = runner_trainable(execution)  # several workers per trial too, as the first run had
     try:
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
         with contextlib.redirect_stdout(sys.stderr):

@@ -127,6 +127,9 @@ FLAG_MUTATIONS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("--target-compute", "-1"), ("--target-compute",)),
     (("--storage", "nonsense://x"), ("--storage",)),
     (("--bogus-flag", "1"), ("--bogus-flag",)),
+    (("--workers-per-trial", "0"), ("--workers-per-trial",)),
+    (("--workers-per-trial", "3"), ("--workers-per-trial", "batch_size")),  # batch 8 does not split 3 ways
+    (("--shard", "zero3"), ("--shard",)),
 ]
 
 STUDY = {
