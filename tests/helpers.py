@@ -5,6 +5,7 @@ Test modules import these from here, never from one another (a test module is no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +44,38 @@ def wait_for(predicate, timeout: float = 240, every: float = 0.5):
             return value
         time.sleep(every)
     raise TimeoutError("condition not reached")
+
+
+def stop_processes_mentioning(marker: str, timeout: float = 30) -> int:
+    """End every process whose command line names `marker` (a temp dir only this test made, such as
+    the RAY_TMPDIR of a `ray start --head` it ran): SIGTERM, then SIGKILL after `timeout` seconds.
+    By pid, never by name, so other Ray instances on the machine live on (`ray stop` would end
+    them all). Reads /proc (Linux). Returns how many processes it ended."""
+    import signal
+
+    def mine() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:  # ended meanwhile, or not ours to read
+                continue
+        return pids
+
+    found = mine()
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (left := mine()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)
 
 
 # ---- search setup ----
