@@ -251,10 +251,15 @@ def sync_with_study(
             row = writer.trials[number] = _recorded_row(plan, t, rebuild)
         if row["status"] != TrialStatus.RUNNING:
             continue
+        # the study was told first (searcher.py): its tokens are the trial's last, the row's may be older
+        tokens = int(t.user_attrs.get("tokens") or row.get("tokens") or 0)
+        seen = {"tokens": tokens}
+        if row.get("flops_per_token"):
+            seen["compute"] = float(row["flops_per_token"]) * tokens
         if t.state == states.COMPLETE:
-            writer.finish_trial(number, TrialStatus.COMPLETED, eval_loss=t.values[0])
+            writer.finish_trial(number, TrialStatus.COMPLETED, eval_loss=t.values[0], **seen)
         elif t.state == states.PRUNED:
-            writer.finish_trial(number, TrialStatus.PRUNED, tokens=int(t.user_attrs.get("tokens", 0)))
+            writer.finish_trial(number, TrialStatus.PRUNED, **seen)
         else:
             writer.finish_trial(number, TrialStatus.FAILED, error=t.user_attrs.get("error") or "interrupted")
     writer.flush()

@@ -267,6 +267,9 @@ def _final_fields(last: TrialReport | None, worker_error: bool) -> dict[str, Any
         "train_loss",
         "attention_backend",
         "run_status",
+        "workers",
+        "tokens_per_s_per_worker",
+        "mfu",
     )
     for key in keys:
         value = getattr(last, key)

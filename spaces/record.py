@@ -70,6 +70,9 @@ RESULT_COLUMNS: dict[str, Any] = {
     "eval_bpb": float,  # the same in bits per byte (text data only)
     "train_loss": float,  # mean training loss since the previous evaluation
     "tokens_per_s": float,
+    "workers": int,  # training processes of the trial (--workers-per-trial; 1 for a one-process trial)
+    "tokens_per_s_per_worker": float,  # tokens_per_s / workers
+    "mfu": float,  # model FLOP/s (dense convention) over ARCHSCALE_PEAK_FLOPS; null without that peak
     "wall_s": float,
     "error": str,  # why a trial failed (or was pruned by an interruption)
     "run_status": str,  # how its training run ended (spaces.outcome.RunStatus: completed, stopped, diverged, failed)

@@ -203,6 +203,9 @@ def test_a_two_worker_trial_runs_inside_a_real_search(tmp_path, ray_cluster):
     finals = [json.loads(p.read_text().splitlines()[-1]) for p in sorted((out / "ray").glob("search/*/result.json"))]
     assert len(finals) == 2 and all(f["workers"] == 2 and f["status"] == "completed" for f in finals), finals
     assert all(f["tokens_per_s_per_worker"] == pytest.approx(f["tokens_per_s"] / 2) for f in finals)
+    # trials.parquet carries them too, per trial and per worker
+    assert (trials["workers"] == 2).all()
+    assert trials["tokens_per_s_per_worker"].to_list() == pytest.approx((trials["tokens_per_s"] / 2).to_list())
 
 
 def test_the_shard_flag_offers_every_shard_mode():

@@ -298,3 +298,30 @@ def test_asha_horizon_covers_every_trial_budget_with_a_large_vocabulary(tmp_path
     budgets = [c["target_tokens"] for c in Driver(_searcher(strategy, tmp_path)).run().proposed]
     assert budgets and scheduler._max_t > max(budgets), (scheduler._max_t, budgets)
     assert 2 * 4 * 12000 < min(budgets), "the old horizon, 2 x R x budget, was below every trial's budget"
+
+
+def test_resume_takes_a_completed_trials_tokens_from_the_study(tmp_path):
+    """The driver died after telling the study a trial completed but before trials.parquet said so:
+    resume finishes the row with the study's tokens (the trial's last), not the row's older ones."""
+    from archscale.search.results import ResultsWriter
+
+    strategy = _space_strategy(tmp_path)
+    driver = Driver(_searcher(strategy, tmp_path))
+    assert driver.step()
+    trial_id, config = driver.running.pop(0)
+    half = config["target_tokens"] // 2
+    report = _outcome(config["number"], config, pattern=False)
+    driver.searcher.on_trial_result(
+        trial_id, dataclasses.replace(report, status=TrialStatus.RUNNING, tokens=half).to_result()
+    )
+    driver.searcher.writer.flush()  # the evaluation's row reached trials.parquet
+    study = _record(tmp_path).open()  # what the searcher tells first, before the row
+    trial = study.trials[config["number"]]
+    study._storage.set_trial_user_attr(trial._trial_id, "tokens", config["target_tokens"])
+    study.tell(config["number"], [report.eval_loss])
+    assert ResultsWriter(tmp_path).trials[config["number"]]["tokens"] == half  # the row is behind
+
+    sync_with_study(tmp_path, study, strategy.plan, RUN_ID, rebuild=strategy.rebuild)
+    row = ResultsWriter(tmp_path).trials[config["number"]]
+    assert row["status"] == "completed" and row["tokens"] == config["target_tokens"]
+    assert row["compute"] == pytest.approx(row["flops_per_token"] * config["target_tokens"])
