@@ -8,7 +8,10 @@ training. A running trial t at `tokens` = τ is stopped when some *completed* tr
   1. costs no more than t on every cost objective of the search (params, flops_per_token, ...), and
   2. had already reached a lower eval loss at τ tokens than t has now (f's loss at τ is read
      from its curve: its last evaluation at or before τ, which is conservative because loss falls),
-provided τ is at least `min_fraction` of t's budget (default 1/4: early losses are noisy).
+provided τ is at least `min_fraction` of t's budget (default 1/4: early losses are noisy), and f is
+another architecture: seed replicas of one architecture never stop each other (they exist to measure
+seed noise; stopping the replica that looks worse would bias that measurement and leave the
+architecture with one seed, depending only on which replica finished first).
 Such a t cannot end on the Pareto front unless its loss curve crosses f's later, which at equal
 or larger cost is the rare case; the rule trades that risk for compute. It is applied before the
 wrapped scheduler (ASHA or FIFO) sees the result.
@@ -30,7 +33,7 @@ class ParetoStoppingMixin:
         self.cost_objectives = list(cost_objectives)
         self.min_fraction = min_fraction
         self._curves: dict[str, tuple[list[int], list[float]]] = {}
-        self._finished: list[tuple[dict[str, float], list[int], list[float]]] = []
+        self._finished: list[tuple[str | None, dict[str, float], list[int], list[float]]] = []
         self.pareto_stopped: set[str] = set()
 
     def _record(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -41,7 +44,7 @@ class ParetoStoppingMixin:
         xs.append(int(tokens))
         ys.append(float(loss))
 
-    def _dominated(self, result: dict[str, Any]) -> bool:
+    def _dominated(self, result: dict[str, Any], arch: str | None = None) -> bool:
         if not self.cost_objectives or result.get("status") != "running":
             return False
         tau, loss = result.get("tokens"), result.get("eval_loss")
@@ -49,22 +52,24 @@ class ParetoStoppingMixin:
         if tau is None or loss is None or tau < self.min_fraction * target or tau >= target:
             return False  # too early to judge, or already at budget (its summary report is next)
         costs = {c: result.get(c) for c in self.cost_objectives}  # a TrialReport carries its counts
-        for f_costs, xs, ys in self._finished:
+        for f_arch, f_costs, xs, ys in self._finished:
+            if arch is not None and f_arch == arch:
+                continue  # its own seed replica
             if all(_le(f_costs.get(c), costs.get(c)) for c in self.cost_objectives):
                 i = bisect.bisect_right(xs, tau) - 1
                 if i >= 0 and ys[i] < loss:
                     return True
         return False
 
-    def _complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, arch: str | None = None) -> None:
         xs, ys = self._curves.pop(trial_id, ([], []))
         if result and result.get("status") == "completed" and xs:
-            self._finished.append(({c: result.get(c) for c in self.cost_objectives}, xs, ys))
+            self._finished.append((arch, {c: result.get(c) for c in self.cost_objectives}, xs, ys))
 
     # The scheduler interface: Pareto stopping first, then the wrapped scheduler (next in the MRO).
     def on_trial_result(self, tune_controller, trial, result):
         self._record(trial.trial_id, result)
-        if self._dominated(result):
+        if self._dominated(result, architecture_of(trial)):
             self.pareto_stopped.add(trial.trial_id)
             return TrialScheduler.STOP
         if result.get("status") != "running" or result.get("tokens", 0) >= result.get("target_tokens", float("inf")):
@@ -72,8 +77,16 @@ class ParetoStoppingMixin:
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result):
-        self._complete(trial.trial_id, result)
+        self._complete(trial.trial_id, result, architecture_of(trial))
         return super().on_trial_complete(tune_controller, trial, result)
+
+
+def architecture_of(trial: Any) -> str | None:
+    """A Tune trial's architecture as a comparable key (its proposal's `arch`), None when unknown."""
+    import json
+
+    arch = (getattr(trial, "config", None) or {}).get("arch")
+    return json.dumps(arch, sort_keys=True, default=str) if arch else None
 
 
 def _le(a: float | None, b: float | None) -> bool:

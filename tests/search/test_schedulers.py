@@ -6,8 +6,9 @@ from archscale.search.schedulers import make_scheduler
 
 
 class Trial:
-    def __init__(self, trial_id):
+    def __init__(self, trial_id, arch=None):
         self.trial_id = trial_id
+        self.config = {"arch": arch} if arch else {}
 
 
 def result(tokens, loss, params, status="running", target=1000):
@@ -46,3 +47,14 @@ def test_single_objective_has_no_pareto_stopping_and_asha_lets_budget_finish():
     t = Trial("x")
     asha.on_trial_add(None, t)
     assert asha.on_trial_result(None, t, result(1024, 9.0, 5)) == TrialScheduler.CONTINUE  # never cut at budget
+
+
+def test_seed_replicas_never_stop_each_other():
+    """A replica that looks worse than its own finished seed is not pruned (that would bias the
+    seed-noise estimate and was timing-dependent); another architecture at the same cost still stops it."""
+    s = make_scheduler("none", ["eval_loss", "params"], 1000)
+    finish(s, Trial("a-seed0", arch={"d_model": 8}), 10, [(300, 2.0), (1000, 1.5)])
+    replica = Trial("a-seed1", arch={"d_model": 8})
+    assert s.on_trial_result(None, replica, result(400, 2.5, 10)) == TrialScheduler.CONTINUE
+    other = Trial("b", arch={"d_model": 16})
+    assert s.on_trial_result(None, other, result(400, 2.5, 10)) == TrialScheduler.STOP

@@ -77,10 +77,6 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open: a seed replica is sometimes recorded pruned under --scheduler none (session 4 note)",
-)
 def test_seeds_and_multi_objective_pareto(tmp_path, ray_cluster):
     out = tmp_path / "mo"
     space = small_space(tmp_path)
