@@ -33,7 +33,8 @@ from archscale.analysis.laws.groups import fit_groups, leave_largest_out, unit_k
 from archscale.analysis.laws.inputs import FlopsModel, compute_budgets
 from archscale.analysis.laws.isoflop import IsoFlopFit, fit_isoflop
 from archscale.analysis.laws.objective import NotIdentified
-from archscale.analysis.laws.power import PowerLawFit, fit_power_law
+from archscale.analysis.laws.power import PowerLawFit
+from archscale.analysis.laws.power_nofloor import fit_power_law_or_no_floor
 from archscale.analysis.laws.record import LawFit
 
 from .law_ranking import effective_compute_multiplier, rank_architectures, rankable
@@ -73,7 +74,7 @@ def power_fits(
     parts += list(envelope.group_by(series, maintain_order=True))
     for (name,), part in parts:
         try:
-            fit = fit_power_law(
+            fit = fit_power_law_or_no_floor(
                 part[x].to_numpy(), part[loss].to_numpy(), x_name=x, bootstrap=bootstrap, units=unit_keys(part, [x])
             )
         except (NotIdentified, ValueError) as exc:

@@ -31,7 +31,7 @@ from .ladder import MIN_RUNGS, fit_ladders, usable_ladders
 from .ladder_nofloor import fit_without_floor
 from .ladder_record import LadderFit
 from .objective import NotIdentified
-from .power import fit_power_law
+from .power_nofloor import fit_power_law_or_no_floor
 from .record import LawFit
 
 
@@ -78,7 +78,7 @@ def flops_of(runs: pl.DataFrame, n_col: str = "params") -> FlopsModel | None:
 
 def _power_arrays(inputs: tuple[Any, ...], loss: Any, *, names: tuple[str, ...] = ("x",), **kw: Any) -> LawFit:
     kw.pop("compute", None), kw.pop("flops", None)
-    return fit_power_law(inputs[0], loss, x_name=names[0], **kw)
+    return fit_power_law_or_no_floor(inputs[0], loss, x_name=names[0], **kw)
 
 
 def _chinchilla_arrays(
