@@ -49,6 +49,10 @@ class SpaceProposals(ProposalStrategy):
             trial.set_user_attr("budget_deviation", sample.deviation)
         except (BudgetError, ValueError) as e:
             error = f"infeasible: {e}"
+            # Optuna's constraint record (optuna-dashboard and `study.trials[i].constraints` show it);
+            # its samplers read constraints only from completed trials, and this one has no loss to
+            # tell, so it stays FAIL with the reason rather than being told a made-up value
+            trial.set_constraint("budget", 1.0)
         trial.set_user_attr("seed", seed)
         if "replica_of" not in trial.user_attrs and arch is not None:
             for s in range(1, self.plan.seeds):  # seed replicas: same parameters, another seed

@@ -59,6 +59,8 @@ def test_search_runs_and_results_agree_with_optuna(tmp_path, ray_cluster):
     for row in infeasible.iter_rows(named=True):
         assert row["status"] == "failed" and ("feasible range" in row["error"] or "nearest achievable" in row["error"])
         assert curves.filter(pl.col("trial_id") == row["trial_id"]).is_empty()
+        assert study.trials[row["trial_id"]].constraints == {"budget": 1.0}  # Optuna's infeasibility record
+    assert all(not t.constraints for t in study.trials if t.state.name == "COMPLETE")
     run = json.loads((out / "run.json").read_text())
     assert {"space", "budget", "args", "versions", "git_revision", "hardware", "storage", "study_name"} <= set(run)
     # intermediate values reach Optuna at every evaluation
