@@ -145,6 +145,31 @@ def _print_summary(s: dict, out: Path) -> None:
 check_app = command_group("Checks that a model behaves as its configuration promises.")
 
 
+#: The options `check coord` and `check transfer` share.
+BaseArch = Annotated[Path, typer.Argument(help="Architecture file (YAML or JSON of ArchConfig fields): the base size.")]
+Parametrization = Annotated[
+    Optional[str], typer.Option("--parametrization", help="standard, mup or completep [default: the file's].")
+]
+Widths = Annotated[
+    Optional[str], typer.Option("--widths", help="d_model values, e.g. 64,128,256,512 (head_dim stays fixed).")
+]
+
+
+def _base_arch(arch: Path, parametrization: str | None):
+    """The base architecture of a check, at `parametrization` when given (one line on bad input)."""
+    from archscale.spaces import ArchConfig, variants
+
+    if parametrization is not None and parametrization not in variants.PARAMETRIZATIONS:
+        _fail(f"--parametrization: got {parametrization!r}; allowed: {', '.join(variants.PARAMETRIZATIONS)}")
+    try:
+        arch_config = ArchConfig.from_file(str(arch))
+    except ValueError as e:
+        _fail(str(e))
+    from archscale.trainers.coord import with_parametrization
+
+    return arch_config if parametrization is None else with_parametrization(arch_config, parametrization)
+
+
 def _sizes(option: str, text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -159,14 +184,9 @@ def _sizes(option: str, text: str | None) -> list[int] | None:
 
 @user_errors
 def coord_command(
-    arch: Annotated[Path, typer.Argument(help="Architecture file (YAML or JSON of ArchConfig fields): the base size.")],
-    parametrization: Annotated[
-        Optional[str],
-        typer.Option("--parametrization", help="standard, mup or completep [default: the file's]."),
-    ] = None,
-    widths: Annotated[
-        Optional[str], typer.Option("--widths", help="d_model values, e.g. 64,128,256,512 (head_dim stays fixed).")
-    ] = None,
+    arch: BaseArch,
+    parametrization: Parametrization = None,
+    widths: Widths = None,
     depths: Annotated[Optional[str], typer.Option("--depths", help="n_layers values, e.g. 2,4,8.")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps; RMS is measured after each.")] = 5,
     lr: Annotated[float, typer.Option("--lr", min=0, help="Peak learning rate (constant; high on purpose).")] = 1e-2,
@@ -175,23 +195,14 @@ def coord_command(
 ) -> None:
     """Train each width (or depth) a few steps and report activation RMS by role; flat lines mean the
     parametrisation's rules hold. Prints the log-log slope per role at the last step."""
-    from archscale.spaces import ArchConfig, variants
-
-    if parametrization is not None and parametrization not in variants.PARAMETRIZATIONS:
-        _fail(f"--parametrization: got {parametrization!r}; allowed: {', '.join(variants.PARAMETRIZATIONS)}")
     width_list, depth_list = _sizes("--widths", widths), _sizes("--depths", depths)
     if width_list is None and depth_list is None:
         _fail("give --widths, --depths or both")
     if out is not None and out.suffix not in (".png", ".html"):
         _fail(f"--out: {out}: unsupported format {out.suffix!r}; allowed: .png, .html")
-    try:
-        arch_config = ArchConfig.from_file(str(arch))
-    except ValueError as e:
-        _fail(str(e))
-    from archscale.trainers.coord import coord_check, save_plot, slopes, with_parametrization
+    arch_config = _base_arch(arch, parametrization)
+    from archscale.trainers.coord import coord_check, save_plot, slopes
 
-    if parametrization is not None:
-        arch_config = with_parametrization(arch_config, parametrization)
     rows = coord_check(arch_config, widths=width_list, depths=depth_list, steps=steps, lr=lr)
     over = "width" if width_list else "depth"
     if out is not None:
@@ -228,14 +239,9 @@ def _lrs(text: str | None) -> list[float] | None:
 
 @user_errors
 def transfer_command(
-    arch: Annotated[Path, typer.Argument(help="Architecture file (YAML or JSON of ArchConfig fields): the base size.")],
-    parametrization: Annotated[
-        Optional[str],
-        typer.Option("--parametrization", help="standard, mup or completep [default: the file's]."),
-    ] = None,
-    widths: Annotated[
-        Optional[str], typer.Option("--widths", help="d_model values, e.g. 64,128,256,512 (head_dim stays fixed).")
-    ] = None,
+    arch: BaseArch,
+    parametrization: Parametrization = None,
+    widths: Widths = None,
     depths: Annotated[Optional[str], typer.Option("--depths", help="n_layers values, e.g. 2,4,8 (completep).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps per training.")] = 2000,
     lrs: Annotated[
@@ -248,23 +254,13 @@ def transfer_command(
 ) -> None:
     """Train each width (or depth) over an lr grid: where the best lr sits at each size, how far it
     drifts, and whether wider is better at every lr near the base's optimum (μP's promise)."""
-    from archscale.spaces import ArchConfig, variants
-
-    if parametrization is not None and parametrization not in variants.PARAMETRIZATIONS:
-        _fail(f"--parametrization: got {parametrization!r}; allowed: {', '.join(variants.PARAMETRIZATIONS)}")
     width_list, depth_list = _sizes("--widths", widths), _sizes("--depths", depths)
     if (width_list is None) == (depth_list is None):
         _fail("give --widths or --depths (one of them)")
     lr_list = _lrs(lrs)
-    try:
-        arch_config = ArchConfig.from_file(str(arch))
-    except ValueError as e:
-        _fail(str(e))
-    from archscale.trainers.coord import with_parametrization
+    arch_config = _base_arch(arch, parametrization)
     from archscale.trainers.transfer_check import DEFAULT_LRS, transfer_check
 
-    if parametrization is not None:
-        arch_config = with_parametrization(arch_config, parametrization)
     check = transfer_check(
         arch_config,
         widths=width_list,
