@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
     "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
     "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
+    "ladder_story": "compare.story", "winner_verdict": "compare.validation",
     # present: charts, report, dashboards
     "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
     "best_probabilities": "present.verdict_text",

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from archscale.search import ladder_flags
 from archscale.search.display import emit
 from archscale.spaces.cli_options import (
     Address,
@@ -115,43 +116,17 @@ def search_options(
         Optional[int], typer.Option("--eval-every-tokens", min=1, help="Evaluation interval (default: 10 per run).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed and first training seed.")] = 0,
-    target_compute: Annotated[
-        Optional[float],
-        typer.Option(
-            "--target-compute",
-            help="Ladder search: rank architectures by the loss predicted at this training compute (FLOPs).",
-        ),
-    ] = None,
-    target_params: Annotated[
-        Optional[float],
-        typer.Option(
-            "--target-params",
-            help="Ladder search: the target named by its size, trained by the search's tokens rule.",
-        ),
-    ] = None,
-    ladder: Annotated[int, typer.Option("--ladder", help="Ladder search: sizes (rungs) per architecture.")] = 3,
-    ladder_ratio: Annotated[
-        float, typer.Option("--ladder-ratio", help="Ladder search: each rung's budget over the one below.")
-    ] = 2.0,
-    risk: Annotated[
-        str, typer.Option("--risk", help="Ladder search: tell Optuna the mean prediction, or its 95% upper end (ucb).")
-    ] = "mean",
-    ladder_prune_margin: Annotated[
-        float,
-        typer.Option(
-            "--ladder-prune-margin", help="Ladder search: stop a ladder whose rung 0 is this many nats behind."
-        ),
-    ] = 0.05,
-    validate_top: Annotated[
-        int,
-        typer.Option(
-            "--validate-top", min=0, help="Ladder search: then train the top K for real at a held-out larger scale."
-        ),
-    ] = 0,
-    validate_compute: Annotated[
-        Optional[float],
-        typer.Option("--validate-compute", help="That scale in FLOPs (default: 4x the largest rung's compute)."),
-    ] = None,
+    target_compute: ladder_flags.TargetCompute = None,
+    target_params: ladder_flags.TargetParams = None,
+    ladder: ladder_flags.Rungs = 3,
+    ladder_ratio: ladder_flags.Ratio = 2.0,
+    risk: ladder_flags.Risk = "mean",
+    ladder_prune_margin: ladder_flags.PruneMargin = 0.05,
+    validate_top: ladder_flags.ValidateTop = 0,
+    validate_compute: ladder_flags.ValidateCompute = None,
+    validate_seeds: ladder_flags.ValidateSeeds = 1,
+    start_with: ladder_flags.StartWith = None,
+    start_top: ladder_flags.StartTop = 3,
     as_json: JsonFlag = False,
 ):
     """`search run`'s flags, defined once (also parsed by `search submit`), as a `SearchOptions`."""
@@ -174,6 +149,9 @@ def search_options(
             "ladder_prune_margin": ladder_prune_margin,
             "validate_top": validate_top,
             "validate_compute": validate_compute,
+            "validate_seeds": validate_seeds,
+            "start_with": start_with,
+            "start_top": start_top,
         }
     )
     return SearchOptions(

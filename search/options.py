@@ -127,6 +127,9 @@ LADDER_ARGS = {
     "ladder_prune_margin": "prune_margin",
     "validate_top": "validate_top",
     "validate_compute": "validate_compute",
+    "validate_seeds": "validate_seeds",
+    "start_with": "start_with",
+    "start_top": "start_top",
 }
 
 
@@ -134,6 +137,8 @@ def ladder_from_args(args: dict[str, Any]) -> LadderPlan | None:
     """The ladder plan the flags (or run.json's args) ask for: None without a target (a plain search)."""
     given = {name: args[flag] for flag, name in LADDER_ARGS.items() if args.get(flag) is not None}
     if args.get("target_compute") is None and args.get("target_params") is None:
+        if given.get("start_with"):
+            raise UserError("--start-with: starts a ladder search; give --target-compute or --target-params")
         if given.get("validate_top"):
             raise UserError(
                 "--validate-top: checks a ladder search's predictions; give --target-compute or --target-params"

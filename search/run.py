@@ -53,6 +53,12 @@ def start_search(opts: SearchOptions):
             f"{out}: already holds a search (run.json); use `archscale search resume {opts.out}` "
             "to continue or extend it, or choose a new --out"
         )
+    ladder = opts.strategy.ladder
+    start = None
+    if ladder is not None and ladder.start_with:  # checked before anything is written
+        from archscale.search.strategies.ladder_start import start_params
+
+        start = start_params(ladder.start_with, space, ladder.start_top)
     out.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
     strategy = strategy_for(opts, space, plan, study)
@@ -71,6 +77,14 @@ def start_search(opts: SearchOptions):
         **describe_environment(),
         **strategy.record(),  # a ladder search: its kind, plan, ladder study and objectives
     }
+    if start is not None:
+        from archscale.search.strategies.ladder_start import enqueue_start
+
+        enqueue_start(strategy.study, start, str(Path(ladder.start_with).resolve()))
+        run_info["started_with"] = {
+            "dir": str(Path(ladder.start_with).resolve()),
+            "architectures": [{k: one[k] for k in ("label", "arch_id", "eval_loss", "trial")} for one in start],
+        }
     write_json(out / "run.json", run_info)
     return ProposalSearcher(strategy, study, out, run_id=run_id), study
 
@@ -81,13 +95,18 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     return run_strategy(searcher, study, opts)
 
 
-def run_strategy(searcher, study: StudySpec, opts: SearchOptions, experiment: str = EXPERIMENT) -> dict[str, Any]:
-    """Run `searcher` to the end, then let its strategy close and conclude; the run's summary."""
+def run_strategy(
+    searcher, study: StudySpec, opts: SearchOptions, experiment: str = EXPERIMENT, before_conclude=None
+) -> dict[str, Any]:
+    """Run `searcher` to the end, then let its strategy close and conclude (`before_conclude()` is
+    called in between: the quickstart announces a ladder search's held-out check); the run's summary."""
     strategy: ProposalStrategy = searcher.proposals
     out = Path(opts.out).resolve()
     try:
         summary = run_trials(searcher, study, opts.execution, out, opts.strategy.scheduler, experiment=experiment)
     finally:
         strategy.close()
+    if before_conclude is not None:
+        before_conclude()
     summary.update(strategy.conclude(opts))
     return summary

@@ -160,9 +160,15 @@ class LadderProposals(LadderResume, ProposalStrategy):
     def _spec(self, ladder_id: int, rung: int, sample: Any, seed: int) -> dict[str, Any]:
         arch = sample.arch.to_dict()
         if rung > 0 and arch.get("parametrization", "standard") != "standard":
-            # transfer: every rung is parametrised against rung 0's shape, so its tuned lr carries over
+            # transfer: every rung is parametrised against rung 0's shape, so its tuned lr carries over;
+            # only the base shapes its parametrisation reads (mup: widths; completep: depth too)
+            from archscale.spaces.variants import PARAMETRIZATIONS
+
+            reads = PARAMETRIZATIONS[arch["parametrization"]]
             base = self.ladders[ladder_id]["specs"][0]["arch"]
-            arch.update({k: base[k.removeprefix("base_")] for k in arch if k.startswith("base_")})
+            for key in ("d_model", "head_dim", "d_ff", "n_layers"):
+                if getattr(reads, "depth" if key == "n_layers" else "width"):
+                    arch[f"base_{key}"] = base[key]
         tokens = self.plan.tokens_for(sample.counts)
         return {
             "ladder": ladder_id,

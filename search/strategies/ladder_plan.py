@@ -29,6 +29,9 @@ class LadderPlan:
     prune_margin: float = 0.05  # nats behind the best rung 0 at which a ladder stops
     validate_top: int = 0  # after the search: train the top K at a held-out larger scale (ladder_validate.py)
     validate_compute: float | None = None  # that scale (default: 4x the largest rung's compute)
+    validate_seeds: int = 1  # training seeds per validated architecture (the mean is compared)
+    start_with: str | None = None  # a finished search's directory: its top `start_top` are the first ladders
+    start_top: int = 3
 
     def check(self) -> None:
         if self.rungs < 3:
@@ -46,6 +49,10 @@ class LadderPlan:
             raise UserError(f"--validate-top: must be >= 0, got {self.validate_top}")
         if not self.prune_margin >= 0:
             raise UserError(f"--ladder-prune-margin: must be >= 0 nats, got {self.prune_margin}")
+        if self.validate_seeds < 1:
+            raise UserError(f"--validate-seeds: must be >= 1, got {self.validate_seeds}")
+        if self.start_top < 1:
+            raise UserError(f"--start-top: must be >= 1, got {self.start_top}")
         if self.validate_compute is not None and not self.validate_compute > 0:
             raise UserError(f"--validate-compute: must be > 0 FLOPs, got {self.validate_compute}")
 

@@ -1,19 +1,22 @@
 """`--validate-top K`: check a ladder search's predictions against real training at a held-out scale.
 
 The K architectures with the lowest predicted loss are trained for real at a compute larger than
-every rung (default: 4x the largest rung's compute), as a scaling study in DIR/validate. Each is
-then compared with its prediction at the compute it actually spent: the error, whether the 95%
-interval for one run (the law's interval widened by the run-to-run noise, `one_run_interval`)
-covered the actual loss, and whether the predicted winner was the actual winner. The
-architecture plain small-scale search would have chosen (the best rung 0) is trained at the same
-scale too when it is not among the K, so both searches' choices are judged on the same runs. Written to
-DIR/validation.parquet and returned.
+every rung (default: 4x the largest rung's compute), as a scaling study in DIR/validate, each on
+the same `--validate-seeds S` seeds. Each is then compared with its prediction at the compute it
+actually spent: the error, whether the 95% interval for the mean of its S runs (the law's interval
+widened by the run-to-run noise / sqrt(S), `one_run_interval`) covered the actual mean, and whether
+the predicted winner was the actual winner, judged against the seed noise (`winner_verdict`:
+confirmed, refuted, or no noise estimate with one seed). The architecture plain small-scale search
+would have chosen (the best rung 0) is trained at the same scale too when it is not among the K,
+and so is the started-from search's winner (`--start-with`), so every search's choice is judged on
+the same runs. Written to DIR/validation.parquet and returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -71,24 +74,31 @@ def validate_top(proposals: Any, opts: Any, k: int, compute: float | None = None
     )
     if proposals.ladders[small_scale]["arch_id"] not in {proposals.ladders[j]["arch_id"] for j in finalists}:
         finalists.append(small_scale)
+    started = _started_best(proposals)  # --start-with: the small search's own winner is judged on the same runs
+    if started is not None and proposals.ladders[started]["arch_id"] not in {
+        proposals.ladders[j]["arch_id"] for j in finalists
+    }:
+        finalists.append(started)
     held_out = dataclasses.replace(proposals.ladder, target_compute=compute, target_params=None)
+    seeds = [proposals.plan.base_seed + s for s in range(proposals.ladder.validate_seeds)]
     points = []
     for i in finalists:
         lad = proposals.ladders[i]
         sample, _ = at_target(proposals.space, proposals.plan, held_out, lad["params"])
         tokens = proposals.plan.tokens_for(sample.counts)
-        points.append(
-            GridPoint(
-                group=lad["label"],
-                arch=sample.arch.to_dict(),
-                counts=sample.counts.to_dict(),
-                tokens=tokens,
-                seed=proposals.plan.base_seed,
-                size_kind="compute",
-                size=compute,
-                train=dict(sample.train),
+        for seed in seeds:  # every finalist on the same seeds: the winner check is paired by design
+            points.append(
+                GridPoint(
+                    group=lad["label"],
+                    arch=sample.arch.to_dict(),
+                    counts=sample.counts.to_dict(),
+                    tokens=tokens,
+                    seed=seed,
+                    size_kind="compute",
+                    size=compute,
+                    train=dict(sample.train),
+                )
             )
-        )
     out = Path(opts.out).resolve() / "validate"
     out.mkdir(parents=True, exist_ok=True)
     spec = StudySpec(
@@ -101,33 +111,54 @@ def validate_top(proposals: Any, opts: Any, k: int, compute: float | None = None
     searcher = ProposalSearcher(GridProposals(points, proposals.plan), spec, out)
     run_trials(searcher, spec, opts.execution, out, scheduler="none", experiment="validate")
     actual = pl.read_parquet(out / "trials.parquet").sort("trial_id")
+    runs = list(actual.iter_rows(named=True))
     rows = []
-    for i, row in zip(finalists, actual.iter_rows(named=True), strict=True):
+    for n, i in enumerate(finalists):
         lad = proposals.ladders[i]
-        spent = row["compute"] or compute
+        mine = runs[n * len(seeds) : (n + 1) * len(seeds)]
+        losses = [r["eval_loss"] if r["status"] == "completed" else None for r in mine]
+        done = [x for x in losses if x is not None]
+        spent = next((r["compute"] for r in mine if r["compute"]), compute)
         pred = fit.predict(i, spent) if i in fit.laws and fit.laws[i].identified else None
         pred = pred or (None, math.nan, math.nan)
-        run_lo, run_hi = one_run_interval(pred, fit)
-        loss = row["eval_loss"] if row["status"] == "completed" else None
+        run_lo, run_hi = one_run_interval(pred, fit, runs=max(len(done), 1))
+        loss = sum(done) / len(done) if done else None
         rows.append(
             {
                 "ladder_id": i,
                 "label": lad["label"],
                 "compute": spent,
-                "actual_loss": loss,
+                "actual_loss": loss,  # the mean over the seeds that completed
+                "losses": losses,
+                "seeds": len(done),
+                "actual_sd": statistics.stdev(done) if len(done) > 1 else None,
                 "predicted_loss": pred[0],
                 "lo": pred[1],
                 "hi": pred[2],
-                "run_lo": run_lo,
+                "run_lo": run_lo,  # the interval for the mean of `seeds` runs
                 "run_hi": run_hi,
                 "covered": None if loss is None or not math.isfinite(run_lo) else bool(run_lo <= loss <= run_hi),
                 "error": None if loss is None or pred[0] is None else pred[0] - loss,
                 "rung0_loss": lad["rungs"][0][1],
                 "predicted_top": i in finalists[:k],
                 "small_scale_pick": proposals.ladders[i]["arch_id"] == proposals.ladders[small_scale]["arch_id"],
+                "started_best": started is not None and lad["arch_id"] == proposals.ladders[started]["arch_id"],
             }
         )
     summary = {"compute": compute, **summarize_validation(rows)}
     frame = pl.DataFrame(rows, infer_schema_length=None)
     write_atomically(Path(opts.out).resolve() / "validation.parquet", frame.write_parquet)
     return summary
+
+
+def _started_best(proposals: Any) -> int | None:
+    """The ladder started (`--start-with`) from the small search's best architecture, if it ran."""
+    best = None
+    attrs_of = {t.number: t.user_attrs for t in proposals.study.get_trials(deepcopy=False)}
+    for i, lad in proposals.ladders.items():
+        attrs = attrs_of.get(i, {})
+        if "source_trial" in attrs and lad["state"] == "done" and lad.get("params") is not None:
+            rank = attrs.get("start_rank", 0)
+            if best is None or rank < best[0]:
+                best = (rank, i)
+    return None if best is None else best[1]

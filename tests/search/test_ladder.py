@@ -302,3 +302,24 @@ def test_the_first_run_of_a_ladder_search_tags_its_trials_with_the_run_id(tmp_pa
         ),
     )
     assert record.trials[asked["number"]].user_attrs["run_id"] == run["run_id"]
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_every_rung_of_a_transferring_ladder_is_a_valid_architecture_parametrised_against_rung_0(
+    tmp_path, parametrization
+):
+    """Defect: rungs above 0 copied every base_* field from rung 0, so under mup they carried
+    base_n_layers (read only by completep) and ArchConfig refused them: a ladder search on a mup
+    space (the quickstart's) failed at its second rung."""
+    from archscale.spaces.arch import ArchConfig
+
+    space = {**SPACE, "arch": {**SPACE["arch"], "parametrization": parametrization, "head_dim": 16}}
+    (tmp_path / "mup.yaml").write_text(yaml.safe_dump(space))
+    proposals, _, _ = _setup(tmp_path, space=str(tmp_path / "mup.yaml"))
+    proposals._start_ladder()
+    (lad,) = proposals.ladders.values()
+    base = lad["specs"][0]["arch"]
+    for spec in lad["specs"][1:]:
+        arch = ArchConfig(**spec["arch"])  # valid
+        assert arch.base_d_model == base["d_model"] and arch.base_d_ff == base["d_ff"]
+        assert arch.base_n_layers == (base["n_layers"] if parametrization == "completep" else None)
