@@ -83,7 +83,9 @@ def start_search(opts: SearchOptions):
         enqueue_start(strategy.study, start, str(Path(ladder.start_with).resolve()))
         run_info["started_with"] = {
             "dir": str(Path(ladder.start_with).resolve()),
-            "architectures": [{k: one[k] for k in ("label", "arch_id", "eval_loss", "trial")} for one in start],
+            "architectures": [
+                {k: one[k] for k in ("label", "arch_id", "eval_loss", "trial", "tokens", "completed")} for one in start
+            ],
         }
     write_json(out / "run.json", run_info)
     return ProposalSearcher(strategy, study, out, run_id=run_id), study

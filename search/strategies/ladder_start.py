@@ -4,8 +4,11 @@ A search at one small budget finds which architectures look best there; a ladder
 which is best at the target. Starting the ladder search with the small search's top K (each with
 the learning rate and every other value its Optuna trial chose) puts those architectures on the
 ladder first, so the two answers are about the same candidates; Optuna proposes the rest as
-usual. The K are ranked by their mean eval loss over seeds (one row per architecture), from the
-small search's trials.parquet and its Optuna study (the trial's parameters, exactly as sampled).
+usual. The K are ranked as ASHA ranks them: architectures that trained to the end first, by their
+mean eval loss over seeds, then those early stopping ended, furthest-trained first (their losses
+at fewer tokens are not comparable with finished ones, so they only fill places the finished ones
+leave), from the small search's trials.parquet and its Optuna study (the trial's parameters,
+exactly as sampled).
 Each set of parameters is checked against this search's space before any training: a value this
 space cannot take is refused with the trial and the value named.
 """
@@ -39,16 +42,29 @@ def start_params(search_dir: str | Path, space: Space, k: int) -> list[dict[str,
         raise UserError(f"{where}: not a plain search (a ladder search or a study); give a search at one budget")
     if "***" in str(run.get("storage", "")):
         raise UserError(f"{where}: its study storage is recorded with the password hidden; start from a journal search")
-    frame = pl.read_parquet(trials).filter(pl.col("status") == "completed", pl.col("eval_loss").is_not_null())
+    frame = pl.read_parquet(trials).filter(
+        pl.col("status").is_in(["completed", "pruned"]), pl.col("eval_loss").is_not_null()
+    )
     if "run_id" in frame.columns and run.get("run_id"):
         frame = frame.filter(pl.col("run_id") == run["run_id"])
     if not frame.height:
-        raise UserError(f"{where}: the search has no completed trials")
+        raise UserError(f"{where}: the search has no completed or early-stopped trials with a loss")
+    # ASHA's own order: an architecture that trained further ranks above one stopped earlier, then by
+    # its mean loss over the seeds at the tokens it reached (early-stopped losses are not comparable
+    # with finished ones, so they only fill the places the finished ones leave)
+    reached = frame.with_columns(pl.col("tokens").max().over("arch_id").alias("reached"))
     best = (
-        frame.sort("eval_loss")
-        .group_by("arch_id", maintain_order=True)
-        .agg(pl.col("trial_id").first(), pl.col("label").first(), pl.col("eval_loss").mean())
+        reached.filter(pl.col("tokens") == pl.col("reached"))
         .sort("eval_loss")
+        .group_by("arch_id", maintain_order=True)
+        .agg(
+            pl.col("trial_id").first(),
+            pl.col("label").first(),
+            pl.col("eval_loss").mean(),
+            pl.col("reached").first().alias("tokens"),
+            (pl.col("status") == "completed").all().alias("completed"),
+        )
+        .sort(["tokens", "eval_loss"], descending=[True, False])
         .head(k)
     )
     study = StudySpec(storage=run["storage"], study_name=run["study_name"], objectives=["eval_loss"]).open(create=False)
@@ -62,7 +78,7 @@ def start_params(search_dir: str | Path, space: Space, k: int) -> list[dict[str,
         _check_fits(space, params, f"{where}: trial {trial.number} ({row['label']})")
         chosen.append(
             {"params": params, "label": row["label"], "arch_id": row["arch_id"], "eval_loss": row["eval_loss"]}
-            | {"trial": trial.number}
+            | {"trial": trial.number, "tokens": row["tokens"], "completed": row["completed"]}
         )
     return chosen
 

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
+from archscale.search.storage import open_storage
 from tests.helpers import assert_results_agree_with_study, chromium, console_errors, needs_chromium
 
 #: what Ray prints that a user of archscale must not see: its banners, and any warning or error line
@@ -46,15 +48,37 @@ def test_quickstart_small(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     findings = json.loads(r.stdout)
-    assert findings["best"] and findings["exponents"] and findings["winner_holds_at_largest"] in (True, False)
-    assert "[1/4]" in r.stderr and "[4/4]" in r.stderr  # progress was shown throughout
+    # the story: the small search's winner, the ladder's predicted winner at the target (or why not),
+    # the held-out check on 2 seeds, and the closing lines that compare them
+    assert findings["best"] and findings["started_with"] and findings["best"]["label"] == findings["started_with"][0]
+    assert findings["predicted_winner"] or findings["why_no_prediction"]
+    if findings["predicted_winner"]:
+        win = findings["predicted_winner"]
+        assert win["lo"] <= win["predicted_loss"] <= win["hi"]
+        assert win["p_best"] is None or 0 <= win["p_best"] <= 1  # None: the law has no bootstrap refits (said)
+        assert findings["agree"] == (findings["best"]["label"] == win["label"])
+        check = findings["validation"]["winner_check"]  # a prediction is checked on held-out runs
+        assert check["verdict"] in ("confirmed", "within noise", "refuted", "no noise estimate"), check
+        assert all(row["seeds"] == 2 for row in findings["validation"]["validated"])  # --validate-seeds 2
+    for step in ("[1/4] searching", "[2/4] ladder search", "[3/4] held-out check", "[4/4] fits"):  # progress
+        assert step in r.stderr, r.stderr[-2000:]
     assert_clean_console(r.stdout + r.stderr)
-    for part in ("search", "seeds", "scaling"):  # the trainer's staging files never enter Ray's synced folders
+    from archscale.search.quickstart import describe
+
+    text = describe(findings)
+    assert "small-scale winner" in text and ("held-out runs" in text or "No held-out verdict" in text)
+    parts = ["search", "ladder"] + (["ladder/validate"] if findings["predicted_winner"] else [])
+    for part in parts:  # the trainer's staging files never enter Ray's synced folders
         synced = [p.name for p in (out / part / "ray").rglob("*")]
         assert synced and not [n for n in synced if ".tmp" in n or n in ("run", "state.pt.tmp")], synced
 
-    for part in ("search", "seeds", "scaling"):
-        assert_results_agree_with_study(out / part)
+    for part in parts:  # the held-out runs' study is named by ladder_validate.py (no run.json of its own)
+        study = None
+        if part == "ladder/validate":
+            study = optuna.load_study(
+                study_name="archscale-validate", storage=open_storage(str(out / part / "optuna.journal"))
+            )
+        assert_results_agree_with_study(out / part, study)
     for name in ("scaling", "pareto"):
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

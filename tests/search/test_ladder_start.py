@@ -34,10 +34,12 @@ def _small_search(tmp_path, trials: int = 8):
         arch = space.sample(trial).arch
         loss = SMALL[arch.ffn_activation] + 0.01 * trial.params.get("n_heads", 0) / 100
         study.tell(trial, loss)
+        stopped = arch.ffn_activation == "relu"  # early stopping ended relu's trials, at a lower loss
         for seed, noise in ((0, -0.002), (1, 0.002)):
             rows.append(
                 {"trial_id": str(trial.number), "arch_id": arch.arch_id, "label": arch.label, "seed": seed}
-                | {"status": "completed", "eval_loss": loss + noise, "run_id": "r1"}
+                | {"status": "pruned" if stopped else "completed", "tokens": 300 if stopped else 1000}
+                | {"eval_loss": (2.0 if stopped else loss) + noise, "run_id": "r1"}
             )
     pl.DataFrame(rows).write_parquet(tmp_path / "small" / "trials.parquet")
     run = {"kind": "search", "storage": spec.storage, "study_name": spec.study_name, "run_id": "r1"}
@@ -47,10 +49,15 @@ def _small_search(tmp_path, trials: int = 8):
 
 def test_start_params_are_the_best_architectures_by_mean_loss_with_their_sampled_values(tmp_path):
     space, rows = _small_search(tmp_path)
-    chosen = start_params(tmp_path / "small", space, 2)
-    means = rows.group_by("arch_id").agg(pl.col("eval_loss").mean(), pl.col("trial_id").first()).sort("eval_loss")
-    assert [c["arch_id"] for c in chosen] == means["arch_id"].head(2).to_list()
-    assert [c["eval_loss"] for c in chosen] == pytest.approx(means["eval_loss"].head(2).to_list())
+    n_archs = rows["arch_id"].n_unique()
+    chosen = start_params(tmp_path / "small", space, n_archs)
+    means = rows.group_by("arch_id").agg(pl.col("eval_loss").mean(), pl.col("tokens").max()).sort("eval_loss")
+    finished = means.filter(pl.col("tokens") == 1000)
+    assert [c["arch_id"] for c in chosen[: finished.height]] == finished["arch_id"].to_list()
+    assert [c["eval_loss"] for c in chosen[:2]] == pytest.approx(finished["eval_loss"].head(2).to_list())
+    # early-stopped architectures (lower losses, but at fewer tokens) only fill the places after them
+    assert all(c["label"].startswith("relu") and not c["completed"] for c in chosen[finished.height :])
+    assert len(chosen) == n_archs > finished.height
     for c in chosen:  # the parameters are the source trial's, exactly
         assert "ffn_activation" in c["params"] and c["label"].startswith(c["params"]["ffn_activation"])
 
