@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
     "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
     "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
+    "rung_shapes": "compare.shapes", "shape_rules": "compare.shapes",
     # present: charts, report, dashboards
     "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
     "best_probabilities": "present.verdict_text",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .compare.pareto import *  # noqa: F403
     from .compare.rankings import *  # noqa: F403
     from .compare.scaling import *  # noqa: F403
+    from .compare.shapes import *  # noqa: F403
     from .compare.stats import *  # noqa: F403
     from .compare.validation import *  # noqa: F403
     from .compare.verdicts import *  # noqa: F403
