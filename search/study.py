@@ -137,7 +137,7 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label.
 
     Each carries every ArchConfig field the search fixed or sampled; the dimensions its budget
-    solved (`budget.free`, and head_dim when it followed from d_model) are left for the study to
+    solved (`budget.free`, head_dim when it followed from d_model, and what a shape rule set) are left for the study to
     solve at each size. With `use_train`, each also carries the training settings the search's
     space fixed or sampled (its `train:` block, less `tokens`) under the key `train`.
     """
@@ -153,6 +153,10 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     solved = set((space.get("budget") or {}).get("free") or ["d_model", "d_ff"])
     if "head_dim" not in (space.get("arch") or {}):
         solved.add("head_dim")
+    if space.get("shape"):  # a search on a shape rule: the rule set these at its size
+        solved |= set(ShapeRule.model_validate(space["shape"]).facts.sets)
+        if "n_kv_heads" not in (space.get("arch") or {}):
+            solved.add("n_kv_heads")  # = n_heads, which the rule set
     if "d_ff" in solved and "expert_d_ff" not in (space.get("arch") or {}):
         solved.add("expert_d_ff")  # a MoE expert's width followed the solved d_ff
     arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
@@ -252,8 +256,10 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
         for label, choices in top_architectures(
             spec.from_search.dir, spec.from_search.top_k, spec.from_search.use_train
         ).items():
-            if spec.shape is not None:  # the rule sets these at every size, as the search's budget did
-                choices = {k: v for k, v in choices.items() if k not in spec.shape.facts.sets}
+            if spec.shape is not None:  # the rule sets these at every size (and MHA's n_kv_heads = n_heads)
+                mha = choices.get("n_kv_heads") is not None and choices.get("n_kv_heads") == choices.get("n_heads")
+                sets = (*spec.shape.facts.sets, "n_kv_heads") if mha else spec.shape.facts.sets
+                choices = {k: v for k, v in choices.items() if k not in sets}
             architectures.setdefault(label, choices)
     points = []
     for group, choices in architectures.items():
