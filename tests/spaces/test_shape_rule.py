@@ -167,3 +167,17 @@ def test_a_space_without_a_rule_solves_as_before():
     plain = {k: v for k, v in SPACE.items() if k != "shape"}
     s = space_from_dict({**plain, "arch": {**plain["arch"], "n_heads": 4}}).sample_random(0)
     assert s.arch.n_layers == 2 and s.arch.n_heads == 4  # ArchConfig's n_layers, width solved at fixed heads
+
+
+def test_space_show_names_the_rule_and_what_strays_from_it():
+    from typer.testing import CliRunner
+
+    from archscale.search.cli import app
+
+    runner = CliRunner()
+    on_rule = runner.invoke(app, ["space", "show", "ladder_fixed_ratio", "--samples", "2"], env={"COLUMNS": "300"})
+    assert on_rule.exit_code == 0, on_rule.output
+    assert "shape rule fixed_ratio (head_dim 16, ffn_ratio 4, aspect_ratio 16)" in on_rule.output
+    assert "off the rule" not in on_rule.output  # 100K parameters: 3 layers of 48, on the rule
+    rung3 = runner.invoke(app, ["space", "show", "ladder_fixed_ratio", "--budget-params", "8e5", "--samples", "2"])
+    assert rung3.exit_code == 0 and "off the rule:" in rung3.output and "aspect_ratio 13.7 vs 16 (-14%)" in rung3.output
