@@ -47,10 +47,10 @@ _EXPORTS: dict[str, str] = {
     "best_interval": "compare.rankings", "p_best": "compare.selection", "noise_model": "compare.noise",
     "ladder_p_best": "compare.ladder_verdicts", "ladder_differences": "compare.ladder_verdicts",
     "verdicts": "compare.verdicts", "Verdicts": "compare.verdicts",
+    "rung_shapes": "compare.shapes", "shape_rules": "compare.shapes", "shape_rule_of": "compare.shapes",
     # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
     "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
     "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
-    "rung_shapes": "compare.shapes", "shape_rules": "compare.shapes",
     # present: charts, report, dashboards
     "verdicts_text": "present.verdict_text", "verdict_lines": "present.verdict_text",
     "best_probabilities": "present.verdict_text",
