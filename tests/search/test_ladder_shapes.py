@@ -4,6 +4,7 @@ rungs' shapes in trials.parquet and shows them in the report."""
 
 from __future__ import annotations
 
+import json
 from html import escape as html_escape
 
 import polars as pl
@@ -119,3 +120,11 @@ def test_a_shape_rule_ladder_search_records_and_reports_its_rung_shapes(tmp_path
     for row, off in zip(trials.iter_rows(named=True), flagged, strict=True):
         for text in off:  # every stray beyond 5% is flagged in the report, by ladder and rung
             assert f"(ladder {row['ladder_id']}) rung {row['rung']}: " in html and html_escape(text) in html
+    from typer.testing import CliRunner
+
+    from archscale.search.cli import app
+
+    status = CliRunner().invoke(app, ["search", "status", str(out), "--json"])
+    assert status.exit_code == 0, status.output
+    lines = json.loads(status.stdout)["off_rule"]  # `search status` lists the same strays, one line per rung
+    assert len(lines) == sum(1 for off in flagged if off) and all(html_escape(x) in html for x in lines)
