@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "best_interval": "compare.rankings", "p_best": "compare.selection", "noise_model": "compare.noise",
     "ladder_p_best": "compare.ladder_verdicts", "ladder_differences": "compare.ladder_verdicts",
     "verdicts": "compare.verdicts", "Verdicts": "compare.verdicts",
+    "rung_shapes": "compare.shapes", "shape_rules": "compare.shapes", "shape_rule_of": "compare.shapes",
     # what search/ shows, computed here: a ladder search's status, its held-out check, the quickstart's findings
     "ladder_summary": "compare.ladder_summary", "one_run_interval": "compare.validation",
     "summarize_validation": "compare.validation", "quickstart_findings": "compare.findings",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .compare.pareto import *  # noqa: F403
     from .compare.rankings import *  # noqa: F403
     from .compare.scaling import *  # noqa: F403
+    from .compare.shapes import *  # noqa: F403
     from .compare.stats import *  # noqa: F403
     from .compare.validation import *  # noqa: F403
     from .compare.verdicts import *  # noqa: F403

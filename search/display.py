@@ -84,6 +84,8 @@ def emit_ladders(console, summary: dict) -> None:
                 console.print(f"{r['label']} overtakes {c['other']} above {c['compute']:.3g} FLOPs")
     for r in summary["not_predicted"]:
         console.print(f"no prediction for {r['label'] or r['ladder_id']}: {r['status']}: {r['reason']}")
+    for line in summary.get("off_rule") or []:  # rungs >5% off the space's shape rule (docs/spaces.md)
+        console.print(f"off the shape rule: {line}")
     if summary.get("validation_skipped"):
         console.print(f"--validate-top: skipped: {summary['validation_skipped']}")
     check = summary.get("validation")

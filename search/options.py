@@ -28,6 +28,7 @@ from archscale.search.storage import OBJECTIVES, SAMPLERS, StudySpec, is_journal
 from archscale.search.strategies.ladder_plan import LadderPlan
 from archscale.spaces.cli_options import budget_flag
 from archscale.spaces.errors import BudgetError, UserError
+from archscale.spaces.shape_rule import BelowRuleMinimum
 from archscale.spaces.space import Space, load_space, resolve_space_path
 
 SCHEDULERS = ("asha", "none")
@@ -184,6 +185,7 @@ def prepare(opts: SearchOptions) -> tuple[Space, StudySpec, TrialPlan]:
     if not tokens and not budget.tokens_per_param:
         raise UserError("training length: give --tokens T or --tokens-per-param R (or train.tokens in the space file)")
     check_data(budget.data, space)
+    _check_shape_minimum(space)
     _check_feasible(space)
     out = Path(opts.out).resolve()
     storage = opts.execution.storage or str(out / "optuna.journal")
@@ -288,6 +290,21 @@ def _check_feasible(space: Space, tries: int = 200) -> None:
         f"{where}: none of {tries} sampled architectures can meet {space.budget.describe()}: "
         f"{str(first).removeprefix(f'{where}: ')}"
     )
+
+
+def _check_shape_minimum(space: Space, tries: int = 50) -> None:
+    """Under a shape rule, refuse a budget below the smallest size the rule honours for any sampled
+    architecture (the smallest size of a search, and a ladder's rung 0), rather than fail those trials."""
+    if space.spec.shape is None:
+        return
+    rng = random.Random(0)
+    for _ in range(tries):
+        try:
+            space.sample_random(rng)
+        except BelowRuleMinimum as e:
+            raise UserError(str(e)) from None
+        except BudgetError:
+            continue
 
 
 def check_storage(storage: str | None) -> None:

@@ -40,6 +40,7 @@ from archscale.search.storage import StudySpec
 from archscale.search.strategies.grid import GridPoint, GridProposals
 from archscale.spaces.errors import BudgetError, SpaceError, UserError, load_mapping, validation_error
 from archscale.spaces.record import ARCH_COLUMNS
+from archscale.spaces.shape_rule import ShapeRule
 from archscale.spaces.solver import BUDGET_KINDS
 from archscale.spaces.space import space_from_dict
 from archscale.spaces.training import TrainConfig
@@ -77,6 +78,7 @@ class StudyFile(_Strict):
     tokens: list[PositiveInt] | None = Field(None, min_length=1)
     tokens_per_param: PositiveFloat | None = None
     isoflop: list[PositiveFloat] | None = Field(None, min_length=1)
+    shape: ShapeRule | None = None  # every size on one shape rule (spaces/shape_rule.py); None: solved afresh
     train: dict[str, Any] = {}
     seeds: int = Field(1, ge=1)
     first_seed: int = Field(0, ge=0)  # seeds run are first_seed .. first_seed + seeds - 1
@@ -91,6 +93,10 @@ class StudyFile(_Strict):
             )
         if not self.architectures and self.from_search is None:
             raise ValueError("give architectures, from_search, or both")
+        if self.shape is not None:
+            given = {k for k in self.sizes.model_fields_set if k in ("free", "ffn_ratio", "aspect_ratio")}
+            if given:
+                raise ValueError(f"sizes.{min(given)}: the shape rule {self.shape.rule} decides this; remove it")
         return self
 
 
@@ -110,7 +116,7 @@ def load_study_file(path: str | Path | dict[str, Any]) -> StudyFile:
 
 
 def _allowed_keys(loc: tuple) -> str:
-    models = {"sizes": Sizes, "from_search": FromSearch}
+    models = {"sizes": Sizes, "from_search": FromSearch, "shape": ShapeRule}
     model = models.get(loc[0]) if len(loc) == 2 else StudyFile if len(loc) == 1 else None
     return ", ".join(model.model_fields) if model is not None else "(see docs/guide.md)"
 
@@ -131,7 +137,7 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     """The k best distinct architectures (mean eval loss over seeds) of a finished search, by label.
 
     Each carries every ArchConfig field the search fixed or sampled; the dimensions its budget
-    solved (`budget.free`, and head_dim when it followed from d_model) are left for the study to
+    solved (`budget.free`, head_dim when it followed from d_model, and what a shape rule set) are left for the study to
     solve at each size. With `use_train`, each also carries the training settings the search's
     space fixed or sampled (its `train:` block, less `tokens`) under the key `train`.
     """
@@ -147,6 +153,10 @@ def top_architectures(search_dir: str | Path, k: int, use_train: bool = True) ->
     solved = set((space.get("budget") or {}).get("free") or ["d_model", "d_ff"])
     if "head_dim" not in (space.get("arch") or {}):
         solved.add("head_dim")
+    if space.get("shape"):  # a search on a shape rule: the rule set these at its size
+        solved |= set(ShapeRule.model_validate(space["shape"]).facts.sets)
+        if "n_kv_heads" not in (space.get("arch") or {}):
+            solved.add("n_kv_heads")  # = n_heads, which the rule set
     if "d_ff" in solved and "expert_d_ff" not in (space.get("arch") or {}):
         solved.add("expert_d_ff")  # a MoE expert's width followed the solved d_ff
     arch_fields = [f for f in ARCH_COLUMNS if f not in solved]
@@ -246,6 +256,10 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
         for label, choices in top_architectures(
             spec.from_search.dir, spec.from_search.top_k, spec.from_search.use_train
         ).items():
+            if spec.shape is not None:  # the rule sets these at every size (and MHA's n_kv_heads = n_heads)
+                mha = choices.get("n_kv_heads") is not None and choices.get("n_kv_heads") == choices.get("n_heads")
+                sets = (*spec.shape.facts.sets, "n_kv_heads") if mha else spec.shape.facts.sets
+                choices = {k: v for k, v in choices.items() if k not in sets}
             architectures.setdefault(label, choices)
     points = []
     for group, choices in architectures.items():
@@ -253,7 +267,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
         own_train = choices.pop("train", {})
         train = {**spec.train, **own_train}  # per-architecture training settings win
         fixed = {**spec.base, **choices}
-        for f in spec.sizes.free:
+        for f in spec.sizes.free if spec.shape is None else ():
             fixed.pop(f, None)
         transfer = None
         search_dir = _lr_from_search(train, path, f"architectures.{group}.train" if "lr" in own_train else "train")
@@ -271,8 +285,12 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
             }
             if spec.sizes.aspect_ratio:
                 budget["aspect_ratio"] = spec.sizes.aspect_ratio
+            shape = {}
+            if spec.shape is not None:  # the rule decides the free dimensions and ratios
+                budget = {k: budget[k] for k in ("kind", "value", "tolerance")}
+                shape = {"shape": spec.shape.model_dump(exclude_none=True)}
             try:
-                space = space_from_dict({"name": group, "arch": fixed, "budget": budget}, path)
+                space = space_from_dict({"name": group, "arch": fixed, "budget": budget, **shape}, path)
                 space.budget_from = "sizes.values"
                 sample = space.sample_random(0)
             except SpaceError as e:  # a field of base or of this architecture

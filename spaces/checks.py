@@ -14,6 +14,7 @@ from archscale.spaces import variants
 from archscale.spaces.arch import ArchConfig, value_problem
 from archscale.spaces.errors import SpaceError
 from archscale.spaces.schema import BUDGET_AXES, Axis, SpaceFile, as_list
+from archscale.spaces.shape_rule import conflicts
 from archscale.spaces.training import SEARCHABLE_TRAIN_FIELDS
 from archscale.spaces.training import value_problem as train_value_problem
 
@@ -28,7 +29,10 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
         _check_axis_values(path, key, name, axis)
         _check_when(path, key, axis, seen)
         seen.append(name)
-    _check_kv_heads(spec, path)
+    if spec.shape is not None:  # n_heads follows d_model under a rule: no fixed n_heads to divide
+        _check_shape(spec, path)
+    else:
+        _check_kv_heads(spec, path)
     _check_position_rules(spec, path)
     _check_base_shapes(spec, path)
     _check_owned_fields(spec, path)
@@ -64,6 +68,15 @@ def check_semantics(spec: SpaceFile, path: str | Path | None) -> None:
                     path, f"constraints.{i}.forbid.{name}", f"not an ArchConfig field; allowed: {', '.join(fields)}"
                 )
             _check_values(path, f"constraints.{i}.forbid.{name}", name, as_list(v))
+
+
+def _check_shape(spec: SpaceFile, path: str | Path | None) -> None:
+    """A shape rule decides the fields it sets and the budget's free dimensions: the file may not give them."""
+    given = {f"budget.{k}" for k in spec.budget.model_fields_set} if spec.budget is not None else set()
+    problem = conflicts(spec.shape, spec.arch, {k.removeprefix("budget.") for k in given})
+    if problem is not None:
+        key, message = problem
+        raise SpaceError(path, key if key.startswith("arch.") else f"budget.{key}", message)
 
 
 def _possible_values(spec: SpaceFile, name: str) -> list[Any] | None:

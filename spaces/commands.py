@@ -62,6 +62,9 @@ def show(
     from rich.table import Table
 
     title = f"{space.name}: {space.budget.describe() if space.budget else 'no budget'}"
+    rule = space.spec.shape
+    if rule is not None:  # the shape rule and, below the table, what strays from it (>5%)
+        title += f"; shape rule {rule.describe()}"
     table = Table(title=title)
     for col in (
         "architecture",
@@ -91,6 +94,13 @@ def show(
             f"{s.deviation:+.2%}",
         )
     Console().print(table)
+    if rule is not None:
+        from archscale.spaces.shape_rule import off_rule
+
+        match_gated = space.spec.budget.match_gated if space.spec.budget else True
+        for s in drawn:
+            if off := off_rule(rule, s.arch, match_gated):
+                typer.echo(f"off the rule: {s.arch.label} (d_model {s.arch.d_model}): {'; '.join(off)}")
 
 
 @space_app.command("list")

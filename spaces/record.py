@@ -62,6 +62,10 @@ TRANSFER_COLUMNS: dict[str, Any] = {  # derived from the architecture's parametr
     "parametrization_caveat": str,  # why its rules are not derived for this architecture; null when they are
     "lr_hidden": float,  # peak lr of the d_model-fan-in matrices: lr x 1/m_d_model under mup / completep, else lr
 }
+SHAPE_COLUMNS: dict[str, Any] = {  # the achieved shape, derived from the architecture (spaces/shape_rule.py)
+    "ffn_ratio": float,  # d_ff / d_model (a gated FFN under budget.match_gated: 2/3 of the budget's ratio)
+    "aspect_ratio": float,  # d_model / n_layers
+}
 RESULT_COLUMNS: dict[str, Any] = {
     "tokens": int,  # training tokens seen so far (= target_tokens when completed)
     "compute": float,  # training FLOPs so far = flops_per_token x tokens (under the row's flops_convention)
@@ -163,14 +167,15 @@ TRIAL_COLUMNS: dict[str, Any] = {
     **IDENTITY_COLUMNS,
     **PLAN_COLUMNS,
     **TRANSFER_COLUMNS,
+    **SHAPE_COLUMNS,
     **ARCH_COLUMNS,
     **TRAIN_COLUMNS,
     **COUNT_COLUMNS,
     **RESULT_COLUMNS,
 }
-_clash = (set(IDENTITY_COLUMNS) | set(PLAN_COLUMNS) | set(TRANSFER_COLUMNS) | set(RESULT_COLUMNS)) & (
-    set(ARCH_COLUMNS) | set(TRAIN_COLUMNS) | set(COUNT_COLUMNS)
-)
+_clash = (
+    set(IDENTITY_COLUMNS) | set(PLAN_COLUMNS) | set(TRANSFER_COLUMNS) | set(SHAPE_COLUMNS) | set(RESULT_COLUMNS)
+) & (set(ARCH_COLUMNS) | set(TRAIN_COLUMNS) | set(COUNT_COLUMNS))
 assert not _clash and not set(ARCH_COLUMNS) & set(TRAIN_COLUMNS), f"trial columns defined twice: {_clash}"
 
 
@@ -217,6 +222,8 @@ def new_trial_row(
         row.update(
             parametrization_caveat=transfer.parametrization_caveat(arch),
             lr_hidden=lr * transfer.PARAMETER_ROLES["hidden_d_model"].lr(arch),
+            ffn_ratio=arch.d_ff / arch.d_model,
+            aspect_ratio=arch.d_model / arch.n_layers,
         )
     if counts is not None:
         row.update(counts.to_dict())

@@ -11,6 +11,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from archscale.spaces.counting import DEFAULT_FLOPS_CONVENTION, FLOPS_CONVENTIONS
+from archscale.spaces.shape_rule import ShapeRule
 from archscale.spaces.solver import BUDGET_KINDS
 
 Scalar = Union[bool, int, float, str]
@@ -100,6 +101,7 @@ class SpaceFile(_Strict):
     arch: dict[str, Axis] = {}
     train: dict[str, Axis] = {}
     budget: BudgetSpec | None = None
+    shape: ShapeRule | None = None  # how the shape scales with the budget (spaces/shape_rule.py); None: solved afresh
     constraints: list[Constraint] = []
 
     @field_validator("arch", "train", mode="before")

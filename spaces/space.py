@@ -43,6 +43,8 @@ from archscale.spaces.errors import (
     validation_problem,
 )
 from archscale.spaces.schema import BUDGET_AXES, Axis, BudgetSpec, Constraint, SpaceFile, as_list
+from archscale.spaces.shape_rule import ShapeRule, shape_stand_in
+from archscale.spaces.shape_solver import solve_on_rule
 from archscale.spaces.solver import BUDGET_KINDS, MAX_CANDIDATES, Budget, Solution, solve
 
 __all__ = [
@@ -202,7 +204,7 @@ class Space:
             self._solved[key] = self._solve(choices, budget_axes)
         solution = self._solved[key]
         if isinstance(solution, BudgetError):
-            raise BudgetError(str(solution))
+            raise type(solution)(str(solution))  # BelowRuleMinimum stays itself
         return Sample(solution.arch, train, {**choices, **budget_axes}, solution.counts, solution.deviation)
 
     def _choices_problem(self, choices: dict[str, Any], b: BudgetSpec) -> str | None:
@@ -210,6 +212,8 @@ class Space:
         than experts, ...), or None: ArchConfig's own rules, checked on the choices with stand-in
         shapes for the solved fields, so the error names the rule rather than a solved architecture."""
         n_heads = choices.get("n_heads", ArchConfig.model_fields["n_heads"].default)
+        if self.spec.shape is not None:  # a shape on the rule stands in for the solved one
+            return self._probe_problem({**shape_stand_in(self.spec.shape, choices), **choices})
         if "d_model" in b.free:
             head_dim = 2 * b.head_dim_multiple  # even, as on the solver's grid
         else:  # the solver's head_dim for a fixed d_model
@@ -219,6 +223,9 @@ class Space:
         probe = {**{k: v for k, v in stand_in.items() if k in b.free}, "head_dim": head_dim, **choices}
         if "n_layers" in b.free:
             probe["n_layers"] = 1
+        return self._probe_problem(probe)
+
+    def _probe_problem(self, probe: dict[str, Any]) -> str | None:
         try:
             ArchConfig(**probe)
         except ValidationError as e:
@@ -232,6 +239,13 @@ class Space:
         problem = self._choices_problem(choices, b)
         if problem is not None:
             return BudgetError(problem)
+        if self.spec.shape is not None:
+            try:
+                return solve_on_rule(
+                    choices, self.budget, self.spec.shape, match_gated=b.match_gated, d_ff_multiple=b.d_ff_multiple
+                )
+            except BudgetError as e:
+                return type(e)(f"{self.budget_where}: {e}")
         try:
             solution = solve(
                 choices,
@@ -283,11 +297,13 @@ def space_from_dict(data: dict[str, Any], path: str | Path | None = None) -> Spa
 
 
 def _allowed_keys(loc: tuple) -> str:
-    top = ["name", "description", "arch", "train", "budget", "constraints"]
+    top = ["name", "description", "arch", "train", "budget", "shape", "constraints"]
     if len(loc) == 1:
         return ", ".join(top)
     if loc[0] == "budget" and len(loc) == 2:
         return ", ".join(BudgetSpec.model_fields)
+    if loc[0] == "shape" and len(loc) == 2:
+        return ", ".join(ShapeRule.model_fields)
     return ", ".join(Axis.model_fields)
 
 

@@ -98,6 +98,13 @@ SPACE_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
     # conditional axes naming unknown fields
     (("arch", "ffn_activation"), {"choices": ["relu", "swiglu"], "when": {"bogus_field": "x"}}, ("bogus_field",)),
     (("arch", "ffn_activation"), {"choices": ["relu", "swiglu"], "when": {"position": "spiral"}}, ("spiral",)),
+    # shape rules (spaces/shape_rule.py)
+    (("shape",), {"rule": "fixed_ratio", "head_dim": 16}, ("aspect_ratio",)),
+    (("shape",), {"rule": "cube", "head_dim": 16}, ("cube",)),
+    (("shape",), {"rule": "width_only", "head_dim": 16, "aspect_ratio": 8}, ("aspect_ratio",)),
+    (("shape",), {"rule": "width_only", "head_dim": 16, "wide": 1}, ("wide",)),
+    (("shape",), {"rule": "width_only", "head_dim": 0}, ("head_dim",)),
+    (("shape",), {"rule": "width_only", "head_dim": 16}, ("n_heads",)),  # the rule sets n_heads = d_model / 16
 ]
 
 # `search run SPACE --out DIR ...`: (flag and value, words one of which the line must contain)
@@ -157,6 +164,8 @@ STUDY_MUTATIONS: list[tuple[tuple[str, ...], object, tuple[str, ...]]] = [
     (("data",), "nope", ("data", "nope")),
     (("train", "bogus_setting"), 1, ("bogus_setting",)),
     (("isoflop",), [-1.0], ("isoflop",)),
+    (("shape",), {"rule": "fixed_ratio", "head_dim": 16}, ("aspect_ratio",)),
+    (("shape",), {"rule": "width_only", "head_dim": 16}, ("n_heads",)),  # base gives n_heads, which the rule sets
 ]
 
 ARCH = {"vocab_size": 256, "seq_len": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
@@ -259,6 +268,26 @@ def refused_space(tmp: Path, doc: dict, command: str, words: tuple[str, ...]) ->
 def test_a_malformed_space_file_is_refused_in_one_line(mutation, command, tmp_path):
     path, value, words = mutation
     refused_space(tmp_path, mutated(SPACE, path, value), command, words)
+
+
+SHAPED = {
+    **SPACE,
+    "arch": {k: v for k, v in SPACE["arch"].items() if k not in ("n_heads", "n_layers")},
+    "shape": {"rule": "fixed_ratio", "ffn_ratio": 4, "head_dim": 16, "aspect_ratio": 32},
+}
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        (("budget", "value"), 5000, ("shape rule fixed_ratio", "needs d_model >= 32")),  # below the rule's minimum
+        (("budget", "free"), ["d_model", "d_ff"], ("budget.free",)),  # the rule decides the free dimensions
+        (("arch", "n_layers"), 2, ("arch.n_layers",)),  # fixed_ratio grows the depth
+    ],
+)
+def test_a_shape_rule_the_budget_cannot_honour_is_refused_in_one_line(path, value, words, command, tmp_path):
+    refused_space(tmp_path, mutated(SHAPED, path, value), command, words)
 
 
 @pytest.mark.parametrize("mutation", FLAG_MUTATIONS, ids=lambda m: "=".join(m[0]))

@@ -21,6 +21,7 @@ TARGET_COSTS = {
 def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], directions: list[str]) -> dict[str, Any]:
     """A ladder search's predictions (``out``: its results directory, ``run``: its run.json): the
     ranking at the target with intervals, the crossings, the small-scale (rung 0) ranking beside it,
+    the rungs that stray from the search's shape rule (``off_rule``, sentences),
     the held-out validation when there is one, and the Pareto front of the predicted loss and the
     target's costs when the search has several ``objectives`` (with their ``directions``)."""
     path = out / "predictions.parquet"
@@ -38,6 +39,11 @@ def ladder_summary(out: Path, run: dict[str, Any], objectives: list[str], direct
     info["small_scale"] = (
         pred.filter(pl.col("rung0_loss").is_not_null()).sort("rung0_loss").select("ladder_id", "label", "rung0_loss")
     ).to_dicts()
+    if (out / "trials.parquet").exists():  # rungs that stray >5% from the search's shape rule (shapes.py)
+        from .shapes import rung_shapes, shape_rule_of
+
+        trials = pl.read_parquet(out / "trials.parquet").with_columns(run=pl.lit(out.name))
+        info["off_rule"] = rung_shapes(trials, {out.name: shape_rule_of(run)})[1]
     validation = out / "validation.parquet"
     if run.get("validation", {}).get("skipped"):
         info["validation_skipped"] = run["validation"]["skipped"]

@@ -31,6 +31,7 @@ from archscale.analysis.compare.effects import axis_effects
 from archscale.analysis.compare.importance import parameter_importance
 from archscale.analysis.compare.pareto import cost_objectives, pareto_analysis
 from archscale.analysis.compare.scaling import ScalingAnalysis, parameter_table, scaling_analysis
+from archscale.analysis.compare.shapes import rung_shapes, shape_rules
 from archscale.analysis.compare.verdicts import verdicts
 from archscale.analysis.data.cells import comparable_trials
 from archscale.analysis.data.loaders import PathLike, load_curves, load_run, load_trials
@@ -282,7 +283,29 @@ class _Report:
             parts += [html_table(table), figure(ladder_chart(pred, self.trials))]
         parts += ["<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in crossings) + "</ul>"] if crossings else []
         parts += ["<h3>No prediction</h3>" + html_table(missing)] if missing.height else []
-        return "\n".join(parts)
+        return "\n".join(parts + [self._rung_shapes()])
+
+    def _rung_shapes(self) -> str:
+        """Each rung's achieved shape, and the rungs that stray from the search's shape rule."""
+        rules = shape_rules(self.dirs)
+        shapes, flags = rung_shapes(self.trials, rules)
+        if not shapes.height:
+            return ""
+        given = [f"{run}: {rule.describe()}" for run, (rule, _) in rules.items() if rule is not None]
+        note = (
+            f"Shape rule {'; '.join(given)}. off_rule lists each dimension more than 5% from the rule "
+            "(achieved vs the rule's value; a gated FFN's ffn_ratio target is 2/3 of the rule's)."
+            if given
+            else "No shape rule: each rung's shape was solved afresh for its budget (add shape: to the space "
+            "file to hold head_dim, the FFN ratio and the aspect ratio across rungs; docs/spaces.md)."
+        )
+        out = "<h3>Rung shapes</h3>" + note_paragraph(
+            note + " ffn_ratio = d_ff / d_model; aspect_ratio = d_model / n_layers."
+        )
+        out += html_table(shapes.drop("off_rule") if not given else shapes, max_rows=200)
+        if flags:
+            out += '<ul class="shape-flags">' + "".join(f"<li>{html.escape(x)}</li>" for x in flags) + "</ul>"
+        return out
 
     def curves(self) -> str:
         note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'

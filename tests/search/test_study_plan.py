@@ -137,3 +137,102 @@ def test_a_resumed_search_keeps_the_flop_convention_it_was_started_with():
     assert old.flops_convention == "dense"  # run.json from before conventions were recorded
     assert with_recorded_convention(space, {"budget": {"flops_convention": "causal"}}) is space
     assert old.budget.value == space.budget.value and old.budget.kind == space.budget.kind  # nothing else changes
+
+
+SHAPE = {"rule": "fixed_ratio", "ffn_ratio": 4, "head_dim": 32, "aspect_ratio": 64}
+
+
+def test_a_study_with_a_shape_rule_solves_every_size_on_the_rule():
+    """head_dim and n_heads = d_model / head_dim at every size, depth and width growing together;
+    the same study without the rule holds depth and heads and lets head_dim follow the width."""
+    from archscale.spaces.shape_rule import ShapeRule, off_rule
+
+    base = {"vocab_size": 256, "seq_len": 64}
+    sizes = {"values": [4e7, 1.6e8, 6.4e8]}
+    points = plan_grid(
+        load_study_file({"base": base, "architectures": ARCHS, "sizes": sizes, "tokens": [1000], "shape": SHAPE})
+    )
+    assert len(points) == 2 * 3
+    for group in ARCHS:
+        archs = [p["arch"] for p in points if p["group"] == group]
+        assert all(a["head_dim"] == 32 and a["n_heads"] * 32 == a["d_model"] for a in archs)
+        assert all(off_rule(ShapeRule(**SHAPE), a, flag=0.08) == [] for a in archs)
+        assert archs[0]["n_layers"] < archs[1]["n_layers"] < archs[2]["n_layers"]
+    plain = plan_grid(load_study_file({"base": BASE, "architectures": ARCHS, "sizes": sizes, "tokens": [1000]}))
+    assert len({p["arch"]["head_dim"] for p in plain if p["group"] == "a"}) == 3  # the confound the rule removes
+    assert {p["arch"]["n_layers"] for p in plain} == {2}
+
+
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ({"sizes": {"values": [4e7], "free": ["d_model", "d_ff"]}}, "sizes.free: the shape rule fixed_ratio decides"),
+        ({"base": BASE}, "architectures.a.n_layers: at size 40,000,000: is set by the shape rule"),
+        ({"sizes": {"values": [2e4]}}, "sizes.values: at size 20,000: shape rule fixed_ratio with aspect_ratio 64"),
+    ],
+)
+def test_a_study_shape_rule_refuses_what_it_cannot_honour(tmp_path, change, key):
+    data = {"base": {"vocab_size": 256, "seq_len": 64}, "architectures": ARCHS, "sizes": {"values": [4e7]}}
+    p = tmp_path / "study.yaml"
+    p.write_text(yaml.safe_dump({**data, "tokens": [1000], "shape": SHAPE, **change}))
+    with pytest.raises(UserError, match=key):
+        plan_grid(load_study_file(p), p)
+
+
+def test_from_search_of_a_shaped_search_leaves_the_rules_dimensions_to_the_study(tmp_path):
+    """A search on a shape rule: its architectures reach the study without the fields the rule set
+    (so the study solves them at each size, on its own rule or none)."""
+    import json
+
+    import polars as pl
+
+    from archscale.search.study import top_architectures
+    from archscale.spaces.record import TrialStatus, new_trial_row, trial_schema
+    from archscale.spaces.space import space_from_dict
+
+    space = space_from_dict(
+        {
+            "arch": {"vocab_size": 256, "seq_len": 64, "ffn_activation": {"choices": ["relu", "swiglu"]}},
+            "budget": {"kind": "params", "value": 4e7, "tolerance": 0.03},
+            "shape": SHAPE,
+        }
+    )
+    rows = []
+    for i, activation in enumerate(["relu", "swiglu"]):
+        from archscale.search.strategies.ladder_plan import ReplayChooser
+
+        s = space.sample_with(ReplayChooser({"ffn_activation": activation}))
+        row = new_trial_row(trial_id=i, seed=0, arch=s.arch, train={}, counts=s.counts, target_tokens=1000)
+        rows.append({**row, "status": TrialStatus.COMPLETED.value, "eval_loss": 3.0 + i})
+    pl.DataFrame(rows, schema=trial_schema()).write_parquet(tmp_path / "trials.parquet")
+    (tmp_path / "run.json").write_text(json.dumps({"space": space.spec.model_dump(mode="json")}))
+    top = top_architectures(tmp_path, 2, use_train=False)
+    assert len(top) == 2
+    for choices in top.values():
+        assert not {"d_model", "n_layers", "n_heads", "head_dim", "d_ff"} & set(choices)
+    study = {"from_search": {"dir": str(tmp_path), "top_k": 2, "use_train": False}, "tokens": [1000]}
+    points = plan_grid(load_study_file({**study, "sizes": {"values": [4e7, 1.6e8]}, "shape": SHAPE}))
+    assert len(points) == 4 and all(p["arch"]["head_dim"] == 32 for p in points)
+
+
+def test_a_shaped_study_from_a_plain_search_drops_the_searchs_heads_and_depth(tmp_path):
+    import json
+
+    import polars as pl
+
+    from archscale.spaces.record import TrialStatus, new_trial_row, trial_schema
+    from archscale.spaces.space import space_from_dict
+
+    space = space_from_dict(
+        {"arch": {**BASE, "n_heads": 4}, "budget": {"kind": "params", "value": 1e5, "tolerance": 0.03}}
+    )
+    s = space.sample_random(0)
+    row = new_trial_row(trial_id=0, seed=0, arch=s.arch, train={}, counts=s.counts, target_tokens=1000)
+    rows = [{**row, "status": TrialStatus.COMPLETED.value, "eval_loss": 3.0}]
+    pl.DataFrame(rows, schema=trial_schema()).write_parquet(tmp_path / "trials.parquet")
+    (tmp_path / "run.json").write_text(json.dumps({"space": space.spec.model_dump(mode="json")}))
+    study = {"from_search": {"dir": str(tmp_path), "top_k": 1, "use_train": False}, "tokens": [1000]}
+    points = plan_grid(load_study_file({**study, "sizes": {"values": [4e7, 1.6e8]}, "shape": SHAPE}))
+    assert [p["arch"]["n_heads"] * 32 for p in points] == [p["arch"]["d_model"] for p in points]
+    assert all(p["arch"]["n_kv_heads"] == p["arch"]["n_heads"] for p in points)  # MHA stays MHA, not kv = 4
+    assert points[1]["arch"]["n_layers"] > points[0]["arch"]["n_layers"] > 2  # the search's depth 2 is not kept
