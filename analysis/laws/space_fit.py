@@ -1,0 +1,181 @@
+"""The space law's fit: MAP by least squares, prior scales by marginal likelihood, Laplace posterior draws.
+
+The model, for run i of architecture x_i (its encoded columns) at compute C_i:
+
+    y_i = E + exp(b0 + x_i . b - (a0 + x_i . s) * log(C_i / C0)) + eps_i,   eps_i ~ N(0, sigma_i^2)
+
+with priors b_j ~ N(0, tau_b^2) (level effects), s_j ~ N(0, tau_s^2) (slope effects), weak
+priors on the intercepts, and E = y_min * sigmoid(u), u ~ N(0, U_SD^2) (E below every loss seen).
+``sigma_i`` is given (the run's configuration's seed noise, ``space_data``). The MAP is one
+``scipy.optimize.least_squares`` over the stacked data and prior residuals; the posterior is its
+Laplace approximation N(MAP, (J^T J)^-1), inflated by the reduced chi-square when the data scatter
+more than their noise says (lack of fit). ``tau_b`` and ``tau_s`` are chosen on a grid by the
+Laplace approximation of the marginal likelihood (empirical Bayes): the data decide how much the
+values of an axis are allowed to differ, and so how strongly a value seen once is pulled toward
+the space's mean. Only the level columns some run has (``level_seen``) and the slope columns the
+runs identify (``slope_identified``) are fitted; the others are drawn from their prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+U_SD = 2.0  # prior sd of logit(E / y_min): weak, it keeps E's posterior proper with 2 sizes
+B0_SD = 3.0  # prior sd of the reference log-gap around its start
+A0_PRIOR = (0.3, 0.5)  # prior mean and sd of the space's mean exponent alpha (weak)
+TAU_B_GRID = np.geomspace(0.003, 1.0, 6)  # candidate prior sds of the level effects (log_A units)
+TAU_S_GRID = np.geomspace(0.001, 0.3, 6)  # candidate prior sds of the slope effects (alpha units)
+
+
+@dataclass
+class SpaceFit:
+    """The MAP, its Laplace covariance, the chosen prior scales, and what entered the fit."""
+
+    theta: np.ndarray  # [u, b0, a0, b (level columns fitted), s (slope columns fitted)]
+    cov: np.ndarray
+    tau_b: float
+    tau_s: float
+    y_min: float
+    c0: float
+    level_cols: np.ndarray  # indices of the fitted level columns
+    slope_cols: np.ndarray  # indices of the fitted slope columns
+    n_cols: int
+    chi2: float  # sum of squared standardised data residuals at the MAP
+    dof: int
+    inflation: float  # the factor the covariance was multiplied by (>= 1)
+    log_evidence: float
+
+    @property
+    def E(self) -> float:
+        return float(self.y_min / (1 + np.exp(-self.theta[0])))
+
+    def full(
+        self, theta: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(E, b0, a0)`` and level / slope coefficient arrays over every column, for parameter
+        rows ``theta`` (S, P); unfitted columns are 0, or drawn from their prior when ``rng`` is given."""
+        theta = np.atleast_2d(theta)
+        s_n = theta.shape[0]
+        b = np.zeros((s_n, self.n_cols))
+        s = np.zeros((s_n, self.n_cols))
+        k = 3 + self.level_cols.size
+        b[:, self.level_cols] = theta[:, 3:k]
+        s[:, self.slope_cols] = theta[:, k:]
+        if rng is not None:
+            free_b = np.setdiff1d(np.arange(self.n_cols), self.level_cols)
+            free_s = np.setdiff1d(np.arange(self.n_cols), self.slope_cols)
+            b[:, free_b] = rng.normal(0, self.tau_b, (s_n, free_b.size))
+            s[:, free_s] = rng.normal(0, self.tau_s, (s_n, free_s.size))
+        heads = np.column_stack([self.y_min / (1 + np.exp(-theta[:, 0])), theta[:, 1], theta[:, 2]])
+        return heads, b, s
+
+    def draws(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` Laplace posterior draws, as ``full`` returns them (unfitted columns from their prior)."""
+        rng = np.random.default_rng(seed)
+        theta = rng.multivariate_normal(self.theta, self.cov, size=n, method="cholesky")
+        return self.full(theta, rng)
+
+
+def _model(theta: np.ndarray, xb: np.ndarray, xs: np.ndarray, lc: np.ndarray, y_min: float):
+    nb = xb.shape[1]
+    u, b0, a0 = theta[:3]
+    b, s = theta[3 : 3 + nb], theta[3 + nb :]
+    sig = 1 / (1 + np.exp(-u))
+    alpha = a0 + xs @ s
+    term = np.exp(b0 + xb @ b - alpha * lc)
+    return y_min * sig, sig, term
+
+
+def _map(theta0, y, w, xb, xs, lc, y_min, prior_mean, prior_sd):
+    """MAP for fixed prior sds: least squares over [data residuals; prior residuals]."""
+    from scipy.optimize import least_squares
+
+    nb = xb.shape[1]
+
+    def residuals(theta):
+        e, _, term = _model(theta, xb, xs, lc, y_min)
+        return np.concatenate([(y - e - term) * w, (theta - prior_mean) / prior_sd])
+
+    def jac(theta):
+        _, sig, term = _model(theta, xb, xs, lc, y_min)
+        d_mu = np.column_stack([np.full(y.size, y_min * sig * (1 - sig)), term, -lc * term, term[:, None] * xb,
+                                (-lc * term)[:, None] * xs])  # fmt: skip
+        assert d_mu.shape[1] == 3 + nb + xs.shape[1]
+        return np.vstack([-d_mu * w[:, None], np.diag(1 / prior_sd)])
+
+    res = least_squares(residuals, theta0, jac=jac, method="trf", x_scale="jac", max_nfev=200)
+    return res.x, res.fun, res.jac
+
+
+def _start(y, w, xb, xs, lc, y_min) -> np.ndarray:
+    """Weighted ridge regression of log(y - E) for a few E: the start with the smallest misfit."""
+    best = None
+    for frac in (0.5, 0.8, 0.95):
+        e = frac * y_min
+        z = np.log(y - e)
+        d = np.column_stack([np.ones_like(lc), xb, -lc, -lc[:, None] * xs])
+        ridge = np.full(d.shape[1], 1e-2)
+        ridge[[0, 1 + xb.shape[1]]] = 1e-8
+        gap = y - e  # d log(y - E) = dy / (y - E): weight each run by its noise on that scale
+        ww = (w * gap) ** 2
+        beta = np.linalg.solve(d.T @ (d * ww[:, None]) + np.diag(ridge), d.T @ (z * ww))
+        pred = e + np.exp(d @ beta)
+        sse = float(np.sum(((y - pred) * w) ** 2))
+        if best is None or sse < best[0]:
+            nb = xb.shape[1]
+            u = np.log(frac / (1 - frac))
+            best = (sse, np.array([u, beta[0], beta[1 + nb], *beta[1 : 1 + nb], *beta[2 + nb :]]))
+    assert best is not None
+    return best[1]
+
+
+def fit_map(
+    y: np.ndarray, sigma: np.ndarray, x: np.ndarray, compute: np.ndarray, level_cols: np.ndarray, slope_cols: np.ndarray
+) -> SpaceFit:
+    """Fit the space law (module docstring) to losses ``y`` with noise sds ``sigma``, encoded
+    architectures ``x`` (runs x columns) and ``compute``; tau_b and tau_s by marginal likelihood."""
+    y, sigma, compute = (np.asarray(a, float) for a in (y, sigma, compute))
+    c0 = float(np.exp(np.mean(np.log(compute))))
+    lc = np.log(compute / c0)
+    y_min = float(y.min())
+    xb, xs = x[:, level_cols], x[:, slope_cols]
+    w = 1 / sigma
+    start = _start(y, w, xb, xs, lc, y_min)
+    nb, ns = xb.shape[1], xs.shape[1]
+    prior_mean = np.array([0.0, start[1], A0_PRIOR[0], *np.zeros(nb + ns)])
+    best = None
+    theta = start.copy()
+    for tau_b in TAU_B_GRID if nb else TAU_B_GRID[-1:]:
+        for tau_s in TAU_S_GRID if ns else TAU_S_GRID[-1:]:
+            prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *np.full(nb, tau_b), *np.full(ns, tau_s)])
+            theta, r, j = _map(theta, y, w, xb, xs, lc, y_min, prior_mean, prior_sd)
+            h = j.T @ j
+            sign, logdet = np.linalg.slogdet(h)
+            if sign <= 0:
+                continue
+            evidence = -0.5 * float(r @ r) - 0.5 * logdet - nb * np.log(tau_b) - ns * np.log(tau_s)
+            if best is None or evidence > best[0]:
+                best = (evidence, tau_b, tau_s, theta.copy(), r.copy(), h)
+        theta = best[3].copy() if best is not None else start.copy()
+    if best is None:
+        raise ValueError("the space law's posterior is not proper at any prior scale (singular Hessian)")
+    evidence, tau_b, tau_s, theta, r, h = best
+    chi2 = float(np.sum(r[: y.size] ** 2))
+    dof = max(1, y.size - theta.size)
+    inflation = max(1.0, chi2 / dof)
+    cov = np.linalg.inv(h) * inflation
+    cov = (cov + cov.T) / 2
+    return SpaceFit(
+        theta, cov, float(tau_b), float(tau_s), y_min, c0, np.asarray(level_cols), np.asarray(slope_cols),
+        x.shape[1], chi2, dof, inflation, float(evidence),
+    )  # fmt: skip
+
+
+def shrinkage(fit: SpaceFit) -> tuple[np.ndarray, np.ndarray]:
+    """Per fitted level and slope column: posterior variance / prior variance (1: the prior
+    alone decides it, the value borrowed everything from the space's mean; near 0: its own data)."""
+    var = np.diag(fit.cov)
+    k = 3 + fit.level_cols.size
+    return var[3:k] / fit.tau_b**2, var[k:] / fit.tau_s**2
