@@ -37,6 +37,11 @@ SIZE_GAP_DECADES = 0.1  # compute sizes: runs within ~26% of each other in compu
 PRIOR_DOF = 4.0  # weight of the pooled variance in a configuration's shrunk seed variance
 
 
+def arch_label(arch: Mapping[str, str]) -> str:
+    """``axis=value`` pairs joined by ``, ``: how an architecture of the space is named."""
+    return ", ".join(f"{k}={v}" for k, v in arch.items()) or "(no axes)"
+
+
 @dataclass(frozen=True)
 class SpaceData:
     """Runs ready to fit: the architecture of each (``archs``), compute, loss, compute size index,
@@ -50,6 +55,10 @@ class SpaceData:
     sigma: np.ndarray | None
     encoding: Encoding
     noise_note: str
+
+    def runs_label(self) -> list[str]:
+        """Each run's architecture, named by ``arch_label``."""
+        return [arch_label(a) for a in self.archs]
 
 
 def _text(value: object) -> str:

@@ -27,6 +27,12 @@ B0_SD = 3.0  # prior sd of the reference log-gap around its start
 A0_PRIOR = (0.3, 0.5)  # prior mean and sd of the space's mean exponent alpha (weak)
 TAU_B_GRID = np.geomspace(0.003, 1.0, 6)  # candidate prior sds of the level effects (log_A units)
 TAU_S_GRID = np.geomspace(0.001, 0.3, 6)  # candidate prior sds of the slope effects (alpha units)
+#: The prior sd of a slope the runs do not identify (a value trained at one size) is at least this:
+#: the prior scale chosen from the *identified* slopes says little about one never seen change (a
+#: space of small slope effects can hold one large one), so its prediction away from the size it
+#: was trained at fans out as a slope effect of 0.03 in alpha would (the simulation's effects are
+#: ~N(0, 0.02), benchmarks/bench_space_law.py).
+UNSEEN_SLOPE_SD = 0.03
 
 
 @dataclass
@@ -41,6 +47,7 @@ class SpaceFit:
     c0: float
     level_cols: np.ndarray  # indices of the fitted level columns
     slope_cols: np.ndarray  # indices of the fitted slope columns
+    slope_sd: np.ndarray  # their prior sds (tau_s, or UNSEEN_SLOPE_SD for the unidentified ones)
     n_cols: int
     chi2: float  # sum of squared standardised data residuals at the MAP
     dof: int
@@ -67,7 +74,7 @@ class SpaceFit:
             free_b = np.setdiff1d(np.arange(self.n_cols), self.level_cols)
             free_s = np.setdiff1d(np.arange(self.n_cols), self.slope_cols)
             b[:, free_b] = rng.normal(0, self.tau_b, (s_n, free_b.size))
-            s[:, free_s] = rng.normal(0, self.tau_s, (s_n, free_s.size))
+            s[:, free_s] = rng.normal(0, max(self.tau_s, UNSEEN_SLOPE_SD), (s_n, free_s.size))
         heads = np.column_stack([self.y_min / (1 + np.exp(-theta[:, 0])), theta[:, 1], theta[:, 2]])
         return heads, b, s
 
@@ -132,10 +139,18 @@ def _start(y, w, xb, xs, lc, y_min) -> np.ndarray:
 
 
 def fit_map(
-    y: np.ndarray, sigma: np.ndarray, x: np.ndarray, compute: np.ndarray, level_cols: np.ndarray, slope_cols: np.ndarray
+    y: np.ndarray,
+    sigma: np.ndarray,
+    x: np.ndarray,
+    compute: np.ndarray,
+    level_cols: np.ndarray,
+    slope_cols: np.ndarray,
+    slope_known: np.ndarray | None = None,
 ) -> SpaceFit:
     """Fit the space law (module docstring) to losses ``y`` with noise sds ``sigma``, encoded
-    architectures ``x`` (runs x columns) and ``compute``; tau_b and tau_s by marginal likelihood."""
+    architectures ``x`` (runs x columns) and ``compute``; tau_b and tau_s by marginal likelihood.
+    ``slope_known`` (per slope column, default all): the runs identify it; the others get a prior
+    sd of at least ``UNSEEN_SLOPE_SD``."""
     y, sigma, compute = (np.asarray(a, float) for a in (y, sigma, compute))
     c0 = float(np.exp(np.mean(np.log(compute))))
     lc = np.log(compute / c0)
@@ -144,24 +159,26 @@ def fit_map(
     w = 1 / sigma
     start = _start(y, w, xb, xs, lc, y_min)
     nb, ns = xb.shape[1], xs.shape[1]
+    known = np.ones(ns, bool) if slope_known is None else np.asarray(slope_known, bool)
     prior_mean = np.array([0.0, start[1], A0_PRIOR[0], *np.zeros(nb + ns)])
     best = None
     theta = start.copy()
     for tau_b in TAU_B_GRID if nb else TAU_B_GRID[-1:]:
-        for tau_s in TAU_S_GRID if ns else TAU_S_GRID[-1:]:
-            prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *np.full(nb, tau_b), *np.full(ns, tau_s)])
+        for tau_s in TAU_S_GRID if known.any() else TAU_S_GRID[-1:]:
+            slope_sd = np.where(known, tau_s, max(tau_s, UNSEEN_SLOPE_SD))
+            prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *np.full(nb, tau_b), *slope_sd])
             theta, r, j = _map(theta, y, w, xb, xs, lc, y_min, prior_mean, prior_sd)
             h = j.T @ j
             sign, logdet = np.linalg.slogdet(h)
             if sign <= 0:
                 continue
-            evidence = -0.5 * float(r @ r) - 0.5 * logdet - nb * np.log(tau_b) - ns * np.log(tau_s)
+            evidence = -0.5 * float(r @ r) - 0.5 * logdet - float(np.sum(np.log(prior_sd[3:])))
             if best is None or evidence > best[0]:
-                best = (evidence, tau_b, tau_s, theta.copy(), r.copy(), h)
+                best = (evidence, tau_b, tau_s, theta.copy(), r.copy(), h, slope_sd)
         theta = best[3].copy() if best is not None else start.copy()
     if best is None:
         raise ValueError("the space law's posterior is not proper at any prior scale (singular Hessian)")
-    evidence, tau_b, tau_s, theta, r, h = best
+    evidence, tau_b, tau_s, theta, r, h, slope_sd = best
     chi2 = float(np.sum(r[: y.size] ** 2))
     dof = max(1, y.size - theta.size)
     inflation = max(1.0, chi2 / dof)
@@ -169,7 +186,7 @@ def fit_map(
     cov = (cov + cov.T) / 2
     return SpaceFit(
         theta, cov, float(tau_b), float(tau_s), y_min, c0, np.asarray(level_cols), np.asarray(slope_cols),
-        x.shape[1], chi2, dof, inflation, float(evidence),
+        np.asarray(slope_sd, float), x.shape[1], chi2, dof, inflation, float(evidence),
     )  # fmt: skip
 
 
@@ -178,4 +195,4 @@ def shrinkage(fit: SpaceFit) -> tuple[np.ndarray, np.ndarray]:
     alone decides it, the value borrowed everything from the space's mean; near 0: its own data)."""
     var = np.diag(fit.cov)
     k = 3 + fit.level_cols.size
-    return var[3:k] / fit.tau_b**2, var[k:] / fit.tau_s**2
+    return var[3:k] / fit.tau_b**2, var[k:] / fit.slope_sd**2

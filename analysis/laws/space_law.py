@@ -23,17 +23,12 @@ import polars as pl
 
 from archscale.analysis.data.runs import Source
 
-from .space_data import SpaceData, space_data
+from .space_data import SpaceData, arch_label, space_data
 from .space_fit import SpaceFit, fit_map, shrinkage
 
 DRAWS = 4000  # posterior draws for intervals and p_best (Monte Carlo error of p_best <= 0.008)
 MAX_ARCHS = 20_000  # architectures ``ranking`` enumerates at most
 MIN_RUNS = 4
-
-
-def arch_label(arch: Mapping[str, str]) -> str:
-    """``axis=value`` pairs joined by ``, ``: how an architecture of the space is named."""
-    return ", ".join(f"{k}={v}" for k, v in arch.items()) or "(no axes)"
 
 
 @dataclass
@@ -44,6 +39,7 @@ class SpaceLaw:
     fit: SpaceFit | None
     reason: str | None
     seed: int = 0
+    slope_known: frozenset[int] = frozenset()  # columns whose slope the runs identify (2+ sizes)
     _draws: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -77,7 +73,7 @@ class SpaceLaw:
         """One sentence per value trained at one compute size only: it gets no slope estimate."""
         if self.fit is None:
             return []
-        cols, fitted = self.encoding.columns, set(self.fit.slope_cols.tolist())
+        cols, fitted = self.encoding.columns, self.slope_known
         seen = set(self.fit.level_cols.tolist())
         return [
             f"{cols[j].name} has no slope estimate: train it at a second size"
@@ -129,7 +125,7 @@ class SpaceLaw:
         lo, hi = np.quantile(sims, [0.025, 0.975], axis=0)
         p = np.bincount(np.argmin(sims, axis=1), minlength=len(archs)) / sims.shape[0]
         labels = [arch_label(a) for a in archs]
-        runs_label = [arch_label(a) for a in self.data.archs]
+        runs_label = self.data.runs_label()
         counts = (
             pl.DataFrame({"arch": runs_label, "size": self.data.size})
             .group_by("arch")
@@ -160,7 +156,7 @@ class SpaceLaw:
         shrink_b, shrink_s = shrinkage(fit)
         shrink = {("level", j): v for j, v in zip(fit.level_cols.tolist(), shrink_b, strict=True)}
         shrink |= {("slope", j): v for j, v in zip(fit.slope_cols.tolist(), shrink_s, strict=True)}
-        fitted = {"level": set(fit.level_cols.tolist()), "slope": set(fit.slope_cols.tolist())}
+        fitted = {"level": set(fit.level_cols.tolist()), "slope": set(self.slope_known)}
         cols = self.encoding.columns
         index = {(c.term, c.value): j for j, c in enumerate(cols)}
         rows = []
@@ -181,12 +177,12 @@ class SpaceLaw:
                 diff = coef[:, j] - (coef[:, ref] if ref is not None else 0.0)
                 point = float(map_coef[0, j] - (map_coef[0, ref] if ref is not None else 0.0))
                 lo, hi = np.quantile(diff, [0.025, 0.975])
-                kappa = shrink.get((effect, j))
+                kappa = shrink.get((effect, j)) if est else None
                 rows.append({"effect": effect, "name": col.name, "estimate": point if est else None,
                              "lo": float(lo) if est else None, "hi": float(hi) if est else None,
                              "shrinkage": None if kappa is None else float(min(1.0, kappa)),
                              "estimated": bool(est), "note": note,
-                             "meaning": _meaning(effect, point, est)})  # fmt: skip
+                             "meaning": _meaning(effect, point, est, lo, hi)})  # fmt: skip
         return pl.DataFrame(rows, schema=COEF_SCHEMA)
 
     def heads(self) -> dict[str, tuple[float, float, float]]:
@@ -206,9 +202,11 @@ COEF_SCHEMA = {
 }  # fmt: skip
 
 
-def _meaning(effect: str, value: float, estimated: bool) -> str:
+def _meaning(effect: str, value: float, estimated: bool, lo: float, hi: float) -> str:
     if not estimated:
         return ""
+    if lo <= 0 <= hi:
+        return "no clear effect (its interval includes 0)"
     if effect == "level":
         return "shifts the curve down (lower loss at every scale)" if value < 0 else "shifts the curve up"
     return (
@@ -243,11 +241,17 @@ def fit_space_law(
         return SpaceLaw(data, None, why, seed)
     x = data.encoding.matrix(data.archs)
     level = np.flatnonzero(data.encoding.level_seen(x))
-    slope = np.flatnonzero(data.encoding.slope_identified(x, data.size) & data.encoding.level_seen(x))
+    # every seen value's slope is a parameter (its prior keeps it near the space's mean), so a value
+    # trained at one size keeps the correlation of its level and slope: its loss stays pinned where
+    # it was trained and fans out away from it. Only the identified ones are reported.
+    slope = level
+    identified = data.encoding.slope_identified(x, data.size)
+    known = frozenset(np.flatnonzero(identified & data.encoding.level_seen(x)).tolist())
+    mask = identified[slope]
     if data.sigma is None:  # one unknown noise level: fit once with unit weights, rescale, refit
-        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope)
+        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope, mask)
         sd = np.sqrt(max(first.chi2 / first.dof, 1e-12))
-        fit = fit_map(data.loss, np.full_like(data.loss, sd), x, data.compute, level, slope)
+        fit = fit_map(data.loss, np.full_like(data.loss, sd), x, data.compute, level, slope, mask)
     else:
-        fit = fit_map(data.loss, data.sigma, x, data.compute, level, slope)
-    return SpaceLaw(data, fit, None, seed)
+        fit = fit_map(data.loss, data.sigma, x, data.compute, level, slope, mask)
+    return SpaceLaw(data, fit, None, seed, known)

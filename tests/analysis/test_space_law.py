@@ -131,3 +131,42 @@ def test_intervals_cover_the_truth_at_the_target_at_their_rate() -> None:
         _, lo, hi = law.predict(arch, [3e14])
         hits.append(lo[0] <= float(truth.loss(arch, 3e14)) <= hi[0])
     assert 0.8 <= np.mean(hits) <= 1.0
+
+
+def test_fit_law_space_json_on_a_results_directory(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from archscale.search.cli import app
+
+    d = write_space_search(tmp_path / "s", sizes=SIZES, base_only=[("position", "alibi")], noise=0.005)
+    result = CliRunner().invoke(app, ["fit", str(d), "--law", "space", "--target-compute", "1e14", "--top", "4",
+                                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import json
+
+    out = json.loads(result.output)
+    assert out["law"] == "space" and out["target_compute"] == 1e14 and out["compute_sizes"] == 3
+    assert [r["rank"] for r in out["ranking"]] == [1, 2, 3, 4]
+    assert {"predicted_loss", "lo", "hi", "p_best", "p_best_mc_se", "trained_runs"} <= set(out["ranking"][0])
+    assert out["no_slope"] == ["position=alibi has no slope estimate: train it at a second size"]
+    assert any(w.startswith("position=alibi has no slope") for w in out["what_to_train"])
+    effects = {(e["effect"], e["name"]): e for e in out["effects"]}
+    assert effects[("slope", "position=alibi")]["estimate"] is None
+    assert effects[("slope", "position=rope")]["lo"] < 0.01 < effects[("slope", "position=rope")]["hi"]
+    text = CliRunner().invoke(app, ["fit", str(d), str(d), "--law", "space"])
+    assert text.exit_code == 0 and "position=alibi has no slope estimate" in text.output
+    assert "10x the largest compute trained" in text.output
+
+
+def test_fit_law_space_refuses_one_size_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from archscale.search.cli import app
+
+    d = write_space_search(tmp_path / "s", sizes=(1e13,))
+    result = CliRunner().invoke(app, ["fit", str(d), "--law", "space"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "2+ sizes" in lines[0]
+    two = CliRunner().invoke(app, ["fit", str(d), str(d), "--law", "power"])
+    assert two.exit_code == 2 and "one results directory" in two.output
