@@ -170,3 +170,21 @@ def test_fit_law_space_refuses_one_size_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:") and "2+ sizes" in lines[0]
     two = CliRunner().invoke(app, ["fit", str(d), str(d), "--law", "power"])
     assert two.exit_code == 2 and "one results directory" in two.output
+
+
+def test_the_report_shows_the_space_law_only_when_the_runs_identify_it(tmp_path: Path) -> None:
+    from archscale.analysis import build_report, section_errors
+    from archscale.analysis.present.chart_base import chart_spec
+    from archscale.analysis.present.space_law import effects_chart
+
+    d = write_space_search(tmp_path / "s", sizes=SIZES, base_only=[("position", "alibi")], noise=0.005)
+    page = build_report([d], bootstrap=0)
+    assert section_errors(page) == {}
+    start = page.index('<section id="one-law-for-the-space">')
+    section = page[start : page.index("</section>", start)]
+    assert "<svg" in section and "p_best" in section and "What to train next" in section
+    assert "position=alibi has no slope estimate: train it at a second size" in section
+    spec = chart_spec(effects_chart(fit_space_law(d).coefficients()))
+    assert len(spec["hconcat"]) == 2  # level and slope panels
+    one_size = build_report([write_space_search(tmp_path / "one", sizes=(1e13,))], bootstrap=0)
+    assert "One law for the space" not in one_size
