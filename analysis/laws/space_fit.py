@@ -146,11 +146,13 @@ def fit_map(
     level_cols: np.ndarray,
     slope_cols: np.ndarray,
     slope_known: np.ndarray | None = None,
+    *,
+    taus: tuple[float, float] | None = None,
 ) -> SpaceFit:
     """Fit the space law (module docstring) to losses ``y`` with noise sds ``sigma``, encoded
     architectures ``x`` (runs x columns) and ``compute``; tau_b and tau_s by marginal likelihood.
     ``slope_known`` (per slope column, default all): the runs identify it; the others get a prior
-    sd of at least ``UNSEEN_SLOPE_SD``."""
+    sd of at least ``UNSEEN_SLOPE_SD``. ``taus``: fixed ``(tau_b, tau_s)`` instead of the grid."""
     y, sigma, compute = (np.asarray(a, float) for a in (y, sigma, compute))
     c0 = float(np.exp(np.mean(np.log(compute))))
     lc = np.log(compute / c0)
@@ -163,8 +165,12 @@ def fit_map(
     prior_mean = np.array([0.0, start[1], A0_PRIOR[0], *np.zeros(nb + ns)])
     best = None
     theta = start.copy()
-    for tau_b in TAU_B_GRID if nb else TAU_B_GRID[-1:]:
-        for tau_s in TAU_S_GRID if known.any() else TAU_S_GRID[-1:]:
+    grid_b = TAU_B_GRID if nb else TAU_B_GRID[-1:]
+    grid_s = TAU_S_GRID if known.any() else TAU_S_GRID[-1:]
+    if taus is not None:
+        grid_b, grid_s = np.array([taus[0]]), np.array([taus[1]])
+    for tau_b in grid_b:
+        for tau_s in grid_s:
             slope_sd = np.where(known, tau_s, max(tau_s, UNSEEN_SLOPE_SD))
             prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *np.full(nb, tau_b), *slope_sd])
             theta, r, j = _map(theta, y, w, xb, xs, lc, y_min, prior_mean, prior_sd)

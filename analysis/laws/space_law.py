@@ -24,7 +24,7 @@ import polars as pl
 from archscale.analysis.data.runs import Source
 
 from .space_data import SpaceData, arch_label, space_data
-from .space_fit import SpaceFit, fit_map, shrinkage
+from .space_fit import TAU_B_GRID, TAU_S_GRID, SpaceFit, fit_map, shrinkage
 
 DRAWS = 4000  # posterior draws for intervals and p_best (Monte Carlo error of p_best <= 0.008)
 MAX_ARCHS = 20_000  # architectures ``ranking`` enumerates at most
@@ -248,8 +248,9 @@ def fit_space_law(
     identified = data.encoding.slope_identified(x, data.size)
     known = frozenset(np.flatnonzero(identified & data.encoding.level_seen(x)).tolist())
     mask = identified[slope]
-    if data.sigma is None:  # one unknown noise level: fit once with unit weights, rescale, refit
-        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope, mask)
+    if data.sigma is None:  # one unknown noise level: its estimate from a nearly unshrunk fit, then the fit
+        loose = (float(TAU_B_GRID[-1]), float(TAU_S_GRID[-1]))
+        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope, mask, taus=loose)
         sd = np.sqrt(max(first.chi2 / first.dof, 1e-12))
         fit = fit_map(data.loss, np.full_like(data.loss, sd), x, data.compute, level, slope, mask)
     else:
