@@ -15,9 +15,11 @@ top rung (1.6e14). Methods, with the compute each spends (``cost`` in the output
 * ``ladder_predicted``: the same runs, each architecture's law fitted with E shared
   (``fit_ladders``, 200 bootstrap refits); pick the lowest predicted loss at the target.
 * ``space_law_on_ladder``: the space law fitted on the ladder's runs (252 C_b).
-* ``space_law_design``: the space law on a cheaper design, 104 C_b (41% of the ladder's): every
-  architecture at the base size with 2 seeds, and 4 of them, chosen so every axis value is among
-  them, at 4 C_b and 16 C_b with one seed.
+* ``space_law_design``: the space law on a cheaper design, 124 C_b (49% of the ladder's): every
+  architecture at the base size with 2 seeds, and 5 of them, chosen so every axis value is among
+  them and no two axes are confounded (``_cover``: D-optimal), also at 4 C_b and 16 C_b with one
+  seed. The other 7 are never trained above the base size: their predictions at the target come
+  from their values' effects.
 * ``random``: a uniformly random architecture (no compute).
 
 Per method and setting: ``p_winner`` (the fraction of searches whose pick is the true winner at
@@ -37,6 +39,8 @@ the full run fits ~5 laws per search, ~2 s per search on one core.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import math
 import os
@@ -49,7 +53,7 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 import numpy as np
 
 from archscale.analysis.compare.ladder_verdicts import ladder_p_best
-from archscale.analysis.data.synthetic_space import SpaceTruth, random_truth, space_trials
+from archscale.analysis.data.synthetic_space import random_truth, space_trials
 from archscale.analysis.laws.ladder import fit_ladders
 from archscale.analysis.laws.space_law import fit_space_law
 
@@ -62,6 +66,7 @@ SETTINGS: dict[str, dict[str, float]] = {
     "equal noise": {"sd_ratio": 1.0},
     "unequal noise (10x sd ratio)": {"sd_ratio": 10.0},
 }
+DESIGN_LADDERS = 5  # architectures the space law's design trains at every rung
 BINS = (0.0, 0.05, 0.2, 0.5, 0.8, 1.0001)
 LAW_METHODS = ("ladder_predicted", "space_law_on_ladder", "space_law_design")
 METHODS = ("small_scale", "ladder_top_rung", *LAW_METHODS, "random")
@@ -71,13 +76,18 @@ def _cost(design: list[tuple[dict[str, str], tuple[float, ...]]], seeds: int) ->
     return float(sum(sum(sizes) for _, sizes in design) * seeds / BASE)
 
 
-def _cover(archs: list[dict[str, str]], truth: SpaceTruth) -> list[int]:
-    """Indices of 4 architectures that together hold every axis value (the space law design's larger runs)."""
-    for offset in range(len(archs)):
-        pick = [(offset + 5 * i) % len(archs) for i in range(4)]
-        if all({archs[i][k] for i in pick} == set(v) for k, v in truth.axes.items()):
-            return pick
-    raise AssertionError("no covering subset")
+@functools.cache
+def _cover(axes: tuple[tuple[str, int], ...], k: int) -> tuple[int, ...]:
+    """The ``k`` architectures of the space (in ``SpaceTruth.architectures`` order) that identify
+    its effects best: D-optimal among every k-subset (the largest det X'X of their reference-coded
+    axes with an intercept), so every axis value is among them and no two axes move together."""
+    archs = list(itertools.product(*[range(n) for _, n in axes]))
+    cols = [(a, v) for a, (_, n) in enumerate(axes) for v in range(1, n)]
+    x = np.array([[1.0] + [float(arch[a] == v) for a, v in cols] for arch in archs])
+    best = max(
+        itertools.combinations(range(len(archs)), k), key=lambda sub: np.linalg.slogdet(x[list(sub)].T @ x[list(sub)])
+    )
+    return tuple(best)
 
 
 def _means(runs: Any, key: str = "arch_id") -> dict[str, float]:
@@ -105,7 +115,7 @@ def one_search(rng: np.random.Generator, sd_ratio: float) -> dict[str, Any]:
     small = [(a, (BASE,)) for a in archs]
     seeds_small = int(round(_cost(ladder, 1) / len(archs)))
     sruns = space_trials(rng, truth, small, seeds=seeds_small, noise=sd)
-    cover = _cover(archs, truth)
+    cover = _cover(tuple(AXES.items()), DESIGN_LADDERS)
     design = [(a, RUNGS if i in cover else (BASE,)) for i, a in enumerate(archs)]
     druns = space_trials(rng, truth, design, seeds=1, noise=np.asarray(sd)).with_columns(pl.col("seed"))
     extra = space_trials(rng, truth, small, seeds=1, noise=sd).with_columns(seed=pl.lit(1, pl.Int64))

@@ -120,6 +120,23 @@ def _noise(config: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray | None, str
     return np.sqrt(var)[inverse], note
 
 
+def modelled_noise(arch: Sequence[str], resid: np.ndarray, dof_share: float) -> tuple[np.ndarray, str]:
+    """Noise sds per run when no configuration was replicated: each architecture's residual variance
+    (from a nearly unshrunk fit, its ``dof_share`` of residual degrees of freedom per run) shrunk
+    toward the pooled one with ``PRIOR_DOF`` degrees of freedom, so an architecture whose runs
+    scatter more (a learning rate near the edge of stability) weighs less, as replicates would say."""
+    keys, inverse = np.unique(np.asarray(arch), return_inverse=True)
+    n = np.bincount(inverse).astype(float)
+    ss = np.bincount(inverse, resid**2)
+    pooled = max(float(ss.sum() / max(dof_share * n.sum(), 1.0)), 1e-12)
+    var = (PRIOR_DOF * pooled + ss) / (PRIOR_DOF + dof_share * n)
+    note = (
+        f"no configuration was replicated: each of {keys.size} architectures' residual variance, shrunk toward "
+        f"the pooled sd {np.sqrt(pooled):.3g} with {PRIOR_DOF:g} prior dof"
+    )
+    return np.sqrt(var)[inverse], note
+
+
 def space_data(
     source: Source,
     *,

@@ -2,18 +2,21 @@
 
 The model, for run i of architecture x_i (its encoded columns) at compute C_i:
 
-    y_i = E + exp(b0 + x_i . b - (a0 + x_i . s) * log(C_i / C0)) + eps_i,   eps_i ~ N(0, sigma_i^2)
+    y_i = E + exp(b0 + x_i . b + u_k(i) - (a0 + x_i . s) * log(C_i / C0)) + eps_i,   eps_i ~ N(0, sigma_i^2)
 
-with priors b_j ~ N(0, tau_b^2) (level effects), s_j ~ N(0, tau_s^2) (slope effects), weak
+with priors b_j ~ N(0, tau_b^2) (level effects), s_j ~ N(0, tau_s^2) (slope effects), u_k ~
+N(0, tau_u^2) (architecture k's own level deviation: what its values' effects do not explain), weak
 priors on the intercepts, and E = y_min * sigmoid(u), u ~ N(0, U_SD^2) (E below every loss seen).
 ``sigma_i`` is given (the run's configuration's seed noise, ``space_data``). The MAP is one
 ``scipy.optimize.least_squares`` over the stacked data and prior residuals; the posterior is its
 Laplace approximation N(MAP, (J^T J)^-1), inflated by the reduced chi-square when the data scatter
-more than their noise says (lack of fit). ``tau_b`` and ``tau_s`` are chosen on a grid by the
-Laplace approximation of the marginal likelihood (empirical Bayes): the data decide how much the
-values of an axis are allowed to differ, and so how strongly a value seen once is pulled toward
-the space's mean. Only the level columns some run has (``level_seen``) and the slope columns the
-runs identify (``slope_identified``) are fitted; the others are drawn from their prior.
+more than their noise says (lack of fit). ``tau_b``, ``tau_s`` and ``tau_u`` are chosen on grids
+by the Laplace approximation of the marginal likelihood (empirical Bayes; coordinate ascent): the
+data decide how much the values of an axis are allowed to differ, and so how strongly a value
+seen once is pulled toward the space's mean, and how far an architecture may stray from the
+sum of its values' effects (an untrained one draws its deviation from N(0, tau_u^2)).
+Only the level columns some run has (``level_seen``) and the slope columns of the values seen
+are fitted; the others are drawn from their prior.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ B0_SD = 3.0  # prior sd of the reference log-gap around its start
 A0_PRIOR = (0.3, 0.5)  # prior mean and sd of the space's mean exponent alpha (weak)
 TAU_B_GRID = np.geomspace(0.003, 1.0, 6)  # candidate prior sds of the level effects (log_A units)
 TAU_S_GRID = np.geomspace(0.001, 0.3, 6)  # candidate prior sds of the slope effects (alpha units)
+TAU_U_GRID = np.geomspace(0.001, 0.3, 6)  # candidate prior sds of an architecture's own level deviation
 #: The prior sd of a slope the runs do not identify (a value trained at one size) is at least this:
 #: the prior scale chosen from the *identified* slopes says little about one never seen change (a
 #: space of small slope effects can hold one large one), so its prediction away from the size it
@@ -43,12 +47,14 @@ class SpaceFit:
     cov: np.ndarray
     tau_b: float
     tau_s: float
+    tau_u: float  # prior sd of an architecture's own level deviation (the non-additive part)
     y_min: float
     c0: float
     level_cols: np.ndarray  # indices of the fitted level columns
     slope_cols: np.ndarray  # indices of the fitted slope columns
     slope_sd: np.ndarray  # their prior sds (tau_s, or UNSEEN_SLOPE_SD for the unidentified ones)
     n_cols: int
+    n_arch: int  # architectures with their own level deviation (after the level columns in theta)
     chi2: float  # sum of squared standardised data residuals at the MAP
     dof: int
     inflation: float  # the factor the covariance was multiplied by (>= 1)
@@ -65,13 +71,14 @@ class SpaceFit:
         rows ``theta`` (S, P); unfitted columns are 0, or drawn from their prior when ``rng`` is given."""
         theta = np.atleast_2d(theta)
         s_n = theta.shape[0]
-        b = np.zeros((s_n, self.n_cols))
+        b = np.zeros((s_n, self.n_cols + self.n_arch))  # the effect columns, then each architecture's deviation
         s = np.zeros((s_n, self.n_cols))
         k = 3 + self.level_cols.size
         b[:, self.level_cols] = theta[:, 3:k]
-        s[:, self.slope_cols] = theta[:, k:]
+        b[:, self.n_cols :] = theta[:, k : k + self.n_arch]
+        s[:, self.slope_cols] = theta[:, k + self.n_arch :]
         if rng is not None:
-            free_b = np.setdiff1d(np.arange(self.n_cols), self.level_cols)
+            free_b = np.setdiff1d(np.arange(self.n_cols), self.level_cols)  # never-trained values
             free_s = np.setdiff1d(np.arange(self.n_cols), self.slope_cols)
             b[:, free_b] = rng.normal(0, self.tau_b, (s_n, free_b.size))
             s[:, free_s] = rng.normal(0, max(self.tau_s, UNSEEN_SLOPE_SD), (s_n, free_s.size))
@@ -147,53 +154,88 @@ def fit_map(
     slope_cols: np.ndarray,
     slope_known: np.ndarray | None = None,
     *,
-    taus: tuple[float, float] | None = None,
+    arch: np.ndarray | None = None,
+    taus: tuple[float, float, float] | None = None,
 ) -> SpaceFit:
     """Fit the space law (module docstring) to losses ``y`` with noise sds ``sigma``, encoded
-    architectures ``x`` (runs x columns) and ``compute``; tau_b and tau_s by marginal likelihood.
+    architectures ``x`` (runs x columns) and ``compute``; the prior sds by marginal likelihood.
     ``slope_known`` (per slope column, default all): the runs identify it; the others get a prior
-    sd of at least ``UNSEEN_SLOPE_SD``. ``taus``: fixed ``(tau_b, tau_s)`` instead of the grid."""
+    sd of at least ``UNSEEN_SLOPE_SD``. ``arch`` (per run, its architecture's index 0..K-1): each
+    architecture also gets its own level deviation u_k ~ N(0, tau_u^2), the part of its curve
+    the axes' effects do not explain (an interaction, or a seed's shared noise that moved all its
+    runs alike). ``taus``: fixed ``(tau_b, tau_s, tau_u)`` instead of the search."""
     y, sigma, compute = (np.asarray(a, float) for a in (y, sigma, compute))
     c0 = float(np.exp(np.mean(np.log(compute))))
     lc = np.log(compute / c0)
     y_min = float(y.min())
-    xb, xs = x[:, level_cols], x[:, slope_cols]
+    n_arch = 0 if arch is None else int(np.max(arch)) + 1
+    g = np.zeros((y.size, n_arch)) if arch is None else np.eye(n_arch)[np.asarray(arch)]
+    xb, xs = np.hstack([x[:, level_cols], g]), x[:, slope_cols]
     w = 1 / sigma
     start = _start(y, w, xb, xs, lc, y_min)
-    nb, ns = xb.shape[1], xs.shape[1]
+    ne, nb, ns = len(level_cols), xb.shape[1], xs.shape[1]
     known = np.ones(ns, bool) if slope_known is None else np.asarray(slope_known, bool)
     prior_mean = np.array([0.0, start[1], A0_PRIOR[0], *np.zeros(nb + ns)])
-    best = None
-    theta = start.copy()
-    grid_b = TAU_B_GRID if nb else TAU_B_GRID[-1:]
+    state = {"theta": start.copy()}
+
+    def solve(tau_b: float, tau_s: float, tau_u: float):
+        slope_sd = np.where(known, tau_s, max(tau_s, UNSEEN_SLOPE_SD))
+        level_sd = np.concatenate([np.full(ne, tau_b), np.full(n_arch, tau_u)])
+        prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *level_sd, *slope_sd])
+        theta, r, j = _map(state["theta"], y, w, xb, xs, lc, y_min, prior_mean, prior_sd)
+        h = j.T @ j
+        sign, logdet = np.linalg.slogdet(h)
+        if sign <= 0:
+            return None
+        state["theta"] = theta
+        evidence = -0.5 * float(r @ r) - 0.5 * logdet - float(np.sum(np.log(prior_sd[3:])))
+        return evidence, (tau_b, tau_s, tau_u), theta.copy(), r.copy(), h, slope_sd
+
+    grid_b = TAU_B_GRID if ne else TAU_B_GRID[-1:]
     grid_s = TAU_S_GRID if known.any() else TAU_S_GRID[-1:]
+    grid_u = TAU_U_GRID if n_arch else TAU_U_GRID[:1]
     if taus is not None:
-        grid_b, grid_s = np.array([taus[0]]), np.array([taus[1]])
-    for tau_b in grid_b:
-        for tau_s in grid_s:
-            slope_sd = np.where(known, tau_s, max(tau_s, UNSEEN_SLOPE_SD))
-            prior_sd = np.array([U_SD, B0_SD, A0_PRIOR[1], *np.full(nb, tau_b), *slope_sd])
-            theta, r, j = _map(theta, y, w, xb, xs, lc, y_min, prior_mean, prior_sd)
-            h = j.T @ j
-            sign, logdet = np.linalg.slogdet(h)
-            if sign <= 0:
-                continue
-            evidence = -0.5 * float(r @ r) - 0.5 * logdet - float(np.sum(np.log(prior_sd[3:])))
-            if best is None or evidence > best[0]:
-                best = (evidence, tau_b, tau_s, theta.copy(), r.copy(), h, slope_sd)
-        theta = best[3].copy() if best is not None else start.copy()
+        grid_b, grid_s, grid_u = np.array([taus[0]]), np.array([taus[1]]), np.array([taus[2]])
+    best = None
+
+    def search(cells) -> None:
+        nonlocal best
+        for cell in cells:
+            found = solve(*cell)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
+        if best is not None:
+            state["theta"] = best[2].copy()
+
+    # coordinate ascent on the evidence: (tau_b, tau_s) on their grid, then tau_u, then (tau_b, tau_s) again
+    search([(b, s_, grid_u[0]) for b in grid_b for s_ in grid_s])
+    if len(grid_u) > 1 and best is not None:
+        tb, ts, _ = best[1]
+        search([(tb, ts, u) for u in grid_u])
+        tu = best[1][2]
+        search([(b, s_, tu) for b in grid_b for s_ in grid_s])
     if best is None:
         raise ValueError("the space law's posterior is not proper at any prior scale (singular Hessian)")
-    evidence, tau_b, tau_s, theta, r, h, slope_sd = best
+    evidence, (tau_b, tau_s, tau_u), theta, r, h, slope_sd = best
     chi2 = float(np.sum(r[: y.size] ** 2))
     dof = max(1, y.size - theta.size)
     inflation = max(1.0, chi2 / dof)
     cov = np.linalg.inv(h) * inflation
     cov = (cov + cov.T) / 2
     return SpaceFit(
-        theta, cov, float(tau_b), float(tau_s), y_min, c0, np.asarray(level_cols), np.asarray(slope_cols),
-        np.asarray(slope_sd, float), x.shape[1], chi2, dof, inflation, float(evidence),
+        theta, cov, float(tau_b), float(tau_s), float(tau_u), y_min, c0, np.asarray(level_cols),
+        np.asarray(slope_cols), np.asarray(slope_sd, float), x.shape[1], n_arch, chi2, dof, inflation,
+        float(evidence),
     )  # fmt: skip
+
+
+def fitted_values(fit: SpaceFit, x: np.ndarray, compute: np.ndarray, arch: np.ndarray | None = None) -> np.ndarray:
+    """The MAP's mean loss of runs with encoded architectures ``x`` (and architecture indices
+    ``arch`` when the fit has per-architecture deviations) at ``compute``."""
+    heads, b, s = fit.full(fit.theta)
+    lc = np.log(np.asarray(compute, float) / fit.c0)
+    dev = b[0, fit.n_cols + np.asarray(arch)] if arch is not None and fit.n_arch else 0.0
+    return heads[0, 0] + np.exp(heads[0, 1] + x @ b[0, : fit.n_cols] + dev - (heads[0, 2] + x @ s[0]) * lc)
 
 
 def shrinkage(fit: SpaceFit) -> tuple[np.ndarray, np.ndarray]:
@@ -201,4 +243,4 @@ def shrinkage(fit: SpaceFit) -> tuple[np.ndarray, np.ndarray]:
     alone decides it, the value borrowed everything from the space's mean; near 0: its own data)."""
     var = np.diag(fit.cov)
     k = 3 + fit.level_cols.size
-    return var[3:k] / fit.tau_b**2, var[k:] / fit.slope_sd**2
+    return var[3:k] / fit.tau_b**2, var[k + fit.n_arch :] / fit.slope_sd**2

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,8 @@ import polars as pl
 
 from archscale.analysis.data.runs import Source
 
-from .space_data import SpaceData, arch_label, space_data
-from .space_fit import TAU_B_GRID, TAU_S_GRID, SpaceFit, fit_map, shrinkage
+from .space_data import SpaceData, arch_label, modelled_noise, space_data
+from .space_fit import TAU_B_GRID, TAU_S_GRID, TAU_U_GRID, SpaceFit, fit_map, fitted_values, shrinkage
 
 DRAWS = 4000  # posterior draws for intervals and p_best (Monte Carlo error of p_best <= 0.008)
 MAX_ARCHS = 20_000  # architectures ``ranking`` enumerates at most
@@ -40,6 +40,7 @@ class SpaceLaw:
     reason: str | None
     seed: int = 0
     slope_known: frozenset[int] = frozenset()  # columns whose slope the runs identify (2+ sizes)
+    arch_index: dict[str, int] = field(default_factory=dict)  # trained architectures' deviation index
     _draws: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -82,10 +83,24 @@ class SpaceLaw:
         ]
 
     # ---- predictions -------------------------------------------------------------------------
-    def _losses(self, x: np.ndarray, compute: np.ndarray, heads, b, s) -> np.ndarray:
+    def _losses(self, archs: Sequence[Mapping[str, Any]], compute: np.ndarray, heads, b, s) -> np.ndarray:
+        """Loss draws ``(S, archs, compute)``: a trained architecture with its own deviation, an
+        untrained one with a deviation drawn from N(0, tau_u^2) (0 at the MAP, ``S == 1``)."""
         assert self.fit is not None
-        lc = np.log(np.asarray(compute, float) / self.fit.c0)
-        log_a = heads[:, 1:2] + b @ x.T  # (S, archs)
+        fit = self.fit
+        x = self.encoding.matrix(archs)
+        lc = np.log(np.asarray(compute, float) / fit.c0)
+        known = [self.arch_index.get(arch_label({k: str(a.get(k)) for k in self.encoding.axes})) for a in archs]
+        dev = np.zeros((b.shape[0], len(archs)))
+        if fit.n_arch:
+            rng = np.random.default_rng([self.seed, 1])
+            for j, k in enumerate(known):
+                dev[:, j] = (
+                    b[:, fit.n_cols + k]
+                    if k is not None
+                    else (rng.normal(0, fit.tau_u, b.shape[0]) if b.shape[0] > 1 else 0.0)
+                )
+        log_a = heads[:, 1:2] + b[:, : fit.n_cols] @ x.T + dev  # (S, archs)
         alpha = heads[:, 2:3] + s @ x.T
         return heads[:, :1, None] + np.exp(log_a[:, :, None] - alpha[:, :, None] * lc[None, None, :])
 
@@ -96,10 +111,10 @@ class SpaceLaw:
         (or ``(compute,)`` for one architecture dict)."""
         assert self.fit is not None, self.reason
         one = isinstance(archs, Mapping)
-        x = self.encoding.matrix([archs] if one else list(archs))  # type: ignore[list-item]
+        chosen = [archs] if one else list(archs)
         c = np.atleast_1d(np.asarray(compute, float))
-        mean = self._losses(x, c, *self.fit.full(self.fit.theta))[0]
-        sims = self._losses(x, c, *self.draws())
+        mean = self._losses(chosen, c, *self.fit.full(self.fit.theta))[0]  # type: ignore[arg-type]
+        sims = self._losses(chosen, c, *self.draws())  # type: ignore[arg-type]
         lo, hi = np.quantile(sims, [0.025, 0.975], axis=0)
         return (mean[0], lo[0], hi[0]) if one else (mean, lo, hi)
 
@@ -117,11 +132,10 @@ class SpaceLaw:
         trained_sizes``. ``p_best``: the fraction of posterior draws in which it has the lowest
         loss of the whole space at ``compute``; its Monte Carlo error ``sqrt(p (1 - p) / draws)``."""
         archs = self.architectures()
-        x = self.encoding.matrix(archs)
         c = np.array([float(compute)])
         assert self.fit is not None, self.reason
-        mean = self._losses(x, c, *self.fit.full(self.fit.theta))[0, :, 0]
-        sims = self._losses(x, c, *self.draws())[:, :, 0]
+        mean = self._losses(archs, c, *self.fit.full(self.fit.theta))[0, :, 0]
+        sims = self._losses(archs, c, *self.draws())[:, :, 0]
         lo, hi = np.quantile(sims, [0.025, 0.975], axis=0)
         p = np.bincount(np.argmin(sims, axis=1), minlength=len(archs)) / sims.shape[0]
         labels = [arch_label(a) for a in archs]
@@ -186,12 +200,14 @@ class SpaceLaw:
         return pl.DataFrame(rows, schema=COEF_SCHEMA)
 
     def heads(self) -> dict[str, tuple[float, float, float]]:
-        """``E``, and the reference architecture's ``log_A`` and ``alpha``: ``(estimate, lo, hi)``."""
+        """``E``, and the reference architecture's ``log_A`` and ``alpha`` (the sum of its values'
+        effects, without an architecture's own deviation): ``(estimate, lo, hi)``."""
         assert self.fit is not None, self.reason
         heads, b, s = self.draws()
         mh, mb, ms = self.fit.full(self.fit.theta)
         xr = self.encoding.matrix([self.encoding.reference()])[0]
-        vals = {"E": (heads[:, 0], mh[0, 0]), "log_A": (heads[:, 1] + b @ xr, mh[0, 1] + mb[0] @ xr),
+        p = self.fit.n_cols
+        vals = {"E": (heads[:, 0], mh[0, 0]), "log_A": (heads[:, 1] + b[:, :p] @ xr, mh[0, 1] + mb[0, :p] @ xr),
                 "alpha": (heads[:, 2] + s @ xr, mh[0, 2] + ms[0] @ xr)}  # fmt: skip
         return {k: (float(m), *map(float, np.quantile(d, [0.025, 0.975]))) for k, (d, m) in vals.items()}
 
@@ -248,11 +264,14 @@ def fit_space_law(
     identified = data.encoding.slope_identified(x, data.size)
     known = frozenset(np.flatnonzero(identified & data.encoding.level_seen(x)).tolist())
     mask = identified[slope]
-    if data.sigma is None:  # one unknown noise level: its estimate from a nearly unshrunk fit, then the fit
-        loose = (float(TAU_B_GRID[-1]), float(TAU_S_GRID[-1]))
-        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope, mask, taus=loose)
-        sd = np.sqrt(max(first.chi2 / first.dof, 1e-12))
-        fit = fit_map(data.loss, np.full_like(data.loss, sd), x, data.compute, level, slope, mask)
-    else:
-        fit = fit_map(data.loss, data.sigma, x, data.compute, level, slope, mask)
-    return SpaceLaw(data, fit, None, seed, known)
+    labels = data.runs_label()
+    index = {label: k for k, label in enumerate(sorted(set(labels)))}
+    arch = np.array([index[label] for label in labels])
+    if data.sigma is None:  # no replicates: the noise per architecture from a nearly unshrunk fit's residuals
+        loose = (float(TAU_B_GRID[-1]), float(TAU_S_GRID[-1]), float(TAU_U_GRID[-1]))
+        first = fit_map(data.loss, np.ones_like(data.loss), x, data.compute, level, slope, mask, arch=arch, taus=loose)
+        resid = data.loss - fitted_values(first, x, data.compute, arch)
+        sigma, note = modelled_noise(labels, resid, first.dof / data.loss.size)
+        data = replace(data, sigma=sigma, noise_note=note)
+    fit = fit_map(data.loss, data.sigma, x, data.compute, level, slope, mask, arch=arch)
+    return SpaceLaw(data, fit, None, seed, known, index)
