@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "PowerLawFit": "laws.power", "ChinchillaFit": "laws.chinchilla", "IsoFlopFit": "laws.isoflop",
     "leave_largest_out": "laws.groups", "fit_groups": "laws.groups",
     "fit_results": "laws.table", "read_runs": "laws.table",
+    "fit_space_law": "laws.space_law", "SpaceLaw": "laws.space_law", "space_record": "laws.space_record",
     "fit_ladders": "laws.ladder", "LadderFit": "laws.ladder_record", "crossings": "laws.ladder_record",
     "crossings_by_ladder": "laws.ladder_record",
     # compare: statistics, rankings, effects, what the report shows, verdicts
@@ -109,6 +110,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .laws.power import *  # noqa: F403
     from .laws.record import *  # noqa: F403
     from .laws.registry import *  # noqa: F403
+    from .laws.space_law import *  # noqa: F403
+    from .laws.space_record import *  # noqa: F403
     from .laws.table import *  # noqa: F403
     from .present.charts import *  # noqa: F403
     from .present.dashboard import *  # noqa: F403

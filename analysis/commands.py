@@ -22,11 +22,12 @@ from archscale.spaces.errors import UserError
 
 
 class LawName(str, Enum):
-    """``archscale.analysis.laws.table.LAWS`` (a test keeps the two equal)."""
+    """``archscale.analysis.laws.table.LAWS`` and ``laws.registry.CONDITIONED_LAWS`` (a test keeps them equal)."""
 
     power = "power"
     chinchilla = "chinchilla"
     isoflop = "isoflop"
+    space = "space"
 
 
 class ChartKind(str, Enum):
@@ -58,11 +59,21 @@ def _check_dirs(dirs: list[Path]) -> None:
 
 @user_errors
 def fit_command(
-    input: Annotated[
-        Path, typer.Argument(help="Results directory, or a .parquet/.csv file with params, tokens, loss columns.")
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Results directory, or a .parquet/.csv file with params, tokens, loss columns "
+            "(--law space: one or more results directories).",
+            show_default=False,
+        ),
     ],
     law: Annotated[
-        LawName, typer.Option("--law", help="power: L=E+A·x^-alpha; chinchilla: Approach 3; isoflop: Approach 2.")
+        LawName,
+        typer.Option(
+            "--law",
+            help="power: L=E+A·x^-alpha; chinchilla: Approach 3; isoflop: Approach 2; "
+            "space: one law over every run, conditioned on the architecture's axes.",
+        ),
     ] = LawName.power,
     x: Annotated[
         str, typer.Option("--x", help="Column for the power law's x (params, non_embedding_params, tokens, compute).")
@@ -85,14 +96,29 @@ def fit_command(
         str | None,
         typer.Option("--group", help="Fit only the runs of this family (the 'group' column of a scaling study)."),
     ] = None,
+    target_compute: Annotated[
+        float | None,
+        typer.Option(
+            "--target-compute", help="--law space: rank the space at this compute (default: 10x the largest run's)."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="--law space: how many architectures to rank.")] = 10,
     as_json: JsonFlag = False,
 ) -> None:
     """Fit a scaling law to runs and print its parameters with intervals.
 
     Exits 2 with one line when the runs cannot identify the law (naming the design that would);
     a quantity the runs do not bound is printed as "not determined", with why."""
+    if law is LawName.space:
+        _fit_space(inputs, target, target_compute, top, seed, as_json)
+        return
+    if len(inputs) != 1:
+        raise UserError(f"--law {law.value} fits one results directory or file; {len(inputs)} given")
+    if target_compute is not None:
+        raise UserError("--target-compute is for --law space; the other laws predict at --target")
     from .laws.table import fit_results
 
+    input = inputs[0]
     out = fit_results(
         input,
         law=law.value,
@@ -110,6 +136,64 @@ def fit_command(
         print(json.dumps(out))
     else:
         print(_fit_text(out))
+
+
+def _fit_space(
+    dirs: list[Path], target: float | None, target_compute: float | None, top: int, seed: int, as_json: bool
+) -> None:
+    if target is not None:
+        raise UserError("--law space ranks at --target-compute (FLOPs); --target is for the other laws")
+    _check_dirs(dirs)
+    from .compare.space_summary import space_summary
+    from .data.runs import NoData
+
+    try:
+        out = space_summary(dirs, target_compute=target_compute, top=top, seed=seed)
+    except (NoData, ValueError) as exc:
+        raise UserError(f"{', '.join(map(str, dirs))}: {exc}") from None
+    print(json.dumps(out) if as_json else _space_text(out))
+
+
+def _interval(row: dict[str, Any]) -> str:
+    return f"{row['estimate']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+
+
+def _space_text(out: dict[str, Any]) -> str:
+    """``space_summary``'s dict for people: the law, its effects, the ranking, what to train next."""
+    p = out["law_params"]
+    ref = ", ".join(f"{k}={v}" for k, v in out["reference"].items())
+    lines = [
+        f"space law on {out['n_runs']} runs at {out['compute_sizes']} compute sizes "
+        f"(L = E + exp(log_A(a)) * (C / {out['c0']:.3g})^-alpha(a); intervals: {out['interval_method']})",
+        f"  E = {p['E']['estimate']:.4g} [{p['E']['lo']:.4g}, {p['E']['hi']:.4g}]",
+        f"  reference ({ref}): log_A = {p['log_A']['estimate']:.4g} [{p['log_A']['lo']:.4g}, {p['log_A']['hi']:.4g}],"
+        f" alpha = {p['alpha']['estimate']:.4g} [{p['alpha']['lo']:.4g}, {p['alpha']['hi']:.4g}]",
+        f"  noise: {out['noise']}",
+        f"  prior sd (chosen by marginal likelihood): level {out['prior_sd']['level']:.3g}, "
+        f"slope {out['prior_sd']['slope']:.3g}",
+    ]
+    for effect, title in (("level", "level effects (change of log_A vs the reference value)"),
+                          ("slope", "slope effects (change of alpha vs the reference value)")):  # fmt: skip
+        lines.append(f"  {title}:")
+        for row in (r for r in out["effects"] if r["effect"] == effect):
+            if row["estimated"]:
+                shrink = "" if row["shrinkage"] is None else f", shrinkage {row['shrinkage']:.2f}"
+                lines.append(f"    {row['name']:<32} {_interval(row)}  {row['meaning']}{shrink}")
+            else:
+                lines.append(f"    {row['name']:<32} no estimate: {row['note']}")
+    lines.append(
+        f"  predicted at {out['target_compute']:.3g} FLOPs ({out['target_source']}); "
+        f"best {len(out['ranking'])} of {out['space_size']} architectures:"
+    )
+    for r in out["ranking"]:
+        trained = f"{r['trained_runs']} runs at {r['trained_sizes']} sizes" if r["trained_runs"] else "never trained"
+        lines.append(
+            f"    {r['rank']:>2}. {r['arch']}: {r['predicted_loss']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}] "
+            f"p_best {r['p_best']:.2f} (±{r['p_best_mc_se']:.2f}); {trained}"
+        )
+    lines += [f"  warning: {w}" for w in out["no_slope"]]
+    lines += [f"  train next: {w}" for w in out["what_to_train"] if w not in out["no_slope"]]
+    return "\n".join(lines)
 
 
 def _fit_text(out: dict[str, Any]) -> str:

@@ -33,6 +33,8 @@ from .ladder_record import LadderFit
 from .objective import NotIdentified
 from .power_nofloor import fit_power_law_or_no_floor
 from .record import LawFit
+from .space_record import PREDICTS as SPACE_PREDICTS
+from .space_record import fit_space, simulate_space
 
 
 @dataclass(frozen=True)
@@ -344,9 +346,15 @@ LAWS: dict[str, Law] = {
         "ladder_nofloor", "ladder law without a floor (E = 0)", "loss at compute", 3, _ladder_inputs,
         _fit_ladder_nofloor, _simulate_ladder_nofloor,
     ),
+    "space": Law(
+        "space", "space law (one law conditioned on the architecture's axes)", SPACE_PREDICTS, 4, _ladder_inputs,
+        fit_space, simulate_space,
+    ),
 }  # fmt: skip
 
 #: The laws ``fit_results`` (``archscale fit --law``) fits from a table of runs.
 TABLE_LAWS: tuple[str, ...] = tuple(name for name, law in LAWS.items() if law.fit_arrays is not None)
+#: The laws ``archscale fit --law`` fits over whole results directories, conditioned on the architecture.
+CONDITIONED_LAWS: tuple[str, ...] = ("space",)
 
-__all__ = ["LAWS", "TABLE_LAWS", "Columns", "Law", "NotIdentified", "Simulated", "flops_of"]
+__all__ = ["CONDITIONED_LAWS", "LAWS", "TABLE_LAWS", "Columns", "Law", "NotIdentified", "Simulated", "flops_of"]

@@ -6,7 +6,9 @@ opens from a file or an e-mail attachment; the price is that hover tooltips are 
 ``archscale plot --out x.html``). Sections: verdicts (what the data supports, and how strongly),
 best architectures, the Pareto front, scaling fits (power laws, Chinchilla Approach 3 and 2,
 leave-largest-out, ranking and effective compute multipliers), effects, parameter importance,
-learning curves, length generalisation, and last what was run.
+learning curves, length generalisation, and last what was run. "One law for the space" (the
+space law's effects, ranking and what to train next) appears only when the runs identify that law
+(2+ compute sizes).
 
 The report computes nothing itself: each section calls the library function a notebook would
 (``verdicts``, ``scaling_analysis``, ``pareto_analysis``, ``axis_effects``, ...) and renders what it returns. A
@@ -32,6 +34,7 @@ from archscale.analysis.compare.importance import parameter_importance
 from archscale.analysis.compare.pareto import cost_objectives, pareto_analysis
 from archscale.analysis.compare.scaling import ScalingAnalysis, parameter_table, scaling_analysis
 from archscale.analysis.compare.shapes import rung_shapes, shape_rules
+from archscale.analysis.compare.space_summary import space_summary
 from archscale.analysis.compare.verdicts import verdicts
 from archscale.analysis.data.cells import comparable_trials
 from archscale.analysis.data.loaders import PathLike, load_curves, load_run, load_trials
@@ -54,6 +57,7 @@ from .report_parts import (
     section,
     warnings_list,
 )
+from .space_law import space_law_html
 from .verdict_text import verdict_lines
 
 PREDICTED_NOTE = (
@@ -307,6 +311,23 @@ class _Report:
             out += '<ul class="shape-flags">' + "".join(f"<li>{html.escape(x)}</li>" for x in flags) + "</ul>"
         return out
 
+    @functools.cached_property
+    def _space(self) -> dict | Exception | None:
+        """``space_summary`` of the results (or what it raised), None when they do not identify the
+        space law (fewer than 2 compute sizes): then the report has no such section."""
+        try:
+            return space_summary(self.dirs, target_compute=self.target)
+        except NoData:
+            return None
+        except Exception as exc:  # raised again by the section that shows it
+            return exc
+
+    def space_law(self) -> str:
+        if isinstance(self._space, Exception):
+            raise self._space
+        assert self._space is not None
+        return space_law_html(self._space)
+
     def curves(self) -> str:
         note = '<p class="note">Best 30 trials by final eval loss, downsampled to ≤100 evaluations each.</p>'
         return note + figure(ch.build_chart(self.dirs, "curves"))
@@ -318,6 +339,7 @@ class _Report:
         sections = [
             ("Verdicts", self.verdicts),  # what the data supports first; metadata last
             ("Predicted at the target", self.predicted),
+            *([("One law for the space", self.space_law)] if self._space is not None else []),
             ("Best architectures", self.best),
             ("Pareto front", self.pareto),
             ("Scaling fits", self.scaling),

@@ -185,10 +185,11 @@ def test_help_at_80_columns_shows_every_option_in_full(command: str) -> None:
 
 def test_cli_choices_match_the_library() -> None:
     from archscale.analysis.commands import ChartKind, LawName
+    from archscale.analysis.laws.registry import CONDITIONED_LAWS
     from archscale.analysis.laws.table import LAWS
     from archscale.analysis.present.charts import KINDS
 
-    assert tuple(k.value for k in LawName) == LAWS
+    assert tuple(k.value for k in LawName) == (*LAWS, *CONDITIONED_LAWS)
     assert tuple(k.value for k in ChartKind) == KINDS
 
 

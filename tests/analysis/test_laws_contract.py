@@ -25,7 +25,7 @@ def law(request: pytest.FixtureRequest) -> Law:
 
 
 def test_the_registry_is_keyed_by_each_laws_name() -> None:
-    assert {"power", "chinchilla", "isoflop", "ladder", "ladder_nofloor"} <= set(LAWS)
+    assert {"power", "chinchilla", "isoflop", "ladder", "ladder_nofloor", "space"} <= set(LAWS)
     assert all(name == law.name for name, law in LAWS.items())
 
 
