@@ -226,9 +226,13 @@ def compare_to_best(
     borrowed = (rows["noise"] == "noise model").to_numpy() | (n_b < 2)
     paired = (n_pairs >= 2) & (method == "auto")
     welch = ~paired & np.isfinite(v_a) & np.isfinite(v_b)
+    # one common seed (fewer than 2: no pairing) still shares noise: its covariance, at the lower
+    # end of the shared part's 95% interval (the smallest the data support), is taken off
+    rho_lo = rows["seed_corr_lo"].fill_null(0.0).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         va, vb = v_a / n_a, v_b / n_b
-        welch_se = np.sqrt(va + vb)
+        cov = np.where(paired | (method != "auto"), 0.0, rho_lo * np.sqrt(v_a * v_b) * n_pairs / (n_a * n_b))
+        welch_se = np.sqrt(np.maximum(va + vb - 2 * cov, 0.25 * (va + vb)))
         welch_dof = (va + vb) ** 2 / (va**2 / k_a + vb**2 / k_b)
         d_std = rows["d_std"].fill_null(np.nan).to_numpy()
         diff = np.where(

@@ -77,7 +77,8 @@ def _draws(
     own = rng.standard_normal((draws, center.size))
     if shared is None or (shared.rho <= 0 and shared.effect is None):
         return center[None, :] + se[None, :] * scale * own
-    n = np.array([len(s) for s in shared.seeds], float)
+    n = np.array([max(len(s), 1) for s in shared.seeds], float)
+    unseeded = np.array([not s for s in shared.seeds])  # no recorded seed: nothing shared
     z = rng.standard_normal((draws, shared.n_seeds))
     zbar = np.column_stack([z[:, s].mean(axis=1) if s else np.zeros(draws) for s in shared.seeds])
     sigma = se * np.sqrt(n)
@@ -85,8 +86,8 @@ def _draws(
         s_b = np.sqrt(shared.effect.draw_shared(rng, draws))[:, None]
     else:
         s_b = np.sqrt(shared.rho) * scale
-    noise = s_b * zbar + np.sqrt(1 - shared.rho) * scale * own / np.sqrt(n)[None, :]
-    return center[None, :] + sigma[None, :] * noise
+    own_part = np.where(unseeded, 1.0, np.sqrt(1 - shared.rho))[None, :] * scale * own / np.sqrt(n)[None, :]
+    return center[None, :] + sigma[None, :] * (s_b * zbar + own_part)
 
 
 def _subset(shared: SharedSeeds | None, ok: np.ndarray) -> SharedSeeds | None:

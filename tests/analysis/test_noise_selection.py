@@ -123,6 +123,22 @@ def test_a_shared_part_known_to_two_dof_gets_the_heavy_tail_of_three_seeds() -> 
     assert 1.5 < ratio < 2.6, ratio
 
 
+def test_an_unpaired_difference_on_one_common_seed_takes_its_covariance_off() -> None:
+    """A one-run configuration on seed 0 against others' 6 seeds, 80% of the noise shared: the
+    common seed's covariance (at seed_corr_lo) narrows the Welch interval; without a seed, none."""
+    rng = np.random.default_rng(5)
+    s = ss.shape([(8, 6, 0.03, (1e-3, 3e-3)), (1, 1, 0.03, (2e-3, 2e-3))])
+    trials = ss.search_trials(rng, s, shared=0.8)
+    lone = pl.col("arch_id") == "a8"
+    involved = pl.col("name").str.starts_with("arch8 ") | pl.col("best").str.starts_with("arch8 ")
+    with_seed = compare_to_best(trials).filter(involved).row(0, named=True)
+    no_seed = trials.with_columns(seed=pl.when(lone).then(None).otherwise(pl.col("seed")))
+    without = compare_to_best(no_seed).filter(involved).row(0, named=True)
+    assert with_seed["method"] == without["method"] == "welch (noise model)" and with_seed["n_pairs"] == 1
+    assert rank_configurations(trials)["seed_corr_lo"][0] > 0
+    assert with_seed["hi"] - with_seed["lo"] < 0.97 * (without["hi"] - without["lo"])
+
+
 def test_the_best_interval_covers_when_half_the_noise_is_shared_by_a_seed() -> None:
     """The TPE-shaped null search with half of the noise shared by the runs of a seed: the
     shared-seed bootstrap's interval of the best covers its truth (0.91 over 200 searches before,
