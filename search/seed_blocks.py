@@ -7,7 +7,7 @@ trainer seeds the data order with ``seed + 1_000_003``), so the noise the data o
 shared, and every comparison of two architectures at a grid point is **paired by seed**
 (``analysis.compare.rankings.compare_to_best``, ``analysis.compare.effects.axis_effects``), which
 cancels it; the shared part is estimated from the configs x seeds block
-(``analysis.compare.seed_effects``). Without (``--no-seed-blocks``, ``seed_blocks: false``) the
+(``analysis.data.seed_effects``). Without (``--no-seed-blocks``, ``seed_blocks: false``) the
 ``i``-th architecture of the study (in the file's order) trains on its own seed numbers,
 ``first_seed + i * seeds ..``, so no two architectures share a seed and every comparison is
 unpaired (Welch's, from each side's own seeds): what a study that must not share noise between

@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 
 from archscale.analysis.data.cells import configuration, display_name, with_budget_cells, with_identity_columns
+from archscale.analysis.data.seed_effects import SeedEffect, seed_effect
 
 from .noise import cell_variances
-from .seed_effects import SeedEffect, seed_effect
 from .selection import SharedSeeds, p_best, selected_best
 from .stats import MIN_EFFECT, holm, seeds_needed_range, t_test, verdict
 
@@ -128,7 +128,7 @@ def rank_configurations(
     noise, noise_why, var, var_dof, p_best, p_best_mc_se, seeds, seed_corr, seed_corr_lo,
     seed_corr_hi, n_seeds, seed_block_configs, seed_ms, seed_ms_own`` (the seeds each ran; the
     correlation of two configurations' runs with one seed in the cell, its 95% interval, and the
-    complete configs x seeds block it was estimated on: ``compare.seed_effects``). The
+    complete configs x seeds block it was estimated on: ``data.seed_effects``). The
     interval is a t-interval on the mean from the configuration's own seeds (n >= 2, ``own
     seeds``); with one seed, from the variance the run's noise model lends it (``noise model,
     dof k``: ``compare.noise``); else none

@@ -14,7 +14,7 @@
   those two. The quantiles of those errors turn the observed best mean and lead into intervals
   that include the selection (``best_lo/best_hi``, ``lead_lo/lead_hi``).
 * **Shared seeds.** Runs with one seed share part of their noise (the same data order: a seed
-  block, the rungs of a ladder). ``compare.seed_effects`` estimates the shared part from the
+  block, the rungs of a ladder). ``data.seed_effects`` estimates the shared part from the
   configs x seeds layout (a two-way ANOVA with an exact interval for the correlation), and the
   draws are a **shared-seed bootstrap**: every seed gets one shared normal, so the configurations
   that ran it move together, and every simulated search draws one shared variance
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .seed_effects import SeedEffect
+from archscale.analysis.data.seed_effects import SeedEffect
 
 #: Draws for p_best and the selection bootstrap (Monte Carlo error of p_best <= 0.5/sqrt(draws) ~ 0.008),
 #: fewer (down to ``MIN_DRAWS``) when the candidates times the draws would exceed ``MAX_CELLS``; the

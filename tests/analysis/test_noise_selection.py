@@ -14,10 +14,10 @@ import pytest
 from archscale.analysis import compare_to_best, holm, rank_configurations
 from archscale.analysis.compare.ladder_verdicts import ladder_differences, ladder_p_best
 from archscale.analysis.compare.rankings import best_interval
-from archscale.analysis.compare.seed_effects import complete_block, seed_effect
 from archscale.analysis.compare.selection import p_best, selected_best
 from archscale.analysis.compare.stats import seeds_needed_range
 from archscale.analysis.data import synthetic_searches as ss
+from archscale.analysis.data.seed_effects import complete_block, seed_effect
 from archscale.analysis.laws.ladder import fit_ladders
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,8 +111,8 @@ def test_a_shared_part_known_to_two_dof_gets_the_heavy_tail_of_three_seeds() -> 
     """Ten equal configurations on the same 3 seeds, 90% of their noise shared: the shared part
     moves them together, so the best's interval is about the t interval with 2 dof (4.30 / 1.96
     as wide as a normal one), not one drawn as if the shared variance were known."""
-    from archscale.analysis.compare.seed_effects import SeedEffect
     from archscale.analysis.compare.selection import SharedSeeds
+    from archscale.analysis.data.seed_effects import SeedEffect
 
     mean, se, dof = np.full(10, 2.0), np.full(10, 0.01), np.full(10, 200.0)
     blocks = [[0, 1, 2]] * 10
