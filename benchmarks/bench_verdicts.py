@@ -28,7 +28,7 @@ two-way layout estimates (``seed_corr``, and how often its 95% interval covers t
 Power: the rate at which a true 0.05-nat difference is resolved at 3 seeds, between 2 architectures
 and inside a 10-architecture search (one of them 0.05 better), at 0.015 and 0.045 nats.
 
-    .venv/bin/python benchmarks/bench_verdicts.py [--quick] [--json] [--sets N]
+    .venv/bin/python benchmarks/bench_verdicts.py [--quick] [--json] [--sets N] [--cells SUBSTRING ...]
 
 ``--quick``: 100 searches and 60 ladder searches per cell (a few minutes on 2 shared cores).
 """
@@ -156,20 +156,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="100 searches and 60 ladder searches per cell")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--sets", type=int, default=None, help="searches per cell (default 400; ladders half)")
+    ap.add_argument("--cells", nargs="*", default=None, help="run only the cells whose names contain one of these")
     args = ap.parse_args(argv)
+
+    def wanted(name: str) -> bool:
+        return args.cells is None or any(c in name for c in args.cells)
+
     sets = args.sets or (100 if args.quick else 400)
     ladder_sets = 60 if args.quick and args.sets is None else max(sets // 2, 1)
     start = time.perf_counter()
     out: dict[str, Any] = {"null": {}, "power_0.05_nats_3_seeds": {}}
     for i, (name, (s, shared)) in enumerate(SEARCH_CELLS.items()):
-        out["null"][name] = search_cell(s, shared, sets, 1000 + i)
+        if wanted(name):
+            out["null"][name] = search_cell(s, shared, sets, 1000 + i)
     for i, (name, shared) in enumerate(LADDER_CELLS.items()):
-        out["null"][name] = ladder_cell(shared, ladder_sets, 2000 + i)
-    out["null"]["effects, two-level"], out["null"]["effects, seed noise only"] = effects_cell(sets, 4000)
+        if wanted(name):
+            out["null"][name] = ladder_cell(shared, ladder_sets, 2000 + i)
+    if wanted("effects"):
+        out["null"]["effects, two-level"], out["null"]["effects, seed noise only"] = effects_cell(sets, 4000)
     for i, (noise, archs) in enumerate(((0.015, 2), (0.045, 2), (0.015, 10), (0.045, 10))):
-        out["power_0.05_nats_3_seeds"][f"{archs} architectures, {noise} nats"] = power_cell(
-            noise, archs, sets, 3000 + i
-        )
+        if wanted("power"):
+            out["power_0.05_nats_3_seeds"][f"{archs} architectures, {noise} nats"] = power_cell(
+                noise, archs, sets, 3000 + i
+            )
     out["seconds"] = time.perf_counter() - start
     out["goal_met"] = all(cell["goal"] for cell in out["null"].values() if not cell.get("reference"))
     if args.json:
