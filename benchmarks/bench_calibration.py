@@ -73,6 +73,12 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "ladder search, unequal noise (10x sd ratio)": {"kind": "ladders", "ladders": 4, "sd_ratio": 10.0},
     "ladder search, shared noise (half across rungs)": {"kind": "ladders", "ladders": 4, "shared": 0.5},
     "ladder search, no floor": {"kind": "ladders", "ladders": 4, "floor": False},
+    # searches at one budget (bench_verdicts' null shapes, every true loss equal, sds scaled by
+    # noise / 0.045): every configuration's t-interval (own seeds or the noise model's variance)
+    # and the selected best's selection-corrected interval (rankings.best_interval), against truth
+    "search, 10 archs x 3 seeds": {"kind": "search", "shape": "EQUAL_NOISE"},
+    "search, unequal noise (TPE shape)": {"kind": "search", "shape": "UNEQUAL_NOISE"},
+    "search, unequal noise, half shared by a seed": {"kind": "search", "shape": "UNEQUAL_NOISE", "shared": 0.5},
 }
 #: Run only when named with --designs: a grid large enough for the bootstrap of design units
 #: (36 units >= MIN_BOOTSTRAP_UNITS), ~200 refits per data set, so ~10x slower per set.
@@ -85,7 +91,12 @@ EXTRA_DESIGNS: dict[str, dict[str, Any]] = {
     "ladder search, 8 ladders x 3 rungs": {"kind": "ladders", "ladders": 8},
 }
 ALL_DESIGNS = {**DESIGNS, **EXTRA_DESIGNS}
-LAWS = {"ladder": ("power", "chinchilla"), "isoflop": ("chinchilla", "isoflop"), "ladders": ("ladders",)}
+LAWS = {
+    "ladder": ("power", "chinchilla"),
+    "isoflop": ("chinchilla", "isoflop"),
+    "ladders": ("ladders",),
+    "search": ("verdicts",),
+}
 GOAL = (0.90, 0.98)
 
 
@@ -187,6 +198,8 @@ def one(task: tuple[str, str, float, int]) -> dict[str, Any]:
     design = ALL_DESIGNS[name]
     if design["kind"] == "ladders":
         return _one_ladder_search(simulate(design, law, noise, seed), seed, unequal="sd_ratio" in design)
+    if design["kind"] == "search":
+        return _one_search(design, noise, seed)
     from archscale.analysis import fit_results
     from archscale.spaces.errors import UserError
 
@@ -230,6 +243,28 @@ def _one_ladder_search(simulated: Any, seed: int, unequal: bool = False) -> dict
     truths_at = [t for _, t in predicted.values()]
     spread = float(max(truths_at) - min(truths_at)) if truths_at else float("nan")
     return {"interval": "parametric bootstrap", "quantities": quantities, "widths": widths, "truth_spread": spread}
+
+
+def _one_search(design: dict[str, Any], noise: float, seed: int) -> dict[str, Any]:
+    """One null search (all true losses equal): each configuration's interval and the selected
+    best's selection-corrected one (shared-seed bootstrap), against the common truth."""
+    import polars as pl
+
+    from archscale.analysis.compare.rankings import best_interval, rank_configurations
+    from archscale.analysis.data import synthetic_searches as ss
+
+    base = getattr(ss, design["shape"])
+    shape = ss.SearchShape(base.truths, base.seeds, tuple(sd * noise / 0.045 for sd in base.noise), base.lr_range)
+    trials = ss.search_trials(np.random.default_rng(seed), shape, shared=design.get("shared", 0.0))
+    ranking = rank_configurations(trials, seed=seed % 2**31)
+    truth = shape.truths[0]
+    rows = ranking.filter(pl.col("lo").is_not_null())
+    per = [_mark(lo, hi, truth) for lo, hi in zip(rows["lo"], rows["hi"], strict=True)]
+    best = best_interval(ranking, seed=seed % 2**31).row(0, named=True)
+    ok = best["best_lo"] is not None and best["best_hi"] is not None
+    selected = [_mark(best["best_lo"], best["best_hi"], truth) if ok else None]
+    quantities = {"loss, every configuration": per, "loss of the best, selected": selected}
+    return {"interval": "t (own seeds / noise model); selection: shared-seed bootstrap", "quantities": quantities}
 
 
 def summarise(results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -305,6 +305,14 @@ def study_run(
     shard: Shard = ShardKind.ddp,
     address: Address = None,
     storage: Storage = None,
+    seed_blocks: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--seed-blocks/--no-seed-blocks",
+            help="Every architecture of a grid point on the same seeds, compared paired by seed (default: the "
+            "study file's seed_blocks, true); --no-seed-blocks: each architecture its own seeds, unpaired tests.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a scaling-study grid; writes the same results format as a search."""
@@ -328,7 +336,7 @@ def study_run(
             progress=not as_json,
         ),
     )
-    run_study(study_file, out, opts)
+    run_study(study_file, out, opts, seed_blocks=seed_blocks)
     emit(status(out), as_json)
 
 

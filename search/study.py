@@ -13,6 +13,7 @@ A study file (YAML; see docs/guide.md):
     isoflop: [3.0e+11, 1.0e+12]         # or: for each compute C, every size with tokens = C / flops_per_token
     train: {lr: 3.0e-3, batch_size: 16}   # or lr: {from_search: results/search}, transferred (below)
     seeds: 1
+    seed_blocks: true                   # every architecture of a grid point on the same seeds (search/seed_blocks.py)
 
 Each grid point is one Optuna trial (no sampled parameters; the architecture and `group` are its
 user attributes), so trial ids match between trials.parquet and the study, as for searches.
@@ -82,6 +83,7 @@ class StudyFile(_Strict):
     train: dict[str, Any] = {}
     seeds: int = Field(1, ge=1)
     first_seed: int = Field(0, ge=0)  # seeds run are first_seed .. first_seed + seeds - 1
+    seed_blocks: bool = True  # every architecture of a grid point on the same seeds (search/seed_blocks.py)
     data: str = "pystdlib"
 
     @model_validator(mode="after")
@@ -325,18 +327,21 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
     return points
 
 
-def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
+def run_study(path: str | Path, out: str | Path, opts, seed_blocks: bool | None = None) -> dict[str, Any]:
     """Run a study file into `out` with the execution options of `opts` (a SearchOptions: its
-    execution, scheduler, sampler seed, data and fixed training settings)."""
+    execution, scheduler, sampler seed, data and fixed training settings); `seed_blocks` (None:
+    the file's) decides whether architectures share seeds (`search/seed_blocks.py`)."""
     from archscale.clusters.connect import redact
     from archscale.search.options import check_data, check_execution, check_scheduler, check_storage
     from archscale.search.results import describe_environment, write_json
     from archscale.search.runner import run_trials
     from archscale.search.searcher import ProposalSearcher
+    from archscale.search.seed_blocks import assign_seeds, seeds_by_group
 
     spec = load_study_file(path)
     path = "<study>" if isinstance(path, dict) else path
-    points = plan_grid(spec, path)
+    blocks = spec.seed_blocks if seed_blocks is None else seed_blocks
+    points = assign_seeds(plan_grid(spec, path), seed_blocks=blocks, first_seed=spec.first_seed, seeds=spec.seeds)
     data = opts.budget.data if opts.budget.data != "pystdlib" else spec.data
     check_scheduler(opts.strategy.scheduler)
     check_execution(opts.execution)
@@ -367,6 +372,8 @@ def run_study(path: str | Path, out: str | Path, opts) -> dict[str, Any]:
             "study": spec.model_dump(mode="json"),
             "study_file": str(path),
             "grid": len(points),
+            "seed_blocks": blocks,
+            "seeds_by_architecture": seeds_by_group(points),
             "budget": spec.sizes.model_dump(mode="json"),
             "args": {**opts.to_args(), "storage": redact(opts.execution.storage)},
             "objectives": [{"name": "eval_loss", "direction": "minimize"}],

@@ -21,6 +21,7 @@ from archscale.analysis.data.cells import configuration, with_budget_cells
 from archscale.analysis.data.loaders import ARCH_AXES, NULL_VALUES
 
 from .stats import holm, seeds_needed, t_test, verdict
+from .two_level import two_level
 
 #: Baseline value per axis: a GPT-2-like decoder. Axes not listed use their most common value.
 DEFAULT_BASELINES: dict[str, str] = {
@@ -100,12 +101,15 @@ def axis_effects(
             "seed",
             "config",
             metric,
+            pl.col("group").is_not_null().alias("family"),
             *[
                 pl.col(a).cast(pl.String).str.to_lowercase().fill_null(pl.lit(NULL_VALUES.get(a), pl.String))
                 for a in axes
             ],
         )
-        .unpivot(index=[*by, "cell", "seed", "config", metric], on=axes, variable_name="axis", value_name="value")
+        .unpivot(
+            index=[*by, "cell", "seed", "config", metric, "family"], on=axes, variable_name="axis", value_name="value"
+        )
         .drop_nulls("value")
         .filter(pl.col("value").n_unique().over(keys) > 1)
     )
@@ -113,16 +117,32 @@ def axis_effects(
     # (seed replicas of one architecture share its other axes: they are not independent draws),
     # else its one architecture's seed replicas
     per_config = long.group_by(*keys, "value", "config").agg(
-        k=pl.len(), y=pl.col(metric).mean(), y_var=pl.col(metric).var()
+        k=pl.len(),
+        y=pl.col(metric).mean(),
+        y_var=pl.col(metric).var(),
+        # a search's architecture (known arch_id), not a study's family: judged at two levels
+        known=~pl.col("family").any() & ~pl.col("config").first().str.starts_with("?@"),
     )
     several = pl.len() >= 2
-    per_cell = per_config.group_by(*keys, "value").agg(
+    raw_cell = per_config.group_by(*keys, "value").agg(
         n=pl.when(several).then(pl.len()).otherwise(pl.col("k").first()).cast(pl.UInt32),
         mean=pl.col("y").mean(),
         var=pl.when(several).then(pl.col("y").var()).otherwise(pl.col("y_var").first()),
+        tl_ok=pl.col("known").all(),
     )
-    pooled = per_cell.group_by(*by, "axis").agg(
+    pooled = raw_cell.group_by(*by, "axis").agg(
         pool_dof=(pl.col("n") - 1).sum(), pool_ss=(pl.col("var").fill_null(0.0) * (pl.col("n") - 1)).sum()
+    )
+    # two levels (compare.two_level): a value's architectures vary around its mean by tau^2, each
+    # architecture mean has its seed noise; var is kept per observation (var / n = the mean's variance)
+    tl = two_level(per_config.filter(pl.col("known")), by, keys)
+    per_cell = (
+        raw_cell.join(tl, on=[*keys, "value"], how="left")
+        .with_columns(tl_ok=pl.col("tl_ok") & pl.col("archs").is_not_null())
+        .with_columns(
+            mean=pl.when(pl.col("tl_ok")).then(pl.col("tl_mean")).otherwise(pl.col("mean")),
+            var=pl.when(pl.col("tl_ok")).then(pl.col("tl_var") * pl.col("n")).otherwise(pl.col("var")),
+        )
     )
     # the baseline of an axis: the preferred value when present, else the most common (ties: smallest)
     preferred = pl.col("axis").replace_strict(baselines, default=None)
@@ -139,7 +159,10 @@ def axis_effects(
     )
     base_stats = per_cell.join(baseline_of, on=[*by, "axis"]).filter(pl.col("value") == pl.col("baseline"))
     cells = (
-        per_cell.join(base_stats.select(*keys, "baseline", base_n="n", base_mean="mean", base_var="var"), on=keys)
+        per_cell.join(
+            base_stats.select(*keys, "baseline", base_n="n", base_mean="mean", base_var="var", base_tl_ok="tl_ok"),
+            on=keys,
+        )
         .join(pooled, on=[*by, "axis"])
         .with_columns(pool_var=pl.col("pool_ss") / pl.col("pool_dof").replace(0, None))
     )
@@ -164,7 +187,8 @@ def _empty_effects(by: Sequence[str]) -> pl.DataFrame:
                 "effect": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "cells": pl.UInt32, "method": pl.String,
                 "dof": pl.Float64, "p": pl.Float64, "p_holm": pl.Float64, "verdict": pl.String, "sd": pl.Float64,
                 "n_needed": pl.Float64, "more_needed": pl.Float64, "comparisons": pl.UInt32,
-                "architectures": pl.UInt32, "base_architectures": pl.UInt32}
+                "tau2": pl.Float64, "tau_dof": pl.Float64, "architectures": pl.UInt32,
+                "base_architectures": pl.UInt32}
     )  # fmt: skip
 
 
@@ -172,10 +196,18 @@ def _welch_over_cells(cells: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
     """Per (axis, value): the count-weighted difference over cells and its Welch variance and
     dof parts; a side with one trial in a cell uses the pooled variance and the pool's dof."""
     weight = pl.col("n") / pl.col("n").sum().over(*by, "axis", "value")
-    var_a = pl.when(pl.col("n") > 1).then(pl.col("var")).otherwise(pl.col("pool_var"))
-    var_b = pl.when(pl.col("base_n") > 1).then(pl.col("base_var")).otherwise(pl.col("pool_var"))
-    dof_a = pl.when(pl.col("n") > 1).then(pl.col("n") - 1).otherwise(pl.col("pool_dof"))
-    dof_b = pl.when(pl.col("base_n") > 1).then(pl.col("base_n") - 1).otherwise(pl.col("pool_dof"))
+    # two-level sides: the variance of the value's mean with tau^2 (null: no tau^2, no interval)
+    a_tl, b_tl, tau_dof = pl.col("tl_ok"), pl.col("base_tl_ok"), pl.col("tau_dof")
+    var_a = pl.when(a_tl).then(pl.col("var")).when(pl.col("n") > 1).then(pl.col("var")).otherwise(pl.col("pool_var"))
+    var_b = (
+        pl.when(b_tl).then(pl.col("base_var")).when(pl.col("base_n") > 1).then(pl.col("base_var"))
+        .otherwise(pl.col("pool_var"))
+    )  # fmt: skip
+    dof_a = pl.when(a_tl).then(tau_dof).when(pl.col("n") > 1).then(pl.col("n") - 1).otherwise(pl.col("pool_dof"))
+    dof_b = (
+        pl.when(b_tl).then(tau_dof).when(pl.col("base_n") > 1).then(pl.col("base_n") - 1)
+        .otherwise(pl.col("pool_dof"))
+    )  # fmt: skip
     va, vb = weight**2 * var_a / pl.col("n"), weight**2 * var_b / pl.col("base_n")
     within = (pl.col("var").fill_null(0.0) * (pl.col("n") - 1)).sum() / (pl.col("n").sum() - pl.len()).replace(0, None)
     return (
@@ -194,6 +226,9 @@ def _welch_over_cells(cells: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
             dof_denominator=(pl.col("va") ** 2 / pl.col("da") + pl.col("vb") ** 2 / pl.col("db")).sum(),
             cells=pl.len(),
             pooled=((pl.col("n") == 1) | (pl.col("base_n") == 1)).any(),
+            two_level=(pl.col("tl_ok") & pl.col("base_tl_ok")).all(),
+            tau2=pl.col("tau2").first(),
+            tau_dof=pl.col("tau_dof").first(),
         )
     )
 
@@ -235,15 +270,26 @@ def _finish_effects(df: pl.DataFrame, by: list[str], level: float) -> pl.DataFra
         welch_dof = variance**2 / df["dof_denominator"].fill_null(np.nan).to_numpy()
         p_sd = df["p_sd"].fill_null(np.nan).to_numpy()
         effect = np.where(use_paired, df["p_effect"].fill_null(np.nan).to_numpy(), df["effect"].to_numpy())
-        se = np.where(is_base, np.nan, np.where(use_paired, p_sd / np.sqrt(n_units), np.sqrt(variance)))
-        dof = np.where(use_paired, n_units - 1, welch_dof)
+        # paired over the seeds of one architecture per side: the pair's seed noise, plus tau^2 for
+        # each side's architecture (per cell of pairs), Satterthwaite's dof over the two parts
+        two = df["two_level"].fill_null(False).to_numpy()
+        tau2 = df["tau2"].fill_null(np.nan).to_numpy()
+        pair_cells = np.maximum(df["p_cells"].fill_null(1).to_numpy().astype(float), 1.0)
+        seed_part, arch_part = p_sd**2 / n_units, 2 * tau2 / pair_cells
+        tau_dof = df["tau_dof"].fill_null(np.nan).to_numpy()
+        paired_var = np.where(two, seed_part + arch_part, seed_part)
+        paired_dof = np.where(two, paired_var**2 / (seed_part**2 / (n_units - 1) + arch_part**2 / tau_dof), n_units - 1)
+        se = np.where(is_base, np.nan, np.where(use_paired, np.sqrt(paired_var), np.sqrt(variance)))
+        # both sides' two-level variances lean on one tau^2 estimate: its dof, not Satterthwaite's sum
+        dof = np.where(use_paired, paired_dof, np.where(two, np.fmin(welch_dof, tau_dof), welch_dof))
         sd = np.where(use_paired, p_sd, np.sqrt(variance / (1 / n_a + 1 / n_b)))  # one run's spread
     lo, hi, p = t_test(effect, se, dof, level)
     needed = seeds_needed(effect, sd, paired=use_paired)
     have = np.where(use_paired, n_units, np.minimum(n_a, n_b))
+    ok = np.isfinite(lo)
     method = np.select(
-        [is_base, use_paired, np.isfinite(lo) & df["pooled"].to_numpy(), np.isfinite(lo)],
-        ["baseline", "paired", "welch (pooled sd)", "welch"],
+        [is_base, use_paired & two & ok, use_paired & ok, ok & two, ok & df["pooled"].to_numpy(), ok],
+        ["baseline", "paired, two-level", "paired", "two-level", "welch (pooled sd)", "welch"],
         "none",
     )
 
@@ -292,6 +338,8 @@ def _finish_effects(df: pl.DataFrame, by: list[str], level: float) -> pl.DataFra
             "n_needed",
             "more_needed",
             pl.col("comparisons").cast(pl.UInt32),
+            pl.col("tau2").cast(pl.Float64),
+            pl.col("tau_dof").cast(pl.Float64),
         )  # fmt: skip
         .sort([*by, "axis", "effect"])
     )

@@ -21,9 +21,10 @@ import numpy as np
 import polars as pl
 
 from archscale.analysis.data.cells import configuration, display_name, with_budget_cells, with_identity_columns
+from archscale.analysis.data.seed_effects import SeedEffect, seed_effect
 
 from .noise import cell_variances
-from .selection import SharedSeeds, p_best, seed_correlation, selected_best
+from .selection import SharedSeeds, p_best, selected_best
 from .stats import MIN_EFFECT, holm, seeds_needed_range, t_test, verdict
 
 
@@ -46,29 +47,54 @@ def _per_config(done: pl.DataFrame, metric: str) -> pl.DataFrame:
         seeds=pl.col("seed").drop_nulls().unique().sort(),
         **optional,
     )
-    return cell_variances(per.sort("run", "cell", "config"), by=["run"]).join(
-        _seed_correlations(done, metric), on=["run", "cell"], how="left"
+    per = cell_variances(per.sort("run", "cell", "config"), by=["run"])
+    return per.join(_seed_effects(done, per, metric), on=["run", "cell"], how="left").with_columns(
+        pl.col("seed_corr").fill_null(0.0)
     )
 
 
-def _seed_correlations(done: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """``seed_corr`` per ``(run, cell)``: ``selection.seed_correlation`` over its configurations."""
+SEED_EFFECT_SCHEMA = {
+    "run": pl.String, "cell": pl.String, "seed_corr": pl.Float64, "seed_corr_lo": pl.Float64,
+    "seed_corr_hi": pl.Float64, "n_seeds": pl.Int64, "seed_block_configs": pl.Int64,
+    "seed_ms": pl.Float64, "seed_ms_own": pl.Float64,
+}  # fmt: skip
+
+
+def _seed_effects(done: pl.DataFrame, per: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per ``(run, cell)``: the shared seed effect (``seed_effects.seed_effect``) of its
+    configurations' runs, each divided by its moderated seed sd: ``seed_corr`` (0 without a
+    complete block of 2+ configurations on 2+ common seeds), its 95% interval, the block's seeds
+    (``n_seeds``) and configurations, and the two mean squares the selection draws from."""
     rows = []
+    sd = per.select("run", "cell", "config", sd=pl.col("var_moderated").sqrt())
     for (run, cell), part in done.filter(pl.col("seed").is_not_null()).group_by("run", "cell", maintain_order=True):
         wide = part.group_by("config", "seed").agg(y=pl.col(metric).mean()).pivot("seed", index="config", values="y")
-        y = wide.drop("config").to_numpy().astype(float) if wide.width > 1 else np.zeros((0, 0))
-        rows.append({"run": run, "cell": cell, "seed_corr": seed_correlation(y) if y.size else 0.0})
-    return pl.DataFrame(rows, schema={"run": pl.String, "cell": pl.String, "seed_corr": pl.Float64})
+        wide = wide.join(sd.filter((pl.col("run") == run) & (pl.col("cell") == cell)), on="config", how="left")
+        y = wide.drop("config", "run", "cell", "sd").to_numpy().astype(float)
+        effect = seed_effect(y, wide["sd"].fill_null(np.nan).to_numpy()) if wide.width > 5 else None
+        row = {"run": run, "cell": cell, "seed_corr": 0.0}
+        if effect is not None:
+            row |= {
+                "seed_corr": effect.rho, "seed_corr_lo": effect.rho_lo, "seed_corr_hi": effect.rho_hi,
+                "n_seeds": effect.n_seeds, "seed_block_configs": effect.n_configs,
+                "seed_ms": effect.ms_seed, "seed_ms_own": effect.ms_own,
+            }  # fmt: skip
+        rows.append(row)
+    return pl.DataFrame(rows, schema=SEED_EFFECT_SCHEMA)
 
 
 def shared_seeds(part: pl.DataFrame) -> SharedSeeds | None:
-    """The shared-seed structure of one cell of a ranking (its ``seeds`` and ``seed_corr``)."""
-    rho = part["seed_corr"].fill_null(0.0)[0] if part.height else 0.0
-    lists = part["seeds"].to_list()
-    if rho <= 0 or any(not s for s in lists):
+    """The shared-seed structure of one cell of a ranking (its ``seeds`` and seed effect)."""
+    if part.height == 0 or part["seed_ms"].is_null().all():
         return None
-    index = {seed: i for i, seed in enumerate(sorted({x for s in lists for x in s}))}
-    return SharedSeeds([[index[x] for x in s] for s in lists], len(index), float(rho))
+    first = part.row(0, named=True)
+    lists = part["seeds"].to_list()
+    index = {seed: i for i, seed in enumerate(sorted({x for s in lists for x in (s or [])}))}
+    effect = SeedEffect(
+        first["seed_corr"], first["seed_corr_lo"], first["seed_corr_hi"], first["seed_ms"],
+        first["seed_ms_own"], first["seed_block_configs"], first["n_seeds"],
+    )  # fmt: skip
+    return SharedSeeds([[index[x] for x in (s or [])] for s in lists], len(index), float(first["seed_corr"]), effect)
 
 
 def _with_p_best(per: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -88,6 +114,7 @@ def _with_p_best(per: pl.DataFrame, seed: int) -> pl.DataFrame:
 RANKING_COLUMNS = (
     "run", "cell", "rank", "name", "config", "arch_id", "lr", "n", "mean", "std", "lo", "hi", "interval",
     "budget", "noise", "noise_why", "var", "var_dof", "p_best", "p_best_mc_se", "seeds", "seed_corr",
+    "seed_corr_lo", "seed_corr_hi", "n_seeds", "seed_block_configs", "seed_ms", "seed_ms_own",
     "var_moderated", "dof_moderated",
 )  # fmt: skip
 
@@ -98,8 +125,10 @@ def rank_configurations(
     """Configurations ranked by seed-averaged ``metric`` within each ``(run, cell)``.
 
     Columns: ``run, cell, rank, name, config, arch_id, lr, n, mean, std, lo, hi, interval, budget,
-    noise, noise_why, var, var_dof, p_best, p_best_mc_se, seeds, seed_corr`` (the seeds each ran
-    and the correlation of runs with one seed in the cell: ``selection.seed_correlation``). The
+    noise, noise_why, var, var_dof, p_best, p_best_mc_se, seeds, seed_corr, seed_corr_lo,
+    seed_corr_hi, n_seeds, seed_block_configs, seed_ms, seed_ms_own`` (the seeds each ran; the
+    correlation of two configurations' runs with one seed in the cell, its 95% interval, and the
+    complete configs x seeds block it was estimated on: ``data.seed_effects``). The
     interval is a t-interval on the mean from the configuration's own seeds (n >= 2, ``own
     seeds``); with one seed, from the variance the run's noise model lends it (``noise model,
     dof k``: ``compare.noise``); else none
@@ -197,9 +226,13 @@ def compare_to_best(
     borrowed = (rows["noise"] == "noise model").to_numpy() | (n_b < 2)
     paired = (n_pairs >= 2) & (method == "auto")
     welch = ~paired & np.isfinite(v_a) & np.isfinite(v_b)
+    # one common seed (fewer than 2: no pairing) still shares noise: its covariance, at the lower
+    # end of the shared part's 95% interval (the smallest the data support), is taken off
+    rho_lo = rows["seed_corr_lo"].fill_null(0.0).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         va, vb = v_a / n_a, v_b / n_b
-        welch_se = np.sqrt(va + vb)
+        cov = np.where(paired | (method != "auto"), 0.0, rho_lo * np.sqrt(v_a * v_b) * n_pairs / (n_a * n_b))
+        welch_se = np.sqrt(np.maximum(va + vb - 2 * cov, 0.25 * (va + vb)))
         welch_dof = (va + vb) ** 2 / (va**2 / k_a + vb**2 / k_b)
         d_std = rows["d_std"].fill_null(np.nan).to_numpy()
         diff = np.where(

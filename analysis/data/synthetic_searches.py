@@ -7,6 +7,8 @@
   the edge of stability, where the noise is largest). ``shared`` is the part of the noise's
   variance that runs with one seed share (a seed block: every architecture trained on the same
   seeds sees the same data order).
+* ``axis_null_search``: a search whose axes have no effect while its architectures differ at
+  random within each axis value (the two-level null of ``axis_effects``).
 * ``null_ladders``: a ladder search in which every architecture follows the same law, with a
   fraction of the noise shared by the rungs of the search (they use the same seed).
 """
@@ -113,3 +115,35 @@ def ladder_search_noisy(
         e = np.sqrt(shared) * common + np.sqrt(1 - shared) * rng.normal(0, 1, len(rungs))
         out[k] = (compute, loss - e0 + sd * e)
     return out, {k: (e - e0, a, alpha) for k, (e, a, alpha) in truth.items()}
+
+
+#: Issue 19's two-level null: a search whose architectures differ at random (``tau``) within each
+#: axis value while the axes have no effect; ``norm`` rests on one architecture for rmsnorm.
+AXIS_LAYOUT: dict[str, tuple[str, ...]] = {
+    "norm": ("layernorm", "layernorm", "layernorm", "layernorm", "rmsnorm"),
+    "position": ("learned", "learned", "rope", "rope", "rope"),
+}
+
+
+def axis_null_search(
+    rng: np.random.Generator,
+    *,
+    tau: float = 0.05,
+    noise: float = 0.015,
+    seeds: int = 3,
+    layout: dict[str, tuple[str, ...]] | None = None,
+    loss: float = 2.4,
+) -> pl.DataFrame:
+    """One search's trials in which no axis value has an effect but every architecture's true loss
+    is ``loss + tau * N(0, 1)`` (its other, unrecorded differences), each run ``noise`` around it."""
+    layout = layout or AXIS_LAYOUT
+    archs = len(next(iter(layout.values())))
+    rows = []
+    for a in range(archs):
+        truth = loss + tau * rng.normal()
+        axes = {axis: values[a] for axis, values in layout.items()}
+        for seed in range(seeds):
+            loss_run = float(truth + noise * rng.normal())
+            rows.append({"run": "search", "status": "completed", "arch_id": f"a{a}", "label": f"arch{a}",
+                         "lr": 1e-3, "seed": seed, **axes, "eval_loss": loss_run})  # fmt: skip
+    return pl.DataFrame(rows)

@@ -218,9 +218,11 @@ class _Report:
         comparisons = int(eff["comparisons"].max() or 0)
         note = (
             "Difference in final eval loss from each axis's baseline value at equal budget (within a search, or "
-            "within a planned grid point of a study): paired by seed where each side has one run per seed, else "
-            "Welch's interval over architectures (or one architecture's seeds); a value seen once takes the pooled "
-            f"spread, or gets no interval. 95% intervals; verdicts Holm-adjusted over the {comparisons} comparisons. "
+            "within a planned grid point of a study): in a search, two levels (each architecture's seed noise, and "
+            "the spread tau between architectures of one value, pooled over the axis), paired by seed where each "
+            "side has one run per seed; a value resting on one architecture takes tau too, or gets no interval "
+            "when no value of the axis has two architectures. A study's families: paired by seed, else Welch over "
+            f"seeds. 95% intervals; verdicts Holm-adjusted over the {comparisons} comparisons. "
             "n counts architectures (seeds for a single one); n needed: to resolve the effect at the observed spread."
         )
         table = eff.filter(pl.col("method") != "baseline").select(
