@@ -137,8 +137,10 @@ def analyse(out: Path) -> dict[str, Any]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     written = []
+    predictions = _ladder_chart(ladder)  # the fitted laws, their rungs and the held-out runs
+    if predictions is not None:
+        written.append(str(save_chart(predictions, plots / "ladder.png")))
     for name, kind, source, x in (
-        ("scaling", "scaling", ladder, "compute"),  # every rung and held-out run against its compute
         ("pareto", "pareto", search, "kv_cache_bytes_per_token"),  # the search's cost objective
         ("curves", "curves", search, "compute"),
     ):
@@ -153,6 +155,20 @@ def analyse(out: Path) -> dict[str, Any]:
         **ladder_story(search, ladder),
         "storage": str(search / "optuna.journal"),
     }
+
+
+def _ladder_chart(ladder: Path) -> Any:
+    """The ladder search's laws with the held-out runs (None when nothing was predicted)."""
+    import polars as pl
+
+    from archscale.analysis.present.predictions import ladder_chart
+
+    predictions = pl.read_parquet(ladder / "predictions.parquet")
+    if not (predictions["status"] == "predicted").any():
+        return None
+    held = ladder / "validation.parquet"
+    held_out = pl.read_parquet(held) if held.exists() else None
+    return ladder_chart(predictions, pl.read_parquet(ladder / "trials.parquet"), held_out)
 
 
 def describe(findings: dict[str, Any]) -> str:

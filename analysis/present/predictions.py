@@ -41,9 +41,10 @@ def _crossing_line(label: str, c: dict[str, Any]) -> str:
     return f"{label} overtakes {c['other']} above {c['compute']:.3g} FLOPs (probability {p:.2f})"
 
 
-def ladder_chart(predictions: Any, trials: Any) -> Any:
+def ladder_chart(predictions: Any, trials: Any, held_out: Any = None) -> Any:
     """Each predicted architecture's fitted law with its 95% band from its ladder to the target,
-    over the rungs it was fitted to (Altair)."""
+    over the rungs it was fitted to (Altair); with `held_out` (validation.parquet's rows: label,
+    compute, actual_loss), the held-out runs' means as crosses at the compute they spent."""
     ok = predictions.filter(pl.col("status") == "predicted")
     curves = ok.select("label", "curve").explode("curve").unnest("curve")
     rungs = trials.filter(pl.col("ladder_id").is_in(ok["ladder_id"].to_list()) & (pl.col("status") == "completed"))
@@ -60,4 +61,13 @@ def ladder_chart(predictions: Any, trials: Any) -> Any:
         .mark_point(filled=True)
         .encode(x=x, y="eval_loss:Q", color="label:N", tooltip=["label", "compute", "eval_loss"])
     )
-    return (band + line + points).properties(width=560, height=320, title="fitted laws from the ladders to the target")
+    layers = band + line + points
+    if held_out is not None and held_out.height:
+        held = held_out.filter(pl.col("actual_loss").is_not_null()).select("label", "compute", "actual_loss")
+        layers += (
+            alt.Chart(held)
+            .mark_point(shape="cross", size=140, filled=True, opacity=1)
+            .encode(x=x, y="actual_loss:Q", color="label:N", tooltip=["label", "compute", "actual_loss"])
+        )
+    title = "fitted laws from the ladders to the target" + (" (crosses: held-out runs)" if held_out is not None else "")
+    return layers.properties(width=560, height=320, title=title)

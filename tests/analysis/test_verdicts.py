@@ -296,13 +296,35 @@ def test_verdicts_on_the_synthetic_fixtures(search_dir: Path, study_dir: Path) -
     assert set(v.fits["identified"]) <= {True, False} and v.fits.height >= 2
 
 
-def test_quickstart_closing_lines_say_the_verdicts(tmp_path: Path) -> None:
+def test_quickstart_closing_lines_say_the_story(tmp_path: Path) -> None:
+    """The quickstart's closing text (search/quickstart.py describe): the search's verdicts as the
+    report computes them, the predicted winner at the target with its interval and P(best) (or why
+    there is none), the held-out runs, and one closing line per outcome of the winner check."""
     from archscale.search.quickstart import describe
 
     synthetic.write_search(tmp_path / "search", n_archs=8, seeds=1, with_study=False)
-    synthetic.write_study(tmp_path / "seeds", budgets=(1e18,), sizes_per_budget=1, seeds=2)
+    win = {"label": "geglu", "predicted_loss": 2.24, "lo": 2.16, "hi": 2.32, "p_best": 0.9, "p_best_mc_se": 0.01}
+    win |= {"target_compute": 1e12, "target_params": 159120, "law": "shared E"}
+    other = {**win, "label": "relu2", "predicted_loss": 2.30, "p_best": None, "law": "no floor (E = 0)"}
+    held = {"label": "geglu", "actual_loss": 2.10, "seeds": 2, "covered": False, "run_lo": 2.14, "run_hi": 2.33}
     findings = {"out": str(tmp_path), "wall_s": 1.0, "report": str(tmp_path / "report.html"), "plots": []}
+    findings |= {"best": {"label": "geglu"}, "predicted_winner": win, "predicted": [win, other], "agree": True}
+    findings |= {"validation": {"validated": [held], "winner_check": {"verdict": "confirmed", "why": "lowest mean"}}}
     text = describe(findings)
-    assert text.splitlines()[1].startswith("Best architecture (seeds")  # the re-run finalists lead
-    assert text == describe({**findings, "verdicts_text": None}) and "report:" in text
-    assert verdicts_text(verdicts([tmp_path / "search", tmp_path / "seeds"])) in text
+    assert verdicts_text(verdicts([tmp_path / "search"])) in text  # the search's verdicts, as the report says them
+    assert "geglu, loss 2.240 (95% [2.160, 2.320], law: shared E), P(best) 0.90 +- 0.01" in text
+    assert "relu2: 2.300 [2.160, 2.320], no P(best): the 'no floor (E = 0)' fit has too few bootstrap refits" in text
+    assert "held out geglu: mean of 2 seeds 2.100, outside its 95% interval [2.140, 2.330]" in text
+    assert "winner and the predicted target-scale winner agree: geglu." in text
+    assert "The held-out runs confirmed the prediction: lowest mean." in text
+    for verdict, said in (
+        ("refuted", "refuted the prediction"),
+        ("within noise", "neither confirm nor refute"),
+        ("no noise estimate", "cannot judge"),
+    ):
+        check = {"verdict": verdict, "why": "because"}
+        assert said in describe({**findings, "validation": {"validated": [held], "winner_check": check}})
+    differ = describe({**findings, "best": {"label": "relu2"}, "agree": False})
+    assert "small-scale winner (relu2) is not the architecture predicted best at the target (geglu)" in differ
+    none = describe({**findings, "predicted_winner": None, "predicted": [], "validation": None, "agree": None})
+    assert "no prediction:" in none and "No held-out check: there was no prediction to check" in none

@@ -79,7 +79,7 @@ def test_quickstart_small(tmp_path: Path) -> None:
                 study_name="archscale-validate", storage=open_storage(str(out / part / "optuna.journal"))
             )
         assert_results_agree_with_study(out / part, study)
-    for name in ("scaling", "pareto"):
+    for name in (["ladder"] if findings["predicted_winner"] else []) + ["pareto"]:
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = out / "report.html"
