@@ -45,7 +45,8 @@ def _whole(value: pl.Expr, digits: int) -> pl.Expr:
 def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] = ("run",)) -> pl.LazyFrame:
     """``trials`` with a ``cell`` column naming which trials share a budget.
 
-    A search (null ``group``) has one budget: its trials are in the cell ``search``. In a scaling
+    A search (null ``group``) has one budget: its trials are in the cell ``search``; a ladder
+    search's rungs are one budget each, in the cells ``rung 0, params≈20000``, ... In a scaling
     study (``group`` set) a cell is a planned grid point: the same ``planned_kind`` and
     ``planned_size`` and a training length within ``TOKENS_GAP_DECADES`` of each other (a study
     that sets tokens per parameter or isoFLOP budgets gives each family slightly different tokens
@@ -57,7 +58,7 @@ def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] 
     lf = trials.lazy() if isinstance(trials, pl.DataFrame) else trials
     schema = lf.collect_schema()
     for name, dtype in (("group", pl.String), ("planned_kind", pl.String), ("planned_size", pl.Float64),
-                        ("params", pl.Int64), ("target_tokens", pl.Int64)):  # fmt: skip
+                        ("params", pl.Int64), ("target_tokens", pl.Int64), ("rung", pl.Int64)):  # fmt: skip
         if name not in schema:
             lf = lf.with_columns(pl.lit(None, dtype).alias(name))
     by = [c for c in by if c in schema]
@@ -79,7 +80,10 @@ def with_budget_cells(trials: pl.DataFrame | pl.LazyFrame, *, by: Sequence[str] 
     )
     tokens_shown = pl.format("tokens≈{}", _whole(tokens, 3)).fill_null("tokens?")
     shown = pl.concat_str([size_shown.fill_null("size?"), tokens_shown], separator=", ")
-    cell = pl.when(pl.col("_study")).then(shown)
+    # a ladder search's rungs: each rung is its own budget (budget x ratio^rung), so its own cell
+    rung = pl.col("rung")
+    rung_shown = pl.format("rung {}, params≈{}", rung, _whole(pl.col("params").min().over([*by, "rung"]), 3))
+    cell = pl.when(pl.col("_study")).then(shown).when(rung.is_not_null()).then(rung_shown)
     return lf.with_columns(cell=cell.otherwise(pl.lit("search"))).drop("_study", "_size", "_tok")
 
 

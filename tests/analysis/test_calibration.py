@@ -115,7 +115,8 @@ def test_quick_calibration_covers_near_the_nominal_rate() -> None:
                 laws.add(row["law"])
                 hits += round(q["coverage"] * q["reported"])
                 reported += q["reported"]
-    # power laws on 3 designs (3 quantities each), Approach 3 (5) and 2 (2) on the grid, the ladder search
-    assert checked >= 17 and laws == {"power", "chinchilla", "isoflop", "ladders"}
+    # power laws on 3 designs (3 quantities each), Approach 3 (5) and 2 (2) on the grid, the ladder
+    # search, and the equal-noise search cell's verdict intervals
+    assert checked >= 17 and laws == {"power", "chinchilla", "isoflop", "ladders", "verdicts"}
     # pooled over every reported interval (~800), too wide fails as surely as too narrow
     assert 0.92 <= hits / reported <= 0.975, hits / reported

@@ -185,6 +185,20 @@ def test_cells_follow_the_planned_grid_point_not_the_achieved_size() -> None:
     assert cells[0] == cells[1] != cells[2] and cells[0].startswith("params=120000")
 
 
+def test_a_ladder_searchs_rungs_are_cells_of_their_own() -> None:
+    # rung 0 and rung 1 are different budgets: never compared with each other as one "search" cell
+    trials = pl.DataFrame(
+        {"run": "l", "rung": [0, 0, 1, 1], "params": [20_100, 19_800, 80_400, 79_900],
+         "target_tokens": [400_000, 400_000, 1_600_000, 1_600_000]}
+    )  # fmt: skip
+    cells = with_budget_cells(trials).collect()["cell"].to_list()
+    assert cells[0] == cells[1] != cells[2] == cells[3]
+    assert cells[0] == "rung 0, params≈19800" and cells[2].startswith("rung 1, params≈")
+    # a plain search without rungs keeps its one cell
+    plain = with_budget_cells(pl.DataFrame({"run": "s", "params": [1, 2]})).collect()["cell"].to_list()
+    assert plain == ["search", "search"]
+
+
 def test_asha_effects_count_stopped_trials_at_equal_tokens() -> None:
     """ASHA stopped two of three bad architectures at 250 tokens; the lucky survivor hides the truth."""
     finals = {"r1": ("rope", 3.0), "r2": ("rope", 3.01), "r3": ("rope", 2.99),
