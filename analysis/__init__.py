@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "axis_effects": "compare.effects", "parameter_importance": "compare.importance",
     "best_architectures": "compare.best", "learning_curves": "compare.best", "best_curves": "compare.best",
     "rank_configurations": "compare.rankings", "compare_to_best": "compare.rankings", "lr_sensitivity": "compare.lr",
+    "fit_lr_optimum": "compare.lr", "LrOptimum": "compare.lr",
     "holm": "compare.stats", "seeds_needed": "compare.stats", "seeds_needed_range": "compare.stats",
     "best_interval": "compare.rankings", "p_best": "compare.selection", "noise_model": "compare.noise",
     "ladder_p_best": "compare.ladder_verdicts", "ladder_differences": "compare.ladder_verdicts",

@@ -313,6 +313,15 @@ def study_run(
             "study file's seed_blocks, true); --no-seed-blocks: each architecture its own seeds, unpaired tests.",
         ),
     ] = None,
+    lr_sweep: Annotated[
+        Optional[str],
+        typer.Option(
+            "--lr-sweep",
+            help="Also train every size at these multiples of its lr, comma-separated and including 1 (e.g. "
+            "0.5,1,2): checks that the transferred lr is the best at every size (default: the study file's "
+            "lr_sweep, none). `archscale report` says where it is not.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a scaling-study grid; writes the same results format as a search."""
@@ -336,8 +345,19 @@ def study_run(
             progress=not as_json,
         ),
     )
-    run_study(study_file, out, opts, seed_blocks=seed_blocks)
+    run_study(study_file, out, opts, seed_blocks=seed_blocks, lr_sweep=_factors(lr_sweep))
     emit(status(out), as_json)
+
+
+def _factors(text: str | None) -> list[float] | None:
+    """`--lr-sweep 0.5,1,2` as [0.5, 1.0, 2.0] (None when not given); one line on a bad value."""
+    if text is None:
+        return None
+    try:
+        factors = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--lr-sweep: give positive numbers separated by commas, e.g. 0.5,1,2; got {text!r}") from None
+    return factors
 
 
 @user_errors

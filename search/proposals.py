@@ -33,6 +33,7 @@ class Proposal:
     planned: tuple[str, float] | None = None  # a study's (size kind, planned size)
     error: str | None = None  # infeasible: recorded failed, never trains
     ladder: tuple[int, int] | None = None  # a ladder search's (ladder_id, rung); see search/strategies/ladder.py
+    lr_factor: float | None = None  # a study's lr sweep: the trial's lr / the transferred lr
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

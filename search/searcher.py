@@ -247,6 +247,7 @@ def _row(proposal: Proposal) -> dict[str, Any]:
         group=proposal.group,
         planned=proposal.planned,
         ladder=proposal.ladder,
+        lr_factor=proposal.lr_factor,
         status=TrialStatus.FAILED if proposal.error else TrialStatus.RUNNING,
         error=proposal.error,
     )

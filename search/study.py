@@ -69,6 +69,21 @@ class FromSearch(_Strict):
     use_train: bool = True  # also reuse each architecture's searched lr / batch size / warmup / weight decay
 
 
+class LrSweep(_Strict):
+    """Every size at several multiples of its lr (`lr_sweep: {factors: [0.5, 1, 2]}`): a check, at every
+    size, that the transferred (or given) lr is still the best one (docs/transfer.md)."""
+
+    factors: list[PositiveFloat] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> LrSweep:
+        if len(set(self.factors)) != len(self.factors):
+            raise ValueError(f"lr_sweep.factors: each factor once, got {self.factors}")
+        if 1 not in self.factors:
+            raise ValueError(f"lr_sweep.factors: include 1 (the lr itself), got {self.factors}")
+        return self
+
+
 class StudyFile(_Strict):
     name: str = "study"
     description: str = ""
@@ -84,6 +99,7 @@ class StudyFile(_Strict):
     seeds: int = Field(1, ge=1)
     first_seed: int = Field(0, ge=0)  # seeds run are first_seed .. first_seed + seeds - 1
     seed_blocks: bool = True  # every architecture of a grid point on the same seeds (search/seed_blocks.py)
+    lr_sweep: LrSweep | None = None  # every size also at these multiples of its lr (None: at its lr only)
     data: str = "pystdlib"
 
     @model_validator(mode="after")
@@ -118,7 +134,7 @@ def load_study_file(path: str | Path | dict[str, Any]) -> StudyFile:
 
 
 def _allowed_keys(loc: tuple) -> str:
-    models = {"sizes": Sizes, "from_search": FromSearch, "shape": ShapeRule}
+    models = {"sizes": Sizes, "from_search": FromSearch, "shape": ShapeRule, "lr_sweep": LrSweep}
     model = models.get(loc[0]) if len(loc) == 2 else StudyFile if len(loc) == 1 else None
     return ", ".join(model.model_fields) if model is not None else "(see docs/guide.md)"
 
@@ -187,15 +203,24 @@ _SIZE_FIELDS = (
 )  # fmt: skip
 
 
-def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:
+def transferred_lr(
+    search_dir: str | Path, fixed: dict[str, Any], *, swept: bool = False, level: float = 0.95
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """The best lr of the architecture `fixed` (ArchConfig fields; sizes may be missing) in a finished
     search, as (lr, the base shapes to set, a description of where it came from).
 
-    The lr is the one with the lowest mean eval loss over seeds among the completed trials whose
-    every field but `_SIZE_FIELDS` equals `fixed`'s (ArchConfig's default where `fixed` is silent).
+    Among the completed trials whose every field but `_SIZE_FIELDS` equals `fixed`'s (ArchConfig's
+    default where `fixed` is silent), the architecture (arch_id) is the one whose best lr has the
+    lowest seed-averaged eval loss; its lr is the optimum of a parabola in log lr fitted to all of
+    that architecture's runs (`analysis.fit_lr_optimum`), with its interval. When the runs do not
+    identify an optimum (fewer than 3 learning rates, a curve within noise, an optimum at the edge
+    of the range tried) the study is refused -- a single best trial's lr is a noisy pick, and
+    carried to every size its error is multiplied -- unless the study sweeps lr at every size
+    (`swept`), which checks it: then the best seed-averaged lr is used and the source says why.
     """
     import polars as pl
 
+    from archscale.analysis.compare.lr import fit_lr_optimum
     from archscale.spaces import ArchConfig, variants
 
     search_dir = Path(search_dir)
@@ -222,6 +247,18 @@ def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float
         .row(0, named=True)
     )
     trial = same.filter(pl.col("trial_id") == best["trial_id"]).row(0, named=True)
+    runs = same.filter(pl.col("arch_id") == best["arch_id"])
+    optimum = fit_lr_optimum(runs["lr"].to_list(), runs["eval_loss"].to_list(), level=level)
+    label = trial.get("label") or best["arch_id"]
+    if optimum.identified:
+        lr, fit = optimum.lr, {"lr_source": "fit", "lr_lo": optimum.lo, "lr_hi": optimum.hi, "lr_level": level}
+    elif swept:
+        lr, fit = float(best["lr"]), {"lr_source": f"best trial ({optimum.why}; checked by the study's lr_sweep)"}
+    else:
+        raise UserError(
+            f"{search_dir}: lr.from_search: {optimum.why} for {label}, so its best lr is not identified: "
+            "run `archscale study run FILE --lr-sweep 0.5,1,2` to check it at every size, or give lr as a number"
+        )
     p = variants.PARAMETRIZATIONS[want["parametrization"]]
     base: dict[str, Any] = {}
     if p.width:  # the winning trial's shape is the base every size's multipliers are measured from
@@ -236,10 +273,14 @@ def transferred_lr(search_dir: str | Path, fixed: dict[str, Any]) -> tuple[float
         "lr_from_search": str(search_dir),
         "lr_trial": int(best["trial_id"]),
         "lr_seeds": int(best["seeds"]),
-        "lr_base": float(best["lr"]),
+        "lr_base": float(lr),
+        "lr_best_trial": float(best["lr"]),
+        "lr_distinct": optimum.distinct,
+        "lr_runs": optimum.runs,
+        **fit,
         **base,
     }
-    return float(best["lr"]), base, source
+    return float(lr), base, source
 
 
 def _lr_from_search(train: dict[str, Any], path: str | Path | None, where: str) -> str | None:
@@ -274,7 +315,7 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
         transfer = None
         search_dir = _lr_from_search(train, path, f"architectures.{group}.train" if "lr" in own_train else "train")
         if search_dir is not None:
-            lr, base_shapes, transfer = transferred_lr(search_dir, fixed)
+            lr, base_shapes, transfer = transferred_lr(search_dir, fixed, swept=spec.lr_sweep is not None)
             train = {**train, "lr": lr}
             fixed.update(base_shapes)
         for size in spec.sizes.values:
@@ -309,28 +350,47 @@ def plan_grid(spec: StudyFile, path: str | Path | None = None) -> list[GridPoint
                 budgets = list(spec.tokens)
             else:
                 budgets = [TrialPlan(tokens_per_param=spec.tokens_per_param).tokens_for(counts)]  # the one rule
+            factors = spec.lr_sweep.factors if spec.lr_sweep is not None else [None]
             for tokens in budgets:
-                for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
-                    points.append(
-                        GridPoint(
-                            group=group,
-                            arch=sample.arch.to_dict(),
-                            counts=counts,
-                            tokens=tokens,
-                            seed=seed,
-                            size_kind=spec.sizes.kind,
-                            size=size,
-                            train=train,
-                            transfer=transfer,
+                for factor in factors:
+                    point_train = train if factor is None else {**train, "lr": _swept_lr(train, factor, path)}
+                    for seed in range(spec.first_seed, spec.first_seed + spec.seeds):
+                        points.append(
+                            GridPoint(
+                                group=group,
+                                arch=sample.arch.to_dict(),
+                                counts=counts,
+                                tokens=tokens,
+                                seed=seed,
+                                size_kind=spec.sizes.kind,
+                                size=size,
+                                train=point_train,
+                                transfer=transfer,
+                                lr_factor=factor,
+                            )
                         )
-                    )
     return points
 
 
-def run_study(path: str | Path, out: str | Path, opts, seed_blocks: bool | None = None) -> dict[str, Any]:
+def _swept_lr(train: dict[str, Any], factor: float, path: str | Path | None) -> float:
+    """One lr of a sweep: the point's lr (given, transferred, or TrainConfig's default) times `factor`."""
+    lr = train.get("lr", TrainConfig.__dataclass_fields__["lr"].default)
+    if not isinstance(lr, int | float):
+        raise SpaceError(path, "lr_sweep", f"sweeps a numeric lr; got lr {lr!r}")
+    return float(lr) * factor
+
+
+def run_study(
+    path: str | Path,
+    out: str | Path,
+    opts,
+    seed_blocks: bool | None = None,
+    lr_sweep: list[float] | None = None,
+) -> dict[str, Any]:
     """Run a study file into `out` with the execution options of `opts` (a SearchOptions: its
     execution, scheduler, sampler seed, data and fixed training settings); `seed_blocks` (None:
-    the file's) decides whether architectures share seeds (`search/seed_blocks.py`)."""
+    the file's) decides whether architectures share seeds (`search/seed_blocks.py`); `lr_sweep`
+    (None: the file's) runs every size at these multiples of its lr (`--lr-sweep 0.5,1,2`)."""
     from archscale.clusters.connect import redact
     from archscale.search.options import check_data, check_execution, check_scheduler, check_storage
     from archscale.search.results import describe_environment, write_json
@@ -340,6 +400,12 @@ def run_study(path: str | Path, out: str | Path, opts, seed_blocks: bool | None 
 
     spec = load_study_file(path)
     path = "<study>" if isinstance(path, dict) else path
+    if lr_sweep is not None:
+        try:
+            spec = spec.model_copy(update={"lr_sweep": LrSweep(factors=lr_sweep)})
+        except ValidationError as e:
+            why = e.errors()[0]["msg"].removeprefix("Value error, ").removeprefix("lr_sweep.factors: ")
+            raise UserError(f"--lr-sweep: {why} (distinct positive factors including 1, e.g. 0.5,1,2)") from None
     blocks = spec.seed_blocks if seed_blocks is None else seed_blocks
     points = assign_seeds(plan_grid(spec, path), seed_blocks=blocks, first_seed=spec.first_seed, seeds=spec.seeds)
     data = opts.budget.data if opts.budget.data != "pystdlib" else spec.data
@@ -374,6 +440,8 @@ def run_study(path: str | Path, out: str | Path, opts, seed_blocks: bool | None 
             "grid": len(points),
             "seed_blocks": blocks,
             "seeds_by_architecture": seeds_by_group(points),
+            "lr_sweep": spec.lr_sweep.factors if spec.lr_sweep is not None else None,
+            "lr_transfers": {p.group: p.transfer for p in points if p.transfer is not None},
             "budget": spec.sizes.model_dump(mode="json"),
             "args": {**opts.to_args(), "storage": redact(opts.execution.storage)},
             "objectives": [{"name": "eval_loss", "direction": "minimize"}],

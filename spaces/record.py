@@ -57,6 +57,7 @@ PLAN_COLUMNS: dict[str, Any] = {
     "target_tokens": int,  # training tokens the trial was asked to reach
     "ladder_id": int,  # a ladder search's architecture (its trial number in the ladder study)
     "rung": int,  # the trial's rung in that ladder: 0 = the smallest size
+    "lr_factor": float,  # a study's lr sweep: this trial's lr / the transferred lr (1 = it); null without a sweep
 }
 TRANSFER_COLUMNS: dict[str, Any] = {  # derived from the architecture's parametrisation (`variants`)
     "parametrization_caveat": str,  # why its rules are not derived for this architecture; null when they are
@@ -190,6 +191,7 @@ def new_trial_row(
     group: str | None = None,
     planned: tuple[str, float] | None = None,
     ladder: tuple[int, int] | None = None,
+    lr_factor: float | None = None,
     status: TrialStatus = TrialStatus.RUNNING,
     error: str | None = None,
 ) -> dict[str, Any]:
@@ -214,6 +216,8 @@ def new_trial_row(
         row.update(planned_kind=planned[0], planned_size=float(planned[1]))
     if ladder is not None:
         row.update(ladder_id=int(ladder[0]), rung=int(ladder[1]))
+    if lr_factor is not None:
+        row.update(lr_factor=float(lr_factor))
     if arch is not None:
         row.update(arch.to_dict(), arch_id=arch.arch_id, label=arch.label)
     row.update({name: train.get(name, defaults[name]) for name in TRAIN_COLUMNS})

@@ -29,6 +29,7 @@ class GridPoint:
     # where a transferred lr came from (`study.transferred_lr`): search dir, trial, base lr and shapes;
     # recorded as the Optuna trial's user attributes. None when the lr was given.
     transfer: dict[str, Any] | None = None
+    lr_factor: float | None = None  # a study's lr sweep (`lr_sweep.factors`): this point's lr / the transferred lr
 
     def __getitem__(self, key: str) -> Any:  # point["tokens"], as plan_grid's dict rows read before
         return getattr(self, key)
@@ -63,6 +64,8 @@ class GridProposals(ProposalStrategy):
         trial.set_user_attr("grid_index", index)
         for key, value in (point.transfer or {}).items():
             trial.set_user_attr(key, value)
+        if point.lr_factor is not None:
+            trial.set_user_attr("lr_factor", point.lr_factor)
         return self._proposal(trial.number, point)
 
     def _proposal(self, number: int, point: GridPoint) -> Proposal:
@@ -76,6 +79,7 @@ class GridProposals(ProposalStrategy):
             target_tokens=point.tokens,
             group=point.group,
             planned=(point.size_kind, point.size),
+            lr_factor=point.lr_factor,
         )
 
     def state(self) -> dict[str, Any]:

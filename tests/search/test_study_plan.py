@@ -1,5 +1,6 @@
 """Scaling-study grids are planned (solved and counted) before anything runs; no Ray needed."""
 
+import numpy as np
 import pytest
 import yaml
 
@@ -80,18 +81,25 @@ def _fake_search(tmp_path, rows):
     return tmp_path
 
 
-def test_lr_from_search_transfers_the_best_seed_averaged_lr_with_the_base_shapes(tmp_path):
+def _u_runs(fields, optimum=4e-3, curvature=0.08, lrs=(1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2), seeds=(0, 1), noise=0.0):
+    """Runs of one architecture on a U in log lr with its minimum at `optimum` (seeded noise)."""
+    rng = np.random.default_rng(7)
+    return [
+        (fields, lr, 2.0 + curvature * np.log(lr / optimum) ** 2 + noise * rng.standard_normal(), seed)
+        for lr in lrs
+        for seed in seeds
+    ]
+
+
+def test_lr_from_search_transfers_the_fitted_optimum_with_the_base_shapes(tmp_path):
     mup = {**BASE, **ARCHS["b"], "parametrization": "mup", "d_model": 32, "d_ff": 96}
     other = {**mup, "ffn_activation": "gelu"}
     search = _fake_search(
         tmp_path,
         [
-            (mup, 1e-2, 2.0, 0),  # best single draw, but its seed replica is bad: mean 2.6
-            (mup, 1e-2, 3.2, 1),
-            (mup, 4e-3, 2.4, 0),  # best mean
-            (mup, 4e-3, 2.5, 1),
+            *_u_runs(mup, optimum=5e-3, lrs=(1e-3, 2.5e-3, 1e-2, 2.5e-2)),  # the optimum lies between the lrs tried
             (other, 2e-2, 1.0, 0),  # a different architecture: never used for "b"
-            ({**mup, "parametrization": "standard"}, 3e-2, 1.5, 0),  # a different parametrisation
+            *_u_runs({**mup, "parametrization": "standard"}, optimum=3e-2, lrs=(1e-2, 2e-2, 4e-2, 8e-2)),
         ],
     )
     spec = load_study_file(
@@ -106,14 +114,55 @@ def test_lr_from_search_transfers_the_best_seed_averaged_lr_with_the_base_shapes
     points = plan_grid(spec)
     assert len(points) == 2 and len({p.arch["d_model"] for p in points}) == 2
     for p in points:
-        assert p.train == {"lr": 4e-3, "batch_size": 8}
+        assert p.train["lr"] == pytest.approx(5e-3, rel=1e-6) and p.train["batch_size"] == 8
         assert p.arch["parametrization"] == "mup" and p.arch["base_d_model"] == 32  # the searched size
         # the base head_dim and d_ff travel with it: each size is measured from the searched shape
         assert p.arch["base_d_ff"] == 96 and p.arch["base_head_dim"] == 32 // BASE["n_heads"]
-        assert p.transfer["lr_from_search"] == str(search) and p.transfer["lr_seeds"] == 2
+        t = p.transfer
+        assert t["lr_from_search"] == str(search) and t["lr_source"] == "fit" and t["lr_seeds"] == 2
+        assert t["lr_distinct"] == 4 and t["lr_runs"] == 8 and t["lr_best_trial"] == 2.5e-3  # nearest tried
+        assert t["lr_lo"] == pytest.approx(5e-3, rel=1e-6) == pytest.approx(t["lr_hi"], rel=1e-6)  # no noise
+        assert p.lr_factor is None
     # standard: matched under its own parametrisation, used unchanged, no base shapes
     spec = load_study_file({**spec.model_dump(), "base": BASE})
-    assert {(p.train["lr"], p.arch["base_d_model"]) for p in plan_grid(spec)} == {(3e-2, None)}
+    assert {(round(p.train["lr"], 9), p.arch["base_d_model"]) for p in plan_grid(spec)} == {(3e-2, None)}
+
+
+def test_lr_from_search_refuses_an_unidentified_optimum_unless_the_study_sweeps_lr(tmp_path):
+    """Two learning rates (the best seed-averaged of them a noisy pick) identify no optimum: the study
+    is refused with what to run; with an lr sweep the best seed-averaged lr is used and checked."""
+    mup = {**BASE, **ARCHS["b"], "parametrization": "mup", "d_model": 32, "d_ff": 96}
+    search = _fake_search(
+        tmp_path,
+        [(mup, 1e-2, 2.0, 0), (mup, 1e-2, 3.2, 1), (mup, 4e-3, 2.4, 0), (mup, 4e-3, 2.5, 1)],
+    )
+    study = {
+        "base": {**BASE, "parametrization": "mup"},
+        "architectures": {"b": ARCHS["b"]},
+        "sizes": {"values": [2e4, 8e4]},
+        "tokens": [1000],
+        "train": {"lr": {"from_search": str(search)}},
+    }
+    with pytest.raises(UserError, match=r"lr.from_search: the search tried 2 learning rates for .*--lr-sweep 0.5,1,2"):
+        plan_grid(load_study_file(study))
+    points = plan_grid(load_study_file({**study, "lr_sweep": {"factors": [0.5, 1, 2]}}))
+    assert len(points) == 2 * 3
+    assert sorted((p.size, p.lr_factor, p.train["lr"]) for p in points) == sorted(
+        (s, f, 4e-3 * f) for s in (2e4, 8e4) for f in (0.5, 1, 2)
+    )  # the best seed-averaged lr (mean 2.45 against 2.6), swept around at every size
+    assert points[0].transfer["lr_source"].startswith("best trial (the search tried 2 learning rates")
+
+
+def test_lr_sweeps_are_checked_and_run_every_size_at_every_factor(tmp_path):
+    study = {"base": BASE, "architectures": ARCHS, "sizes": {"values": [2e4]}, "tokens": [1000], "seeds": 2}
+    points = plan_grid(load_study_file({**study, "train": {"lr": 2e-3}, "lr_sweep": {"factors": [1, 3]}}))
+    assert len(points) == 2 * 2 * 2  # architectures x factors x seeds
+    assert {(p.group, p.lr_factor, p.train["lr"]) for p in points} == {(g, f, 2e-3 * f) for g in ARCHS for f in (1, 3)}
+    for factors, why in [([0.5, 2], "include 1"), ([1, 1, 2], "each factor once"), ([1], "at least 2")]:
+        p = tmp_path / f"s{len(why)}.yaml"
+        p.write_text(yaml.safe_dump({**study, "lr_sweep": {"factors": factors}}))
+        with pytest.raises(UserError, match=f"{p}: lr_sweep.*{why}"):
+            load_study_file(p)
 
 
 def test_lr_from_search_errors_name_the_problem(tmp_path):
@@ -236,3 +285,17 @@ def test_a_shaped_study_from_a_plain_search_drops_the_searchs_heads_and_depth(tm
     assert [p["arch"]["n_heads"] * 32 for p in points] == [p["arch"]["d_model"] for p in points]
     assert all(p["arch"]["n_kv_heads"] == p["arch"]["n_heads"] for p in points)  # MHA stays MHA, not kv = 4
     assert points[1]["arch"]["n_layers"] > points[0]["arch"]["n_layers"] > 2  # the search's depth 2 is not kept
+
+
+def test_lr_sweep_flag_errors_are_one_line_before_anything_runs(tmp_path):
+    from archscale.search.commands import _factors
+    from archscale.search.study import run_study
+
+    study = {"base": BASE, "architectures": ARCHS, "sizes": {"values": [2e4]}, "tokens": [1000]}
+    assert _factors("0.5, 1,2") == [0.5, 1.0, 2.0] and _factors(None) is None
+    with pytest.raises(UserError, match="--lr-sweep: give positive numbers separated by commas"):
+        _factors("half,1")
+    for factors, why in [([0.5, 2], "include 1"), ([-1, 1], "greater than 0")]:
+        with pytest.raises(UserError, match=f"--lr-sweep: .*{why}"):
+            run_study(study, tmp_path / "out", None, lr_sweep=factors)
+    assert not (tmp_path / "out").exists()
