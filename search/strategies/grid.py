@@ -26,7 +26,7 @@ class GridPoint:
     size_kind: str
     size: float
     train: dict[str, Any]
-    # where a transferred lr came from (`study.transferred_lr`): search dir, trial, base lr and shapes;
+    # where a transferred lr came from (`from_search.transferred_lr`): search dir, trial, base lr and shapes;
     # recorded as the Optuna trial's user attributes. None when the lr was given.
     transfer: dict[str, Any] | None = None
     lr_factor: float | None = None  # a study's lr sweep (`lr_sweep.factors`): this point's lr / the transferred lr

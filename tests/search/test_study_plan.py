@@ -235,7 +235,7 @@ def test_from_search_of_a_shaped_search_leaves_the_rules_dimensions_to_the_study
 
     import polars as pl
 
-    from archscale.search.study import top_architectures
+    from archscale.search.from_search import top_architectures
     from archscale.spaces.record import TrialStatus, new_trial_row, trial_schema
     from archscale.spaces.space import space_from_dict
 
