@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     # data: loading results, the cells comparisons are made in
     "load": "data.loaders", "load_trials": "data.loaders", "load_curves": "data.loaders", "load_run": "data.loaders",
     "open_study": "data.loaders", "length_losses": "data.loaders", "load_predictions": "data.predictions",
-    "completed": "data.runs", "series_column": "data.runs", "NoData": "data.runs",
+    "completed": "data.runs", "series_column": "data.runs", "NoData": "data.runs", "at_transferred_lr": "data.runs",
     "with_budget_cells": "data.cells", "at_equal_tokens": "data.cells", "comparable_trials": "data.cells",
     # laws: every law behind one registry, one fitted-law record
     "LAWS": "laws.registry", "Law": "laws.registry", "FittedLaw": "laws.fitted",
@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "axis_effects": "compare.effects", "parameter_importance": "compare.importance",
     "best_architectures": "compare.best", "learning_curves": "compare.best", "best_curves": "compare.best",
     "rank_configurations": "compare.rankings", "compare_to_best": "compare.rankings", "lr_sensitivity": "compare.lr",
-    "fit_lr_optimum": "compare.lr", "LrOptimum": "compare.lr",
+    "fit_lr_optimum": "compare.lr", "LrOptimum": "compare.lr", "lr_sweep_summary": "compare.lr",
     "holm": "compare.stats", "seeds_needed": "compare.stats", "seeds_needed_range": "compare.stats",
     "best_interval": "compare.rankings", "p_best": "compare.selection", "noise_model": "compare.noise",
     "ladder_p_best": "compare.ladder_verdicts", "ladder_differences": "compare.ladder_verdicts",

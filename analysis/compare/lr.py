@@ -145,3 +145,64 @@ def fit_lr_optimum(lrs: Sequence[float], losses: Sequence[float], *, level: floa
             f"tried ({tried}): the runs do not bracket it"
         )
     return LrOptimum(float(np.exp(theta)), float(np.exp(lo)), float(np.exp(hi)), distinct, n, level)
+
+
+def lr_sweep_summary(trials: pl.DataFrame, *, metric: str = "eval_loss", level: float = 0.95) -> pl.DataFrame:
+    """Was the study's lr (factor 1 of its ``lr_sweep``) the best at every size? One row per
+    ``(run, group, planned_size)`` of the swept completed runs.
+
+    ``best_factor`` is the factor of lowest seed-mean loss; ``diff`` = its mean loss minus factor
+    1's, paired by seed (a study's factors of one family share its seeds), with a t interval on the
+    seed pairs at ``level`` Bonferroni-corrected for the ``factors - 1`` comparisons the best was
+    picked from (the winner of several is selected: uncorrected it would look better than it is).
+    ``verdict``: "factor 1 is the best tried", "factor f is better (resolved)", "within noise", or
+    "one seed: no noise estimate; run 2 more seeds". ``optimum_factor`` (``lo``, ``hi``) is the
+    parabola's optimum over all the size's runs (``fit_lr_optimum``) relative to the study's lr --
+    the drift of the optimum with size is what a transfer rule must keep at 1 -- or null with
+    ``optimum_why``.
+    """
+    from scipy import stats
+
+    need = {"lr_factor", "lr", "group", "seed", "status", metric}
+    columns = {"run": pl.String, "group": pl.String, "planned_size": pl.Float64, "factors": pl.Int64,
+               "seeds": pl.Int64, "best_factor": pl.Float64, "loss_at_1": pl.Float64, "diff": pl.Float64,
+               "diff_lo": pl.Float64, "diff_hi": pl.Float64, "verdict": pl.String, "optimum_factor": pl.Float64,
+               "optimum_lo": pl.Float64, "optimum_hi": pl.Float64, "optimum_why": pl.String}  # fmt: skip
+    if not need <= set(trials.columns):
+        return pl.DataFrame(schema=columns)
+    swept = trials.filter(
+        (pl.col("status") == "completed") & pl.col("lr_factor").is_not_null() & pl.col(metric).is_finite()
+    )
+    for name, dtype in (("run", pl.String), ("planned_size", pl.Float64)):
+        if name not in swept.columns:
+            swept = swept.with_columns(pl.lit(None, dtype).alias(name))
+    rows = []
+    for (run, group, size), cell in swept.group_by("run", "group", "planned_size", maintain_order=True):
+        means = cell.group_by("lr_factor").agg(pl.col(metric).mean().alias("m")).sort("m")
+        best = float(means["lr_factor"][0])
+        at_1 = cell.filter(pl.col("lr_factor") == 1.0)
+        row = {"run": run, "group": group, "planned_size": size, "factors": means.height,
+               "seeds": int(cell["seed"].n_unique()), "best_factor": best,
+               "loss_at_1": float(at_1[metric].mean()) if at_1.height else None}  # fmt: skip
+        if not at_1.height:
+            row["verdict"] = "factor 1 did not complete: nothing to compare"
+        elif best == 1.0:
+            row["verdict"] = "factor 1 is the best tried"
+        else:
+            pairs = cell.filter(pl.col("lr_factor") == best).join(at_1, on="seed", suffix="_1")
+            d = (pairs[metric] - pairs[f"{metric}_1"]).to_numpy()
+            row["diff"] = float(d.mean()) if d.size else None
+            if d.size < 2:
+                row["verdict"] = "one seed: no noise estimate; run 2 more seeds"
+            else:
+                alpha = (1 - level) / max(means.height - 1, 1)
+                half = float(stats.t.ppf(1 - alpha / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+                row.update(diff_lo=row["diff"] - half, diff_hi=row["diff"] + half)
+                row["verdict"] = f"factor {best:g} is better (resolved)" if row["diff_hi"] < 0 else "within noise"
+        fit = fit_lr_optimum(cell["lr_factor"].to_list(), cell[metric].to_list(), level=level)
+        if fit.identified:
+            row.update(optimum_factor=fit.lr, optimum_lo=fit.lo, optimum_hi=fit.hi)
+        else:
+            row["optimum_why"] = fit.why
+        rows.append(row)
+    return pl.DataFrame(rows, schema=columns).sort("run", "group", "planned_size", nulls_last=True)

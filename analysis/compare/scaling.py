@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
-from archscale.analysis.data.runs import NoData, Source, completed, series_column
+from archscale.analysis.data.runs import NoData, Source, at_transferred_lr, completed, series_column
 from archscale.analysis.laws.chinchilla import REMEDY, ChinchillaFit, design_problems
 from archscale.analysis.laws.groups import fit_groups, leave_largest_out, unit_keys
 from archscale.analysis.laws.inputs import FlopsModel, compute_budgets
@@ -302,7 +302,7 @@ def scaling_analysis(source: Source, *, bootstrap: int = 100, target: float | No
     """Power laws, Approach 3 and Approach 2 per family of a scaling study, at ``target`` compute
     (default: 10x the largest run's). ``source``: results directories or a trials frame; only
     completed runs with a ``group`` (a scaling study's family) count. Raises ``NoData`` without any."""
-    runs = completed(source).filter(pl.col("group").is_not_null())
+    runs = at_transferred_lr(completed(source).filter(pl.col("group").is_not_null()))
     if runs.height == 0:
         raise NoData("no scaling-study runs (trials with a 'group'); searches are summarised by the Pareto front")
     runs = series_column(runs)

@@ -34,6 +34,15 @@ def diverged_run(trials: pl.DataFrame) -> pl.Expr:
     return pl.coalesce(typed, text.fill_null(False))
 
 
+def at_transferred_lr(runs: pl.DataFrame) -> pl.DataFrame:
+    """The runs of a study's lr sweep (``lr_factor``) at the lr the study transferred or was given
+    (factor 1), and every run that was not swept: a scaling law is fitted at one lr rule, never over
+    the deliberately detuned points of the check (``compare.lr.lr_sweep_summary`` reads those)."""
+    if "lr_factor" not in runs.columns:
+        return runs
+    return runs.filter(pl.col("lr_factor").is_null() | (pl.col("lr_factor") == 1.0))
+
+
 def series_column(runs: pl.DataFrame) -> pl.DataFrame:
     """Add ``series``: the scaling-study ``group``, else the run name (one series per search)."""
     if "group" in runs.columns and runs["group"].drop_nulls().len():

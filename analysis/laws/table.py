@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from archscale.analysis.data.loaders import PathLike, load_trials
+from archscale.analysis.data.runs import at_transferred_lr
 from archscale.spaces.errors import UserError
 
 from .groups import leave_largest_out
@@ -70,7 +71,8 @@ def read_runs(path: PathLike, *, loss_col: str | None = None) -> tuple[pl.DataFr
             _fail(
                 f"{path}: no trials.parquet (is this a results directory? the search may not have finished a trial yet)"
             )
-        return load_trials(path, status="completed").collect(), loss_col or "eval_loss"
+        # an lr sweep's detuned points (lr_factor != 1) are a check, not points of the law
+        return at_transferred_lr(load_trials(path, status="completed").collect()), loss_col or "eval_loss"
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         _fail(f"{path}: unsupported input {suffix!r}; allowed: a results directory, .parquet, .csv")

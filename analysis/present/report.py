@@ -50,6 +50,7 @@ from .report_parts import (
     describe_run,
     figure,
     interval_notes,
+    lr_sweep_html,
     nodata,
     note_paragraph,
     refusals_list,
@@ -134,7 +135,7 @@ class _Report:
         s = self._scaling
         if isinstance(s, Exception):
             raise s
-        return "\n".join([self._power_laws(s), self._approach3(s), self._approach2(s)])
+        return "\n".join([self._power_laws(s), self._approach3(s), self._approach2(s), lr_sweep_html(self.done)])
 
     def _power_laws(self, s: ScalingAnalysis) -> str:
         note = (

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from archscale.analysis.compare.lr import lr_sweep_summary
 from archscale.analysis.data.loaders import redact_url
 from archscale.analysis.data.runs import NoData
 from archscale.spaces.record import REPEATED_DATA_EPOCHS
@@ -193,3 +194,33 @@ def run_summary(run: dict[str, Any]) -> str:
         body = "\n".join(f"<b>{html.escape(k)}</b>: {html.escape(one_line(v))}" for k, v in rest.items())
         out.append(f"<details><summary>Everything else in run.json</summary><pre>{body}</pre></details>")
     return "\n".join(out)
+
+
+def lr_sweep_html(done: pl.DataFrame) -> str:
+    """A study's lr sweep over the completed runs `done`: whether its lr (factor 1) was the best at
+    every size (empty without one)."""
+    sweep = lr_sweep_summary(done)
+    if sweep.height == 0:
+        return ""
+    beaten = [
+        f"{r['group']} at {r['planned_size']:,.0f} (factor {r['best_factor']:g})"
+        for r in sweep.iter_rows(named=True)
+        if r["verdict"].endswith("(resolved)")
+    ]
+    if beaten:
+        lead = (
+            f"The study's lr was beaten by a resolved margin at {len(beaten)} of {sweep.height} sizes: "
+            f"{', '.join(beaten)}; the laws above are fitted at factor 1, so there they understate that size."
+        )
+    else:
+        lead = f"No size's lr was beaten by a resolved margin ({sweep.height} sizes swept)."
+    optima = sweep["optimum_factor"].drop_nulls()
+    if optima.len():
+        lead += f" The fitted optimum lies at factors {optima.min():.3g}-{optima.max():.3g} of the study's lr."
+    note = (
+        "Every size was also trained at multiples of its lr (lr_sweep); the scaling fits above use factor 1 "
+        "only. diff: the best factor's loss minus factor 1's, paired by seed, its interval Bonferroni-corrected "
+        "for the factors it was picked from; optimum_factor: the parabola in log lr fitted to the size's runs "
+        f"(null, with why, where they do not identify it). {lead}"
+    )
+    return "<h3>Learning rate at every size</h3>" + note_paragraph(note) + html_table(sweep.drop("run"))
