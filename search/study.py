@@ -14,18 +14,21 @@ A study file (YAML; see docs/guide.md):
     train: {lr: 3.0e-3, batch_size: 16}   # or lr: {from_search: results/search}, transferred (below)
     seeds: 1
     seed_blocks: true                   # every architecture of a grid point on the same seeds (search/seed_blocks.py)
+    lr_sweep: {factors: [0.5, 1, 2]}    # optional: every grid point also at these multiples of its lr
 
 Each grid point is one Optuna trial (no sampled parameters; the architecture and `group` are its
 user attributes), so trial ids match between trials.parquet and the study, as for searches.
 
 Learning-rate transfer: `train: {lr: {from_search: DIR}}` (in the study's `train`, or one
-architecture's) takes, from the finished search in DIR, the completed trial of the same
-architecture (every field but the sizes: d_model, d_ff, n_layers, head_dim and the base shapes)
-and the same parametrisation with the lowest seed-averaged eval loss, and uses its lr at every
-size with the base shapes set to that trial's (`base_d_model`, `base_head_dim`, `base_d_ff`, and `base_n_layers` under
-completep). Under mup / completep that is the transfer: the optimizer scales each group's lr from
-the base shapes (`archscale.spaces.transfer.PARAMETER_ROLES`). Under standard there is no rule and
-the lr is used unchanged at every size (the shared-rate problem; docs/transfer.md).
+architecture's) takes, from the finished search in DIR, the runs of the same architecture (every
+field but the sizes: d_model, d_ff, n_layers, head_dim and the base shapes) and parametrisation,
+and uses the optimum of a parabola in log lr fitted to them (`from_search.transferred_lr`) at every
+size, with the base shapes set to the best trial's (`base_d_model`, `base_head_dim`, `base_d_ff`,
+and `base_n_layers` under completep). Where the runs do not identify an optimum the study is
+refused, unless it sweeps lr (`lr_sweep: {factors: [0.5, 1, 2]}`: every grid point also at those
+multiples of its lr, `lr_factor` recorded per trial). Under mup / completep the optimizer scales
+each group's lr from the base shapes (`archscale.spaces.transfer.PARAMETER_ROLES`). Under standard
+there is no rule and the lr is used unchanged at every size (the shared-rate problem; docs/transfer.md).
 """
 
 from __future__ import annotations
