@@ -55,6 +55,9 @@ if rank == 0:
     with open(os.path.join(out, "losses.json"), "w") as f:
         json.dump({"losses": losses, "tokens": summary["tokens"], "compute": summary["compute"]}, f)
 if world > 1:
+    # every rank finishes before any tears down: a peer that exits while another rank's gloo work is
+    # still in flight makes that rank's transport thread abort ("terminate called ...", SIGABRT)
+    dist.barrier()
     dist.destroy_process_group()
 """
 
@@ -79,14 +82,14 @@ def _run(world: int, out: Path, kill_at: int = -1, resume: str = "", shard: str 
         for rank in range(world)
     ]
     codes = []
-    for p in procs:
+    for rank, p in enumerate(procs):
         try:
             _, err = p.communicate(timeout=300)
         except subprocess.TimeoutExpired:
             p.kill()
             _, err = p.communicate()
         if p.returncode != 0 and kill_at < 0:
-            pytest.fail(f"worker failed ({p.returncode}):\n{err[-3000:]}")
+            pytest.fail(f"worker {rank} of {world} failed ({p.returncode}):\n{err[-3000:]}")
         codes.append(p.returncode)
     return codes
 
